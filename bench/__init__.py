@@ -1,0 +1,1 @@
+"""sluiceway's benchmark suite: each module measures us against the peers a user would otherwise pick."""

@@ -1,0 +1,152 @@
+"""Type stubs for sluiceway's Rust core (`sluiceway._core`).
+
+Every time-dependent method takes an optional ``now``: seconds on any monotonic
+scale. Without it the structure reads CLOCK_MONOTONIC, the clock behind
+``time.monotonic()``, so explicit and defaulted calls can be mixed.
+"""
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, final
+
+__version__: Final[str]
+
+class SluicewayError(Exception):
+    """Base class of every error sluiceway raises on purpose."""
+
+class QueueFull(SluicewayError):
+    """Raised by a bounded queue's push when it already holds ``maxsize`` items."""
+
+class QueueEmpty(SluicewayError):
+    """Raised by ``pop()`` on an empty queue."""
+
+@final
+class PriorityQueue:
+    """A multi-level FIFO queue of arbitrary Python objects; level 0 is served first.
+
+    ``starvation_limit`` (0 = off): after that many consecutive pops served from a
+    higher level while a lower level waits, the next pop serves the highest waiting
+    level that was passed over, so no item is held back forever.
+    """
+
+    def __init__(self, levels: int = 3, maxsize: int = 0, starvation_limit: int = 0) -> None: ...
+    @property
+    def levels(self) -> int: ...
+    @property
+    def maxsize(self) -> int: ...
+    def push(self, item: Any, priority: int = 1) -> None:
+        """Append ``item`` at ``priority``; ``ValueError`` outside ``range(levels)``, ``QueueFull`` at maxsize."""
+    def push_many(self, items: Iterable[Any], priority: int = 1) -> None:
+        """Append all ``items`` at ``priority``, all or none (``QueueFull`` if they do not all fit)."""
+    def pop(self) -> Any:
+        """Remove and return the next item: highest level first, FIFO within a level; ``QueueEmpty`` when empty."""
+    def pop_many(self, n: int) -> list[Any]:
+        """Remove and return up to ``n`` items in ``pop()`` order; ``[]`` when empty."""
+    def depths(self) -> list[int]:
+        """Items waiting per level."""
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    def __bool__(self) -> bool: ...
+
+@final
+class ByteLRU:
+    """A least-recently-used cache of ``str`` keys to ``bytes`` values under an exact byte budget.
+
+    An entry costs ``len(key.encode()) + len(value) + sum(len(tag.encode()) for tag in tags)
+    + ByteLRU.ENTRY_OVERHEAD`` bytes; ``bytes_used`` is the sum over live entries and
+    never exceeds ``max_bytes``.
+    """
+
+    ENTRY_OVERHEAD: Final[int]
+
+    def __init__(self, max_bytes: int, default_ttl: float | None = None) -> None: ...
+    @property
+    def max_bytes(self) -> int: ...
+    @property
+    def bytes_used(self) -> int: ...
+    def set(
+        self,
+        key: str,
+        value: bytes,
+        ttl: float | None = None,
+        stale_ttl: float = 0.0,
+        tags: Sequence[str] = (),
+        now: float | None = None,
+    ) -> None:
+        """Store ``value``: fresh for ``ttl`` (default ``default_ttl``; ``None`` = forever), then stale for ``stale_ttl``."""
+    def get(self, key: str, now: float | None = None) -> bytes | None:
+        """The value if present and fresh, else ``None``."""
+    def lookup(self, key: str, now: float | None = None) -> tuple[bytes, bool] | None:
+        """``(value, stale)`` for a fresh or stale entry, ``None`` when absent or past its stale window."""
+    def invalidate(self, key: str) -> bool: ...
+    def invalidate_tag(self, tag: str) -> int:
+        """Drop every entry carrying ``tag``; returns how many."""
+    def tagged(self, tag: str) -> list[str]:
+        """Keys of the entries carrying ``tag``."""
+    def purge_expired(self, now: float | None = None) -> int:
+        """Drop entries past their stale window; returns how many."""
+    def clear(self) -> None: ...
+    def stats(self) -> dict[str, int]:
+        """hits, misses, stale_hits, evictions, expirations, entries, bytes_used, max_bytes."""
+    def __len__(self) -> int: ...
+    def __contains__(self, key: object) -> bool: ...
+
+@final
+class TokenBucket:
+    """Refills ``rate`` tokens per second up to ``burst``; starts full."""
+
+    def __init__(self, rate: float, burst: float, now: float | None = None) -> None: ...
+    @property
+    def rate(self) -> float: ...
+    @property
+    def burst(self) -> float: ...
+    def try_acquire(self, n: float = 1.0, now: float | None = None) -> bool: ...
+    def time_until(self, n: float = 1.0, now: float | None = None) -> float:
+        """Seconds until ``n`` tokens are available (0.0 now); ``ValueError`` if ``n > burst``."""
+    def tokens(self, now: float | None = None) -> float: ...
+    def set_rate(self, rate: float, now: float | None = None) -> None:
+        """Change the refill rate (adaptive throttling); tokens accrued so far are kept."""
+
+@final
+class WindowLimiter:
+    """Never more than ``limit`` acquisitions in any interval of length ``window`` seconds (exact sliding log)."""
+
+    def __init__(self, limit: int, window: float) -> None: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def window(self) -> float: ...
+    def try_acquire(self, n: int = 1, now: float | None = None) -> bool: ...
+    def time_until(self, n: int = 1, now: float | None = None) -> float:
+        """Seconds until ``n`` acquisitions would be admitted; ``ValueError`` if ``n > limit``."""
+    def tokens(self, now: float | None = None) -> float:
+        """Acquisitions admitted right now."""
+    def set_limit(self, limit: int) -> None:
+        """Change the limit (adaptive throttling); past acquisitions still count."""
+
+@final
+class RateLimiter:
+    """All of ``limiters`` at once: admits only when every one admits, and then consumes from all."""
+
+    def __init__(self, limiters: Sequence[TokenBucket | WindowLimiter]) -> None: ...
+    @classmethod
+    def per(cls, second: int | None = None, minute: int | None = None, hour: int | None = None) -> RateLimiter:
+        """Exact sliding windows of 1 s, 60 s and 3600 s for the limits given."""
+    @property
+    def limiters(self) -> list[TokenBucket | WindowLimiter]: ...
+    def try_acquire(self, n: int = 1, now: float | None = None) -> bool: ...
+    def time_until(self, n: int = 1, now: float | None = None) -> float: ...
+
+@final
+class KeyedLimiter:
+    """One exact ``limit``-per-``window`` sliding window per key, at most ``max_keys`` keys held."""
+
+    def __init__(self, limit: int, window: float, max_keys: int = 100_000) -> None: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def window(self) -> float: ...
+    @property
+    def max_keys(self) -> int: ...
+    def try_acquire(self, key: str, n: int = 1, now: float | None = None) -> bool: ...
+    def time_until(self, key: str, n: int = 1, now: float | None = None) -> float: ...
+    def __len__(self) -> int: ...

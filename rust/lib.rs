@@ -1,0 +1,24 @@
+//! sluiceway's Rust core: the hot data structures of the engine.
+//!
+//! Each structure keeps its algorithm in a pure-Rust module (no pyo3, tested by
+//! `cargo test`) and its Python binding in a `py.rs` beside it. This file is the
+//! one `#[pymodule]` and only lists what Python sees.
+
+pub mod clock;
+pub mod errors;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+mod _core {
+    #[pymodule_export]
+    use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        Ok(())
+    }
+}
