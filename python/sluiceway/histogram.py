@@ -72,6 +72,21 @@ class LatencyHistogram:
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
 
+    def subtract(self, other: LatencyHistogram) -> None:
+        """Remove ``other``'s counts, which must have been merged in before (sliding windows).
+
+        ``min`` and ``max`` cannot be subtracted and are left as they were.
+        """
+        for index, n in other.buckets.items():
+            left = self.buckets[index] - n
+            if left:
+                self.buckets[index] = left
+            else:
+                del self.buckets[index]
+        self.zeros -= other.zeros
+        self.count -= other.count
+        self.sum = self.sum - other.sum if self.count else 0.0
+
     def quantile(self, q: float) -> float:
         """The ``q``-quantile (0 <= q <= 1) within ``RELATIVE_ERROR``; 0.0 when empty."""
         if not 0.0 <= q <= 1.0:
