@@ -93,6 +93,8 @@ class LatencyHistogram:
             raise ValueError(f"a quantile must be within [0, 1], got {q!r}")
         if self.count == 0:
             return 0.0
+        if q == 1.0:
+            return self.max  # the extremes are known exactly
         rank = q * (self.count - 1)
         seen = self.zeros
         if rank < seen:
@@ -106,6 +108,7 @@ class LatencyHistogram:
 
     @property
     def mean(self) -> float:
+        """The exact mean of the recorded values; 0.0 when empty."""
         return self.sum / self.count if self.count else 0.0
 
     def to_wire(self) -> tuple[list[tuple[int, int]], int, int, float, float, float]:

@@ -1,7 +1,11 @@
 """Anomaly detection: per-metric EWMA mean and variance, samples beyond ``sigma`` σ flagged.
 
-After ``warmup`` samples, a sample farther than ``sigma`` standard deviations from the
-exponentially weighted mean of the samples before it is an anomaly. The baseline then
+The first ``warmup`` samples seed the baseline with their plain mean and variance
+(Welford). After that, a sample farther than ``sigma`` standard deviations from the
+exponentially weighted mean of the samples before it is an anomaly. The variance
+moves ``VARIANCE_ALPHA_RATIO`` times slower than the mean: a variance estimate needs
+more samples to settle than a mean, and a jumpy one shrinks in calm stretches and
+then flags ordinary noise. The baseline then
 learns from the sample *clipped* to ``mean ± sigma·σ`` (winsorised), so a single spike
 does not inflate the variance enough to hide the next one, while a lasting level shift
 still widens the band step by step until it becomes the new normal.
@@ -18,6 +22,8 @@ import msgspec
 
 #: A deviation smaller than this fraction of the mean is never an anomaly (flat series, float noise).
 MIN_RELATIVE_STD = 0.01
+#: The variance's EWMA weight relative to the mean's (slower = steadier band).
+VARIANCE_ALPHA_RATIO = 0.4
 #: Recent anomalies kept for the report.
 RECENT_ANOMALIES_KEPT = 100
 
@@ -34,12 +40,13 @@ class Anomaly(msgspec.Struct, kw_only=True):
 
 
 class EwmaBaseline:
-    """Exponentially weighted mean and variance of one metric (West's incremental form)."""
+    """Mean and variance of one metric: plain (Welford) for ``warmup`` samples, then EWMA."""
 
-    __slots__ = ("alpha", "count", "mean", "variance")
+    __slots__ = ("alpha", "count", "mean", "variance", "warmup")
 
-    def __init__(self, alpha: float) -> None:
+    def __init__(self, alpha: float, warmup: int) -> None:
         self.alpha = alpha
+        self.warmup = warmup
         self.count = 0
         self.mean = 0.0
         self.variance = 0.0
@@ -49,14 +56,16 @@ class EwmaBaseline:
         return math.sqrt(self.variance)
 
     def update(self, value: float) -> None:
-        if self.count == 0:
-            self.mean = value
-        else:
-            diff = value - self.mean
-            increment = self.alpha * diff
-            self.mean += increment
-            self.variance = (1.0 - self.alpha) * (self.variance + diff * increment)
+        diff = value - self.mean
+        if self.count < self.warmup:
+            self.count += 1
+            self.mean += diff / self.count
+            self.variance += (diff * (value - self.mean) - self.variance) / self.count
+            return
         self.count += 1
+        self.mean += self.alpha * diff
+        variance_alpha = self.alpha * VARIANCE_ALPHA_RATIO
+        self.variance = (1.0 - variance_alpha) * (self.variance + variance_alpha * diff * diff)
 
 
 class AnomalyDetector:
@@ -64,7 +73,7 @@ class AnomalyDetector:
 
     Example::
 
-        detector = AnomalyDetector(sigma=2.5, alpha=0.1, warmup=20, clock=clock)
+        detector = AnomalyDetector(sigma=2.5, alpha=0.05, warmup=30, clock=clock)
         for value in series:
             if (anomaly := detector.observe("throughput", value)) is not None:
                 print(anomaly.score)
@@ -76,7 +85,7 @@ class AnomalyDetector:
     """
 
     def __init__(
-        self, sigma: float = 2.5, alpha: float = 0.1, warmup: int = 20, clock: Callable[[], float] = time.monotonic
+        self, sigma: float = 2.5, alpha: float = 0.05, warmup: int = 30, clock: Callable[[], float] = time.monotonic
     ) -> None:
         if not sigma > 0:
             raise ValueError(f"sigma must be > 0, got {sigma!r}")
@@ -95,7 +104,7 @@ class AnomalyDetector:
             raise ValueError(f"{metric}: an observed value must be finite, got {value!r}")
         baseline = self._baselines.get(metric)
         if baseline is None:
-            baseline = self._baselines[metric] = EwmaBaseline(self._alpha)
+            baseline = self._baselines[metric] = EwmaBaseline(self._alpha, self._warmup)
         anomaly = None
         learned = value
         if baseline.count >= self._warmup:

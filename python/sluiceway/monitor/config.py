@@ -150,10 +150,10 @@ class MonitorConfig(msgspec.Struct, frozen=True, kw_only=True):
     enable_anomaly_detection: bool = True
     #: A sample this many standard deviations from its metric's EWMA mean is an anomaly.
     anomaly_sigma: float = 2.5
-    #: Weight of the newest sample in the EWMA mean and variance.
-    anomaly_alpha: float = 0.1
+    #: Weight of the newest sample in the EWMA mean (the variance moves 0.4 times as fast).
+    anomaly_alpha: float = 0.05
     #: Samples a metric needs before it can be flagged.
-    anomaly_warmup: int = 20
+    anomaly_warmup: int = 30
     #: Lets the monitor act: scale workers and profile on critical latency.
     auto_optimize_enabled: bool = True
     autoscale: AutoscaleConfig = msgspec.field(default_factory=AutoscaleConfig)
