@@ -14,7 +14,8 @@ buckets stay few (about 1,400 cover 1 µs to 1 hour at 1%).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
 
 #: Guaranteed bound on |reported - true| / true for any quantile of positive values.
 RELATIVE_ERROR = 0.01
@@ -116,9 +117,9 @@ class LatencyHistogram:
         return list(self.buckets.items()), self.zeros, self.count, self.sum, self.min, self.max
 
     @classmethod
-    def from_wire(cls, wire: Iterable[object]) -> LatencyHistogram:
+    def from_wire(cls, wire: Sequence[Any]) -> LatencyHistogram:
         """Rebuild a histogram from ``to_wire()``'s output."""
-        buckets, zeros, count, total, low, high = wire  # type: ignore[misc]
+        buckets, zeros, count, total, low, high = wire
         h = cls()
         h.buckets = {int(i): int(n) for i, n in buckets}
         h.zeros, h.count, h.sum, h.min, h.max = int(zeros), int(count), float(total), float(low), float(high)

@@ -166,7 +166,7 @@ def build_app(state: ExpositionState) -> web.Application:
         await web.TCPSite(runner, "127.0.0.1", 9464).start()
     """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(state))  # type: ignore[arg-type]
+    registry.register(SnapshotCollector(state))
     encoder = msgspec.json.Encoder()
 
     async def metrics(_: web.Request) -> web.Response:

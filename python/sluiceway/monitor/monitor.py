@@ -172,9 +172,9 @@ class PerformanceMonitor(EngineHooks):
             raise ValueError(f"metric name must match {_METRIC_NAME.pattern}, got {name!r}")
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"metric {name!r} needs a finite number, got {value!r}")
-        for key in labels:
-            if not _METRIC_NAME.fullmatch(key):
-                raise ValueError(f"label name must match {_METRIC_NAME.pattern}, got {key!r}")
+        for label in labels:
+            if not _METRIC_NAME.fullmatch(label):
+                raise ValueError(f"label name must match {_METRIC_NAME.pattern}, got {label!r}")
         key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
         self._custom[key] = CustomMetric(name=name, value=float(value), labels=dict(key[1]))
 

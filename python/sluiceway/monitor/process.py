@@ -140,10 +140,8 @@ async def serve(sock: socket.socket) -> None:
     sampler = ResourceSampler(hello.supervisor_pid)
     runner = web.AppRunner(build_app(state), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.http_host, config.http_port)
-    await site.start()
-    server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
-    port = server.sockets[0].getsockname()[1] if server is not None and server.sockets else config.http_port
+    await web.TCPSite(runner, config.http_host, config.http_port).start()
+    port = runner.addresses[0][1]  # the real port when http_port is 0
     host = f"[{config.http_host}]" if ":" in config.http_host else config.http_host
     writer.write(encode(Ready(url=f"http://{host}:{port}")))
     worker_pids: list[int] = []

@@ -70,6 +70,8 @@ def sample_stacks(seconds: float, thread_id: int | None = None, interval: float 
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
     target = threading.main_thread().ident if thread_id is None else thread_id
+    if target is None:
+        raise ValueError("the thread to sample has not started")
     own: collections.Counter[tuple[str, str, int]] = collections.Counter()
     total: collections.Counter[tuple[str, str, int]] = collections.Counter()
     samples = 0
