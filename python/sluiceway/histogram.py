@@ -24,6 +24,10 @@ MIN_VALUE = 1e-9
 
 _GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
 _LOG_GAMMA = math.log(_GAMMA)
+_INV_LOG_GAMMA = 1.0 / _LOG_GAMMA
+_INF = math.inf
+_ceil = math.ceil
+_log = math.log
 
 
 class LatencyHistogram:
@@ -49,7 +53,15 @@ class LatencyHistogram:
 
     def record(self, value: float) -> None:
         """Count one value; ``ValueError`` for a negative or non-finite one."""
-        if not value >= 0.0 or value == math.inf:
+        # The hot path of every latency recorded: one comparison chain (NaN fails it),
+        # module-level aliases instead of attribute lookups.
+        if MIN_VALUE < value < _INF:
+            index = _ceil(_log(value) * _INV_LOG_GAMMA)
+            buckets = self.buckets
+            buckets[index] = buckets.get(index, 0) + 1
+        elif 0.0 <= value <= MIN_VALUE:
+            self.zeros += 1
+        else:
             raise ValueError(f"a latency must be a finite non-negative number, got {value!r}")
         self.count += 1
         self.sum += value
@@ -57,11 +69,6 @@ class LatencyHistogram:
             self.min = value
         if value > self.max:
             self.max = value
-        if value <= MIN_VALUE:
-            self.zeros += 1
-            return
-        index = math.ceil(math.log(value) / _LOG_GAMMA)
-        self.buckets[index] = self.buckets.get(index, 0) + 1
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add ``other``'s counts to this histogram."""

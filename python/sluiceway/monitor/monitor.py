@@ -159,7 +159,7 @@ class PerformanceMonitor(EngineHooks):
         """Count one handled message: ``latency`` in seconds; ``ValueError`` if negative or not finite."""
         histogram = self._histogram
         histogram.record(latency)
-        if latency >= histogram.max:
+        if latency == histogram.max:
             self._slowest_id = message_id
         if success:
             self._ok += 1
