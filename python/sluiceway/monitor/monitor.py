@@ -61,6 +61,8 @@ class EngineFigures(msgspec.Struct, kw_only=True, frozen=True):
     dead_lettered: int
     in_flight: int
     queue_depths: list[int]
+    #: Everything waiting: the queue plus messages parked behind an ordering key or a retry backoff.
+    backlog: int
     workers: int
 
 
@@ -83,12 +85,15 @@ def engine_figures(stats: Any) -> EngineFigures:
     if isinstance(workers, (list, tuple, dict)):
         workers = len(workers)
     failed = _get(stats, "failed_attempts")
+    queue_depths = [int(d) for d in (depths or [])]
+    queued = _get(stats, "queued")
     return EngineFigures(
         completed=int(_get(stats, "completed") or 0),
         failed=int((failed if failed is not None else _get(stats, "failed")) or 0),
         dead_lettered=int(_get(stats, "dead_lettered") or 0),
         in_flight=int(_get(stats, "in_flight") or 0),
-        queue_depths=[int(d) for d in (depths or [])],
+        queue_depths=queue_depths,
+        backlog=int(queued) if queued is not None else sum(queue_depths),
         workers=int(workers or 0),
     )
 
@@ -311,7 +316,7 @@ class PerformanceMonitor(EngineHooks):
             "error_rate_percent": 100.0 * failed / (ok + failed) if ok + failed else 0.0,
         }
         if self._engine_now is not None:
-            points["queue_depth"] = float(sum(self._engine_now.queue_depths))
+            points["queue_depth"] = float(self._engine_now.backlog)
             points["in_flight"] = float(self._engine_now.in_flight)
             points["workers"] = float(self._engine_now.workers)
         if self._resources is not None:
@@ -346,7 +351,7 @@ class PerformanceMonitor(EngineHooks):
             ScalingInputs(
                 now=now,
                 workers=figures.workers,
-                backlog=sum(figures.queue_depths),
+                backlog=figures.backlog,
                 in_flight=figures.in_flight,
                 concurrency=int(getattr(engine.config, "worker_concurrency", 1) or 1),
                 latency_p95=self._points["latency_p95"] if self._windows[0].histogram.count else None,
