@@ -119,3 +119,23 @@ def test_latency_buckets_are_cumulative_and_exact_up_to_relative_error() -> None
     for bound in LATENCY_BUCKETS:
         assert buckets[repr(bound)] == sum(1 for v in values if v <= bound * 1.01)
     assert buckets["+Inf"] == len(values)
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    """A monitor asked for a port that is taken fails to start with an error naming the address."""
+
+    async def scenario() -> None:
+        async with PerformanceMonitor(config()) as first:
+            assert first.http_url is not None
+            port = int(first.http_url.rsplit(":", 1)[1])
+            second = PerformanceMonitor(MonitorConfig(http_port=port))
+            try:
+                await second.start()
+            except RuntimeError as error:
+                assert f"127.0.0.1:{port}" in str(error)
+            else:
+                raise AssertionError("a second monitor started on a port already in use")
+            finally:
+                await second.stop()
+
+    asyncio.run(scenario())

@@ -228,8 +228,9 @@ class PerformanceMonitor(EngineHooks):
             return
         self._loop_task = asyncio.get_running_loop().create_task(self._run())
         if self.config.monitor_process:
-            self._process = MonitorProcess(self.config, self._on_sample)
-            self.http_url = await self._process.start(os.getpid())
+            process = MonitorProcess(self.config, self._on_sample)
+            self.http_url = await process.start(os.getpid())
+            self._process = process
             log.info("monitor serving %s", self.http_url)
 
     async def stop(self) -> None:

@@ -80,6 +80,10 @@ class MonitorProcess:
         self._writer.write(encode(Hello(config=self._config, supervisor_pid=supervisor_pid)))
         try:
             ready = from_monitor_decoder.decode(await asyncio.wait_for(read_frame(reader), START_TIMEOUT))
+        except asyncio.IncompleteReadError:
+            await self.stop()
+            address = f"{self._config.http_host}:{self._config.http_port}"
+            raise RuntimeError(f"the monitor process exited while starting (is {address} free?); see its stderr") from None
         except BaseException:
             await self.stop()
             raise
