@@ -133,7 +133,7 @@ class AutoscalePolicy:
                     else f"p95 latency {sample.latency_p95:.3f}s at warning {self.latency_warning:g}s with {sample.backlog} queued"
                 )
                 cpu = "unknown" if sample.cpu_percent is None else f"{sample.cpu_percent:.0f}%"
-                return self._change(now, workers, target, f"{why} for {now - self._pressure_since:.0f}s, CPU {cpu}")
+                return self._change(now, workers, target, f"{why} for {now - self._pressure_since:.1f}s, CPU {cpu}")
             return None
         self._pressure_since = None
 
@@ -150,7 +150,7 @@ class AutoscalePolicy:
                     now,
                     workers,
                     workers - 1,
-                    f"idle for {now - self._idle_since:.0f}s (nothing queued, {utilization:.0%} of handler slots busy)",
+                    f"idle for {now - self._idle_since:.1f}s (nothing queued, {utilization:.0%} of handler slots busy)",
                 )
         else:
             self._idle_since = None

@@ -147,6 +147,7 @@ class PerformanceMonitor(EngineHooks):
         self._scaling: deque[ScalingDecision] = deque(maxlen=SCALING_DECISIONS_KEPT)
         self._scaling_total = 0
         self._policy: AutoscalePolicy | None = None
+        self._scaling_task: asyncio.Task[Any] | None = None
         self._engine: EngineView | None = None
         self._resources: ResourceSample | None = None
         self._profile: Profile | None = None
@@ -262,11 +263,12 @@ class PerformanceMonitor(EngineHooks):
             delay = min(self._next_collect, self._next_check) - self._clock()
             await asyncio.sleep(max(0.0, min(delay, self.config.metric_collection_interval)))
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_failure)
+        return task
 
     def _on_sample(self, sample: ResourceSample) -> None:
         self._resources = sample
@@ -348,6 +350,8 @@ class PerformanceMonitor(EngineHooks):
         engine, policy, figures = self._engine, self._policy, self._engine_now
         if engine is None or policy is None or figures is None:
             return
+        if self._scaling_task is not None and not self._scaling_task.done():
+            return  # the worker count is moving: judge it once the change has landed
         decision = policy.decide(
             ScalingInputs(
                 now=now,
@@ -363,7 +367,9 @@ class PerformanceMonitor(EngineHooks):
             return
         log.info("scaling workers %d → %d: %s", decision.old, decision.new, decision.reason)
         self._remember_decision(decision)
-        self._spawn(engine.scale_to(decision.new))
+        self._scaling_task = self._spawn(engine.scale_to(decision.new))
+        # Cooldowns count from when the new workers are running, not from the request.
+        self._scaling_task.add_done_callback(lambda _: policy.note_change(self._clock()))
 
     def _remember_decision(self, decision: ScalingDecision) -> None:
         self._scaling.append(decision)
