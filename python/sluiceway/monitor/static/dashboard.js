@@ -35,6 +35,10 @@ function drawChart(canvas, seriesByName) {
     points.forEach((p, j) => (j ? ctx.lineTo(x(p[0]), y(p[1])) : ctx.moveTo(x(p[0]), y(p[1]))));
     if (points.length === 1) ctx.arc(x(points[0][0]), y(points[0][1]), 2, 0, 2 * Math.PI);
     ctx.stroke();
+    if (names.length > 1) {
+      ctx.fillStyle = ctx.strokeStyle;
+      ctx.fillText(name.replace(/^.*_/, ""), w - 40 * (names.length - i), 14);
+    }
   });
 }
 
