@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod errors;
+pub mod rate_limit;
 
 use pyo3::prelude::*;
 
@@ -13,6 +14,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
+    #[pymodule_export]
+    use crate::rate_limit::py::{PyKeyedLimiter, PyRateLimiter, PyTokenBucket, PyWindowLimiter};
 
     use pyo3::prelude::*;
 
