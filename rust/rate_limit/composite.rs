@@ -1,6 +1,8 @@
 //! Atomic composition: admit only when every limiter admits, then consume from
 //! all of them; otherwise consume from none.
 
+use std::ops::DerefMut;
+
 use super::{LimitError, Result};
 
 /// What a composite needs from each member. `admits` may refresh state (refill,
@@ -24,8 +26,13 @@ pub fn non_empty(len: usize) -> Result<()> {
     }
 }
 
-/// Take `n` from every member, or from none.
-pub fn try_acquire_all(members: &mut [&mut dyn Limit], n: u32, now: f64) -> Result<bool> {
+/// Take `n` from every member, or from none. `M` is anything that lends a
+/// limiter mutably (a `&mut` or a lock guard), so callers need not collect twice.
+pub fn try_acquire_all<M: DerefMut<Target = dyn Limit + 'static>>(
+    members: &mut [M],
+    n: u32,
+    now: f64,
+) -> Result<bool> {
     for m in members.iter() {
         m.check(n)?;
     }
@@ -40,7 +47,11 @@ pub fn try_acquire_all(members: &mut [&mut dyn Limit], n: u32, now: f64) -> Resu
 
 /// Seconds until every member admits `n`: the largest member wait, since each
 /// member, once ready, stays ready while nothing is consumed.
-pub fn time_until_all(members: &mut [&mut dyn Limit], n: u32, now: f64) -> Result<f64> {
+pub fn time_until_all<M: DerefMut<Target = dyn Limit + 'static>>(
+    members: &mut [M],
+    n: u32,
+    now: f64,
+) -> Result<f64> {
     for m in members.iter() {
         m.check(n)?;
     }
@@ -61,16 +72,23 @@ mod tests {
         let mut bucket = TokenBucket::new(1.0, 5.0, 0.0).unwrap();
         let mut window = WindowLimiter::new(2, 10.0).unwrap();
         for _ in 0..2 {
-            assert!(try_acquire_all(&mut [&mut bucket, &mut window], 1, 0.0).unwrap());
+            assert!(
+                try_acquire_all(&mut [&mut bucket as &mut dyn Limit, &mut window], 1, 0.0).unwrap()
+            );
         }
-        assert!(!try_acquire_all(&mut [&mut bucket, &mut window], 1, 0.0).unwrap());
+        assert!(
+            !try_acquire_all(&mut [&mut bucket as &mut dyn Limit, &mut window], 1, 0.0).unwrap()
+        );
         assert_eq!(
             bucket.tokens(0.0),
             3.0,
             "the refused call took nothing from the bucket"
         );
         assert!(
-            (time_until_all(&mut [&mut bucket, &mut window], 1, 0.0).unwrap() - 10.0).abs() < 1e-12
+            (time_until_all(&mut [&mut bucket as &mut dyn Limit, &mut window], 1, 0.0).unwrap()
+                - 10.0)
+                .abs()
+                < 1e-12
         );
     }
 
@@ -78,7 +96,9 @@ mod tests {
     fn a_request_one_member_can_never_admit_is_an_error() {
         let mut bucket = TokenBucket::new(1.0, 5.0, 0.0).unwrap();
         let mut window = WindowLimiter::new(2, 10.0).unwrap();
-        assert!(try_acquire_all(&mut [&mut bucket, &mut window], 3, 0.0).is_err());
+        assert!(
+            try_acquire_all(&mut [&mut bucket as &mut dyn Limit, &mut window], 3, 0.0).is_err()
+        );
         assert_eq!(bucket.tokens(0.0), 5.0);
         assert!(non_empty(0).is_err());
     }

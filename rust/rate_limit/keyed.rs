@@ -13,7 +13,7 @@ use std::hash::BuildHasher;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::window::WindowLog;
-use super::{count, positive, LimitError, Result};
+use super::{count, positive, request, Result};
 
 const NIL: u32 = u32::MAX;
 
@@ -94,15 +94,7 @@ impl KeyedLimiter {
     }
 
     fn check_n(&self, n: i64) -> Result<u32> {
-        let n = count("n", n, 1)?;
-        if n > self.limit {
-            return Err(LimitError::NeverAdmitted {
-                n: f64::from(n),
-                capacity_name: "limit",
-                capacity: f64::from(self.limit),
-            });
-        }
-        Ok(n)
+        request(n, self.limit)
     }
 
     fn advance(&mut self, now: f64) -> f64 {

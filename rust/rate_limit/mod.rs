@@ -108,6 +108,19 @@ pub fn count(name: &'static str, value: i64, min: i64) -> Result<u32> {
     })
 }
 
+/// `n` as a request a window of `limit` could admit: `1 <= n <= limit`.
+pub fn request(n: i64, limit: u32) -> Result<u32> {
+    let n = count("n", n, 1)?;
+    if n > limit {
+        return Err(LimitError::NeverAdmitted {
+            n: f64::from(n),
+            capacity_name: "limit",
+            capacity: f64::from(limit),
+        });
+    }
+    Ok(n)
+}
+
 /// `now` if finite.
 pub fn finite_time(now: f64) -> Result<f64> {
     if now.is_finite() {

@@ -233,8 +233,19 @@ enum Guard<'a> {
     Window(MutexGuard<'a, WindowLimiter>),
 }
 
-impl Guard<'_> {
-    fn limit(&mut self) -> &mut dyn Limit {
+impl std::ops::Deref for Guard<'_> {
+    type Target = dyn Limit;
+
+    fn deref(&self) -> &(dyn Limit + 'static) {
+        match self {
+            Self::Bucket(g) => &**g,
+            Self::Window(g) => &**g,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut (dyn Limit + 'static) {
         match self {
             Self::Bucket(g) => &mut **g,
             Self::Window(g) => &mut **g,
@@ -296,7 +307,7 @@ impl PyRateLimiter {
     }
 
     /// Lock every member in lock order and run `f` over them.
-    fn with_locked<R>(&self, f: impl FnOnce(&mut [&mut dyn Limit]) -> R) -> R {
+    fn with_locked<R>(&self, f: impl FnOnce(&mut [Guard<'_>]) -> R) -> R {
         let mut guards: Vec<Guard<'_>> = self
             .lock_order
             .iter()
@@ -305,8 +316,7 @@ impl PyRateLimiter {
                 Member::Window(w) => Guard::Window(w.get().state.lock()),
             })
             .collect();
-        let mut limits: Vec<&mut dyn Limit> = guards.iter_mut().map(Guard::limit).collect();
-        f(&mut limits)
+        f(&mut guards)
     }
 }
 

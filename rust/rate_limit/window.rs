@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 
 use super::composite::Limit;
-use super::{count, positive, settle_delay, LimitError, Result};
+use super::{count, positive, request, settle_delay, Result};
 
 #[derive(Debug, Clone, Copy)]
 struct Run {
@@ -114,15 +114,7 @@ impl WindowLimiter {
     }
 
     fn check_n(&self, n: i64) -> Result<u32> {
-        let n = count("n", n, 1)?;
-        if n > self.limit {
-            return Err(LimitError::NeverAdmitted {
-                n: f64::from(n),
-                capacity_name: "limit",
-                capacity: f64::from(self.limit),
-            });
-        }
-        Ok(n)
+        request(n, self.limit)
     }
 
     pub fn try_acquire(&mut self, n: i64, now: f64) -> Result<bool> {

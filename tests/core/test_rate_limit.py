@@ -474,3 +474,26 @@ def test_non_limiter_member_is_a_type_error() -> None:
     """Only TokenBucket and WindowLimiter can be composed."""
     with pytest.raises(TypeError, match=r"limiters\[1\]"):
         RateLimiter([WindowLimiter(1, 1.0), "nope"])  # type: ignore[list-item]
+
+
+def test_composites_sharing_members_admit_exactly_under_threads() -> None:
+    """Threads acquiring through composites that share members in opposite orders never deadlock or overshoot."""
+    import threading
+
+    first, second = WindowLimiter(3000, 60.0), TokenBucket(1e-9, 2500.0, now=0.0)
+    composites = [RateLimiter([first, second]), RateLimiter([second, first])]
+    admitted = [0] * 4
+
+    def worker(slot: int) -> None:
+        limiter = composites[slot % 2]
+        for _ in range(1000):
+            admitted[slot] += limiter.try_acquire(now=0.0)
+
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sum(admitted) == 2500
+    assert first.tokens(now=0.0) == 500
