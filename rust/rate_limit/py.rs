@@ -306,17 +306,23 @@ impl PyRateLimiter {
         })
     }
 
-    /// Lock every member in lock order and run `f` over them.
+    fn lock(&self, i: usize) -> Guard<'_> {
+        match &self.members[i] {
+            Member::Bucket(b) => Guard::Bucket(b.get().state.lock()),
+            Member::Window(w) => Guard::Window(w.get().state.lock()),
+        }
+    }
+
+    /// Lock every member in lock order and run `f` over them; up to three members
+    /// (the `per(second=, minute=, hour=)` case) need no heap allocation.
     fn with_locked<R>(&self, f: impl FnOnce(&mut [Guard<'_>]) -> R) -> R {
-        let mut guards: Vec<Guard<'_>> = self
-            .lock_order
-            .iter()
-            .map(|&i| match &self.members[i] {
-                Member::Bucket(b) => Guard::Bucket(b.get().state.lock()),
-                Member::Window(w) => Guard::Window(w.get().state.lock()),
-            })
-            .collect();
-        f(&mut guards)
+        // Array elements are evaluated left to right, so locks follow `lock_order`.
+        match *self.lock_order.as_slice() {
+            [a] => f(&mut [self.lock(a)]),
+            [a, b] => f(&mut [self.lock(a), self.lock(b)]),
+            [a, b, c] => f(&mut [self.lock(a), self.lock(b), self.lock(c)]),
+            _ => f(&mut self.lock_order.iter().map(|&i| self.lock(i)).collect::<Vec<_>>()),
+        }
     }
 }
 
