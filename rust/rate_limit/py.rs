@@ -40,9 +40,10 @@ fn resolve(now: Option<f64>) -> PyResult<f64> {
 /// would succeed, and acquiring at `now + time_until(n, now)` succeeds.
 /// `set_rate` first counts tokens at the old rate, so accrued tokens are kept.
 ///
-/// Time: `now` is seconds on any monotonic scale (default: `time.monotonic()`).
-/// A `now` earlier than the latest seen counts as the latest, so a clock step
-/// back never refunds tokens; waits are measured from the latest time seen.
+/// Time: `now` is seconds on any monotonic scale (default: `time.monotonic()`);
+/// keep to one scale per limiter (the constructor's `now` included). A `now`
+/// earlier than the latest seen counts as the latest, so a clock step back
+/// never refunds tokens; waits are measured from the latest time seen.
 ///
 /// Errors: `ValueError` for `rate`/`burst`/`n` not finite and > 0, for
 /// `n > burst` (a request that could never pass) and for a non-finite `now`.
@@ -114,7 +115,7 @@ impl PyTokenBucket {
 
     fn __repr__(&self) -> String {
         let b = self.state.lock();
-        format!("TokenBucket(rate={}, burst={})", b.rate(), b.burst())
+        format!("TokenBucket(rate={:?}, burst={:?})", b.rate(), b.burst())
     }
 }
 
@@ -201,7 +202,11 @@ impl PyWindowLimiter {
 
     fn __repr__(&self) -> String {
         let w = self.state.lock();
-        format!("WindowLimiter(limit={}, window={})", w.limit(), w.window())
+        format!(
+            "WindowLimiter(limit={}, window={:?})",
+            w.limit(),
+            w.window()
+        )
     }
 }
 
@@ -321,7 +326,11 @@ impl PyRateLimiter {
             [a] => f(&mut [self.lock(a)]),
             [a, b] => f(&mut [self.lock(a), self.lock(b)]),
             [a, b, c] => f(&mut [self.lock(a), self.lock(b), self.lock(c)]),
-            _ => f(&mut self.lock_order.iter().map(|&i| self.lock(i)).collect::<Vec<_>>()),
+            _ => f(&mut self
+                .lock_order
+                .iter()
+                .map(|&i| self.lock(i))
+                .collect::<Vec<_>>()),
         }
     }
 }
