@@ -520,7 +520,7 @@ impl PyKeyedLimiter {
     fn __repr__(&self) -> String {
         let k = self.state.lock();
         format!(
-            "KeyedLimiter(limit={}, window={}, max_keys={})",
+            "KeyedLimiter(limit={}, window={:?}, max_keys={})",
             k.limit(),
             k.window(),
             k.max_keys()

@@ -497,3 +497,11 @@ def test_composites_sharing_members_admit_exactly_under_threads() -> None:
     assert not any(thread.is_alive() for thread in threads)
     assert sum(admitted) == 2500
     assert first.tokens(now=0.0) == 500
+
+
+def test_reprs_show_the_configuration() -> None:
+    """Each limiter's repr is the constructor call that configures it."""
+    assert repr(TokenBucket(80, 10)) == "TokenBucket(rate=80.0, burst=10.0)"
+    assert repr(WindowLimiter(5, 2)) == "WindowLimiter(limit=5, window=2.0)"
+    assert repr(KeyedLimiter(1, 6, max_keys=10)) == "KeyedLimiter(limit=1, window=6.0, max_keys=10)"
+    assert repr(RateLimiter.per(second=3)) == "RateLimiter([WindowLimiter(limit=3, window=1.0)])"
