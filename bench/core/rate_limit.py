@@ -11,6 +11,8 @@ successful acquire, clock read included.
 * TokenBucket vs aiolimiter's ``AsyncLimiter.acquire()``, both driven from one
   coroutine inside a running event loop (aiolimiter only works there).
 * KeyedLimiter over 10,000 keys vs limits' moving window over the same identifiers.
+* KeyedLimiter memory per key held (RSS growth, one acquisition per key, keys
+  of 12 characters), a figure without a peer.
 
 Run alone with ``python -m bench.core.rate_limit`` (writes
 ``bench/results/core_rate_limit.json``) or with the rest of the core via
@@ -29,6 +31,8 @@ OURS_OPS = scaled(200_000)
 PEER_OPS = scaled(20_000)
 #: Distinct keys cycled through in the keyed case.
 KEYS = 10_000
+#: Keys held when measuring memory per key.
+MEMORY_KEYS = scaled(200_000)
 #: Targets from issue 2 (ours ÷ theirs).
 TARGET_PYRATE = 50.0
 TARGET_AIOLIMITER = 10.0
@@ -178,6 +182,27 @@ def run(report: Report) -> None:
         _limits_moving(PEER_OPS, KEYS),
         None,
     )
+    report.figure(f"KeyedLimiter bytes per key ({MEMORY_KEYS:,} keys)", _bytes_per_key(MEMORY_KEYS))
+
+
+def _bytes_per_key(keys: int) -> float:
+    """RSS growth per key of a KeyedLimiter holding ``keys`` keys with one acquisition each."""
+    import gc
+
+    import psutil
+
+    from sluiceway._core import KeyedLimiter
+
+    names = [f"+1555{i:08d}" for i in range(keys)]
+    gc.collect()
+    process = psutil.Process()
+    before = process.memory_info().rss
+    limiter = KeyedLimiter(1, 60.0, max_keys=keys)
+    for name in names:
+        limiter.try_acquire(name, now=0.0)
+    grown = process.memory_info().rss - before
+    assert len(limiter) == keys
+    return grown / keys
 
 
 def main() -> None:

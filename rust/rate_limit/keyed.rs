@@ -16,6 +16,8 @@ use super::window::WindowLog;
 use super::{count, positive, request, Result};
 
 const NIL: u32 = u32::MAX;
+/// Runs a new key's window has room for before its first growth.
+const INITIAL_RUNS: u32 = 2;
 
 #[derive(Debug)]
 struct Slot {
@@ -173,7 +175,8 @@ impl KeyedLimiter {
             return Ok(true);
         }
         // A new key: its empty window admits any n <= limit.
-        let mut log = WindowLog::default();
+        // Most keys see few acquisitions per window (a recipient, a sheet): start small.
+        let mut log = WindowLog::with_capacity(self.limit.min(INITIAL_RUNS) as usize);
         log.record(n, now);
         let slot = Slot {
             key: key.into(),

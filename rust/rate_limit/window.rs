@@ -25,6 +25,11 @@ pub struct WindowLog {
 }
 
 impl WindowLog {
+    /// An empty log with room for `runs` runs before it grows.
+    pub fn with_capacity(runs: usize) -> Self {
+        Self { runs: VecDeque::with_capacity(runs), total: 0 }
+    }
+
     /// Forget acquisitions that no longer count at `now`.
     pub fn prune(&mut self, window: f64, now: f64) {
         while let Some(front) = self.runs.front() {
