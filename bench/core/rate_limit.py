@@ -189,7 +189,7 @@ def _bytes_per_key(keys: int) -> float:
     """RSS growth per key of a KeyedLimiter holding ``keys`` keys with one acquisition each."""
     import gc
 
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     from sluiceway._core import KeyedLimiter
 
@@ -200,7 +200,7 @@ def _bytes_per_key(keys: int) -> float:
     limiter = KeyedLimiter(1, 60.0, max_keys=keys)
     for name in names:
         limiter.try_acquire(name, now=0.0)
-    grown = process.memory_info().rss - before
+    grown: int = process.memory_info().rss - before
     assert len(limiter) == keys
     return grown / keys
 

@@ -33,10 +33,14 @@ pub fn try_acquire_all<M: DerefMut<Target = dyn Limit + 'static>>(
     n: u32,
     now: f64,
 ) -> Result<bool> {
-    for m in members.iter() {
+    // One pass: a refusal does not stop the checks, so a request some member
+    // could never admit is an error whatever the others say. `admits` past a
+    // refusal only refreshes (refill, expiry), which no caller can observe.
+    let mut admitted = true;
+    for m in members.iter_mut() {
         m.check(n)?;
+        admitted &= m.admits(n, now);
     }
-    let admitted = members.iter_mut().all(|m| m.admits(n, now));
     if admitted {
         for m in members.iter_mut() {
             m.consume(n);
