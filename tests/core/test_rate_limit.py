@@ -93,6 +93,8 @@ class TokenBucketMachine(RuleBasedStateMachine):
         self.now = START
         self.bucket = TokenBucket(rate, burst, now=self.now)
         self.model = BucketModel(rate, burst, self.now)
+        #: (time, n) admitted since the rate last changed.
+        self.admitted: list[tuple[float, float]] = []
 
     @rule(dt=STEPS)
     def advance(self, dt: float) -> None:
@@ -109,6 +111,7 @@ class TokenBucketMachine(RuleBasedStateMachine):
         assert self.bucket.try_acquire(n, now=self.now - back) is expected
         if expected:
             self.model.consume(n)
+            self.admitted.append((self.model.last, n))
 
     @rule(n=st.sampled_from([0.5, 1.0, 2.0]))
     def wait_then_acquire(self, n: float) -> None:
@@ -125,6 +128,7 @@ class TokenBucketMachine(RuleBasedStateMachine):
         assert self.model.admits(n, self.now)
         assert self.bucket.try_acquire(n, now=self.now)
         self.model.consume(n)
+        self.admitted.append((self.now, n))
 
     @rule(rate=st.sampled_from([0.25, 2.0, 50.0]))
     def set_rate(self, rate: float) -> None:
@@ -133,6 +137,16 @@ class TokenBucketMachine(RuleBasedStateMachine):
         self.bucket.set_rate(rate, now=self.now)
         self.model.rate = rate
         assert self.bucket.rate == rate
+        self.admitted.clear()
+
+    @invariant()
+    def never_more_than_burst_plus_rate_times_elapsed(self) -> None:
+        """Over any interval [a, b] at one rate, at most burst + rate * (b - a) tokens were taken."""
+        for i, (start, _) in enumerate(self.admitted):
+            taken = 0.0
+            for end, n in self.admitted[i:]:
+                taken += n
+                assert taken <= self.model.burst + self.model.rate * (end - start) + 1e-9
 
     @invariant()
     def tokens_match_the_model(self) -> None:
