@@ -27,7 +27,10 @@ pub struct WindowLog {
 impl WindowLog {
     /// An empty log with room for `runs` runs before it grows.
     pub fn with_capacity(runs: usize) -> Self {
-        Self { runs: VecDeque::with_capacity(runs), total: 0 }
+        Self {
+            runs: VecDeque::with_capacity(runs),
+            total: 0,
+        }
     }
 
     /// Forget acquisitions that no longer count at `now`.
