@@ -49,7 +49,11 @@ pub struct Levels<T> {
 impl<T> Levels<T> {
     /// A queue with `levels` levels, at most `maxsize` items (0 = unbounded) and
     /// the anti-starvation rule after `starvation_limit` pass-overs (0 = off).
-    pub fn new(levels: usize, maxsize: usize, starvation_limit: usize) -> Result<Self, ConfigError> {
+    pub fn new(
+        levels: usize,
+        maxsize: usize,
+        starvation_limit: usize,
+    ) -> Result<Self, ConfigError> {
         if levels == 0 || levels > MAX_LEVELS {
             return Err(ConfigError::Levels);
         }
@@ -136,7 +140,12 @@ impl<T> Levels<T> {
         if self.nonempty == 0 {
             return None;
         }
-        let served = if self.overdue != 0 { self.overdue } else { self.nonempty }.trailing_zeros() as usize;
+        let served = if self.overdue != 0 {
+            self.overdue
+        } else {
+            self.nonempty
+        }
+        .trailing_zeros() as usize;
         let queue = &mut self.queues[served];
         let item = queue.pop_front();
         if queue.is_empty() {
@@ -155,7 +164,11 @@ impl<T> Levels<T> {
         self.passed_over[served] = 0;
         self.overdue &= !(1 << served);
         // Bits strictly above `served` (shifting by 64 would overflow, hence the check).
-        let mut waiting = if served + 1 < MAX_LEVELS { self.nonempty & (u64::MAX << (served + 1)) } else { 0 };
+        let mut waiting = if served + 1 < MAX_LEVELS {
+            self.nonempty & (u64::MAX << (served + 1))
+        } else {
+            0
+        };
         while waiting != 0 {
             let level = waiting.trailing_zeros() as usize;
             waiting &= waiting - 1;
@@ -169,7 +182,10 @@ impl<T> Levels<T> {
     /// Remove up to `n` items in `pop()` order, lazily; the iterator's length is exact.
     pub fn pop_up_to(&mut self, n: usize) -> PopUpTo<'_, T> {
         let remaining = n.min(self.len);
-        PopUpTo { levels: self, remaining }
+        PopUpTo {
+            levels: self,
+            remaining,
+        }
     }
 
     /// Empty every level and forget all pass-over counts, handing the items back
@@ -230,8 +246,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_config_and_priority() {
-        assert_eq!(Levels::<u32>::new(0, 0, 0).unwrap_err(), ConfigError::Levels);
-        assert_eq!(Levels::<u32>::new(MAX_LEVELS + 1, 0, 0).unwrap_err(), ConfigError::Levels);
+        assert_eq!(
+            Levels::<u32>::new(0, 0, 0).unwrap_err(),
+            ConfigError::Levels
+        );
+        assert_eq!(
+            Levels::<u32>::new(MAX_LEVELS + 1, 0, 0).unwrap_err(),
+            ConfigError::Levels
+        );
         let mut q = Levels::new(2, 0, 0).unwrap();
         assert_eq!(q.push(7, 2), Err((PushError::Priority, 7)));
         assert!(q.is_empty());
@@ -314,9 +336,9 @@ mod tests {
                 let after: Vec<usize> = q.depths().collect();
                 let served = (0..4).find(|&l| after[l] < before[l]).unwrap();
                 passes[served] = 0;
-                for level in served + 1..4 {
-                    passes[level] += 1;
-                    assert!(passes[level] <= limit + level - 1, "level {level} limit {limit}");
+                for (level, passed) in passes.iter_mut().enumerate().skip(served + 1) {
+                    *passed += 1;
+                    assert!(*passed < limit + level, "level {level} limit {limit}");
                 }
             }
         }

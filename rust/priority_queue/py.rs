@@ -88,9 +88,9 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Priority {
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         match obj.extract::<i64>() {
             Ok(value) => Ok(Priority(value)),
-            Err(err) if err.is_instance_of::<PyOverflowError>(obj.py()) => {
-                Err(PyValueError::new_err(format!("priority {} is outside range(levels)", &*obj)))
-            }
+            Err(err) if err.is_instance_of::<PyOverflowError>(obj.py()) => Err(
+                PyValueError::new_err(format!("priority {} is outside range(levels)", &*obj)),
+            ),
             Err(err) => Err(err),
         }
     }
@@ -98,7 +98,8 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Priority {
 
 /// A non-negative integer constructor argument, or `ValueError` naming it.
 fn non_negative(name: &str, value: i64) -> PyResult<usize> {
-    usize::try_from(value).map_err(|_| PyValueError::new_err(format!("{name} must be >= 0, got {value}")))
+    usize::try_from(value)
+        .map_err(|_| PyValueError::new_err(format!("{name} must be >= 0, got {value}")))
 }
 
 impl PyPriorityQueue {
@@ -111,7 +112,10 @@ impl PyPriorityQueue {
     }
 
     fn priority_error(&self, priority: i64) -> PyErr {
-        PyValueError::new_err(format!("priority {priority} is outside range({})", self.levels))
+        PyValueError::new_err(format!(
+            "priority {priority} is outside range({})",
+            self.levels
+        ))
     }
 
     fn full_error(&self, adding: usize) -> PyErr {
@@ -131,7 +135,11 @@ impl PyPriorityQueue {
         let maxsize = non_negative("maxsize", maxsize)?;
         let starvation_limit = non_negative("starvation_limit", starvation_limit)?;
         match Levels::new(levels_n, maxsize, starvation_limit) {
-            Ok(inner) => Ok(Self { levels: levels_n, maxsize, inner: Mutex::new(inner) }),
+            Ok(inner) => Ok(Self {
+                levels: levels_n,
+                maxsize,
+                inner: Mutex::new(inner),
+            }),
             Err(ConfigError::Levels) => Err(PyValueError::new_err(format!(
                 "levels must be between 1 and {MAX_LEVELS}, got {levels}"
             ))),
