@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -287,3 +288,14 @@ def test_concurrent_producers_and_consumers_lose_and_duplicate_nothing() -> None
         t.join()
     everything = taken[0] + taken[1]
     assert sorted(everything) == list(range(producers * per_producer))  # type: ignore[type-var]
+
+
+def test_docstring_example_runs() -> None:
+    """The Example in PriorityQueue's docstring (shown by help()) produces the output it shows."""
+    finder = doctest.DocTestFinder(recurse=False)
+    runner = doctest.DocTestRunner()
+    for test in finder.find(PriorityQueue, "PriorityQueue", globs={"PriorityQueue": PriorityQueue}):
+        runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert results.attempted > 0
+    assert results.failed == 0
