@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod errors;
+pub mod priority_queue;
 pub mod rate_limit;
 
 use pyo3::prelude::*;
@@ -14,6 +15,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
+    #[pymodule_export]
+    use crate::priority_queue::py::PyPriorityQueue;
     #[pymodule_export]
     use crate::rate_limit::py::{PyKeyedLimiter, PyRateLimiter, PyTokenBucket, PyWindowLimiter};
 
