@@ -26,12 +26,13 @@ class FakeEngine:
         )
         self.stats = FakeStatistics(worker_count=min_workers)
         self.scaled_to: list[int] = []
+        self.pids: list[int] = []
 
     def get_statistics(self) -> Any:
         return self.stats
 
     def worker_pids(self) -> list[int]:
-        return []
+        return self.pids
 
     async def scale_to(self, n: int) -> None:
         self.scaled_to.append(n)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -139,3 +141,30 @@ def test_port_in_use_is_a_clear_error() -> None:
                 await second.stop()
 
     asyncio.run(scenario())
+
+
+def test_workers_are_sampled_in_the_monitor_process() -> None:
+    """The engine's worker pids are sampled by psutil in the monitor process and reported per process."""
+    from .fake_engine import FakeEngine
+
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    try:
+
+        async def scenario() -> None:
+            engine = FakeEngine(auto_scaling=False)
+            engine.pids = [worker.pid]
+            monitor = PerformanceMonitor(config())
+            monitor.on_start(engine)
+
+            async def sampled() -> bool:
+                resources = monitor.current_report().resources
+                return resources is not None and any(p.pid == worker.pid and p.role == "worker" for p in resources.processes)
+
+            await wait_for(sampled, "a resource sample that includes the worker")
+            assert monitor.http_url is not None
+            await monitor.on_stop()
+
+        asyncio.run(scenario())
+    finally:
+        worker.kill()
+        worker.wait()
