@@ -11,8 +11,10 @@ import math
 
 import msgspec
 
-#: How long the finest history tier keeps every collected point (seconds).
+#: How long the finest history tier keeps every collected point (seconds)...
 HISTORY_RECENT_SPAN = 3600.0
+#: ...but never more than this many points per series (short intervals cover less).
+HISTORY_RECENT_MAX_POINTS = 3600
 #: Resolution (seconds) and span (seconds) of the middle history tier: one point a minute for a day.
 HISTORY_MINUTE_TIER = (60.0, 86_400.0)
 #: Resolution (seconds) of the coarsest tier, which reaches back ``history_retention``.
@@ -190,9 +192,11 @@ class MonitorConfig(msgspec.Struct, frozen=True, kw_only=True):
     def history_tiers(self) -> list[tuple[float, int]]:
         """``(resolution, capacity)`` per history tier, finest first; resolution 0 keeps every point."""
         tiers: list[tuple[float, int]] = []
-        recent_span = min(HISTORY_RECENT_SPAN, self.history_retention)
-        tiers.append((0.0, max(2, math.ceil(recent_span / self.metric_collection_interval))))
-        covered, resolution = recent_span, self.metric_collection_interval
+        recent_points = min(
+            HISTORY_RECENT_MAX_POINTS, math.ceil(min(HISTORY_RECENT_SPAN, self.history_retention) / self.metric_collection_interval)
+        )
+        tiers.append((0.0, max(2, recent_points)))
+        covered, resolution = recent_points * self.metric_collection_interval, self.metric_collection_interval
         for tier_resolution, span in (HISTORY_MINUTE_TIER, (HISTORY_COARSE_RESOLUTION, self.history_retention)):
             span = min(span, self.history_retention)
             if span <= covered or tier_resolution <= resolution:
