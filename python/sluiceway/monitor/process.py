@@ -17,12 +17,8 @@ import socket
 import sys
 from collections.abc import Callable
 
-from aiohttp import web
-
 from sluiceway.monitor.config import MonitorConfig
-from sluiceway.monitor.exposition import ExpositionState, build_app
 from sluiceway.monitor.report import ResourceSample
-from sluiceway.monitor.sampling import ResourceSampler
 from sluiceway.monitor.wire import (
     Hello,
     Publish,
@@ -135,6 +131,13 @@ class MonitorProcess:
 
 async def serve(sock: socket.socket) -> None:
     """The monitor process's main loop: sample, serve HTTP, apply snapshots until the socket closes."""
+    # Imported here, in the monitor process only: aiohttp and prometheus_client would add
+    # a few hundred milliseconds to every process that merely imports sluiceway.
+    from aiohttp import web
+
+    from sluiceway.monitor.exposition import ExpositionState, build_app
+    from sluiceway.monitor.sampling import ResourceSampler
+
     reader, writer = await asyncio.open_unix_connection(sock=sock)
     hello = to_monitor_decoder.decode(await read_frame(reader))
     if not isinstance(hello, Hello):
