@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod errors;
+pub mod lru_cache;
 
 use pyo3::prelude::*;
 
@@ -13,6 +14,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
+    #[pymodule_export]
+    use crate::lru_cache::py::PyByteLRU;
 
     use pyo3::prelude::*;
 
