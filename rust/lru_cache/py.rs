@@ -99,11 +99,12 @@ pub struct PyByteLRU {
     store: Mutex<PyStore>,
 }
 
-/// Folds a Python hash into the store's 32-bit hash.
+/// Folds the hash a `str` caches in itself into the store's 32-bit hash.
 #[inline]
-fn hash32(key: &Bound<'_, PyString>) -> PyResult<u32> {
-    let h = key.hash()? as u64;
-    Ok((h ^ (h >> 32)) as u32)
+fn hash32(key: &Bound<'_, PyString>) -> u32 {
+    // SAFETY: `key` is a live exact `str`; hashing one cannot fail (so never -1).
+    let h = unsafe { ffi::PyObject_Hash(key.as_ptr()) } as u64;
+    (h ^ (h >> 32)) as u32
 }
 
 /// Key equality: identity first (the common case of a key object reused), then
@@ -126,17 +127,10 @@ fn same_key(key: *mut ffi::PyObject) -> impl Fn(&Py<PyString>) -> bool {
     }
 }
 
-/// Runs `f` with `key` as an exact `str`: the object itself, or for a `str`
-/// subclass a plain copy, whose hash and equality cannot run Python code while
-/// the store is locked.
-#[inline]
-fn with_key<R>(
-    key: &Bound<'_, PyAny>,
-    f: impl FnOnce(&Bound<'_, PyString>) -> PyResult<R>,
-) -> PyResult<R> {
-    if let Ok(exact) = key.cast_exact::<PyString>() {
-        return f(exact);
-    }
+/// An exact `str` copy of `key`, a `str` subclass instance whose hash and equality
+/// could otherwise run Python code while the store is locked; `TypeError` for non-`str`.
+#[cold]
+fn exact_copy<'py>(key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
     if !key.is_instance_of::<PyString>() {
         return Err(PyTypeError::new_err(format!(
             "ByteLRU keys must be str, not {}",
@@ -145,11 +139,27 @@ fn with_key<R>(
     }
     // SAFETY: `key` is a live `str` instance; PyUnicode_FromObject returns a new
     // reference to an exact `str` copy, or NULL with an error set.
-    let copy = unsafe {
-        Bound::from_owned_ptr_or_err(key.py(), ffi::PyUnicode_FromObject(key.as_ptr()))?
-            .cast_into_unchecked::<PyString>()
+    unsafe {
+        Ok(
+            Bound::from_owned_ptr_or_err(key.py(), ffi::PyUnicode_FromObject(key.as_ptr()))?
+                .cast_into_unchecked::<PyString>(),
+        )
+    }
+}
+
+/// Binds `$name` to `$key` as an exact `str`: the object itself or, for a `str`
+/// subclass, an exact copy; returns `TypeError` from the enclosing function otherwise.
+macro_rules! exact_key {
+    ($name:ident = $key:expr) => {
+        let copy;
+        let $name = match $key.cast_exact::<PyString>() {
+            Ok(exact) => exact,
+            Err(_) => {
+                copy = exact_copy($key)?;
+                &copy
+            }
+        };
     };
-    f(&copy)
 }
 
 /// `value` as an exact `bytes` object (a `bytes` subclass is copied).
@@ -311,32 +321,31 @@ impl PyByteLRU {
             .collect::<PyResult<Vec<&str>>>()?;
         names.sort_unstable();
         names.dedup();
-        with_key(key, |key| {
-            let key_bytes = key.to_str()?.len() as u64;
-            let value_bytes = value.as_bytes().len() as u64;
-            let tag_bytes: u64 = names.iter().map(|t| t.len() as u64).sum();
-            let cost = key_bytes + value_bytes + tag_bytes + ENTRY_OVERHEAD;
-            let hash = hash32(key)?;
-            let mut store = self.lock(py);
-            store
-                .insert(
-                    hash,
-                    same_key(key.as_ptr()),
-                    key.clone().unbind(),
-                    value.unbind(),
-                    cost,
-                    ttl,
-                    stale_ttl,
-                    names.iter().copied(),
-                    || clock::resolve(now),
-                )
-                .map_err(|TooLarge { cost, max_bytes }| {
-                    PyValueError::new_err(format!(
-                        "entry costs {cost} bytes (key {key_bytes} + value {value_bytes} \
-                         + tags {tag_bytes} + overhead {ENTRY_OVERHEAD}), more than max_bytes={max_bytes}"
-                    ))
-                })
-        })
+        exact_key!(key = key);
+        let key_bytes = key.to_str()?.len() as u64;
+        let value_bytes = value.as_bytes().len() as u64;
+        let tag_bytes: u64 = names.iter().map(|t| t.len() as u64).sum();
+        let cost = key_bytes + value_bytes + tag_bytes + ENTRY_OVERHEAD;
+        let hash = hash32(key);
+        let mut store = self.lock(py);
+        store
+            .insert(
+                hash,
+                same_key(key.as_ptr()),
+                key.clone().unbind(),
+                value.unbind(),
+                cost,
+                ttl,
+                stale_ttl,
+                names.iter().copied(),
+                || clock::resolve(now),
+            )
+            .map_err(|TooLarge { cost, max_bytes }| {
+                PyValueError::new_err(format!(
+                    "entry costs {cost} bytes (key {key_bytes} + value {value_bytes} \
+                     + tags {tag_bytes} + overhead {ENTRY_OVERHEAD}), more than max_bytes={max_bytes}"
+                ))
+            })
     }
 
     /// The value if present and fresh, else `None`.
@@ -348,16 +357,15 @@ impl PyByteLRU {
         now: Option<f64>,
     ) -> PyResult<Option<Py<PyBytes>>> {
         let now = check_now(now)?;
-        with_key(key, |key| {
-            let hash = hash32(key)?;
-            let mut store = self.lock(py);
-            Ok(
-                match store.read(hash, same_key(key.as_ptr()), false, || clock::resolve(now)) {
-                    Read::Fresh(v) => Some(v.clone_ref(py)),
-                    _ => None,
-                },
-            )
-        })
+        exact_key!(key = key);
+        let hash = hash32(key);
+        let mut store = self.lock(py);
+        Ok(
+            match store.read(hash, same_key(key.as_ptr()), false, || clock::resolve(now)) {
+                Read::Fresh(v) => Some(v.clone_ref(py)),
+                _ => None,
+            },
+        )
     }
 
     /// `(value, stale)` for a fresh or stale entry, `None` when absent or past its stale window.
@@ -369,25 +377,23 @@ impl PyByteLRU {
         now: Option<f64>,
     ) -> PyResult<Option<(Py<PyBytes>, bool)>> {
         let now = check_now(now)?;
-        with_key(key, |key| {
-            let hash = hash32(key)?;
-            let mut store = self.lock(py);
-            Ok(
-                match store.read(hash, same_key(key.as_ptr()), true, || clock::resolve(now)) {
-                    Read::Fresh(v) => Some((v.clone_ref(py), false)),
-                    Read::Stale(v) => Some((v.clone_ref(py), true)),
-                    Read::Miss => None,
-                },
-            )
-        })
+        exact_key!(key = key);
+        let hash = hash32(key);
+        let mut store = self.lock(py);
+        Ok(
+            match store.read(hash, same_key(key.as_ptr()), true, || clock::resolve(now)) {
+                Read::Fresh(v) => Some((v.clone_ref(py), false)),
+                Read::Stale(v) => Some((v.clone_ref(py), true)),
+                Read::Miss => None,
+            },
+        )
     }
 
     /// Drop the entry for `key`; whether one was held.
     fn invalidate(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        with_key(key, |key| {
-            let hash = hash32(key)?;
-            Ok(self.lock(py).remove(hash, same_key(key.as_ptr())))
-        })
+        exact_key!(key = key);
+        let hash = hash32(key);
+        Ok(self.lock(py).remove(hash, same_key(key.as_ptr())))
     }
 
     /// Drop every entry carrying `tag`; returns how many.
@@ -448,10 +454,9 @@ impl PyByteLRU {
         if !key.is_instance_of::<PyString>() {
             return Ok(false);
         }
-        with_key(key, |key| {
-            let hash = hash32(key)?;
-            Ok(self.lock(py).contains(hash, same_key(key.as_ptr())))
-        })
+        exact_key!(key = key);
+        let hash = hash32(key);
+        Ok(self.lock(py).contains(hash, same_key(key.as_ptr())))
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
