@@ -77,7 +77,8 @@ def _factories(entries: int) -> dict[str, Callable[[], Cache]]:
 
 
 def _setter(name: str, cache: Cache) -> Callable[[str, bytes], object]:
-    return cache.set if name in ("sluiceway", "moka-py") else cache.__setitem__
+    put: Callable[[str, bytes], object] = cache.set if name in ("sluiceway", "moka-py") else cache.__setitem__
+    return put
 
 
 def _filled(name: str, make: Callable[[], Cache], keys: list[str], values: list[bytes]) -> Cache:

@@ -234,6 +234,30 @@ fn check_now(now: Option<f64>) -> PyResult<Option<f64>> {
 }
 
 impl PyByteLRU {
+    /// `(value, stale)` for the entry of `key`, stale ones only if `accept_stale`.
+    #[inline(always)]
+    fn read(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        now: Option<f64>,
+        accept_stale: bool,
+    ) -> PyResult<Option<(Py<PyBytes>, bool)>> {
+        let now = check_now(now)?;
+        exact_key!(key = key);
+        let hash = hash32(key);
+        let mut store = self.lock(py);
+        Ok(
+            match store.read(hash, same_key(key.as_ptr()), accept_stale, || {
+                clock::resolve(now)
+            }) {
+                Read::Fresh(v) => Some((v.clone_ref(py), false)),
+                Read::Stale(v) => Some((v.clone_ref(py), true)),
+                Read::Miss => None,
+            },
+        )
+    }
+
     /// Locks the store without ever blocking while attached to the interpreter.
     ///
     /// Every critical section below is short, runs no Python code (keys are exact
@@ -356,16 +380,7 @@ impl PyByteLRU {
         key: &Bound<'_, PyAny>,
         now: Option<f64>,
     ) -> PyResult<Option<Py<PyBytes>>> {
-        let now = check_now(now)?;
-        exact_key!(key = key);
-        let hash = hash32(key);
-        let mut store = self.lock(py);
-        Ok(
-            match store.read(hash, same_key(key.as_ptr()), false, || clock::resolve(now)) {
-                Read::Fresh(v) => Some(v.clone_ref(py)),
-                _ => None,
-            },
-        )
+        Ok(self.read(py, key, now, false)?.map(|(value, _)| value))
     }
 
     /// `(value, stale)` for a fresh or stale entry, `None` when absent or past its stale window.
@@ -376,17 +391,7 @@ impl PyByteLRU {
         key: &Bound<'_, PyAny>,
         now: Option<f64>,
     ) -> PyResult<Option<(Py<PyBytes>, bool)>> {
-        let now = check_now(now)?;
-        exact_key!(key = key);
-        let hash = hash32(key);
-        let mut store = self.lock(py);
-        Ok(
-            match store.read(hash, same_key(key.as_ptr()), true, || clock::resolve(now)) {
-                Read::Fresh(v) => Some((v.clone_ref(py), false)),
-                Read::Stale(v) => Some((v.clone_ref(py), true)),
-                Read::Miss => None,
-            },
-        )
+        self.read(py, key, now, true)
     }
 
     /// Drop the entry for `key`; whether one was held.

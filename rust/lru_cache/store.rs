@@ -6,15 +6,23 @@
 //! caller supplies each key's 32-bit hash and an equality test, so a Python
 //! binding can reuse the hash a `str` caches and compare objects by identity first.
 //! Freed slots are chained into a free list through their `next` field and reused.
+//!
+//! A slot is split in two parallel arrays: the 32-byte `Slot` holds what every hit
+//! touches (key, value, links, hash, flags) and never straddles a cache line; the
+//! `Cold` part (deadlines and cost) is read only for entries with a TTL and on removal.
 
-use super::tags::{TagIndex, NO_TAGS};
+use super::tags::TagIndex;
 use super::ttl::{Deadline, Freshness};
 use hashbrown::HashTable;
 
 /// The end of the recency list and of the free list.
 const NIL: u32 = u32::MAX;
-/// Slot numbers stay below `NIL`, which the lists use as their end marker.
-const MAX_SLOTS: usize = NIL as usize;
+/// `Slot::meta` bit set when the entry has a TTL (its deadline must be checked).
+const TIMED: u32 = 1 << 31;
+/// `Slot::meta` (without `TIMED`) of an entry that carries no tag.
+const UNTAGGED: u32 = !TIMED;
+/// Slot numbers stay below `UNTAGGED`, so tag handles (at most one per slot) fit beside `TIMED`.
+const MAX_SLOTS: usize = UNTAGGED as usize;
 
 /// Lifetime counters of a store; [`Store::clear`] keeps them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,21 +55,26 @@ pub struct TooLarge {
 }
 
 #[derive(Debug)]
+#[repr(C, align(32))]
 struct Slot<K, V> {
     /// `None` while the slot is on the free list.
     entry: Option<(K, V)>,
-    deadline: Deadline,
-    cost: u64,
     prev: u32,
     next: u32,
     hash: u32,
-    /// Handle into the tag index, or `NO_TAGS`.
-    tags: u32,
+    /// `TIMED` bit, plus the handle into the tag index or `UNTAGGED`.
+    meta: u32,
+}
+
+#[derive(Debug)]
+struct Cold {
+    deadline: Deadline,
+    cost: u64,
 }
 
 /// Bytes of one slot: the per-entry cost of the slab, before the hash table's share.
 pub const fn slot_bytes<K, V>() -> usize {
-    std::mem::size_of::<Slot<K, V>>()
+    std::mem::size_of::<Slot<K, V>>() + std::mem::size_of::<Cold>()
 }
 
 /// Spreads a 32-bit hash over 64 bits: hashbrown takes the bucket from the low bits
@@ -77,6 +90,7 @@ fn spread(hash: u32) -> u64 {
 pub struct Store<K, V> {
     table: HashTable<u32>,
     slots: Vec<Slot<K, V>>,
+    cold: Vec<Cold>,
     free: u32,
     head: u32,
     tail: u32,
@@ -92,6 +106,7 @@ impl<K, V> Store<K, V> {
         Store {
             table: HashTable::new(),
             slots: Vec::new(),
+            cold: Vec::new(),
             free: NIL,
             head: NIL,
             tail: NIL,
@@ -155,9 +170,8 @@ impl<K, V> Store<K, V> {
             self.stats.misses += 1;
             return Read::Miss;
         };
-        let deadline = self.slots[i as usize].deadline;
-        let freshness = if deadline.needs_clock() {
-            deadline.at(now())
+        let freshness = if self.slots[i as usize].meta & TIMED != 0 {
+            self.cold[i as usize].deadline.at(now())
         } else {
             Freshness::Fresh
         };
@@ -232,18 +246,20 @@ impl<K, V> Store<K, V> {
         {
             self.evict_lru();
         }
-        let i = self.alloc(Slot {
-            entry: Some((key, value)),
-            deadline,
-            cost,
-            prev: NIL,
-            next: NIL,
-            hash,
-            tags: NO_TAGS,
-        });
+        let timed = if deadline.needs_clock() { TIMED } else { 0 };
+        let i = self.alloc(
+            Slot {
+                entry: Some((key, value)),
+                prev: NIL,
+                next: NIL,
+                hash,
+                meta: timed | UNTAGGED,
+            },
+            Cold { deadline, cost },
+        );
         let mut names = tags.into_iter().peekable();
         if names.peek().is_some() {
-            self.slots[i as usize].tags = self.tags.attach(i, names);
+            self.slots[i as usize].meta = timed | self.tags.attach(i, names);
         }
         let slots = &self.slots;
         self.table
@@ -288,7 +304,10 @@ impl<K, V> Store<K, V> {
         let mut purged = 0;
         for i in 0..self.slots.len() {
             let slot = &self.slots[i];
-            if slot.entry.is_some() && slot.deadline.at(now) == Freshness::Expired {
+            if slot.entry.is_some()
+                && slot.meta & TIMED != 0
+                && self.cold[i].deadline.at(now) == Freshness::Expired
+            {
                 self.remove_slot(i as u32);
                 purged += 1;
             }
@@ -305,14 +324,16 @@ impl<K, V> Store<K, V> {
         };
     }
 
-    fn alloc(&mut self, slot: Slot<K, V>) -> u32 {
+    fn alloc(&mut self, slot: Slot<K, V>, cold: Cold) -> u32 {
         if self.free == NIL {
             self.slots.push(slot);
+            self.cold.push(cold);
             (self.slots.len() - 1) as u32
         } else {
             let i = self.free;
             self.free = self.slots[i as usize].next;
             self.slots[i as usize] = slot;
+            self.cold[i as usize] = cold;
             i
         }
     }
@@ -326,20 +347,21 @@ impl<K, V> Store<K, V> {
     /// Unlinks slot `i` from the table, the recency list and the tag index, drops its
     /// entry and puts the slot on the free list.
     fn remove_slot(&mut self, i: u32) {
-        let (hash, tags, cost) = {
+        let (hash, tags) = {
             let slot = &self.slots[i as usize];
-            (slot.hash, slot.tags, slot.cost)
+            (slot.hash, slot.meta & UNTAGGED)
         };
+        let cost = self.cold[i as usize].cost;
         if let Ok(found) = self.table.find_entry(spread(hash), |&j| j == i) {
             found.remove();
         }
         self.unlink(i);
-        if tags != NO_TAGS {
+        if tags != UNTAGGED {
             self.tags.detach(tags);
         }
         let slot = &mut self.slots[i as usize];
         slot.entry = None;
-        slot.tags = NO_TAGS;
+        slot.meta = UNTAGGED;
         slot.next = self.free;
         self.free = i;
         self.bytes_used -= cost;
@@ -447,6 +469,12 @@ mod tests {
             .into_iter()
             .map(String::as_str)
             .collect()
+    }
+
+    #[test]
+    fn a_hot_slot_of_two_pointers_fills_half_a_cache_line() {
+        assert_eq!(std::mem::size_of::<Slot<Box<u8>, Box<u8>>>(), 32);
+        assert_eq!(slot_bytes::<Box<u8>, Box<u8>>(), 56);
     }
 
     #[test]

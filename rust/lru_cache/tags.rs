@@ -1,5 +1,5 @@
 //! The tag index: which entries carry which tag, kept out of line so untagged
-//! entries pay for nothing but a `u32` handle.
+//! entries pay for nothing but a handle in their slot.
 //!
 //! Each tag name is interned once with the list of its members; each tagged entry
 //! owns a small record of `(tag, position in that tag's member list)` links, so
@@ -8,9 +8,6 @@
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
-
-/// The handle of an entry that carries no tag.
-pub const NO_TAGS: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug)]
 struct Link {
