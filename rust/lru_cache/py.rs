@@ -29,7 +29,9 @@ pub const ENTRY_OVERHEAD: u64 =
 /// How it works
 /// ------------
 /// Entries live in a slab of fixed-size slots threaded by a doubly linked list in
-/// recency order; a hash table maps each key to its slot. The key and value objects
+/// recency order; a hash table maps each key to its slot. A slot's hot half (key,
+/// value, links, hash: 32 bytes, one cache line) is apart from its cold half
+/// (deadlines, cost), so a hit on an entry without TTL touches a single line. The key and value objects
 /// themselves are stored (never copied), so a hit returns the very `bytes` object
 /// that was set. Keys are hashed with the hash a `str` caches in itself and compared
 /// by identity before equality. Every call that stores an entry first evicts least
