@@ -7,6 +7,8 @@
 pub mod clock;
 pub mod errors;
 pub mod lru_cache;
+pub mod priority_queue;
+pub mod rate_limit;
 
 use pyo3::prelude::*;
 
@@ -16,6 +18,10 @@ mod _core {
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
     #[pymodule_export]
     use crate::lru_cache::py::PyByteLRU;
+    #[pymodule_export]
+    use crate::priority_queue::py::PyPriorityQueue;
+    #[pymodule_export]
+    use crate::rate_limit::py::{PyKeyedLimiter, PyRateLimiter, PyTokenBucket, PyWindowLimiter};
 
     use pyo3::prelude::*;
 
