@@ -10,6 +10,19 @@ from typing import Any, Final, Self, final
 
 __version__: Final[str]
 
+__all__ = [
+    "ByteLRU",
+    "KeyedLimiter",
+    "PriorityQueue",
+    "QueueEmpty",
+    "QueueFull",
+    "RateLimiter",
+    "SluicewayError",
+    "TokenBucket",
+    "WindowLimiter",
+    "__version__",
+]
+
 class SluicewayError(Exception):
     """Base class of every error sluiceway raises on purpose."""
 
