@@ -91,7 +91,7 @@ class Context(msgspec.Struct, frozen=True, omit_defaults=True):
     message_id: str
 
 
-class OutboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
+class OutboundMessage(msgspec.Struct, frozen=True, omit_defaults=True, tag_field="messaging_product", tag="whatsapp"):
     """One message to one WhatsApp user: exactly the JSON body of a send request.
 
     Set ``type`` and the one field of the same name (``text``, ``image``, ``template``...).
@@ -117,7 +117,8 @@ class OutboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     interactive: Interactive | None = None
     context: Context | None = None
     biz_opaque_callback_data: str | None = None
-    messaging_product: Literal["whatsapp"] = "whatsapp"
+    #: Omitted when "individual", the API's default; ``messaging_product: "whatsapp"``
+    #: is the Struct's tag, so it is always written (and required when decoding).
     recipient_type: Literal["individual"] = "individual"
 
     def __post_init__(self) -> None:
