@@ -423,6 +423,7 @@ class BatchSender:
                                 self._next_round_at = now + cfg.min_delay_between_batches
                             task = asyncio.create_task(self._run_round(chains))
                             self._rounds.add(task)
+                            task.add_done_callback(self._round_done)
                             continue
                         wait = _earliest(wait, blocked)
             await self._pause(wait)
@@ -555,11 +556,11 @@ class BatchSender:
             self._ready[pending[0].level].append(recipient)
 
     async def _run_round(self, chains: list[tuple[str, list[_Message]]]) -> None:
-        try:
-            await asyncio.gather(*(self._run_chain(r, chain) for r, chain in chains))
-        finally:
-            self._rounds.discard(asyncio.current_task())  # type: ignore[arg-type]
-            self._wake.set()
+        await asyncio.gather(*(self._run_chain(r, chain) for r, chain in chains))
+
+    def _round_done(self, task: asyncio.Task[None]) -> None:
+        self._rounds.discard(task)
+        self._wake.set()
 
     async def _run_chain(self, recipient: str, chain: list[_Message]) -> None:
         done = attempted = 0
