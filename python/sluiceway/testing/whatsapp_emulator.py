@@ -98,6 +98,7 @@ class WhatsAppEmulator:
     (sleeps ``hang_seconds`` so the client times out), expired or wrong token (190),
     invalid body (100), throughput (130429), pair rate (131056), invalid recipient
     (131026: a ``failed`` status webhook when webhooks are on, else a synchronous error).
+    ``GET /_emulator/stats`` reports ``accepted`` and ``answers`` to other processes.
     """
 
     def __init__(
@@ -181,6 +182,7 @@ class WhatsAppEmulator:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/{version}/{phone_number_id}/messages", self._handle)
+        app.router.add_get("/_emulator/stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -257,6 +259,11 @@ class WhatsAppEmulator:
             messages=[ResponseMessage(wamid, "accepted" if message.type == "template" else None)],
             contacts=[ResponseContact(message.to, message.to.lstrip("+"))],
         )
+        return web.Response(body=_encode(body), content_type="application/json")
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """``GET /_emulator/stats``: the answers so far and how many messages were accepted (for other processes)."""
+        body = {"accepted": len(self.accepted), "answers": {str(k): v for k, v in self.answers.items()}}
         return web.Response(body=_encode(body), content_type="application/json")
 
     def _error(
