@@ -1,11 +1,12 @@
 """The sender's rate limits: the business number's global limit, adaptive pacing, and the pair rate.
 
-Built on the Rust core's limiters; every call passes the sender's clock as ``now``.
+Built on the Rust core's limiters (imported from ``sluiceway._core`` so this module does not
+depend on every core structure having landed); every call passes the sender's clock as ``now``.
 """
 
 from __future__ import annotations
 
-from sluiceway.core import KeyedLimiter, RateLimiter, TokenBucket, WindowLimiter
+from sluiceway._core import KeyedLimiter, RateLimiter, TokenBucket, WindowLimiter
 from sluiceway.whatsapp.config import RateLimits, RecipientLimit
 
 #: The pacing bucket holds this many seconds of the current rate, so sends leave as a
