@@ -9,6 +9,7 @@ from typing import Protocol
 
 import aiohttp
 import msgspec
+import yarl
 
 from sluiceway.whatsapp.errors import SendError
 from sluiceway.whatsapp.messages import ErrorEnvelope, OutboundMessage, SendResponse
@@ -84,6 +85,7 @@ class WhatsAppCloudTransport:
         self.api_version = api_version
         self.base_url = base_url.rstrip("/")
         self.url = f"{self.base_url}/{api_version}/{phone_number_id}/messages"
+        self._url = yarl.URL(self.url)  # parsed once, not on every send
         self.timeout = timeout
         self.max_connections = max_connections
         self._headers = {"Authorization": f"Bearer {access_token}", "Content-Type": "application/json"}
@@ -104,7 +106,12 @@ class WhatsAppCloudTransport:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=30.0)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout), headers=self._headers
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers=self._headers,
+                # The API answers small JSON: no compression to negotiate, no user agent to add.
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                auto_decompress=False,
             )
         return self._session
 
@@ -112,7 +119,7 @@ class WhatsAppCloudTransport:
         """Send ``message``; its ``wamid`` on success, ``SendError`` on any failure."""
         session = self._open()
         try:
-            async with session.post(self.url, data=_encode(message)) as response:
+            async with session.post(self._url, data=_encode(message)) as response:
                 body = await response.read()
                 status = response.status
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
