@@ -24,7 +24,7 @@ VIRTUAL_YIELDS = 40
 WAIT = 30.0
 
 
-def fast_config(**overrides: Any) -> SenderConfig:
+def _fast_config(**overrides: Any) -> SenderConfig:
     """40 messages/s, pair rate 2 per 0.5 s, backoff in tens of milliseconds, a quick breaker."""
     fields: dict[str, Any] = {
         "per_recipient": RecipientLimit(2, 0.5),
@@ -39,7 +39,12 @@ def fast_config(**overrides: Any) -> SenderConfig:
 
 @contextlib.asynccontextmanager
 async def _stack(
-    config: SenderConfig | None = None, *, webhooks: bool = False, timeout: float = 5.0, **emulator: Any
+    config: SenderConfig | None = None,
+    *,
+    webhooks: bool = False,
+    timeout: float = 5.0,
+    on_alert: Callable[[str, Any], None] | None = None,
+    **emulator: Any,
 ) -> AsyncIterator[tuple[WhatsAppEmulator, BatchSender]]:
     holder: list[BatchSender] = []
 
@@ -63,13 +68,19 @@ async def _stack(
         async with WhatsAppEmulator(**emulator) as api, WhatsAppCloudTransport(
             api.phone_number_id, api.access_token, base_url=api.base_url, timeout=timeout
         ) as transport:
-            sender = BatchSender(transport, config or fast_config())
+            sender = BatchSender(transport, config or _fast_config(), on_alert=on_alert)
             holder.append(sender)
             async with sender:
                 yield api, sender
     finally:
         if runner is not None:
             await runner.cleanup()
+
+
+@pytest.fixture
+def fast_config() -> Callable[..., SenderConfig]:
+    """``fast_config(**overrides)``: 40 messages/s, pair rate 2 per 0.5 s, quick backoff and breaker."""
+    return _fast_config
 
 
 @pytest.fixture

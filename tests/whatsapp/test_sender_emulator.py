@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 
 from sluiceway.testing import WhatsAppEmulator
-from sluiceway.whatsapp import BatchSender, BreakerState, OutboundMessage, RecipientLimit, SendError, WhatsAppCloudTransport
-
-from .conftest import fast_config
+from sluiceway.whatsapp import BatchSender, BreakerState, OutboundMessage, RecipientLimit, SendError, SenderConfig, WhatsAppCloudTransport
 
 Stack = Callable[..., Any]
+Config = Callable[..., SenderConfig]
 Wait = Callable[..., Awaitable[None]]
 
 
@@ -23,7 +22,7 @@ def bodies(api: WhatsAppEmulator) -> list[str]:
 
 
 @pytest.mark.timeout(120)
-def test_at_the_configured_cap_no_rate_limit_errors(whatsapp_stack: Stack) -> None:
+def test_at_the_configured_cap_no_rate_limit_errors(fast_config: Config, whatsapp_stack: Stack) -> None:
     """Sending at exactly the emulator's throughput and pair rate draws no 130429 or 131056."""
 
     async def scenario() -> None:
@@ -38,7 +37,7 @@ def test_at_the_configured_cap_no_rate_limit_errors(whatsapp_stack: Stack) -> No
 
 
 @pytest.mark.timeout(120)
-def test_throughput_cut_adapts_and_loses_nothing(whatsapp_stack: Stack, wait_for: Wait) -> None:
+def test_throughput_cut_adapts_and_loses_nothing(fast_config: Config, whatsapp_stack: Stack, wait_for: Wait) -> None:
     """After the provider's throughput drops, the sender cuts its rate, retries what bounced, and delivers all exactly once."""
 
     async def scenario() -> None:
@@ -60,7 +59,7 @@ def test_throughput_cut_adapts_and_loses_nothing(whatsapp_stack: Stack, wait_for
 
 
 @pytest.mark.timeout(60)
-def test_transient_errors_retry_then_succeed(whatsapp_stack: Stack) -> None:
+def test_transient_errors_retry_then_succeed(fast_config: Config, whatsapp_stack: Stack) -> None:
     """Two injected 500s are retried with backoff and the message still goes out once."""
 
     async def scenario() -> None:
@@ -76,7 +75,7 @@ def test_transient_errors_retry_then_succeed(whatsapp_stack: Stack) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_exhausted_retries_and_permanent_errors_dead_letter(whatsapp_stack: Stack) -> None:
+def test_exhausted_retries_and_permanent_errors_dead_letter(fast_config: Config, whatsapp_stack: Stack) -> None:
     """Transient failures beyond max_retries, and permanent codes at once, end in the dead-letter queue with the provider's code."""
 
     async def scenario() -> None:
@@ -97,7 +96,7 @@ def test_exhausted_retries_and_permanent_errors_dead_letter(whatsapp_stack: Stac
 
 
 @pytest.mark.timeout(60)
-def test_request_timeouts_are_retried(whatsapp_stack: Stack) -> None:
+def test_request_timeouts_are_retried(fast_config: Config, whatsapp_stack: Stack) -> None:
     """A request the provider never answers in time is retried and delivered."""
 
     async def scenario() -> None:
@@ -112,13 +111,12 @@ def test_request_timeouts_are_retried(whatsapp_stack: Stack) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_expired_token_opens_breaker_alerts_and_holds_messages(whatsapp_stack: Stack, wait_for: Wait) -> None:
+def test_expired_token_opens_breaker_alerts_and_holds_messages(fast_config: Config, whatsapp_stack: Stack, wait_for: Wait) -> None:
     """Code 190 opens the breaker and raises an alert; messages wait queued and go out once the token works again."""
 
     async def scenario() -> None:
         alerts: list[tuple[str, SendError]] = []
-        async with whatsapp_stack(fast_config()) as (api, sender):
-            sender._on_alert = lambda kind, err: alerts.append((kind, err))
+        async with whatsapp_stack(fast_config(), on_alert=lambda kind, err: alerts.append((kind, err))) as (api, sender):
             api.expire_token()
             mid = await sender.enqueue_message("15550004", "after renewal")
             await wait_for(lambda: bool(alerts))
@@ -133,7 +131,7 @@ def test_expired_token_opens_breaker_alerts_and_holds_messages(whatsapp_stack: S
 
 
 @pytest.mark.timeout(60)
-def test_outage_opens_breaker_then_recovers_without_losses(whatsapp_stack: Stack, wait_for: Wait) -> None:
+def test_outage_opens_breaker_then_recovers_without_losses(fast_config: Config, whatsapp_stack: Stack, wait_for: Wait) -> None:
     """During an outage the breaker opens and messages wait; afterwards it closes and every message is delivered."""
 
     async def scenario() -> None:
@@ -153,7 +151,7 @@ def test_outage_opens_breaker_then_recovers_without_losses(whatsapp_stack: Stack
 
 
 @pytest.mark.timeout(60)
-def test_idempotency_key_makes_a_duplicate_a_no_op(whatsapp_stack: Stack) -> None:
+def test_idempotency_key_makes_a_duplicate_a_no_op(fast_config: Config, whatsapp_stack: Stack) -> None:
     """Enqueueing twice with one idempotency key sends once and returns the same id."""
 
     async def scenario() -> None:
@@ -169,7 +167,7 @@ def test_idempotency_key_makes_a_duplicate_a_no_op(whatsapp_stack: Stack) -> Non
 
 
 @pytest.mark.timeout(60)
-def test_coalescing_keeps_order_and_the_length_limit(whatsapp_stack: Stack) -> None:
+def test_coalescing_keeps_order_and_the_length_limit(fast_config: Config, whatsapp_stack: Stack) -> None:
     """Queued texts to one recipient are joined in order into messages of at most 4,096 characters."""
 
     async def scenario() -> None:
@@ -189,7 +187,7 @@ def test_coalescing_keeps_order_and_the_length_limit(whatsapp_stack: Stack) -> N
 
 
 @pytest.mark.timeout(60)
-def test_status_webhooks_confirm_and_fail_messages(whatsapp_stack: Stack) -> None:
+def test_status_webhooks_confirm_and_fail_messages(fast_config: Config, whatsapp_stack: Stack) -> None:
     """Delivered statuses confirm messages; a failed status (131026) dead-letters one, all mapped by wamid."""
 
     async def scenario() -> None:
@@ -207,7 +205,7 @@ def test_status_webhooks_confirm_and_fail_messages(whatsapp_stack: Stack) -> Non
 
 
 @pytest.mark.timeout(60)
-def test_close_reports_what_is_left(whatsapp_stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+def test_close_reports_what_is_left(fast_config: Config, whatsapp_stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
     """Closing drains what it can, then reports messages still held back (here by a long pair-rate window)."""
 
     async def scenario() -> None:
@@ -227,7 +225,7 @@ def test_close_reports_what_is_left(whatsapp_stack: Stack, caplog: pytest.LogCap
 
 
 @pytest.mark.timeout(60)
-def test_bad_input_is_rejected_at_once(whatsapp_stack: Stack) -> None:
+def test_bad_input_is_rejected_at_once(fast_config: Config, whatsapp_stack: Stack) -> None:
     """Empty recipient, over-long text, unknown priority and over-long caption raise ValueError and queue nothing."""
 
     async def scenario() -> None:
@@ -246,7 +244,7 @@ def test_bad_input_is_rejected_at_once(whatsapp_stack: Stack) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_access_token_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
+def test_access_token_never_leaks(fast_config: Config, caplog: pytest.LogCaptureFixture) -> None:
     """The token appears in no repr, exception or log line, whether the call is refused or cannot connect."""
     token = "EAAG-super-secret-token-1234567890"
 

@@ -237,9 +237,11 @@ def test_confirm_delivery_by_our_id(virtual_time: VirtualTime) -> None:
         while sender.state(bad) != "awaiting_confirmation":
             await asyncio.sleep(0)
         assert sender.confirm_delivery(ok, True)
-        assert sender.confirm_delivery(bad, False, error="phone off")
+        assert sender.confirm_delivery(bad, False, timestamp=1750857384.0, error="phone off")
         assert not sender.confirm_delivery(ok, True)
-        assert sender.state(ok) == "confirmed" and sender.dead_letters()[0].error_message == "phone off"
+        letter = sender.dead_letters()[0]
+        assert sender.state(ok) == "confirmed"
+        assert (letter.message_id, letter.error_message, letter.reported_at) == (bad, "phone off", 1750857384.0)
 
     run_virtual(virtual_time, config(confirmation_timeout=1000.0), body)
 

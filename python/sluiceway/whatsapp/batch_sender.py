@@ -66,7 +66,7 @@ class _Message:
 
     __slots__ = (
         "attempts", "deadline", "error_code", "error_text", "id", "level", "message", "recipient",
-        "riders", "send_as", "sends", "sent_at", "state", "throttles", "wamid",
+        "riders", "send_as", "sends", "state", "throttles", "wamid",
     )
 
     def __init__(self, mid: str, message: OutboundMessage, level: int, deadline: float) -> None:
@@ -82,7 +82,6 @@ class _Message:
         self.sends = 0  # requests made
         self.riders: list[_Message] = []
         self.wamid: str | None = None
-        self.sent_at = 0.0
         self.error_code: int | None = None
         self.error_text = ""
 
@@ -298,6 +297,9 @@ class BatchSender:
     ) -> bool:
         """Report the fate of a sent message by our id; ``False`` if it was already final.
 
+        ``timestamp`` (the provider's Unix time of the report) and ``error`` are kept on
+        the dead letter when ``success`` is false.
+
         ``ValueError`` for an id this sender never issued (or forgot, see ``OUTCOME_HISTORY``),
         or for a message not yet sent.
         """
@@ -311,7 +313,7 @@ class BatchSender:
         if success:
             self._finish(m, MessageState.CONFIRMED)
         else:
-            self._dead_letter(m, m.error_code, error or "delivery failed")
+            self._dead_letter(m, m.error_code, error or "delivery failed", timestamp)
         return True
 
     def handle_status(self, status: Status | bytes | dict[str, Any]) -> bool:
@@ -346,7 +348,7 @@ class BatchSender:
         if status.status == "failed":
             err = status.errors[0] if status.errors else None
             text = (err.message or err.title) if err else "failed"
-            self._dead_letter(m, err.code if err else None, text)
+            self._dead_letter(m, err.code if err else None, text, float(status.timestamp) if status.timestamp.isdigit() else None)
             return True
         return False
 
@@ -600,7 +602,6 @@ class BatchSender:
         self._global.on_success(now)
         self._counts["sent"] += 1 + len(m.riders)
         m.wamid = result.message_id
-        m.sent_at = now
         timeout = self.config.confirmation_timeout
         if timeout is None:
             self._finish(m, MessageState.CONFIRMED)
@@ -676,12 +677,12 @@ class BatchSender:
         if not self._live:
             self._idle.set()
 
-    def _dead_letter(self, m: _Message, code: int | None, text: str) -> None:
+    def _dead_letter(self, m: _Message, code: int | None, text: str, reported_at: float | None = None) -> None:
         now = self._clock()
         for part in (m, *m.riders):
             if part.id not in self._live:
                 continue
-            self._dead.append(DeadLetter(part.id, part.message, PRIORITIES[part.level], m.sends, code, text, now))
+            self._dead.append(DeadLetter(part.id, part.message, PRIORITIES[part.level], m.sends, code, text, now, reported_at))
             self._dead_by_level[part.level] += 1
         self._finish(m, MessageState.DEAD_LETTERED)
 

@@ -28,7 +28,11 @@ LIVE_STATES = (MessageState.QUEUED, MessageState.IN_FLIGHT, MessageState.AWAITIN
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
-    """A message that will not be sent: why (the provider's code and text, or ``expired``) and after how many attempts."""
+    """A message that will not be delivered: why (the provider's code and text, or ``expired``), after how many sends.
+
+    ``failed_at`` is on the sender's clock; ``reported_at`` is the provider's Unix
+    time when the failure came from a status webhook or ``confirm_delivery``.
+    """
 
     message_id: str
     message: OutboundMessage
@@ -37,6 +41,7 @@ class DeadLetter(msgspec.Struct, frozen=True):
     error_code: int | None
     error_message: str
     failed_at: float
+    reported_at: float | None = None
 
 
 class LeftOver(msgspec.Struct, frozen=True):
