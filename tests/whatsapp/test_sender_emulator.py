@@ -26,8 +26,11 @@ def test_at_the_configured_cap_no_rate_limit_errors(fast_config: Config, whatsap
     """Sending at exactly the emulator's throughput and pair rate draws no 130429 or 131056."""
 
     async def scenario() -> None:
-        async with whatsapp_stack(fast_config()) as (api, sender):
-            ids = [await sender.enqueue_message(f"1555{i % 15:04d}", f"m{i}") for i in range(120)]
+        # Pair rate 2 per second: a token bucket at the provider and our sliding window
+        # agree unless one send is delayed by over half a second relative to another.
+        config = fast_config(per_recipient=RecipientLimit(2, 1.0))
+        async with whatsapp_stack(config, pair_limit=2, pair_window=1.0) as (api, sender):
+            ids = [await sender.enqueue_message(f"1555{i % 30:04d}", f"m{i}") for i in range(120)]
             assert await sender.drain(timeout=60)
             assert dict(api.answers) == {"ok": 120}
             assert sorted(bodies(api)) == sorted(f"m{i}" for i in range(120))
