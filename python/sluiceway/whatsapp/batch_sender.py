@@ -491,7 +491,9 @@ class BatchSender:
                     if not breaker.allow():
                         stop = True
                         break
-                    glimit.try_acquire(now)
+                    if not glimit.try_acquire(now):  # time_until said 0; a rounding edge must not overspend
+                        breaker.release()
+                        break
                     pending.popleft()
                     if coalesce and pending:
                         self._coalesce(m, pending)
