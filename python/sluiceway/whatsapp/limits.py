@@ -1,18 +1,17 @@
 """The sender's rate limits: the business number's global limit, adaptive pacing, and the pair rate.
 
-Built on the Rust core's limiters (imported from ``sluiceway._core`` so this module does not
-depend on every core structure having landed); every call passes the sender's clock as ``now``.
+Built on the Rust core's limiters; every call passes the sender's clock as ``now``.
 """
 
 from __future__ import annotations
 
-from sluiceway._core import KeyedLimiter, RateLimiter, TokenBucket, WindowLimiter
+from sluiceway.core import KeyedLimiter, RateLimiter, TokenBucket, WindowLimiter
 from sluiceway.whatsapp.config import RateLimits, RecipientLimit
 
 #: The pacing bucket holds this many seconds of the current rate, so sends leave as a
 #: smooth stream rather than one burst per window; network jitter then cannot bunch
 #: them into a window at the provider that our own window never saw.
-PACING_BURST_SECONDS = 0.05
+PACING_BURST_SECONDS = 0.1
 #: The adaptive rate never drops below this share of the configured rate.
 MIN_RATE_FRACTION = 0.02
 #: Throughput errors within this many seconds of a decrease belong to the same
