@@ -329,7 +329,9 @@ class BatchSender:
             status = msgspec.convert(status, Status)
         m = self._by_wamid.get(status.id)
         if m is None:
-            if status.status != "sent" and len(self._early) < EARLY_STATUS_LIMIT:
+            # Without confirmation_timeout nothing waits for statuses: holding them would only leak.
+            awaited = self.config.confirmation_timeout is not None
+            if awaited and status.status != "sent" and len(self._early) < EARLY_STATUS_LIMIT:
                 self._early[status.id] = status
             return False
         return self._apply_status(m, status)
