@@ -621,6 +621,28 @@ mod tests {
     }
 
     #[test]
+    fn read_unexpired_leaves_an_expired_entry_for_read_to_drop() {
+        let mut s = Store::new(100);
+        put(&mut s, "a", 1, Some(10.0), 5.0, &[], 0.0);
+        put(&mut s, "b", 1, None, 0.0, &[], 0.0);
+        let a = |k: &String| k == "a";
+        assert_eq!(
+            s.read_unexpired(h("a"), a, true, || 12.0),
+            Some(Read::Stale(&0))
+        );
+        assert_eq!(order(&s), vec!["a", "b"]);
+        assert_eq!(s.read_unexpired(h("a"), a, true, || 15.0), None);
+        assert_eq!(
+            (s.len(), s.stats().misses, s.stats().expirations),
+            (2, 0, 0)
+        );
+        assert_eq!(s.read(h("a"), a, true, || 15.0), Read::Miss);
+        assert_eq!(order(&s), vec!["b"]);
+        assert_eq!((s.stats().misses, s.stats().expirations), (1, 1));
+        assert_eq!(s.read_unexpired(h("a"), a, true, || 15.0), Some(Read::Miss));
+    }
+
+    #[test]
     fn an_entry_dead_on_arrival_is_not_stored_and_drops_the_old_one() {
         let mut s = Store::new(100);
         set(&mut s, "a", 1);
