@@ -112,8 +112,8 @@ class KeySubclass(str):
 
 
 #: The ways a caller can pass ``key`` and ``now`` to ``get``/``lookup``. ByteLRU serves
-#: the first two on its fast path and hands the others to the general one; every form
-#: must give the same answer and count the same.
+#: the first three on its fast path and hands the others to the general one; every
+#: form must give the same answer and count the same.
 CALL_FORMS = ["now=", "positional now", "now as int", "key=", "str subclass"]
 
 
@@ -272,6 +272,15 @@ def test_bad_read_calls_raise_type_error(call: Callable[[ByteLRU], object], mess
     with pytest.raises(TypeError, match=message):
         call(cache)
     assert cache.stats()["misses"] == cache.stats()["hits"] == 0
+
+
+def test_an_int_now_too_large_for_a_float_raises_overflow_error() -> None:
+    """A now beyond float range is refused with OverflowError, and the read counts nothing."""
+    cache = ByteLRU(10_000)
+    cache.set("k", b"v")
+    with pytest.raises(OverflowError):
+        cache.get("k", now=10**400)
+    assert cache.stats()["hits"] == cache.stats()["misses"] == 0
 
 
 @pytest.mark.parametrize("now", [math.nan, math.inf, -math.inf])

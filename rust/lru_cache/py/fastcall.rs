@@ -5,11 +5,11 @@
 //! (thread-local attach count, reference pool check, result and error plumbing): in
 //! an abi3 build that is more than the whole hash lookup, and it made a hit slower
 //! than cachebox's with a small cache. The methods here serve the common calls —
-//! `get(key)`, `get(key, now)` and `get(key, now=t)` with an exact `str` key, a `float`
-//! or `None` for `now`, and an entry that is absent, fresh or stale — with a few
+//! `get(key)`, `get(key, now)` and `get(key, now=t)` with an exact `str` key, a `float`,
+//! `int` or `None` for `now`, and an entry that is absent, fresh or stale — with a few
 //! stable-ABI calls and no Python object created or freed.
 //!
-//! Every other call (`key=` by keyword, a `str` subclass, an `int` for `now`, bad
+//! Every other call (`key=` by keyword, a `str` subclass, another type for `now`, bad
 //! arguments, an expired entry that must be dropped, a contended lock) is forwarded
 //! unchanged to PyO3's own method, which this module keeps when it takes its place in
 //! the type: so behaviour, errors and messages are PyO3's, and only the speed differs.
@@ -26,6 +26,32 @@ use std::ffi::{CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 use std::sync::OnceLock;
+
+/// The arguments of a `METH_FASTCALL | METH_KEYWORDS` call of a `ByteLRU` method.
+///
+/// CPython passes `nargs` positional arguments at `args`, followed by one value per
+/// name in the tuple `kwnames` (NULL when there are none), all live for the call;
+/// `slf` is a `ByteLRU` (the method descriptor checks it, and the class cannot be
+/// subclassed); the thread is attached.
+#[derive(Clone, Copy)]
+struct Call {
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: usize,
+    kwnames: *mut ffi::PyObject,
+}
+
+impl Call {
+    /// Argument `i`: positional below `nargs`, then the keyword values in order.
+    ///
+    /// # Safety
+    /// `i < nargs + len(kwnames)`.
+    #[inline(always)]
+    unsafe fn arg(&self, i: usize) -> *mut ffi::PyObject {
+        // SAFETY: in bounds by the caller's promise.
+        unsafe { *self.args.add(i) }
+    }
+}
 
 /// One method served here, and PyO3's method it forwards the other calls to.
 struct FastMethod {
@@ -54,8 +80,8 @@ static NOW: OnceLock<Py<PyString>> = OnceLock::new();
 pub fn install(py: Python<'_>) -> PyResult<()> {
     let ty = py.get_type::<PyByteLRU>();
     NOW.get_or_init(|| PyString::intern(py, "now").unbind());
-    GET.install(&ty, get)?;
-    LOOKUP.install(&ty, lookup)
+    GET.install(&ty, read::<false>)?;
+    LOOKUP.install(&ty, read::<true>)
 }
 
 impl FastMethod {
@@ -103,21 +129,14 @@ impl FastMethod {
     /// The result of the call, served here when it is a common one, else by PyO3's method.
     ///
     /// # Safety
-    /// The arguments are those CPython passes a `METH_FASTCALL | METH_KEYWORDS`
-    /// method of `ByteLRU`, with the thread attached.
+    /// `call` is as CPython passes it (see [`Call`]).
     #[inline(always)]
-    unsafe fn call<const ACCEPT_STALE: bool>(
-        &self,
-        slf: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargs: ffi::Py_ssize_t,
-        kwnames: *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject {
+    unsafe fn serve_or_forward<const ACCEPT_STALE: bool>(&self, call: Call) -> *mut ffi::PyObject {
         match catch_unwind(AssertUnwindSafe(move || unsafe {
-            serve::<ACCEPT_STALE>(slf, args, nargs, kwnames)
+            serve::<ACCEPT_STALE>(call)
         })) {
             Ok(Some(result)) => result,
-            Ok(None) => unsafe { self.forward(slf, args, nargs, kwnames) },
+            Ok(None) => unsafe { self.forward(call) },
             Err(payload) => raise_panic(payload),
         }
     }
@@ -125,16 +144,10 @@ impl FastMethod {
     /// Calls PyO3's method with the same arguments.
     #[cold]
     #[inline(never)]
-    unsafe fn forward(
-        &self,
-        slf: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargs: ffi::Py_ssize_t,
-        kwnames: *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject {
+    unsafe fn forward(&self, call: Call) -> *mut ffi::PyObject {
         Python::attach(|py| {
-            // SAFETY: as for `serve`.
-            let result = unsafe { self.forward_attached(py, slf, args, nargs, kwnames) };
+            // SAFETY: see `Call`.
+            let result = unsafe { self.forward_attached(py, call) };
             match result {
                 Ok(value) => value.into_ptr(),
                 Err(err) => {
@@ -148,25 +161,22 @@ impl FastMethod {
     unsafe fn forward_attached<'py>(
         &self,
         py: Python<'py>,
-        slf: *mut ffi::PyObject,
-        args: *const *mut ffi::PyObject,
-        nargs: ffi::Py_ssize_t,
-        kwnames: *mut ffi::PyObject,
+        call: Call,
     ) -> PyResult<Bound<'py, PyAny>> {
         let method = self
             .pyo3_method
             .get()
             .expect("installed before the type can call it")
             .bind(py);
-        // SAFETY: as for `serve`: `nargs` positional then one value per keyword name.
+        // SAFETY: see `Call`.
         unsafe {
-            let arg = |i: usize| Borrowed::from_ptr(py, *args.add(i));
-            let nargs = nargs as usize;
+            let arg = |i: usize| Borrowed::from_ptr(py, call.arg(i));
+            let nargs = call.nargs;
             let mut positional = Vec::with_capacity(1 + nargs);
-            positional.push(Borrowed::from_ptr(py, slf));
+            positional.push(Borrowed::from_ptr(py, call.slf));
             positional.extend((0..nargs).map(arg));
             let positional = PyTuple::new(py, positional)?;
-            let keywords = match Borrowed::from_ptr_or_opt(py, kwnames) {
+            let keywords = match Borrowed::from_ptr_or_opt(py, call.kwnames) {
                 None => None,
                 Some(names) => {
                     let names = names.cast_unchecked::<PyTuple>();
@@ -184,32 +194,25 @@ impl FastMethod {
 
 /// The common calls of `get` (or `lookup` if `ACCEPT_STALE`); `None` for any other, with nothing done or counted.
 #[inline(always)]
-unsafe fn serve<const ACCEPT_STALE: bool>(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> Option<*mut ffi::PyObject> {
-    // SAFETY (whole body): CPython passes `nargs` positional arguments followed by
-    // one value per name in `kwnames`, all live for the call; `slf` is a `ByteLRU`
-    // (the method descriptor checks it, and the class cannot be subclassed).
+unsafe fn serve<const ACCEPT_STALE: bool>(call: Call) -> Option<*mut ffi::PyObject> {
+    // SAFETY (whole body): see `Call`.
     unsafe {
-        let now = match (nargs, kwnames.is_null()) {
+        let now = match (call.nargs, call.kwnames.is_null()) {
             (1, true) => None,
-            (2, true) => Some(*args.add(1)),
-            (1, false) if only_now(kwnames) => Some(*args.add(1)),
+            (2, true) => Some(call.arg(1)),
+            (1, false) if only_now(call.kwnames) => Some(call.arg(1)),
             _ => return None,
         };
         let now = match now {
-            Some(t) if t != ffi::Py_None() => Some(finite_float(t)?),
+            Some(t) if t != ffi::Py_None() => Some(finite_seconds(t)?),
             _ => None,
         };
-        let key = *args;
+        let key = call.arg(0);
         if ffi::Py_TYPE(key) != ptr::addr_of_mut!(ffi::PyUnicode_Type) {
             return None;
         }
         let py = Python::assume_attached();
-        let this = Borrowed::from_ptr(py, slf).cast_unchecked::<PyByteLRU>();
+        let this = Borrowed::from_ptr(py, call.slf).cast_unchecked::<PyByteLRU>();
         let this = this.get();
         let hash = hash32(key);
         let mut store = this.store.try_lock()?;
@@ -224,24 +227,22 @@ unsafe fn serve<const ACCEPT_STALE: bool>(
     }
 }
 
-unsafe extern "C" fn get(
+/// The C entry point of `get` (or of `lookup` if `ACCEPT_STALE`).
+unsafe extern "C" fn read<const ACCEPT_STALE: bool>(
     slf: *mut ffi::PyObject,
     args: *const *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
     kwnames: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls this as the `METH_FASTCALL | METH_KEYWORDS` method `get`.
-    unsafe { GET.call::<false>(slf, args, nargs, kwnames) }
-}
-
-unsafe extern "C" fn lookup(
-    slf: *mut ffi::PyObject,
-    args: *const *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-    kwnames: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    // SAFETY: CPython calls this as the `METH_FASTCALL | METH_KEYWORDS` method `lookup`.
-    unsafe { LOOKUP.call::<true>(slf, args, nargs, kwnames) }
+    let method = if ACCEPT_STALE { &LOOKUP } else { &GET };
+    let call = Call {
+        slf,
+        args,
+        nargs: nargs as usize,
+        kwnames,
+    };
+    // SAFETY: CPython calls this as a `METH_FASTCALL | METH_KEYWORDS` method of `ByteLRU`.
+    unsafe { method.serve_or_forward::<ACCEPT_STALE>(call) }
 }
 
 /// Whether the keyword names are exactly `("now",)` (as CPython interns it).
@@ -252,15 +253,27 @@ unsafe fn only_now(kwnames: *mut ffi::PyObject) -> bool {
     unsafe { ffi::PyTuple_Size(kwnames) == 1 && ffi::PyTuple_GetItem(kwnames, 0) == now.as_ptr() }
 }
 
-/// The value of an exact `float` that is finite; `None` for anything else.
+/// The value of an exact `float` or `int` when it is finite; `None` for anything else
+/// (PyO3's method then converts it, or raises the error).
 #[inline(always)]
-unsafe fn finite_float(obj: *mut ffi::PyObject) -> Option<f64> {
-    // SAFETY: `obj` is live; `PyFloat_AsDouble` cannot fail on an exact float.
+unsafe fn finite_seconds(obj: *mut ffi::PyObject) -> Option<f64> {
+    // SAFETY: `obj` is live and the thread is attached.
     unsafe {
-        if ffi::Py_TYPE(obj) != ptr::addr_of_mut!(ffi::PyFloat_Type) {
+        let ty = ffi::Py_TYPE(obj);
+        let t = if ty == ptr::addr_of_mut!(ffi::PyFloat_Type) {
+            // Cannot fail on an exact float.
+            ffi::PyFloat_AsDouble(obj)
+        } else if ty == ptr::addr_of_mut!(ffi::PyLong_Type) {
+            let t = ffi::PyLong_AsDouble(obj);
+            if t == -1.0 && !ffi::PyErr_Occurred().is_null() {
+                // Too large for a float: leave the error to PyO3's method.
+                ffi::PyErr_Clear();
+                return None;
+            }
+            t
+        } else {
             return None;
-        }
-        let t = ffi::PyFloat_AsDouble(obj);
+        };
         t.is_finite().then_some(t)
     }
 }
