@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod errors;
+pub mod priority_queue;
 
 use pyo3::prelude::*;
 
@@ -13,6 +14,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
+    #[pymodule_export]
+    use crate::priority_queue::py::PyPriorityQueue;
 
     use pyo3::prelude::*;
 

@@ -6,7 +6,7 @@ scale. Without it the structure reads CLOCK_MONOTONIC, the clock behind
 """
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, final
+from typing import Any, Final, Self, final
 
 __version__: Final[str]
 
@@ -23,12 +23,15 @@ class QueueEmpty(SluicewayError):
 class PriorityQueue:
     """A multi-level FIFO queue of arbitrary Python objects; level 0 is served first.
 
-    ``starvation_limit`` (0 = off): after that many consecutive pops served from a
-    higher level while a lower level waits, the next pop serves the highest waiting
-    level that was passed over, so no item is held back forever.
+    ``levels`` is 1 to 64; ``maxsize`` 0 means unbounded. ``starvation_limit = k``
+    (0 = off, strict priority): each waiting level counts the pops served from a
+    higher level since it was last served or became non-empty; a level whose count
+    reached ``k`` is overdue, and ``pop()`` serves the highest overdue level if any,
+    else the highest non-empty one. Serving a level resets its count, so the head of
+    level ``L`` is passed over by at most ``k + L - 1`` pops from higher levels.
     """
 
-    def __init__(self, levels: int = 3, maxsize: int = 0, starvation_limit: int = 0) -> None: ...
+    def __new__(cls, levels: int = 3, maxsize: int = 0, starvation_limit: int = 0) -> Self: ...
     @property
     def levels(self) -> int: ...
     @property
