@@ -38,9 +38,10 @@ class RetryPolicy:
         """Seconds to wait before the delivery after failed delivery ``attempt``."""
         if attempt < 1:
             raise ValueError(f"attempt counts from 1, got {attempt}")
-        # Cap the exponent first so a huge attempt number cannot overflow a float.
-        base = self.cap if self.factor > 1 and attempt > 1100 else self.initial * self.factor ** (attempt - 1)
-        base = min(self.cap, base)
+        try:
+            base = min(self.cap, self.initial * self.factor ** (attempt - 1))
+        except OverflowError:  # factor ** n beyond a float: far past any cap
+            base = self.cap
         if self.jitter:
             base *= self._uniform(1.0 - self.jitter, 1.0 + self.jitter)
         return min(self.cap, base)

@@ -186,12 +186,16 @@ class MessageParallelizer:
         self._latency = LatencyWindow(self._started_at)
         self._throughput.sample(self._started_at, 0)
         try:
-            await asyncio.gather(*(self._add_worker() for _ in range(self.config.default_worker_count)))
+            await self._add_workers(self.config.default_worker_count)
         except BaseException:
-            for worker in list(self._workers):
-                worker.kill()
-            await asyncio.gather(*(w.wait_exit() for w in self._workers if w.process), return_exceptions=True)
+            started = list(self._workers)
             self._workers.clear()
+            for worker in started:
+                worker.exit_reason = "retired"
+                worker.kill()
+            await asyncio.gather(*(w.exited for w in started), return_exceptions=True)
+            for task in list(self._background):
+                task.cancel()
             raise
         self._running = True
         self._every(self.config.heartbeat_interval, self._check_liveness)
@@ -532,12 +536,25 @@ class MessageParallelizer:
             worker.kill()
             if worker in self._workers:
                 self._workers.remove(worker)
+            if worker.process is not None:
+                await worker.wait_exit()
             raise
         worker.last_heard = self._clock()
         self._background_task(self._watch(worker))
         call_all(self._hooks, "on_worker_started", worker.pid)
         self._dispatch()
         return worker
+
+    async def _add_workers(self, count: int) -> None:
+        """Start ``count`` workers at once; if one fails, cancel (and kill) the others and raise."""
+        starts = [asyncio.ensure_future(self._add_worker()) for _ in range(count)]
+        try:
+            await asyncio.gather(*starts)
+        except BaseException:
+            for start in starts:
+                start.cancel()
+            await asyncio.gather(*starts, return_exceptions=True)
+            raise
 
     async def _watch(self, worker: WorkerHandle) -> None:
         """Handle a worker's exit: re-deliver what it held and, unless it was retired, replace it."""
@@ -631,7 +648,7 @@ class MessageParallelizer:
         active = [w for w in self._workers if w.state in (STARTING, READY)]
         old = len(active)
         if n > old:
-            await asyncio.gather(*(self._add_worker() for _ in range(n - old)))
+            await self._add_workers(n - old)
         elif n < old:
             # Retire the least loaded so the fewest messages wait on a leaving worker.
             leaving = sorted(active, key=lambda w: len(w.held))[: old - n]

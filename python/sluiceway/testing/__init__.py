@@ -1,7 +1,11 @@
 """Test doubles shipped with sluiceway: a manual clock and local emulators of the
 WhatsApp Cloud and Google Sheets APIs. Used by tests and the demo, never by library code.
+
+``sluiceway.testing.handlers`` holds engine handlers (record, fail, crash, hang, block)
+that tests run in real worker processes; import it by module path.
 """
 
 from sluiceway.testing.clock import ManualClock as ManualClock
+from sluiceway.testing.waiting import wait_until as wait_until
 
-__all__ = ["ManualClock"]
+__all__ = ["ManualClock", "wait_until"]

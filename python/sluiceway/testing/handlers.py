@@ -48,6 +48,7 @@ async def scripted(message: Message) -> Any:
     """Runs the payload's script, a dict with any of these keys, in this order.
 
     - ``gate``: wait until this file exists;
+    - ``sleep``: await ``asyncio.sleep`` for this many seconds;
     - ``log``: append ``"<tag> <id> <attempt> <pid>"`` to this file (``tag`` defaults to "");
     - ``fail_until``: raise ``ValueError`` while ``message.attempt`` is below this;
     - ``fail``: always raise ``ValueError`` with this text;
@@ -60,6 +61,8 @@ async def scripted(message: Message) -> Any:
     script = message.payload
     if "gate" in script:
         await _wait_for_file(script["gate"])
+    if "sleep" in script:
+        await asyncio.sleep(script["sleep"])
     if "log" in script:
         _record(script["log"], f"{script.get('tag', '')} {message.id} {message.attempt} {os.getpid()}")
     if message.attempt < script.get("fail_until", 0):
