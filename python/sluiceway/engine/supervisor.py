@@ -564,14 +564,14 @@ class MessageParallelizer:
         if worker in self._workers:
             self._workers.remove(worker)
         reason = worker.exit_reason or "crashed"
+        if reason == "crashed":
+            _log.warning("worker %d exited unexpectedly (code %s); re-delivering %d messages", worker.pid, code, len(worker.held))
+        else:
+            _log.info("worker %d exited (%s, code %s)", worker.pid, reason, code)
         self._redeliver(worker, reason, code)
         for token in list(self._broadcasts):
             self._broadcast_applied(worker, token)
         call_all(self._hooks, "on_worker_exited", worker.pid, code, reason)
-        if reason != "crashed":
-            _log.info("worker %d exited (%s, code %s)", worker.pid, reason, code)
-        else:
-            _log.warning("worker %d exited unexpectedly (code %s); re-delivering %d messages", worker.pid, code, len(worker.held))
         if not worker.exited.done():
             worker.exited.set_result(None)
         if not was_retiring and self._running:

@@ -272,12 +272,15 @@ async def serve(read_fd: int, write_fd: int) -> None:
     loop = asyncio.get_running_loop()
     settings: asyncio.Future[dict[str, Any]] = loop.create_future()
     worker: Worker | None = None
+    early: list[list[Any]] = []  # frames that arrive while setup runs (e.g. RETIRE)
 
     def on_frame(frame: list[Any]) -> None:
         if worker is not None:
             worker.on_frame(frame)
         elif frame[0] == transport.INIT and not settings.done():
             settings.set_result(frame[1])
+        else:
+            early.append(frame)
 
     def on_closed() -> None:
         if worker is not None:
@@ -297,6 +300,8 @@ async def serve(read_fd: int, write_fd: int) -> None:
         raise SystemExit(3) from None
     worker = candidate
     writer.send([transport.READY, os.getpid()])
+    for frame in early:
+        worker.on_frame(frame)
     loop.call_later(worker.heartbeat_interval, worker.heartbeat)
     await worker.finished
     if worker.retiring:
