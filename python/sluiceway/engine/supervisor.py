@@ -148,6 +148,7 @@ class MessageParallelizer:
         self._running = False
         self._closing = False
         self._started_at = 0.0
+        self._summary: ShutdownSummary | None = None
         self._dispatch_scheduled = False
         self._broadcasts: dict[int, tuple[WorkerHandle | None, set[int], asyncio.Future[None] | None, int]] = {}
         self._next_broadcast = 0
@@ -203,7 +204,7 @@ class MessageParallelizer:
         call_all(self._hooks, "on_start", self)
 
     async def shutdown(self, drain: bool = True, timeout: float | None = None) -> ShutdownSummary:
-        """Stop accepting, then stop the workers.
+        """Stop accepting, then stop the workers; a second call returns the first one's summary.
 
         With ``drain`` it first waits (up to ``timeout`` seconds, ``None`` = as long as it takes)
         until everything accepted is done or dead-lettered; without it, or once ``timeout``
@@ -211,6 +212,8 @@ class MessageParallelizer:
         returned in ``ShutdownSummary.remaining`` (pending ``submit`` calls get
         ``EngineNotRunning``).
         """
+        if self._summary is not None:
+            return self._summary  # already shut down (e.g. inside ``async with``)
         if not self._running:
             raise EngineNotRunning("shutdown() needs a started engine")
         self._closing = True
@@ -241,7 +244,9 @@ class MessageParallelizer:
                 entry.future.set_exception(EngineNotRunning("the engine shut down before this message ran"))
         for task in list(self._background):
             task.cancel()
-        summary = ShutdownSummary(self._completed, self._failed_attempts, self._retried, self._dead_lettered, remaining)
+        summary = self._summary = ShutdownSummary(
+            self._completed, self._failed_attempts, self._retried, self._dead_lettered, remaining
+        )
         _log.info(
             "shutdown ◆ %d completed ◆ %d failed attempts ◆ %d retried ◆ %d dead-lettered ◆ %d left queued",
             summary.completed, summary.failed_attempts, summary.retried, summary.dead_lettered, len(remaining),
