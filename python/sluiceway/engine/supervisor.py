@@ -143,7 +143,6 @@ class MessageParallelizer:
         self._dead_lettered = 0
         self._unfinished = 0
         self._in_flight = 0
-        self._parked = 0
         self._backpressure = False
         self._running = False
         self._closing = False
@@ -202,6 +201,8 @@ class MessageParallelizer:
         self._every(self.config.heartbeat_interval, self._check_liveness)
         self._every(self.config.statistics_interval, self._publish_statistics)
         call_all(self._hooks, "on_start", self)
+        for worker in self._workers:
+            call_all(self._hooks, "on_worker_started", worker.pid)
 
     async def shutdown(self, drain: bool = True, timeout: float | None = None) -> ShutdownSummary:
         """Stop accepting, then stop the workers; a second call returns the first one's summary.
@@ -225,18 +226,12 @@ class MessageParallelizer:
         self._running = False
         assert self._accepting is not None
         self._accepting.set()  # wake blocked producers so they see the engine is closed
-        for handle, _ in self._retry_timers.values():
-            handle.cancel()
         for timer in self._timers:
             timer.cancel()
-        remaining_entries = list(self._queue.pop_many(len(self._queue))) + list(self._suspects)
-        remaining_entries += [e for line in self._keys.values() for e in line]
-        remaining_entries += [entry for _, entry in self._retry_timers.values()]
-        self._suspects.clear()
-        self._retry_timers.clear()
+        remaining_entries = self._take_waiting()
         await asyncio.gather(*(self._retire(w, "retired") for w in list(self._workers)))
         # Workers re-queue what they held if they died while retiring: collect that too.
-        remaining_entries += list(self._queue.pop_many(len(self._queue))) + list(self._suspects)
+        remaining_entries += self._take_waiting()
         remaining = []
         for entry in remaining_entries:
             remaining.append(self._message_of(entry))
@@ -257,6 +252,21 @@ class MessageParallelizer:
             except Exception:
                 _log.exception("hook %r failed in on_stop", hook)
         return summary
+
+    def _take_waiting(self) -> list[_Entry]:
+        """Remove every accepted message not held by a worker (queued, parked, suspect, awaiting retry)."""
+        entries: list[_Entry] = list(self._queue.pop_many(len(self._queue)))
+        entries += self._suspects
+        self._suspects.clear()
+        for line in self._keys.values():
+            entries += line
+            line.clear()
+        for handle, entry in self._retry_timers.values():
+            handle.cancel()
+            entries.append(entry)
+        self._retry_timers.clear()
+        self._unfinished -= len(entries)
+        return entries
 
     # -- accepting messages ----------------------------------------------------------------
 
@@ -324,7 +334,6 @@ class MessageParallelizer:
             line = self._keys.get(key)
             if line is not None:
                 line.append(entry)
-                self._parked += 1
             else:
                 self._keys[key] = deque()
                 self._queue.push(entry, entry.priority)
@@ -452,7 +461,6 @@ class MessageParallelizer:
         line = self._keys[key]
         if line:
             entry = line.popleft()
-            self._parked -= 1
             self._queue.push(entry, entry.priority)
             if not self._dispatch_scheduled:
                 self._dispatch_scheduled = True
@@ -546,7 +554,8 @@ class MessageParallelizer:
             raise
         worker.last_heard = self._clock()
         self._background_task(self._watch(worker))
-        call_all(self._hooks, "on_worker_started", worker.pid)
+        if self._running:  # the first workers are announced after on_start
+            call_all(self._hooks, "on_worker_started", worker.pid)
         self._dispatch()
         return worker
 
