@@ -14,14 +14,14 @@ def spec_of(target: str | Callable[..., Any], what: str) -> str:
     ``__main__``, none of which a spawned worker can import.
     """
     if isinstance(target, str):
-        module, _, name = target.partition(":")
-        if not module or not name:
+        module_name, _, name = target.partition(":")
+        if not module_name or not name:
             raise ValueError(f"{what} must be 'module:function', got {target!r}")
         return target
     if not callable(target):
         raise ValueError(f"{what} must be a callable or a 'module:function' string, got {target!r}")
-    module = getattr(target, "__module__", None)
-    qualname = getattr(target, "__qualname__", None)
+    module: str | None = getattr(target, "__module__", None)
+    qualname: str | None = getattr(target, "__qualname__", None)
     if not module or not qualname or "<" in qualname:
         raise ValueError(f"{what} {target!r} is not importable by name; define it at module level")
     if module == "__main__":
