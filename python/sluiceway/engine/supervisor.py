@@ -50,28 +50,26 @@ _log = logging.getLogger("sluiceway.engine")
 _payload_encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 _PRIORITIES = tuple(Priority)
+#: Accepted priority values (ints or Priority members), mapped to plain ints.
+_PRIORITY_VALUES = {int(p): int(p) for p in Priority}
 
 Handler = Callable[[Message], Any]
 
 
-class _Entry:
-    """The supervisor's record of one accepted message."""
+class _Entry(msgspec.Struct):
+    """The supervisor's record of one accepted message (a C-level struct: one is made per message)."""
 
-    __slots__ = ("seq", "payload", "priority", "attempt", "enqueued", "enqueued_at", "key", "future", "suspect")
-
-    def __init__(
-        self, seq: int, payload: msgspec.Raw, priority: int, enqueued: float, enqueued_at: float,
-        key: str | None, future: asyncio.Future[Any] | None,
-    ) -> None:
-        self.seq = seq
-        self.payload = payload
-        self.priority = priority
-        self.attempt = 0
-        self.enqueued = enqueued  # supervisor clock, for latency
-        self.enqueued_at = enqueued_at  # wall clock, shown to handlers
-        self.key = key
-        self.future = future
-        self.suspect = False
+    seq: int
+    payload: msgspec.Raw
+    priority: int
+    #: Supervisor clock at acceptance, for latency.
+    enqueued: float
+    #: Wall clock at acceptance, shown to handlers.
+    enqueued_at: float
+    key: str | None
+    future: asyncio.Future[Any] | None
+    #: Deliveries so far.
+    attempt: int = 0
 
 
 class ShutdownSummary(msgspec.Struct, frozen=True):
@@ -129,6 +127,11 @@ class MessageParallelizer:
         self._prefetch = self.config.prefetch
         self._engine_id = uuid.uuid4().hex[:12]
         self._queue = PriorityQueue(len(_PRIORITIES))
+        # New messages wait here, per priority, until the next dispatch moves them into the
+        # Rust queue in one push_many per level (a push per message costs far more).
+        self._staged: tuple[list[_Entry], ...] = tuple([] for _ in _PRIORITIES)
+        self._staged_count = 0
+        self._wall_offset = 0.0
         self._suspects: deque[_Entry] = deque()
         self._keys: dict[str, deque[_Entry]] = {}
         self._retry_timers: dict[int, tuple[asyncio.TimerHandle, _Entry]] = {}
@@ -136,7 +139,6 @@ class MessageParallelizer:
         self._next_worker_index = 0
         self._dead_letters = DeadLetterQueue()
         self._next_seq = 0
-        self._enqueued = 0
         self._completed = 0
         self._failed_attempts = 0
         self._retried = 0
@@ -146,6 +148,9 @@ class MessageParallelizer:
         self._backpressure = False
         self._running = False
         self._closing = False
+        #: Accepting messages: running and not closing.
+        self._open = False
+        self._high_water_mark = self.config.queue_high_water_mark
         self._started_at = 0.0
         self._summary: ShutdownSummary | None = None
         self._dispatch_scheduled = False
@@ -183,6 +188,7 @@ class MessageParallelizer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._started_at = self._clock()
+        self._wall_offset = time.time() - self._started_at
         self._latency = LatencyWindow(self._started_at)
         self._throughput.sample(self._started_at, 0)
         try:
@@ -198,6 +204,7 @@ class MessageParallelizer:
                 task.cancel()
             raise
         self._running = True
+        self._open = True
         self._every(self.config.heartbeat_interval, self._check_liveness)
         self._every(self.config.statistics_interval, self._publish_statistics)
         call_all(self._hooks, "on_start", self)
@@ -218,6 +225,7 @@ class MessageParallelizer:
         if not self._running:
             raise EngineNotRunning("shutdown() needs a started engine")
         self._closing = True
+        self._open = False
         if drain:
             try:
                 await self.wait_for_completion(timeout)
@@ -255,6 +263,7 @@ class MessageParallelizer:
 
     def _take_waiting(self) -> list[_Entry]:
         """Remove every accepted message not held by a worker (queued, parked, suspect, awaiting retry)."""
+        self._flush_staged()
         entries: list[_Entry] = list(self._queue.pop_many(len(self._queue)))
         entries += self._suspects
         self._suspects.clear()
@@ -313,9 +322,10 @@ class MessageParallelizer:
         return await future
 
     def _accept(self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None) -> str:
-        if not self._running or self._closing:
+        if not self._open:
             raise EngineNotRunning("the engine is not running (call start() first; shutdown() stops it)")
-        if not (isinstance(priority, int) and 0 <= priority < len(_PRIORITIES)):
+        level = _PRIORITY_VALUES.get(priority) if isinstance(priority, int) else None
+        if level is None:
             raise ValueError(f"priority must be a Priority (0..{len(_PRIORITIES) - 1}), got {priority!r}")
         if key is not None and not isinstance(key, str):
             raise ValueError(f"ordering_key must be a str or None, got {type(key).__name__}")
@@ -324,8 +334,8 @@ class MessageParallelizer:
         except (TypeError, ValueError, OverflowError) as exc:
             raise UnencodablePayload(f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}") from exc
         seq = self._next_seq = self._next_seq + 1
-        entry = _Entry(seq, raw, int(priority), self._clock(), time.time(), key, future)
-        self._enqueued += 1
+        now = self._clock()
+        entry = _Entry(seq, raw, level, now, now + self._wall_offset, key, future)
         self._unfinished += 1
         if self._unfinished == 1:
             assert self._idle is not None
@@ -336,10 +346,12 @@ class MessageParallelizer:
                 line.append(entry)
             else:
                 self._keys[key] = deque()
-                self._queue.push(entry, entry.priority)
+                self._staged[entry.priority].append(entry)
+                self._staged_count += 1
         else:
-            self._queue.push(entry, entry.priority)
-        if not self._backpressure and self._unfinished - self._in_flight >= self.config.queue_high_water_mark:
+            self._staged[entry.priority].append(entry)
+            self._staged_count += 1
+        if not self._backpressure and self._unfinished - self._in_flight >= self._high_water_mark:
             self._backpressure = True
             assert self._accepting is not None
             self._accepting.clear()
@@ -354,6 +366,8 @@ class MessageParallelizer:
     def _dispatch(self) -> None:
         """Give each ready worker up to its free credit of messages, highest priority first."""
         self._dispatch_scheduled = False
+        if self._staged_count:
+            self._flush_staged()
         queue = self._queue
         for worker in self._workers:
             if worker.state != READY or worker.isolating:
@@ -371,6 +385,13 @@ class MessageParallelizer:
             self._backpressure = False
             assert self._accepting is not None
             self._accepting.set()
+
+    def _flush_staged(self) -> None:
+        for level, staged in enumerate(self._staged):
+            if staged:
+                self._queue.push_many(staged, level)
+                staged.clear()
+        self._staged_count = 0
 
     def _send(self, worker: WorkerHandle, entries: list[_Entry]) -> None:
         held = worker.held
@@ -452,7 +473,7 @@ class MessageParallelizer:
             self._idle.set()
         if worker.state == READY and self._should_recycle(worker):
             self._background_task(self._recycle(worker))
-        if self._queue or self._suspects:
+        if self._staged_count or self._queue or self._suspects:
             self._dispatch()
         elif self._backpressure:
             self._dispatch()  # re-checks the low-water mark
@@ -607,7 +628,6 @@ class MessageParallelizer:
             for entry in entries:
                 entry.attempt -= 1
                 if reason in ("crashed", "unresponsive"):
-                    entry.suspect = True
                     self._suspects.append(entry)
                 else:
                     self._queue.push(entry, entry.priority)
@@ -737,14 +757,14 @@ class MessageParallelizer:
             for w in self._workers
         ]
         return Statistics(
-            enqueued=self._enqueued,
+            enqueued=self._next_seq,
             completed=self._completed,
             failed_attempts=self._failed_attempts,
             retried=self._retried,
             dead_lettered=self._dead_lettered,
             in_flight=self._in_flight,
             queued=self._queued(),
-            queue_depths=list(self._queue.depths()),
+            queue_depths=[depth + len(staged) for depth, staged in zip(self._queue.depths(), self._staged)],
             backpressure=self._backpressure,
             worker_count=sum(1 for w in self._workers if w.state in (STARTING, READY)),
             workers=workers,
