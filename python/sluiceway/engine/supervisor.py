@@ -412,7 +412,8 @@ class MessageParallelizer:
         if kind == transport.REPORT:
             self._on_report(worker, frame)
         elif kind == transport.READY:
-            worker.state = READY
+            if worker.state == STARTING:  # not if it was retired while starting
+                worker.state = READY
             if not worker.ready.done():
                 worker.ready.set_result(None)
         elif kind == transport.STARTUP_FAILED:
@@ -502,7 +503,9 @@ class MessageParallelizer:
                 return
             delay = self._retry.delay(entry.attempt)
             assert self._loop is not None
-            self._retry_timers[entry.seq] = (self._loop.call_later(delay, self._requeue, entry), entry)
+            # A message that killed its worker while alone is retried alone again.
+            alone = reason == "crashed"
+            self._retry_timers[entry.seq] = (self._loop.call_later(delay, self._requeue, entry, alone), entry)
             return
         letter = DeadLetter(
             id=f"{self._engine_id}-{entry.seq}",
@@ -528,9 +531,12 @@ class MessageParallelizer:
             assert self._idle is not None
             self._idle.set()
 
-    def _requeue(self, entry: _Entry) -> None:
+    def _requeue(self, entry: _Entry, alone: bool) -> None:
         self._retry_timers.pop(entry.seq, None)
-        self._queue.push(entry, entry.priority)
+        if alone:
+            self._suspects.append(entry)
+        else:
+            self._queue.push(entry, entry.priority)
         self._dispatch()
 
     def dead_letters(self) -> list[DeadLetter]:

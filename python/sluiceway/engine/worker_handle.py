@@ -47,6 +47,7 @@ class WorkerHandle:
         self.process: asyncio.subprocess.Process | None = None
         self.writer: transport.FrameWriter | None = None
         self._pipe_closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unsent: list[Any] = []
         self._on_frame = on_frame
         self._clock = clock
 
@@ -76,6 +77,9 @@ class WorkerHandle:
         await transport.open_reader(from_worker_read, self._frame, self._closed)
         self.writer = await transport.open_writer(to_worker_write)
         self.writer.send([transport.INIT, settings])
+        for frame in self._unsent:
+            self.writer.send(frame)
+        self._unsent.clear()
 
     def _frame(self, frame: list[Any]) -> None:
         self.last_heard = self._clock()
@@ -95,8 +99,11 @@ class WorkerHandle:
         return code
 
     def send(self, frame: Any) -> None:
+        """Send ``frame``; before the pipe exists (still spawning) it is sent right after INIT."""
         if self.writer is not None:
             self.writer.send(frame)
+        else:
+            self._unsent.append(frame)
 
     def kill(self) -> None:
         """SIGKILL the process (its messages are re-delivered when its exit is handled)."""
