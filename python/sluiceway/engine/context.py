@@ -76,7 +76,7 @@ class WorkerContext:
             A worker started after the broadcast (a replacement or a scale-up) never sees it:
             broadcasts suit invalidations (a fresh worker starts empty), not state to replay.
         """
-        _check_broadcast(topic, payload)
+        check_broadcast(topic, payload)
         await self.apply(topic, payload)
 
     async def apply(self, topic: str, payload: bytes) -> None:
@@ -90,7 +90,8 @@ class WorkerContext:
                 _log.exception("broadcast subscriber %r failed on topic %r", callback, topic)
 
 
-def _check_broadcast(topic: str, payload: bytes) -> None:
+def check_broadcast(topic: str, payload: bytes) -> None:
+    """``ValueError`` for an empty or non-str topic, ``TypeError`` for a payload that is not bytes."""
     if not isinstance(topic, str) or not topic:
         raise ValueError(f"topic must be a non-empty str, got {topic!r}")
     if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -107,7 +108,7 @@ class RemoteWorkerContext(WorkerContext):
         self._waiting: dict[int, asyncio.Future[None]] = {}
 
     async def broadcast(self, topic: str, payload: bytes) -> None:
-        _check_broadcast(topic, payload)
+        check_broadcast(topic, payload)
         self._next_token += 1
         token = self._next_token
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -23,7 +23,9 @@ import msgspec
 
 from sluiceway._core import PriorityQueue
 from sluiceway.engine import transport
+from sluiceway.engine.broadcast import BroadcastRelay
 from sluiceway.engine.config import ParallelizerConfig
+from sluiceway.engine.context import check_broadcast
 from sluiceway.engine.dead_letters import DeadLetter, DeadLetterQueue
 from sluiceway.engine.errors import (
     Backpressure,
@@ -154,8 +156,7 @@ class MessageParallelizer:
         self._started_at = 0.0
         self._summary: ShutdownSummary | None = None
         self._dispatch_scheduled = False
-        self._broadcasts: dict[int, tuple[WorkerHandle | None, set[int], asyncio.Future[None] | None, int]] = {}
-        self._next_broadcast = 0
+        self._broadcasts = BroadcastRelay()
         self._throughput = ThroughputMeter()
         self._latency: LatencyWindow | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -288,9 +289,8 @@ class MessageParallelizer:
         ``UnencodablePayload`` for a payload msgpack cannot encode, ``ValueError`` for an
         unknown priority.
         """
-        while self._backpressure and self._running:
-            assert self._accepting is not None
-            await self._accepting.wait()
+        if self._backpressure:
+            await self._wait_for_room()
         return self._accept(payload, priority, ordering_key, None)
 
     def enqueue_nowait(
@@ -313,13 +313,18 @@ class MessageParallelizer:
         ``HandlerError`` when it cannot cross processes, ``MessageDeadLettered`` when the
         worker died on every try).
         """
-        while self._backpressure and self._running:
-            assert self._accepting is not None
-            await self._accepting.wait()
+        if self._backpressure:
+            await self._wait_for_room()
         assert self._loop is not None
         future: asyncio.Future[Any] = self._loop.create_future()
         self._accept(payload, priority, ordering_key, future)
         return await future
+
+    async def _wait_for_room(self) -> None:
+        """Wait while backpressure is on (returns at once if the engine stops meanwhile)."""
+        while self._backpressure and self._running:
+            assert self._accepting is not None
+            await self._accepting.wait()
 
     def _accept(self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None) -> str:
         if not self._open:
@@ -420,9 +425,9 @@ class MessageParallelizer:
             if not worker.ready.done():
                 worker.ready.set_exception(WorkerStartupError(f"worker {worker.pid} failed to start:\n{frame[1]}"))
         elif kind == transport.BROADCAST:
-            self._start_broadcast(worker, frame[1], frame[2], frame[3], None)
+            self._broadcasts.start(self._broadcast_targets(), frame[2], frame[3], worker, frame[1])
         elif kind == transport.APPLIED:
-            self._broadcast_applied(worker, frame[1])
+            self._broadcasts.applied(worker, frame[1])
 
     def _on_report(self, worker: WorkerHandle, frame: list[Any]) -> None:
         _, done, results, failures, histogram_wire, rss = frame
@@ -610,8 +615,7 @@ class MessageParallelizer:
         else:
             _log.info("worker %d exited (%s, code %s)", worker.pid, reason, code)
         self._redeliver(worker, reason, code)
-        for token in list(self._broadcasts):
-            self._broadcast_applied(worker, token)
+        self._broadcasts.worker_exited(worker)
         call_all(self._hooks, "on_worker_exited", worker.pid, code, reason)
         if not worker.exited.done():
             worker.exited.set_result(None)
@@ -704,40 +708,14 @@ class MessageParallelizer:
 
     async def broadcast(self, topic: str, payload: bytes) -> None:
         """Apply ``payload`` on ``topic`` in every live worker (see ``current_worker().subscribe``)."""
-        if not isinstance(topic, str) or not topic:
-            raise ValueError(f"topic must be a non-empty str, got {topic!r}")
-        if not isinstance(payload, (bytes, bytearray)):
-            raise TypeError(f"a broadcast payload must be bytes, got {type(payload).__name__}")
+        check_broadcast(topic, payload)
         assert self._loop is not None
         done: asyncio.Future[None] = self._loop.create_future()
-        self._start_broadcast(None, 0, topic, bytes(payload), done)
+        self._broadcasts.start(self._broadcast_targets(), topic, bytes(payload), done=done)
         await done
 
-    def _start_broadcast(
-        self, origin: WorkerHandle | None, origin_token: int, topic: str, payload: bytes, done: asyncio.Future[None] | None
-    ) -> None:
-        self._next_broadcast += 1
-        token = self._next_broadcast
-        targets = [w for w in self._workers if w.state in (READY, RETIRING)]
-        self._broadcasts[token] = (origin, {w.index for w in targets}, done, origin_token)
-        for worker in targets:
-            worker.send([transport.APPLY, token, topic, payload])
-        self._broadcast_applied(None, token)
-
-    def _broadcast_applied(self, worker: WorkerHandle | None, token: int) -> None:
-        state = self._broadcasts.get(token)
-        if state is None:
-            return
-        origin, pending, done, origin_token = state
-        if worker is not None:
-            pending.discard(worker.index)
-        if pending:
-            return
-        del self._broadcasts[token]
-        if origin is not None and origin.state != EXITED:
-            origin.send([transport.BROADCAST_DONE, origin_token])
-        if done is not None and not done.done():
-            done.set_result(None)
+    def _broadcast_targets(self) -> list[WorkerHandle]:
+        return [w for w in self._workers if w.state in (READY, RETIRING)]
 
     # -- completion and statistics ---------------------------------------------------------
 
