@@ -74,7 +74,12 @@ class WorkerHandle:
                 os.close(to_worker_read)
                 os.close(from_worker_write)
         self.pid = self.process.pid
-        await transport.open_reader(from_worker_read, self._frame, self._closed)
+        try:
+            await transport.open_reader(from_worker_read, self._frame, self._closed)
+        except BaseException:
+            os.close(to_worker_write)
+            self._closed()  # nothing will ever be read: wait_exit must not wait for it
+            raise
         self.writer = await transport.open_writer(to_worker_write)
         self.writer.send([transport.INIT, settings])
         for frame in self._unsent:
