@@ -57,6 +57,9 @@ _PRIORITY_VALUES = {int(p): int(p) for p in Priority}
 
 Handler = Callable[[Message], Any]
 
+#: Tries to start a replacement for a worker that died before giving up on that slot.
+REPLACEMENT_ATTEMPTS = 3
+
 
 class _Entry(msgspec.Struct):
     """The supervisor's record of one accepted message (a C-level struct: one is made per message)."""
@@ -598,6 +601,9 @@ class MessageParallelizer:
             if worker.process is not None:
                 await worker.wait_exit()
             self._spawned.discard(worker)
+            worker.state = EXITED
+            if not worker.exited.done():
+                worker.exited.set_result(None)
             raise
         worker.last_heard = self._clock()
         self._background_task(self._watch(worker))
@@ -635,11 +641,14 @@ class MessageParallelizer:
         call_all(self._hooks, "on_worker_exited", worker.pid, code, reason)
         if not worker.exited.done():
             worker.exited.set_result(None)
-        if not was_retiring and self._running:
+        for attempt in range(1, REPLACEMENT_ATTEMPTS + 1):
+            if was_retiring or not self._running:
+                break
             try:
                 await self._add_worker()
+                break
             except Exception:
-                _log.exception("could not replace worker %d", worker.pid)
+                _log.exception("could not replace worker %d (attempt %d of %d)", worker.pid, attempt, REPLACEMENT_ATTEMPTS)
 
     def _redeliver(self, worker: WorkerHandle, reason: str, code: int | None) -> None:
         entries = list(worker.held.values())
