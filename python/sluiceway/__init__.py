@@ -1,6 +1,14 @@
 """sluiceway: move chat messages fast and safely."""
 
 from sluiceway._core import __version__ as __version__
+from sluiceway.engine import Backpressure as Backpressure
+from sluiceway.engine import EngineHooks as EngineHooks
+from sluiceway.engine import Message as Message
+from sluiceway.engine import MessageParallelizer as MessageParallelizer
+from sluiceway.engine import ParallelizerConfig as ParallelizerConfig
+from sluiceway.engine import Priority as Priority
+from sluiceway.engine import Statistics as Statistics
+from sluiceway.engine import current_worker as current_worker
 from sluiceway.histogram import LatencyHistogram as LatencyHistogram
 from sluiceway.monitor import Alert as Alert
 from sluiceway.monitor import AutoscaleConfig as AutoscaleConfig
@@ -22,20 +30,28 @@ from sluiceway.whatsapp import WhatsAppCloudTransport as WhatsAppCloudTransport
 __all__ = [
     "Alert",
     "AutoscaleConfig",
+    "Backpressure",
     "BatchSender",
     "BreakerConfig",
     "DeadLetter",
+    "EngineHooks",
     "LatencyHistogram",
+    "Message",
+    "MessageParallelizer",
     "MonitorConfig",
     "OutboundMessage",
+    "ParallelizerConfig",
     "PerformanceMonitor",
+    "Priority",
     "RateLimits",
     "RecipientLimit",
     "Report",
     "SendError",
     "SenderConfig",
+    "Statistics",
     "Thresholds",
     "WhatsAppCloudTransport",
     "__version__",
+    "current_worker",
     "install_worker_profiler",
 ]
