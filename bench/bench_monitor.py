@@ -8,7 +8,10 @@ Measures, medians of ``REPEAT`` runs, written to ``bench/results/monitor.json``:
   anomalies, snapshot) at 16 workers, in microseconds;
 - the monitor process's CPU at a 1 s collection interval while it samples the
   supervisor and 16 worker processes (idle Python processes standing in for workers)
-  and serves the snapshot (target: at most 2% of one core).
+  and serves the snapshot (target: at most 2% of one core);
+- a 2-worker engine's no-op throughput with the monitor attached (1 s interval, monitor
+  process and HTTP on) against the same engine without it, alternating runs
+  (target: at least 97%).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from bench.harness import REPEAT, Comparison, Report, header, interleaved_rates, scaled
 from sluiceway import MonitorConfig, PerformanceMonitor
+from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 
 #: Latencies recorded per timed run.
 RECORDS = scaled(200_000)
@@ -137,11 +141,60 @@ async def measure_monitor_cpu(report: Report) -> None:
             worker.wait()
 
 
+#: No-op messages per engine run in the monitor-on/off comparison.
+ENGINE_MESSAGES = scaled(100_000)
+
+
+async def engine_noop_rate(monitored: bool) -> float:
+    """No-op messages per second through a 2-worker engine, with or without the monitor attached."""
+    config = ParallelizerConfig(
+        default_worker_count=2,
+        min_workers=2,
+        max_workers=2,
+        enable_auto_scaling=False,
+        queue_high_water_mark=ENGINE_MESSAGES + 1,
+        queue_low_water_mark=ENGINE_MESSAGES,
+    )
+    monitor = PerformanceMonitor(MonitorConfig(metric_collection_interval=1.0, http_port=0)) if monitored else None
+    async with MessageParallelizer("sluiceway.testing.handlers:noop", config, monitor=monitor) as engine:
+        if monitor is not None:
+            deadline = time.monotonic() + 120
+            while monitor.http_url is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)  # the monitor process is up before timing starts
+        start = time.perf_counter()
+        for i in range(ENGINE_MESSAGES):
+            engine.enqueue_nowait(None)
+            if i % 1000 == 999:
+                await asyncio.sleep(0)  # let the supervisor dispatch while we enqueue
+        await engine.wait_for_completion()
+        return ENGINE_MESSAGES / (time.perf_counter() - start)
+
+
+def bench_engine_overhead(report: Report) -> None:
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(REPEAT):
+        for monitored in (False, True):
+            rates[monitored].append(asyncio.run(engine_noop_rate(monitored)))
+    report.add(
+        Comparison(
+            case="engine no-op throughput, monitor on",
+            peer="same engine, monitor off",
+            ours=statistics.median(rates[True]),
+            theirs=statistics.median(rates[False]),
+            unit="msg/s",
+            target=0.97,
+            samples_ours=rates[True],
+            samples_theirs=rates[False],
+        )
+    )
+
+
 def main() -> None:
     report = Report("monitor")
     header("PerformanceMonitor")
     bench_record(report)
     asyncio.run(measure_monitor_cpu(report))
+    bench_engine_overhead(report)
     report.write()
 
 
