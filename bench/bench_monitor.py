@@ -142,7 +142,7 @@ async def measure_monitor_cpu(report: Report) -> None:
 
 
 #: No-op messages per engine run in the monitor-on/off comparison.
-ENGINE_MESSAGES = scaled(100_000)
+ENGINE_MESSAGES = scaled(300_000)
 
 
 async def engine_noop_rate(monitored: bool) -> float:
