@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from sluiceway import MonitorConfig, PerformanceMonitor
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.monitor import AutoscaleConfig
 from sluiceway.testing.handlers import read_log
+from sluiceway.testing.waiting import wait_until
 
 #: Generous: worker processes start slowly on a loaded 2-core CI machine.
 WAIT = 120.0
 MESSAGES = 100
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def test_burst_scales_up_idleness_scales_down_no_message_lost(tmp_path: Path) -> None:
@@ -53,10 +44,10 @@ def test_burst_scales_up_idleness_scales_down_no_message_lost(tmp_path: Path) ->
                 await engine.enqueue_message({"gate": str(gate), "log": str(log)}) for _ in range(MESSAGES)
             }
             # The gate holds every handler, so the backlog lasts however slow the machine is.
-            await wait_until(lambda: engine.get_statistics().worker_count == 3, "the monitor to scale up to 3 workers")
+            await wait_until(lambda: engine.get_statistics().worker_count == 3, WAIT, "the monitor to scale up to 3 workers")
             gate.touch()
             await engine.wait_for_completion(timeout=WAIT)
-            await wait_until(lambda: engine.get_statistics().worker_count == 1, "the monitor to scale back down to 1")
+            await wait_until(lambda: engine.get_statistics().worker_count == 1, WAIT, "the monitor to scale back down to 1")
             statistics = engine.get_statistics()
             assert statistics.completed == MESSAGES and statistics.dead_lettered == 0
             assert {line[1] for line in read_log(log)} == ids
