@@ -101,12 +101,12 @@ class SheetsClient:
     async def _fetch_many(self, spreadsheet_id: str, ranges: list[str]) -> list[Any]:
         if len(ranges) == 1:
             answer = await self._transport.execute(
-                lambda s: s.spreadsheets().values().get(spreadsheetId=spreadsheet_id, range=ranges[0]), write=False
+                lambda api: api.get(spreadsheetId=spreadsheet_id, range=ranges[0]), write=False
             )
             return [answer.get("values", [])]
         try:
             answer = await self._transport.execute(
-                lambda s: s.spreadsheets().values().batchGet(spreadsheetId=spreadsheet_id, ranges=ranges), write=False
+                lambda api: api.batchGet(spreadsheetId=spreadsheet_id, ranges=ranges), write=False
             )
         except BadRequestError:
             # One bad range fails the whole batch; ask separately so only that one fails.
@@ -121,9 +121,7 @@ class SheetsClient:
         _check_write(cell_range, values, value_input_option)
         try:
             return await self._transport.execute(
-                lambda s: s.spreadsheets()
-                .values()
-                .update(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption=value_input_option, body={"values": values}),
+                lambda api: api.update(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption=value_input_option, body={"values": values}),
                 write=True,
             )
         finally:
@@ -139,9 +137,7 @@ class SheetsClient:
         whole_sheet = None if target.sheet is None or target.unbounded else format_a1(target.whole_sheet())
         try:
             return await self._transport.execute(
-                lambda s: s.spreadsheets()
-                .values()
-                .append(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption=value_input_option, body={"values": values}),
+                lambda api: api.append(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption=value_input_option, body={"values": values}),
                 write=True,
                 retry_server_errors=False,
             )
@@ -157,7 +153,7 @@ class SheetsClient:
         body = {"valueInputOption": value_input_option, "data": [{"range": r, "values": v} for r, v in data.items()]}
         try:
             return await self._transport.execute(
-                lambda s: s.spreadsheets().values().batchUpdate(spreadsheetId=spreadsheet_id, body=body), write=True
+                lambda api: api.batchUpdate(spreadsheetId=spreadsheet_id, body=body), write=True
             )
         finally:
             await asyncio.gather(*(self.cache.invalidate_everywhere(spreadsheet_id, r) for r in data))

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 #: Answers worth retrying: quota exhausted, and the server-side failures Google names as transient.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
-#: Builds the request to run against a service object; called in a worker thread.
+#: Builds the request to run from the ``spreadsheets().values()`` resource; called in a worker thread.
 RequestBuilder = Callable[[Any], Any]
 
 
@@ -56,6 +56,10 @@ class Transport:
         self._config = config
         self._http_factory = http_factory
         self._local = threading.local()
+        # Every thread's Http, so that close() can close their sockets.
+        self._https: list[httplib2.Http] = []
+        self._https_lock = threading.Lock()
+        self._values: Any = None
         workers = config.max_workers if http_factory is not None else 1
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sheets-http")
         self._reads = RateLimiter.per(minute=config.read_requests_per_minute)
@@ -101,11 +105,19 @@ class Transport:
     def _run(self, build: RequestBuilder) -> Any:
         http = self._thread_http()
         try:
-            return build(self._service).execute(http=http, num_retries=0)
+            return build(self._values_resource()).execute(http=http, num_retries=0)
         except HttpError as exc:
             raise error_from_response(exc.resp.status, exc.content) from None
         except (OSError, httplib2.HttpLib2Error) as exc:
             raise SheetsUnavailableError(f"could not reach the Sheets API: {exc}") from exc
+
+    def _values_resource(self) -> Any:
+        # Built once: each ``spreadsheets()`` call rebuilds every method from the
+        # discovery document, which costs tens of milliseconds.
+        with self._https_lock:
+            if self._values is None:
+                self._values = self._service.spreadsheets().values()
+            return self._values
 
     def _thread_http(self) -> httplib2.Http | None:
         if self._http_factory is None:
@@ -113,8 +125,16 @@ class Transport:
         http: httplib2.Http | None = getattr(self._local, "http", None)
         if http is None:
             http = self._local.http = self._http_factory()
+            with self._https_lock:
+                self._https.append(http)
         return http
 
     def close(self) -> None:
-        """Stop the worker threads once running requests finish."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Wait for running requests, drop queued ones, and close every thread's connections."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._https_lock:
+            https, self._https = self._https, []
+        for http in https:
+            close = getattr(http, "close", None)  # test doubles such as HttpMockSequence have none
+            if close is not None:
+                close()

@@ -3,5 +3,6 @@ WhatsApp Cloud and Google Sheets APIs. Used by tests and the demo, never by libr
 """
 
 from sluiceway.testing.clock import ManualClock as ManualClock
+from sluiceway.testing.sheets_emulator import SheetsEmulator as SheetsEmulator
 
-__all__ = ["ManualClock"]
+__all__ = ["ManualClock", "SheetsEmulator"]
