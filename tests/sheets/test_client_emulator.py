@@ -10,7 +10,7 @@ import pytest
 
 from sluiceway.sheets.cache import SheetsCache
 from sluiceway.sheets.client import SheetsClient
-from sluiceway.sheets.config import ClientConfig
+from sluiceway.sheets.config import SheetsClientConfig
 from sluiceway.sheets.errors import InvalidRangeError, PermissionDeniedError, SpreadsheetNotFoundError
 from sluiceway.sheets.invalidation import LocalInvalidation
 from sluiceway.testing import ManualClock, SheetsEmulator
@@ -20,14 +20,14 @@ UNITS_CSV = "Unit,Status,Rent\n1A,let,1000\n1B,free,1100\n2A,let,1200\n2B,free,1
 
 
 def with_emulator(
-    scenario: Callable[[SheetsEmulator, SheetsClient], Awaitable[None]], *, config: ClientConfig | None = None, **emulator_args: Any
+    scenario: Callable[[SheetsEmulator, SheetsClient], Awaitable[None]], *, config: SheetsClientConfig | None = None, **emulator_args: Any
 ) -> None:
     async def main() -> None:
         async with SheetsEmulator(**emulator_args) as emulator:
             emulator.load_csv(SID, "Units", UNITS_CSV)
             emulator.add_spreadsheet("other-book", {"Sheet1": [["x"]]})
             cache = SheetsCache(invalidation=LocalInvalidation())
-            async with SheetsClient(cache, api_endpoint=emulator.url, config=config or ClientConfig(coalesce_window=0.05)) as client:
+            async with SheetsClient(cache, api_endpoint=emulator.url, config=config or SheetsClientConfig(coalesce_window=0.05)) as client:
                 await scenario(emulator, client)
 
     asyncio.run(main())
@@ -113,7 +113,7 @@ def test_client_side_limiter_keeps_reads_under_the_quota() -> None:
         async with SheetsEmulator(reads_per_minute=3, clock=clock) as emulator:
             emulator.load_csv(SID, "Units", UNITS_CSV)
             cache = SheetsCache(invalidation=LocalInvalidation())
-            config = ClientConfig(read_requests_per_minute=3, coalesce_window=0.0)
+            config = SheetsClientConfig(read_requests_per_minute=3, coalesce_window=0.0)
             async with SheetsClient(cache, api_endpoint=emulator.url, config=config, clock=clock, sleep=advancing_sleep) as client:
                 for row in range(1, 8):
                     await client.get_values(SID, f"Units!A{row}")
@@ -133,7 +133,7 @@ def test_quota_429_and_injected_503_are_retried_through_real_http() -> None:
         assert emulator.statuses == {429: 1, 503: 1, 200: 1}
         assert client.stats()["retries"] == 2
 
-    with_emulator(scenario, config=ClientConfig(initial_backoff=0.01, max_backoff=0.05))
+    with_emulator(scenario, config=SheetsClientConfig(initial_backoff=0.01, max_backoff=0.05))
 
 
 def test_unknown_spreadsheet_and_denied_access_raise_clear_errors() -> None:

@@ -13,7 +13,7 @@ from googleapiclient.http import HttpMockSequence
 
 from sluiceway.sheets.cache import SheetsCache
 from sluiceway.sheets.client import SheetsClient
-from sluiceway.sheets.config import ClientConfig
+from sluiceway.sheets.config import SheetsClientConfig
 from sluiceway.sheets.errors import (
     BadRequestError,
     InvalidRangeError,
@@ -70,7 +70,7 @@ def sheets_service() -> Any:
 def client_for(*answers: tuple[dict[str, str], str], max_retries: int = 3) -> tuple[SheetsClient, HttpMockSequence]:
     http = HttpMockSequence(list(answers))
     # One worker thread: the mock sequence is a single shared Http object.
-    config = ClientConfig(max_retries=max_retries, initial_backoff=0.01, coalesce_window=0.0, max_workers=1)
+    config = SheetsClientConfig(max_retries=max_retries, initial_backoff=0.01, coalesce_window=0.0, max_workers=1)
     cache = SheetsCache(invalidation=LocalInvalidation())
     return SheetsClient(cache, service=sheets_service(), http_factory=lambda: http, config=config, sleep=no_sleep), http
 

@@ -1,10 +1,10 @@
-"""CacheConfig and ClientConfig validation."""
+"""CacheConfig and SheetsClientConfig validation."""
 
 from __future__ import annotations
 
 import pytest
 
-from sluiceway.sheets.config import CacheConfig, ClientConfig
+from sluiceway.sheets.config import CacheConfig, SheetsClientConfig
 
 
 def test_cache_defaults_follow_the_seed() -> None:
@@ -46,12 +46,12 @@ def test_invalid_cache_config_names_the_field(field: str, value: float) -> None:
     ],
 )
 def test_invalid_client_config_names_the_field(field: str, value: float) -> None:
-    """An invalid ClientConfig value raises ValueError naming the field."""
+    """An invalid SheetsClientConfig value raises ValueError naming the field."""
     with pytest.raises(ValueError, match=field):
-        ClientConfig(**{field: value})
+        SheetsClientConfig(**{field: value})
 
 
 def test_client_defaults_are_googles_per_user_quota() -> None:
     """The client's default budget is Google's documented 60 reads and 60 writes per minute per user."""
-    c = ClientConfig()
+    c = SheetsClientConfig()
     assert (c.read_requests_per_minute, c.write_requests_per_minute) == (60, 60)

@@ -12,7 +12,7 @@ import httplib2
 
 from sluiceway.sheets.cache import SheetsCache
 from sluiceway.sheets.coalescer import BatchCoalescer
-from sluiceway.sheets.config import ClientConfig
+from sluiceway.sheets.config import SheetsClientConfig
 from sluiceway.sheets.errors import BadRequestError
 from sluiceway.sheets.ranges import format_a1, parse_a1
 from sluiceway.sheets.transport import Transport
@@ -60,11 +60,11 @@ class SheetsClient:
         service: Any = None,
         api_endpoint: str | None = None,
         http_factory: Callable[[], httplib2.Http] | None = None,
-        config: ClientConfig | None = None,
+        config: SheetsClientConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.config = config or ClientConfig()
+        self.config = config or SheetsClientConfig()
         self.cache = cache if cache is not None else SheetsCache(clock=clock)
         timeout = self.config.request_timeout
         if service is None:
@@ -120,10 +120,11 @@ class SheetsClient:
         """Write ``values`` from the top-left of ``cell_range``; Google's ``UpdateValuesResponse``."""
         _check_write(cell_range, values, value_input_option)
         try:
-            return await self._transport.execute(
+            answer: dict[str, Any] = await self._transport.execute(
                 lambda api: api.update(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption=value_input_option, body={"values": values}),
                 write=True,
             )
+            return answer
         finally:
             await self.cache.invalidate_everywhere(spreadsheet_id, cell_range)
 
@@ -136,11 +137,12 @@ class SheetsClient:
         target = parse_a1(cell_range)
         whole_sheet = None if target.sheet is None or target.unbounded else format_a1(target.whole_sheet())
         try:
-            return await self._transport.execute(
+            answer: dict[str, Any] = await self._transport.execute(
                 lambda api: api.append(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption=value_input_option, body={"values": values}),
                 write=True,
                 retry_server_errors=False,
             )
+            return answer
         finally:
             await self.cache.invalidate_everywhere(spreadsheet_id, whole_sheet)
 
@@ -152,9 +154,10 @@ class SheetsClient:
             _check_write(cell_range, values, value_input_option)
         body = {"valueInputOption": value_input_option, "data": [{"range": r, "values": v} for r, v in data.items()]}
         try:
-            return await self._transport.execute(
+            answer: dict[str, Any] = await self._transport.execute(
                 lambda api: api.batchUpdate(spreadsheetId=spreadsheet_id, body=body), write=True
             )
+            return answer
         finally:
             await asyncio.gather(*(self.cache.invalidate_everywhere(spreadsheet_id, r) for r in data))
 

@@ -39,7 +39,7 @@ class ValueCodec:
                 self.compressed += 1
                 self.raw_bytes += len(packed)
                 self.stored_bytes += len(squeezed)
-                return _LZ4 + squeezed
+                return _LZ4 + bytes(squeezed)
         return _PLAIN + packed
 
     def decode(self, stored: bytes) -> Any:

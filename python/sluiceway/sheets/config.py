@@ -59,12 +59,12 @@ class CacheConfig(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
-class ClientConfig(msgspec.Struct, frozen=True, kw_only=True):
+class SheetsClientConfig(msgspec.Struct, frozen=True, kw_only=True):
     """How :class:`~sluiceway.SheetsClient` talks to Google.
 
     Example::
 
-        ClientConfig(read_requests_per_minute=300, coalesce_window=0.01)
+        SheetsClientConfig(read_requests_per_minute=300, coalesce_window=0.01)
     """
 
     #: Client-side read budget; defaults to Google's per-user quota.

@@ -70,7 +70,8 @@ _BY_STATUS: dict[int, type[SheetsError]] = {
 
 def error_from_response(status: int, body: bytes | str) -> SheetsError:
     """The ``SheetsError`` subclass for an HTTP error answer, keeping Google's status and message."""
-    reason, message, details = "", "", []
+    reason, message = "", ""
+    details: list[Any] = []
     try:
         doc = json.loads(body)
         error = doc.get("error", {}) if isinstance(doc, dict) else {}

@@ -24,7 +24,7 @@ import httplib2
 from googleapiclient.errors import HttpError
 
 from sluiceway.core import RateLimiter
-from sluiceway.sheets.config import ClientConfig
+from sluiceway.sheets.config import SheetsClientConfig
 from sluiceway.sheets.errors import SheetsError, SheetsUnavailableError, error_from_response
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class Transport:
     def __init__(
         self,
         service: Any,
-        config: ClientConfig,
+        config: SheetsClientConfig,
         http_factory: Callable[[], httplib2.Http] | None,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -96,11 +96,11 @@ class Transport:
 
     def _backoff(self, attempt: int) -> float:
         initial = self._config.initial_backoff
-        return min(initial * 2**attempt + self._random.uniform(0, initial), self._config.max_backoff)
+        return min(initial * float(2**attempt) + self._random.uniform(0, initial), self._config.max_backoff)
 
     async def _admit(self, limiter: RateLimiter) -> None:
         while not limiter.try_acquire(now=self._clock()):
-            await self._sleep(max(limiter.time_until(now=self._clock()), 0.001))
+            await self._sleep(max(float(limiter.time_until(now=self._clock())), 0.001))
 
     def _run(self, build: RequestBuilder) -> Any:
         http = self._thread_http()
