@@ -23,7 +23,7 @@ import msgspec
 from sluiceway.sheets.errors import InvalidRangeError
 
 #: Parsed ranges kept by :func:`parse_a1`; cache keys repeat, so parsing is paid once.
-PARSE_CACHE_SIZE = 16_384
+PARSE_CACHE_SIZE = 4096
 
 #: Google Sheets' column limit is 18,278 (``ZZZ``), so a column is at most three letters.
 MAX_COLUMN_LETTERS = 3
