@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -57,7 +57,9 @@ ROW = ["4B", "free", "1200", "2 bed", "Ada Lovelace", "2026-01-01"]
 def _ranges() -> list[tuple[str, range]]:
     """The 200 ranges read (A1 text, rows covered): unit rows first, then listing pages."""
     units = [(f"Units!A{r}:F{r}", range(r, r + 1)) for r in range(2, 2 + UNIT_ROWS)]
-    pages = [(f"Units!A{r}:F{r + PAGE_ROWS - 1}", range(r, r + PAGE_ROWS)) for r in range(2, 2 + UNIT_ROWS, UNIT_ROWS // 40)]
+    pages = [
+        (f"Units!A{r}:F{r + PAGE_ROWS - 1}", range(r, r + PAGE_ROWS)) for r in range(2, 2 + UNIT_ROWS, UNIT_ROWS // 40)
+    ]
     return units + pages
 
 
@@ -75,7 +77,9 @@ class _RawSheets:
         import httplib2
         from googleapiclient import discovery
 
-        service = discovery.build("sheets", "v4", http=httplib2.Http(), static_discovery=True, client_options={"api_endpoint": endpoint})
+        service = discovery.build(
+            "sheets", "v4", http=httplib2.Http(), static_discovery=True, client_options={"api_endpoint": endpoint}
+        )
         self._values = service.spreadsheets().values()
         self._local = threading.local()
         self._https: list[Any] = []
@@ -99,7 +103,9 @@ class _RawSheets:
     async def write(self, rng: str, values: list[list[Any]]) -> None:
         await asyncio.get_running_loop().run_in_executor(
             self._pool,
-            lambda: self._values.update(spreadsheetId=SID, range=rng, valueInputOption="RAW", body={"values": values}).execute(http=self._http()),
+            lambda: self._values.update(
+                spreadsheetId=SID, range=rng, valueInputOption="RAW", body={"values": values}
+            ).execute(http=self._http()),
         )
 
     def close(self) -> None:
@@ -156,7 +162,10 @@ async def _replay(make: Callable[[str], Any], seed: int) -> tuple[int, int, int]
     ranges = _ranges()
     pick = _zipf_picker(len(ranges), rng)
     async with SheetsEmulator(reads_per_minute=10**9, writes_per_minute=10**9, latency=EMULATOR_LATENCY) as emulator:
-        emulator.add_spreadsheet(SID, {"Units": [["Unit", "Status", "Rent", "Size", "Tenant", "Since"]] + [list(ROW) for _ in range(UNIT_ROWS)]})
+        emulator.add_spreadsheet(
+            SID,
+            {"Units": [["Unit", "Status", "Rent", "Size", "Tenant", "Since"]] + [list(ROW) for _ in range(UNIT_ROWS)]},
+        )
         sheets = make(emulator.url)
         committed: dict[int, int] = {}  # row -> highest write number that had returned
         write_numbers = itertools.count()
@@ -200,12 +209,36 @@ def quota_replay(report: Report) -> None:
             results[name].append(asyncio.run(_replay(make, seed=rep)))
     med = {name: statistics.median(r[0] for r in runs) for name, runs in results.items()}
     samples = {name: [float(r[0]) for r in runs] for name, runs in results.items()}
-    report.add(Comparison("API requests, quota replay", "no cache", med["SheetsCache"], med["no cache"], "requests",
-                          higher_is_better=False, target=10.0, samples_ours=samples["SheetsCache"], samples_theirs=samples["no cache"]))
-    report.add(Comparison("API requests, quota replay", "cachetools.TTLCache", med["SheetsCache"], med["cachetools.TTLCache"], "requests",
-                          higher_is_better=False, target=1.0, samples_ours=samples["SheetsCache"], samples_theirs=samples["cachetools.TTLCache"]))
+    report.add(
+        Comparison(
+            "API requests, quota replay",
+            "no cache",
+            med["SheetsCache"],
+            med["no cache"],
+            "requests",
+            higher_is_better=False,
+            target=10.0,
+            samples_ours=samples["SheetsCache"],
+            samples_theirs=samples["no cache"],
+        )
+    )
+    report.add(
+        Comparison(
+            "API requests, quota replay",
+            "cachetools.TTLCache",
+            med["SheetsCache"],
+            med["cachetools.TTLCache"],
+            "requests",
+            higher_is_better=False,
+            target=1.0,
+            samples_ours=samples["SheetsCache"],
+            samples_theirs=samples["cachetools.TTLCache"],
+        )
+    )
     report.figure("requests saved vs no cache (%)", 100 * (1 - med["SheetsCache"] / med["no cache"]))
-    report.figure("requests saved vs cachetools.TTLCache (%)", 100 * (1 - med["SheetsCache"] / med["cachetools.TTLCache"]))
+    report.figure(
+        "requests saved vs cachetools.TTLCache (%)", 100 * (1 - med["SheetsCache"] / med["cachetools.TTLCache"])
+    )
     for name, runs in results.items():
         report.figure(f"stale reads after writes, {name} (max over runs)", max(r[2] for r in runs))
     report.figure("reads per replay", statistics.median(r[1] for r in results["SheetsCache"]))
@@ -253,15 +286,27 @@ def hit_path(report: Report) -> None:
             await cashews.get(key)
         return n
 
-    rates = interleaved_rates({
-        "ours": lambda: loop.run_until_complete(ours_loop()),
-        "aiocache": lambda: loop.run_until_complete(aio_loop()),
-        "cashews": lambda: loop.run_until_complete(cashews_loop()),
-    })
+    rates = interleaved_rates(
+        {
+            "ours": lambda: loop.run_until_complete(ours_loop()),
+            "aiocache": lambda: loop.run_until_complete(aio_loop()),
+            "cashews": lambda: loop.run_until_complete(cashews_loop()),
+        }
+    )
     assert ours.stats()["hits"] >= n  # every call above was a hit
     for peer, target in (("aiocache", 3.0), ("cashews", 1.0)):
-        report.add(Comparison("get_or_fetch hit", f"{peer} mem get", rates["ours"][0], rates[peer][0], "ops/s",
-                              target=target, samples_ours=rates["ours"][1], samples_theirs=rates[peer][1]))
+        report.add(
+            Comparison(
+                "get_or_fetch hit",
+                f"{peer} mem get",
+                rates["ours"][0],
+                rates[peer][0],
+                "ops/s",
+                target=target,
+                samples_ours=rates["ours"][1],
+                samples_theirs=rates[peer][1],
+            )
+        )
     loop.run_until_complete(cashews.close())
     loop.close()
 
@@ -300,8 +345,14 @@ def memory_accounting(report: Report) -> None:
     used, grown = [], []
     for _ in range(REPEAT):
         out = subprocess.run(
-            [sys.executable, "-c", f"from bench.bench_sheets import memory_probe; memory_probe({scaled(MEMORY_ENTRIES)})"],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-c",
+                f"from bench.bench_sheets import memory_probe; memory_probe({scaled(MEMORY_ENTRIES)})",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         doc = json.loads(out.strip().splitlines()[-1])
         used.append(doc["bytes_used"])

@@ -211,7 +211,9 @@ def test_memory_budget_is_never_exceeded(entries: list[tuple[int, int]]) -> None
     budget = 8 * 1024
 
     async def scenario() -> None:
-        cache = SheetsCache(CacheConfig(max_memory_bytes=budget, compression_threshold_bytes=10**9), invalidation=LocalInvalidation())
+        cache = SheetsCache(
+            CacheConfig(max_memory_bytes=budget, compression_threshold_bytes=10**9), invalidation=LocalInvalidation()
+        )
         for row, size in entries:
 
             async def fetch(size: int = size) -> str:
@@ -228,7 +230,9 @@ def test_stale_value_is_served_while_failed_refreshes_are_counted(caplog: pytest
 
     async def scenario() -> None:
         clock = ManualClock()
-        cache = SheetsCache(CacheConfig(default_ttl=10, stale_while_revalidate=5), clock, invalidation=LocalInvalidation())
+        cache = SheetsCache(
+            CacheConfig(default_ttl=10, stale_while_revalidate=5), clock, invalidation=LocalInvalidation()
+        )
         healthy = True
 
         async def fetch() -> str:
@@ -259,7 +263,9 @@ def test_without_stale_reads_an_expired_value_is_refetched() -> None:
 
     async def scenario() -> None:
         clock = ManualClock()
-        cache = SheetsCache(CacheConfig(default_ttl=10, allow_stale_reads=False), clock, invalidation=LocalInvalidation())
+        cache = SheetsCache(
+            CacheConfig(default_ttl=10, allow_stale_reads=False), clock, invalidation=LocalInvalidation()
+        )
         versions = iter(["v1", "v2"])
 
         async def fetch() -> str:

@@ -20,14 +20,19 @@ UNITS_CSV = "Unit,Status,Rent\n1A,let,1000\n1B,free,1100\n2A,let,1200\n2B,free,1
 
 
 def with_emulator(
-    scenario: Callable[[SheetsEmulator, SheetsClient], Awaitable[None]], *, config: SheetsClientConfig | None = None, **emulator_args: Any
+    scenario: Callable[[SheetsEmulator, SheetsClient], Awaitable[None]],
+    *,
+    config: SheetsClientConfig | None = None,
+    **emulator_args: Any,
 ) -> None:
     async def main() -> None:
         async with SheetsEmulator(**emulator_args) as emulator:
             emulator.load_csv(SID, "Units", UNITS_CSV)
             emulator.add_spreadsheet("other-book", {"Sheet1": [["x"]]})
             cache = SheetsCache(invalidation=LocalInvalidation())
-            async with SheetsClient(cache, api_endpoint=emulator.url, config=config or SheetsClientConfig(coalesce_window=0.05)) as client:
+            async with SheetsClient(
+                cache, api_endpoint=emulator.url, config=config or SheetsClientConfig(coalesce_window=0.05)
+            ) as client:
                 await scenario(emulator, client)
 
     asyncio.run(main())
@@ -114,7 +119,9 @@ def test_client_side_limiter_keeps_reads_under_the_quota() -> None:
             emulator.load_csv(SID, "Units", UNITS_CSV)
             cache = SheetsCache(invalidation=LocalInvalidation())
             config = SheetsClientConfig(read_requests_per_minute=3, coalesce_window=0.0)
-            async with SheetsClient(cache, api_endpoint=emulator.url, config=config, clock=clock, sleep=advancing_sleep) as client:
+            async with SheetsClient(
+                cache, api_endpoint=emulator.url, config=config, clock=clock, sleep=advancing_sleep
+            ) as client:
                 for row in range(1, 8):
                     await client.get_values(SID, f"Units!A{row}")
             assert emulator.statuses == {200: 7}

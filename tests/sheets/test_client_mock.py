@@ -161,7 +161,13 @@ def test_append_is_not_retried_after_a_5xx() -> None:
 
 def test_update_invalidates_the_cached_range() -> None:
     """After update_values returns, a read of an overlapping range asks Google again."""
-    updated = {"spreadsheetId": SID, "updatedRange": "Units!B2", "updatedRows": 1, "updatedColumns": 1, "updatedCells": 1}
+    updated = {
+        "spreadsheetId": SID,
+        "updatedRange": "Units!B2",
+        "updatedRows": 1,
+        "updatedColumns": 1,
+        "updatedCells": 1,
+    }
     fresh = dict(VALUE_RANGE, values=[["Unit", "Rent"], ["4B", "1300"]])
 
     async def scenario() -> None:

@@ -37,7 +37,9 @@ def emulator(clock: ManualClock, tmp_path: Path) -> Iterator[SheetsEmulator]:
 @pytest.fixture
 def values(emulator: SheetsEmulator) -> Iterator[Any]:
     http = httplib2.Http()
-    service = discovery.build("sheets", "v4", http=http, static_discovery=True, client_options={"api_endpoint": emulator.url})
+    service = discovery.build(
+        "sheets", "v4", http=http, static_discovery=True, client_options={"api_endpoint": emulator.url}
+    )
     yield service.spreadsheets().values()
     http.close()
 
@@ -58,19 +60,40 @@ def test_reads_follow_googles_shapes(values: Any) -> None:
     answer = values.batchGet(spreadsheetId="two", ranges=["'My Sheet'!A1:C5", "Empty!A:A", "B2"]).execute()
     assert [vr.get("values") for vr in answer["valueRanges"]] == [[["a", "b"], ["c"]], None, None]
     assert answer["valueRanges"][0]["range"] == "'My Sheet'!A1:C5"
-    assert values.get(spreadsheetId=SID, range="Units!B2", valueRenderOption="UNFORMATTED_VALUE").execute()["values"] == [[1000]]
+    assert values.get(spreadsheetId=SID, range="Units!B2", valueRenderOption="UNFORMATTED_VALUE").execute()[
+        "values"
+    ] == [[1000]]
 
 
 def test_writes_update_append_and_batch_update(values: Any, emulator: SheetsEmulator) -> None:
     """update writes from the top-left, append lands below the table, batchUpdate writes every range."""
-    update = values.update(spreadsheetId=SID, range="Units!B2", valueInputOption="USER_ENTERED", body={"values": [["1050"]]}).execute()
-    assert update == {"spreadsheetId": SID, "updatedRange": "Units!B2", "updatedRows": 1, "updatedColumns": 1, "updatedCells": 1}
-    append = values.append(spreadsheetId=SID, range="Units!A1", valueInputOption="RAW", body={"values": [["2A", "900"]]}).execute()
+    update = values.update(
+        spreadsheetId=SID, range="Units!B2", valueInputOption="USER_ENTERED", body={"values": [["1050"]]}
+    ).execute()
+    assert update == {
+        "spreadsheetId": SID,
+        "updatedRange": "Units!B2",
+        "updatedRows": 1,
+        "updatedColumns": 1,
+        "updatedCells": 1,
+    }
+    append = values.append(
+        spreadsheetId=SID, range="Units!A1", valueInputOption="RAW", body={"values": [["2A", "900"]]}
+    ).execute()
     assert append["updates"]["updatedRange"] == "Units!A4:B4"
     values.batchUpdate(
-        spreadsheetId=SID, body={"valueInputOption": "RAW", "data": [{"range": "Units!C1", "values": [["Note"]]}, {"range": "Units!C2:C3", "values": [["x"], ["y"]]}]}
+        spreadsheetId=SID,
+        body={
+            "valueInputOption": "RAW",
+            "data": [{"range": "Units!C1", "values": [["Note"]]}, {"range": "Units!C2:C3", "values": [["x"], ["y"]]}],
+        },
     ).execute()
-    assert emulator.values(SID, "Units") == [["Unit", "Rent", "Note"], ["1A", 1050, "x"], ["1B", 1100, "y"], ["2A", "900"]]
+    assert emulator.values(SID, "Units") == [
+        ["Unit", "Rent", "Note"],
+        ["1A", 1050, "x"],
+        ["1B", 1100, "y"],
+        ["2A", "900"],
+    ]
     assert emulator.requests == {"values.update": 1, "values.append": 1, "values.batchUpdate": 1}
 
 
@@ -79,7 +102,11 @@ def test_a_batch_update_with_a_bad_range_writes_nothing(values: Any, emulator: S
     before = emulator.values(SID, "Units")
     status, body = error_of(
         values.batchUpdate(
-            spreadsheetId=SID, body={"valueInputOption": "RAW", "data": [{"range": "Units!A1", "values": [["z"]]}, {"range": "Nope!A1", "values": [["z"]]}]}
+            spreadsheetId=SID,
+            body={
+                "valueInputOption": "RAW",
+                "data": [{"range": "Units!A1", "values": [["z"]]}, {"range": "Nope!A1", "values": [["z"]]}],
+            },
         )
     )
     assert (status, body["error"]["status"]) == (400, "INVALID_ARGUMENT")
@@ -96,7 +123,10 @@ def test_a_batch_update_with_a_bad_range_writes_nothing(values: Any, emulator: S
 )
 def test_errors_carry_googles_body(values: Any, sid: str, rng: str, status: int, reason: str, message: str) -> None:
     """Unknown spreadsheets and unparsable ranges answer with Google's status and JSON error body."""
-    assert error_of(values.get(spreadsheetId=sid, range=rng)) == (status, {"error": {"code": status, "message": message, "status": reason}})
+    assert error_of(values.get(spreadsheetId=sid, range=rng)) == (
+        status,
+        {"error": {"code": status, "message": message, "status": reason}},
+    )
 
 
 def test_denied_spreadsheet_answers_403(values: Any, emulator: SheetsEmulator) -> None:
@@ -148,7 +178,9 @@ def test_fault_rate_is_reproducible_from_the_seed() -> None:
         emu.load_csv(SID, "Units", "a\n")
         with emu.running_in_thread():
             http = httplib2.Http()
-            api = discovery.build("sheets", "v4", http=http, static_discovery=True, client_options={"api_endpoint": emu.url})
+            api = discovery.build(
+                "sheets", "v4", http=http, static_discovery=True, client_options={"api_endpoint": emu.url}
+            )
             resource = api.spreadsheets().values()
             codes = []
             for _ in range(12):

@@ -177,13 +177,23 @@ class SheetsCache:
             value = await _call(fetch)
             if flight.owned:
                 self._store.set(
-                    key, self._codec.encode(value), ttl=ttl, stale_ttl=self._stale_ttl, tags=store_tags, now=self._clock()
+                    key,
+                    self._codec.encode(value),
+                    ttl=ttl,
+                    stale_ttl=self._stale_ttl,
+                    tags=store_tags,
+                    now=self._clock(),
                 )
             return value
         except Exception as exc:
             self._fetch_errors += 1
             if background:
-                logger.warning("refreshing %s of %s failed; serving the stale value: %r", key.split(_KEY_SEPARATOR, 1)[1], spreadsheet_id, exc)
+                logger.warning(
+                    "refreshing %s of %s failed; serving the stale value: %r",
+                    key.split(_KEY_SEPARATOR, 1)[1],
+                    spreadsheet_id,
+                    exc,
+                )
             raise
         finally:
             flights = self._flights.get(spreadsheet_id)

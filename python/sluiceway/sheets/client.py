@@ -84,7 +84,9 @@ class SheetsClient:
 
     # -- reads ------------------------------------------------------------------
 
-    async def get_values(self, spreadsheet_id: str, cell_range: str, *, ttl: float | None = None, tags: Sequence[str] = ()) -> Rows:
+    async def get_values(
+        self, spreadsheet_id: str, cell_range: str, *, ttl: float | None = None, tags: Sequence[str] = ()
+    ) -> Rows:
         """The rows of ``cell_range`` (``[]`` when empty), from the cache when fresh."""
         parse_a1(cell_range)
         load = functools.partial(self._coalescer.load, spreadsheet_id, cell_range)
@@ -92,7 +94,9 @@ class SheetsClient:
         rows: Rows = result.value
         return rows
 
-    async def batch_get(self, spreadsheet_id: str, ranges: Sequence[str], *, ttl: float | None = None, tags: Sequence[str] = ()) -> list[Rows]:
+    async def batch_get(
+        self, spreadsheet_id: str, ranges: Sequence[str], *, ttl: float | None = None, tags: Sequence[str] = ()
+    ) -> list[Rows]:
         """The rows of each of ``ranges``, in order; the misses among them cost one request."""
         if isinstance(ranges, str):
             raise TypeError("ranges must be a sequence of ranges, not one str")
@@ -110,25 +114,36 @@ class SheetsClient:
             )
         except BadRequestError:
             # One bad range fails the whole batch; ask separately so only that one fails.
-            alone = await asyncio.gather(*(self._fetch_many(spreadsheet_id, [r]) for r in ranges), return_exceptions=True)
+            alone = await asyncio.gather(
+                *(self._fetch_many(spreadsheet_id, [r]) for r in ranges), return_exceptions=True
+            )
             return [result if isinstance(result, BaseException) else result[0] for result in alone]
         return [vr.get("values", []) for vr in answer.get("valueRanges", [])]
 
     # -- writes -----------------------------------------------------------------
 
-    async def update_values(self, spreadsheet_id: str, cell_range: str, values: Rows, value_input_option: str = "RAW") -> dict[str, Any]:
+    async def update_values(
+        self, spreadsheet_id: str, cell_range: str, values: Rows, value_input_option: str = "RAW"
+    ) -> dict[str, Any]:
         """Write ``values`` from the top-left of ``cell_range``; Google's ``UpdateValuesResponse``."""
         _check_write(cell_range, values, value_input_option)
         try:
             answer: dict[str, Any] = await self._transport.execute(
-                lambda api: api.update(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption=value_input_option, body={"values": values}),
+                lambda api: api.update(
+                    spreadsheetId=spreadsheet_id,
+                    range=cell_range,
+                    valueInputOption=value_input_option,
+                    body={"values": values},
+                ),
                 write=True,
             )
             return answer
         finally:
             await self.cache.invalidate_everywhere(spreadsheet_id, cell_range)
 
-    async def append_values(self, spreadsheet_id: str, cell_range: str, values: Rows, value_input_option: str = "RAW") -> dict[str, Any]:
+    async def append_values(
+        self, spreadsheet_id: str, cell_range: str, values: Rows, value_input_option: str = "RAW"
+    ) -> dict[str, Any]:
         """Append ``values`` below the table at ``cell_range``; Google's ``AppendValuesResponse``.
 
         Every cached range of the sheet is invalidated (the rows land wherever the table ends).
@@ -138,7 +153,12 @@ class SheetsClient:
         whole_sheet = None if target.sheet is None or target.unbounded else format_a1(target.whole_sheet())
         try:
             answer: dict[str, Any] = await self._transport.execute(
-                lambda api: api.append(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption=value_input_option, body={"values": values}),
+                lambda api: api.append(
+                    spreadsheetId=spreadsheet_id,
+                    range=cell_range,
+                    valueInputOption=value_input_option,
+                    body={"values": values},
+                ),
                 write=True,
                 retry_server_errors=False,
             )
@@ -146,7 +166,9 @@ class SheetsClient:
         finally:
             await self.cache.invalidate_everywhere(spreadsheet_id, whole_sheet)
 
-    async def batch_update_values(self, spreadsheet_id: str, data: Mapping[str, Rows], value_input_option: str = "RAW") -> dict[str, Any]:
+    async def batch_update_values(
+        self, spreadsheet_id: str, data: Mapping[str, Rows], value_input_option: str = "RAW"
+    ) -> dict[str, Any]:
         """Write several ranges in one request (``data`` maps range → rows); Google's ``BatchUpdateValuesResponse``."""
         if not data:
             raise ValueError("data must map at least one range to its rows")
@@ -174,7 +196,9 @@ def _check_write(cell_range: str, values: Rows, value_input_option: str) -> None
         raise ValueError(f"values for {cell_range!r} must be a list of rows, each a list of cell values")
 
 
-def _build_service(credentials: Any, api_endpoint: str | None, timeout: float) -> tuple[Any, Callable[[], httplib2.Http]]:
+def _build_service(
+    credentials: Any, api_endpoint: str | None, timeout: float
+) -> tuple[Any, Callable[[], httplib2.Http]]:
     """The discovery-built Sheets v4 service, and the per-thread ``Http`` factory matching its auth."""
     from googleapiclient import discovery
 

@@ -32,7 +32,9 @@ class ValueCodec:
         try:
             packed = self._encoder.encode(value)
         except TypeError as exc:
-            raise TypeError(f"a cached value must be msgpack-encodable (lists, dicts, str, numbers...): {exc}") from None
+            raise TypeError(
+                f"a cached value must be msgpack-encodable (lists, dicts, str, numbers...): {exc}"
+            ) from None
         if len(packed) > self._threshold:
             squeezed = lz4.block.compress(packed, store_size=True)
             if len(squeezed) < len(packed):

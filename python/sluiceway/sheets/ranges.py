@@ -219,5 +219,9 @@ def format_a1(r: A1Range) -> str:
     if r.first_row == r.last_row and r.first_column == r.last_column:
         return f"{prefix}{first_col}{r.first_row}"
     if r.last_column is None:  # whole rows, ``2:5``
-        return f"{prefix}{r.first_row}:{last_row}" if r.first_column == 1 else f"{prefix}{first_col}{r.first_row}:{last_row}"
+        return (
+            f"{prefix}{r.first_row}:{last_row}"
+            if r.first_column == 1
+            else f"{prefix}{first_col}{r.first_row}:{last_row}"
+        )
     return f"{prefix}{first_col}{r.first_row}:{last_col}{last_row}"

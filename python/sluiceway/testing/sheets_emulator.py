@@ -199,7 +199,9 @@ class SheetsEmulator:
         self.statuses[status] += 1
         return web.json_response(answer, status=status)
 
-    def _answer(self, method: str, spreadsheet_id: str, cell_range: str, query: dict[str, list[str]], body: bytes) -> dict[str, Any]:
+    def _answer(
+        self, method: str, spreadsheet_id: str, cell_range: str, query: dict[str, list[str]], body: bytes
+    ) -> dict[str, Any]:
         if self._scheduled_faults:
             self._fault(self._scheduled_faults.pop(0))
         if self.fault_rate and self._random.random() < self.fault_rate:
@@ -214,7 +216,10 @@ class SheetsEmulator:
         if method == "values.get":
             return book.read(cell_range, formatted=formatted)
         if method == "values.batchGet":
-            return {"spreadsheetId": spreadsheet_id, "valueRanges": [book.read(r, formatted=formatted) for r in query.get("ranges", [])]}
+            return {
+                "spreadsheetId": spreadsheet_id,
+                "valueRanges": [book.read(r, formatted=formatted) for r in query.get("ranges", [])],
+            }
         doc = _json(body)
         if method == "values.batchUpdate":
             return self._batch_update(book, doc)
@@ -232,7 +237,12 @@ class SheetsEmulator:
         for item in data:  # all or nothing, as Google applies a batch atomically
             book.resolve(str(item.get("range", "")))
         responses = [
-            book.write(str(item["range"]), item.get("values", []), user_entered=user_entered, major_dimension=str(item.get("majorDimension", "ROWS")))
+            book.write(
+                str(item["range"]),
+                item.get("values", []),
+                user_entered=user_entered,
+                major_dimension=str(item.get("majorDimension", "ROWS")),
+            )
             for item in data
         ]
         return {
@@ -335,7 +345,12 @@ def _quota_error(kind: str, limit: int) -> ApiError:
             },
             {
                 "@type": "type.googleapis.com/google.rpc.Help",
-                "links": [{"description": "Request a higher quota limit.", "url": "https://cloud.google.com/docs/quota#requesting_higher_quota"}],
+                "links": [
+                    {
+                        "description": "Request a higher quota limit.",
+                        "url": "https://cloud.google.com/docs/quota#requesting_higher_quota",
+                    }
+                ],
             },
         ],
     )

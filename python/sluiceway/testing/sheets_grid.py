@@ -134,7 +134,9 @@ class Spreadsheet:
             if any(v not in ("", None) for v in sheet.rows[i][r.first_column - 1 : r.last_column]):
                 last = i + 1
         width = max((len(row) for row in rows), default=1)
-        target = A1Range(sheet.title, last + 1, max(last + len(rows), last + 1), r.first_column, r.first_column + width - 1)
+        target = A1Range(
+            sheet.title, last + 1, max(last + len(rows), last + 1), r.first_column, r.first_column + width - 1
+        )
         updates = self._write_at(sheet, target, last + 1, rows, user_entered)
         answer: dict[str, Any] = {"spreadsheetId": self.spreadsheet_id, "updates": updates}
         if last >= r.first_row:
@@ -145,7 +147,8 @@ class Spreadsheet:
         width = max((len(row) for row in rows), default=0)
         if r.last_row is not None and first_row + len(rows) - 1 > r.last_row:
             raise bad_request(
-                f"Requested writing within range [{format_a1(r)}], but tried writing to row [{first_row + len(rows) - 1}]"
+                f"Requested writing within range [{format_a1(r)}], "
+                f"but tried writing to row [{first_row + len(rows) - 1}]"
             )
         if r.last_column is not None and r.first_column + width - 1 > r.last_column:
             raise bad_request(
@@ -163,7 +166,13 @@ class Spreadsheet:
                     target.append("")
                 if value is not None:  # Google leaves a cell alone for a null value
                     target[col] = _parse_input(value) if user_entered else value
-        updated = A1Range(sheet.title, first_row, first_row + max(len(rows), 1) - 1, r.first_column, r.first_column + max(width, 1) - 1)
+        updated = A1Range(
+            sheet.title,
+            first_row,
+            first_row + max(len(rows), 1) - 1,
+            r.first_column,
+            r.first_column + max(width, 1) - 1,
+        )
         cells = sum(len(row) for row in rows)
         return {
             "spreadsheetId": self.spreadsheet_id,
