@@ -158,3 +158,18 @@ def test_unknown_spreadsheet_and_denied_access_raise_clear_errors() -> None:
         assert emulator.total_requests == 2
 
     with_emulator(scenario)
+
+
+def test_google_auth_credentials_are_applied_per_thread() -> None:
+    """With google-auth credentials the client authorizes each thread's Http and reads normally."""
+    from google.auth.credentials import AnonymousCredentials
+
+    async def main() -> None:
+        async with SheetsEmulator() as emulator:
+            emulator.load_csv(SID, "Units", UNITS_CSV)
+            cache = SheetsCache(invalidation=LocalInvalidation())
+            creds = AnonymousCredentials()
+            async with SheetsClient(cache, credentials=creds, api_endpoint=emulator.url) as client:
+                assert await client.get_values(SID, "Units!A2:B2") == [["1A", "let"]]
+
+    asyncio.run(main())

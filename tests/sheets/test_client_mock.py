@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -199,3 +200,30 @@ def test_malformed_input_fails_before_any_request() -> None:
             assert client.stats()["reads"] == client.stats()["writes"] == 0
 
     asyncio.run(scenario())
+
+
+def test_each_thread_uses_its_own_http_object() -> None:
+    """httplib2 is not thread-safe: every Http the client makes is only ever used by one thread."""
+    from googleapiclient.http import HttpMock
+
+    seen: dict[int, set[int]] = {}
+
+    class RecordingHttp(HttpMock):  # type: ignore[misc]
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            seen.setdefault(id(self), set()).add(threading.get_ident())
+            return super().request(*args, **kwargs)
+
+    def factory() -> Any:
+        http = RecordingHttp(headers={"status": "200"})
+        http.data = json.dumps(VALUE_RANGE).encode()
+        return http
+
+    async def scenario() -> None:
+        config = SheetsClientConfig(coalesce_window=0.0, max_workers=4)
+        cache = SheetsCache(invalidation=LocalInvalidation())
+        async with SheetsClient(cache, service=sheets_service(), http_factory=factory, config=config) as client:
+            await asyncio.gather(*(client.get_values(f"book-{i}", "Units!A1:B2") for i in range(40)))
+            assert client.stats()["reads"] == 40
+
+    asyncio.run(scenario())
+    assert seen and all(len(threads) == 1 for threads in seen.values())
