@@ -257,7 +257,15 @@ class SheetsCache:
         await self._channel.publish(invalidation)
 
     def stats(self) -> dict[str, float]:
-        """Counters since creation plus the store's current state (see the issue's key list)."""
+        """Counters since creation and the store's current state.
+
+        ``hits`` / ``stale_hits`` / ``misses``: lookups answered fresh, stale, or not at all;
+        ``fetches`` and ``fetch_errors``: calls of ``fetch`` (background refreshes included)
+        and how many raised; ``hit_rate``: (hits + stale_hits) / lookups; ``entries`` and
+        ``bytes_used``: what the store holds now; ``evictions``: entries dropped for room;
+        ``compressed_entries`` and ``compression_ratio``: values stored lz4-compressed and
+        their uncompressed ÷ compressed size; ``calls_saved``: lookups that cost no fetch.
+        """
         store = self._store.stats()
         served = self._hits + self._stale_hits
         lookups = served + self._misses
