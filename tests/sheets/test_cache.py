@@ -383,3 +383,26 @@ def test_bad_arguments_raise_clear_errors() -> None:
             await cache.get_or_fetch(SID, "A2", lambda: object())
 
     run(scenario())
+
+
+def test_value_larger_than_the_budget_is_returned_but_not_cached(caplog: pytest.LogCaptureFixture) -> None:
+    """A value that cannot fit the whole budget reaches the caller, is not kept, and a warning says why."""
+
+    async def scenario() -> None:
+        cache = SheetsCache(
+            CacheConfig(max_memory_bytes=1024, compression_threshold_bytes=10**6), invalidation=LocalInvalidation()
+        )
+        calls = 0
+
+        async def fetch() -> str:
+            nonlocal calls
+            calls += 1
+            return "x" * 4096
+
+        for _ in range(2):
+            assert (await cache.get_or_fetch(SID, "A1", fetch)).value == "x" * 4096
+        assert calls == 2 and cache.stats()["entries"] == 0
+
+    with caplog.at_level(logging.WARNING, logger="sluiceway.sheets.cache"):
+        run(scenario())
+    assert "not cached" in caplog.text

@@ -175,25 +175,11 @@ class SheetsCache:
         self._fetches += 1
         try:
             value = await _call(fetch)
-            if flight.owned:
-                self._store.set(
-                    key,
-                    self._codec.encode(value),
-                    ttl=ttl,
-                    stale_ttl=self._stale_ttl,
-                    tags=store_tags,
-                    now=self._clock(),
-                )
-            return value
         except Exception as exc:
             self._fetch_errors += 1
             if background:
-                logger.warning(
-                    "refreshing %s of %s failed; serving the stale value: %r",
-                    key.split(_KEY_SEPARATOR, 1)[1],
-                    spreadsheet_id,
-                    exc,
-                )
+                _, cell_range = key.split(_KEY_SEPARATOR, 1)
+                logger.warning("refreshing %s of %s failed; serving the stale value: %r", cell_range, spreadsheet_id, exc)
             raise
         finally:
             flights = self._flights.get(spreadsheet_id)
@@ -201,6 +187,22 @@ class SheetsCache:
                 del flights[key]
                 if not flights:
                     del self._flights[spreadsheet_id]
+        if flight.owned:
+            self._keep(key, value, ttl, store_tags)
+        return value
+
+    def _keep(self, key: str, value: Any, ttl: float, store_tags: list[str]) -> None:
+        encoded = self._codec.encode(value)
+        try:
+            self._store.set(key, encoded, ttl=ttl, stale_ttl=self._stale_ttl, tags=store_tags, now=self._clock())
+        except ValueError:
+            # Larger than the whole budget: the caller still gets it, the cache cannot keep it.
+            logger.warning(
+                "%s is %d bytes encoded, more than max_memory_bytes=%d: not cached",
+                key.replace(_KEY_SEPARATOR, " "),
+                len(encoded),
+                self.config.max_memory_bytes,
+            )
 
     def invalidate(self, spreadsheet_id: str, cell_range: str | None = None) -> int:
         """Drop every cached range of ``spreadsheet_id`` overlapping ``cell_range`` (all when ``None``).
