@@ -6,7 +6,7 @@ scale. Without it the structure reads CLOCK_MONOTONIC, the clock behind
 """
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, final
+from typing import Any, Final, Self, final
 
 __version__: Final[str]
 
@@ -23,12 +23,15 @@ class QueueEmpty(SluicewayError):
 class PriorityQueue:
     """A multi-level FIFO queue of arbitrary Python objects; level 0 is served first.
 
-    ``starvation_limit`` (0 = off): after that many consecutive pops served from a
-    higher level while a lower level waits, the next pop serves the highest waiting
-    level that was passed over, so no item is held back forever.
+    ``levels`` is 1 to 64; ``maxsize`` 0 means unbounded. ``starvation_limit = k``
+    (0 = off, strict priority): each waiting level counts the pops served from a
+    higher level since it was last served or became non-empty; a level whose count
+    reached ``k`` is overdue, and ``pop()`` serves the highest overdue level if any,
+    else the highest non-empty one. Serving a level resets its count, so the head of
+    level ``L`` is passed over by at most ``k + L - 1`` pops from higher levels.
     """
 
-    def __init__(self, levels: int = 3, maxsize: int = 0, starvation_limit: int = 0) -> None: ...
+    def __new__(cls, levels: int = 3, maxsize: int = 0, starvation_limit: int = 0) -> Self: ...
     @property
     def levels(self) -> int: ...
     @property
@@ -94,7 +97,7 @@ class ByteLRU:
 class TokenBucket:
     """Refills ``rate`` tokens per second up to ``burst``; starts full."""
 
-    def __init__(self, rate: float, burst: float, now: float | None = None) -> None: ...
+    def __new__(cls, rate: float, burst: float, now: float | None = None) -> TokenBucket: ...
     @property
     def rate(self) -> float: ...
     @property
@@ -110,7 +113,7 @@ class TokenBucket:
 class WindowLimiter:
     """Never more than ``limit`` acquisitions in any interval of length ``window`` seconds (exact sliding log)."""
 
-    def __init__(self, limit: int, window: float) -> None: ...
+    def __new__(cls, limit: int, window: float) -> WindowLimiter: ...
     @property
     def limit(self) -> int: ...
     @property
@@ -127,7 +130,7 @@ class WindowLimiter:
 class RateLimiter:
     """All of ``limiters`` at once: admits only when every one admits, and then consumes from all."""
 
-    def __init__(self, limiters: Sequence[TokenBucket | WindowLimiter]) -> None: ...
+    def __new__(cls, limiters: Iterable[TokenBucket | WindowLimiter]) -> RateLimiter: ...
     @classmethod
     def per(cls, second: int | None = None, minute: int | None = None, hour: int | None = None) -> RateLimiter:
         """Exact sliding windows of 1 s, 60 s and 3600 s for the limits given."""
@@ -138,9 +141,13 @@ class RateLimiter:
 
 @final
 class KeyedLimiter:
-    """One exact ``limit``-per-``window`` sliding window per key, at most ``max_keys`` keys held."""
+    """One exact ``limit``-per-``window`` sliding window per key, at most ``max_keys`` keys held.
 
-    def __init__(self, limit: int, window: float, max_keys: int = 100_000) -> None: ...
+    When full, the key with the oldest latest acquisition is forgotten: an idle key
+    (empty window) if there is one, else an active key, whose guarantee is then relaxed.
+    """
+
+    def __new__(cls, limit: int, window: float, max_keys: int = 100_000) -> KeyedLimiter: ...
     @property
     def limit(self) -> int: ...
     @property
@@ -148,5 +155,10 @@ class KeyedLimiter:
     @property
     def max_keys(self) -> int: ...
     def try_acquire(self, key: str, n: int = 1, now: float | None = None) -> bool: ...
-    def time_until(self, key: str, n: int = 1, now: float | None = None) -> float: ...
+    def time_until(self, key: str, n: int = 1, now: float | None = None) -> float:
+        """Seconds until ``key`` would admit ``n`` (0.0 for a key not held); ``ValueError`` if ``n > limit``."""
+    def purge_idle(self, now: float | None = None) -> int:
+        """Forget every key whose window is empty at ``now``; returns how many."""
+    def stats(self) -> dict[str, int]:
+        """keys, max_keys, idle_evictions (lossless), active_evictions (relaxed that key's guarantee)."""
     def __len__(self) -> int: ...
