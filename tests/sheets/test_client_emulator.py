@@ -53,6 +53,17 @@ def test_concurrent_misses_are_coalesced_into_one_batch_get() -> None:
     with_emulator(scenario)
 
 
+def test_a_full_batch_is_sent_without_waiting_for_the_window() -> None:
+    """With max_batch_ranges=2, five concurrent misses go out as two batchGets and one get."""
+
+    async def scenario(emulator: SheetsEmulator, client: SheetsClient) -> None:
+        rows = await asyncio.gather(*(client.get_values(SID, f"Units!A{r}") for r in range(1, 6)))
+        assert rows == [[["Unit"]], [["1A"]], [["1B"]], [["2A"]], [["2B"]]]
+        assert emulator.requests == {"values.batchGet": 2, "values.get": 1}
+
+    with_emulator(scenario, config=SheetsClientConfig(coalesce_window=0.05, max_batch_ranges=2))
+
+
 def test_a_bad_range_in_a_batch_fails_alone() -> None:
     """When one coalesced range names no sheet, only its reader gets the error."""
 
