@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod errors;
+pub mod lru_cache;
 pub mod priority_queue;
 pub mod rate_limit;
 
@@ -15,6 +16,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
+    #[pymodule_export]
+    use crate::lru_cache::py::PyByteLRU;
     #[pymodule_export]
     use crate::priority_queue::py::PyPriorityQueue;
     #[pymodule_export]

@@ -10,6 +10,19 @@ from typing import Any, Final, Self, final
 
 __version__: Final[str]
 
+__all__ = [
+    "ByteLRU",
+    "KeyedLimiter",
+    "PriorityQueue",
+    "QueueEmpty",
+    "QueueFull",
+    "RateLimiter",
+    "SluicewayError",
+    "TokenBucket",
+    "WindowLimiter",
+    "__version__",
+]
+
 class SluicewayError(Exception):
     """Base class of every error sluiceway raises on purpose."""
 
@@ -54,14 +67,18 @@ class PriorityQueue:
 class ByteLRU:
     """A least-recently-used cache of ``str`` keys to ``bytes`` values under an exact byte budget.
 
-    An entry costs ``len(key.encode()) + len(value) + sum(len(tag.encode()) for tag in tags)
-    + ByteLRU.ENTRY_OVERHEAD`` bytes; ``bytes_used`` is the sum over live entries and
-    never exceeds ``max_bytes``.
+    An entry costs ``len(key.encode()) + len(value) + sum(len(tag.encode()) for tag in set(tags))
+    + ByteLRU.ENTRY_OVERHEAD`` bytes; ``bytes_used`` is the sum over held entries and
+    never exceeds ``max_bytes`` (least recently used entries are evicted to make room).
+    An entry is fresh for ``ttl`` seconds, then stale for ``stale_ttl`` seconds, then
+    expired: ``get`` returns fresh entries only, ``lookup`` stale ones too, and an
+    expired entry is dropped when a read touches it or by ``purge_expired``; until
+    then it still counts in ``len()``, ``in`` and ``bytes_used``.
     """
 
     ENTRY_OVERHEAD: Final[int]
 
-    def __init__(self, max_bytes: int, default_ttl: float | None = None) -> None: ...
+    def __new__(cls, max_bytes: int, default_ttl: float | None = None) -> ByteLRU: ...
     @property
     def max_bytes(self) -> int: ...
     @property
@@ -75,23 +92,30 @@ class ByteLRU:
         tags: Sequence[str] = (),
         now: float | None = None,
     ) -> None:
-        """Store ``value``: fresh for ``ttl`` (default ``default_ttl``; ``None`` = forever), then stale for ``stale_ttl``."""
+        """Store ``value``: fresh for ``ttl`` (default ``default_ttl``; ``None`` = forever), then stale for ``stale_ttl``.
+
+        ``ValueError`` when the entry alone costs more than ``max_bytes`` or a duration is
+        negative; ``TypeError`` for a non-``str`` key, non-``bytes`` value or a lone ``str`` as ``tags``.
+        """
     def get(self, key: str, now: float | None = None) -> bytes | None:
-        """The value if present and fresh, else ``None``."""
+        """The value if present and fresh (it becomes the most recently used), else ``None``."""
     def lookup(self, key: str, now: float | None = None) -> tuple[bytes, bool] | None:
         """``(value, stale)`` for a fresh or stale entry, ``None`` when absent or past its stale window."""
-    def invalidate(self, key: str) -> bool: ...
+    def invalidate(self, key: str) -> bool:
+        """Drop the entry for ``key``; whether one was held."""
     def invalidate_tag(self, tag: str) -> int:
         """Drop every entry carrying ``tag``; returns how many."""
     def tagged(self, tag: str) -> list[str]:
-        """Keys of the entries carrying ``tag``."""
+        """Keys of the entries carrying ``tag``, in no particular order."""
     def purge_expired(self, now: float | None = None) -> int:
         """Drop entries past their stale window; returns how many."""
-    def clear(self) -> None: ...
+    def clear(self) -> None:
+        """Drop every entry; the ``stats()`` counters are kept."""
     def stats(self) -> dict[str, int]:
         """hits, misses, stale_hits, evictions, expirations, entries, bytes_used, max_bytes."""
     def __len__(self) -> int: ...
-    def __contains__(self, key: object) -> bool: ...
+    def __contains__(self, key: object, /) -> bool:
+        """Whether an entry for ``key`` is held (expired ones too, until dropped); no side effect."""
 
 @final
 class TokenBucket:
