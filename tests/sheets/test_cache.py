@@ -406,3 +406,25 @@ def test_value_larger_than_the_budget_is_returned_but_not_cached(caplog: pytest.
     with caplog.at_level(logging.WARNING, logger="sluiceway.sheets.cache"):
         run(scenario())
     assert "not cached" in caplog.text
+
+
+def test_invalidate_everywhere_reaches_every_cache_on_the_channel() -> None:
+    """invalidate_everywhere drops overlapping ranges (and tags) in every cache sharing the channel."""
+
+    async def scenario() -> None:
+        channel = LocalInvalidation()
+        caches = [SheetsCache(invalidation=channel) for _ in range(3)]
+
+        async def fetch() -> str:
+            return "v"
+
+        for cache in caches:
+            await cache.get_or_fetch(SID, "Units!A1:C3", fetch, tags=["units"])
+            await cache.get_or_fetch(SID, "Units!E5", fetch)
+        await caches[0].invalidate_everywhere(SID, "Units!B2")
+        assert [c.stats()["entries"] for c in caches] == [1, 1, 1]
+        await caches[1].invalidate_everywhere(tag="units")
+        await caches[2].invalidate_everywhere(SID)
+        assert [c.stats()["entries"] for c in caches] == [0, 0, 0]
+
+    run(scenario())

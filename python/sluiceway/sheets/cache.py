@@ -248,12 +248,16 @@ class SheetsCache:
         return self.invalidate(invalidation.spreadsheet_id, invalidation.cell_range)
 
     async def invalidate_everywhere(
-        self, spreadsheet_id: str, cell_range: str | None = None, *, tag: str | None = None
+        self, spreadsheet_id: str | None = None, cell_range: str | None = None, *, tag: str | None = None
     ) -> None:
         """Invalidate here and in every process sharing the channel; returns once all have applied it.
 
-        Give ``spreadsheet_id`` (with or without ``cell_range``) or ``tag``.
+        Give ``spreadsheet_id`` (with or without ``cell_range``) or ``tag``, not both.
         """
+        if (spreadsheet_id is None) == (tag is None):
+            raise ValueError("give either spreadsheet_id (with an optional cell_range) or tag")
+        if cell_range is not None:
+            parse_a1(cell_range)  # a malformed range fails here, before reaching other processes
         invalidation = Invalidation(spreadsheet_id, cell_range, tag)
         self.apply(invalidation)  # at once here, whatever the channel's latency
         await self._channel.publish(invalidation)
