@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import itertools
 import json
 import random
@@ -32,7 +33,7 @@ import statistics
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -214,32 +215,21 @@ def quota_replay(report: Report) -> None:
             results[name].append(asyncio.run(_replay(make, seed=rep)))
     med = {name: statistics.median(r[0] for r in runs) for name, runs in results.items()}
     samples = {name: [float(r[0]) for r in runs] for name, runs in results.items()}
-    report.add(
-        Comparison(
-            "API requests, quota replay",
-            "no cache",
-            med["SheetsCache"],
-            med["no cache"],
-            "requests",
-            higher_is_better=False,
-            target=10.0,
-            samples_ours=samples["SheetsCache"],
-            samples_theirs=samples["no cache"],
+    # Targets: >= 90% fewer requests than no cache (10x), and fewer than the naive cache.
+    for peer, target in (("no cache", 10.0), ("cachetools.TTLCache", 1.0)):
+        report.add(
+            Comparison(
+                "API requests, quota replay",
+                peer,
+                med["SheetsCache"],
+                med[peer],
+                "requests",
+                higher_is_better=False,
+                target=target,
+                samples_ours=samples["SheetsCache"],
+                samples_theirs=samples[peer],
+            )
         )
-    )
-    report.add(
-        Comparison(
-            "API requests, quota replay",
-            "cachetools.TTLCache",
-            med["SheetsCache"],
-            med["cachetools.TTLCache"],
-            "requests",
-            higher_is_better=False,
-            target=1.0,
-            samples_ours=samples["SheetsCache"],
-            samples_theirs=samples["cachetools.TTLCache"],
-        )
-    )
     report.figure("requests saved vs no cache (%)", 100 * (1 - med["SheetsCache"] / med["no cache"]))
     report.figure(
         "requests saved vs cachetools.TTLCache (%)", 100 * (1 - med["SheetsCache"] / med["cachetools.TTLCache"])
@@ -276,26 +266,21 @@ def hit_path(report: Report) -> None:
     loop.run_until_complete(prime())
     n = scaled(HIT_OPS)
 
-    async def ours_loop() -> int:
-        for _ in range(n):
-            await ours.get_or_fetch(SID, rng, fetch)
-        return n
+    def timed(get: Callable[[], Awaitable[Any]]) -> Callable[[], int]:
+        """n awaited calls of ``get`` on the shared loop (the same call overhead for every library)."""
 
-    async def aio_loop() -> int:
-        for _ in range(n):
-            await aio.get(key)
-        return n
+        async def many() -> int:
+            for _ in range(n):
+                await get()
+            return n
 
-    async def cashews_loop() -> int:
-        for _ in range(n):
-            await cashews.get(key)
-        return n
+        return lambda: loop.run_until_complete(many())
 
     rates = interleaved_rates(
         {
-            "ours": lambda: loop.run_until_complete(ours_loop()),
-            "aiocache": lambda: loop.run_until_complete(aio_loop()),
-            "cashews": lambda: loop.run_until_complete(cashews_loop()),
+            "ours": timed(functools.partial(ours.get_or_fetch, SID, rng, fetch)),
+            "aiocache": timed(functools.partial(aio.get, key)),
+            "cashews": timed(functools.partial(cashews.get, key)),
         }
     )
     assert ours.stats()["hits"] >= n  # every call above was a hit

@@ -179,7 +179,9 @@ class SheetsCache:
             self._fetch_errors += 1
             if background:
                 _, cell_range = key.split(_KEY_SEPARATOR, 1)
-                logger.warning("refreshing %s of %s failed; serving the stale value: %r", cell_range, spreadsheet_id, exc)
+                logger.warning(
+                    "refreshing %s of %s failed; serving the stale value: %r", cell_range, spreadsheet_id, exc
+                )
             raise
         finally:
             flights = self._flights.get(spreadsheet_id)

@@ -127,19 +127,14 @@ class SheetsClient:
     ) -> dict[str, Any]:
         """Write ``values`` from the top-left of ``cell_range``; Google's ``UpdateValuesResponse``."""
         _check_write(cell_range, values, value_input_option)
-        try:
-            answer: dict[str, Any] = await self._transport.execute(
-                lambda api: api.update(
-                    spreadsheetId=spreadsheet_id,
-                    range=cell_range,
-                    valueInputOption=value_input_option,
-                    body={"values": values},
-                ),
-                write=True,
-            )
-            return answer
-        finally:
-            await self.cache.invalidate_everywhere(spreadsheet_id, cell_range)
+        body = {"values": values}
+        return await self._write(
+            spreadsheet_id,
+            [cell_range],
+            lambda api: api.update(
+                spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption=value_input_option, body=body
+            ),
+        )
 
     async def append_values(
         self, spreadsheet_id: str, cell_range: str, values: Rows, value_input_option: str = "RAW"
@@ -151,20 +146,15 @@ class SheetsClient:
         _check_write(cell_range, values, value_input_option)
         target = parse_a1(cell_range)
         whole_sheet = None if target.sheet is None or target.unbounded else format_a1(target.whole_sheet())
-        try:
-            answer: dict[str, Any] = await self._transport.execute(
-                lambda api: api.append(
-                    spreadsheetId=spreadsheet_id,
-                    range=cell_range,
-                    valueInputOption=value_input_option,
-                    body={"values": values},
-                ),
-                write=True,
-                retry_server_errors=False,
-            )
-            return answer
-        finally:
-            await self.cache.invalidate_everywhere(spreadsheet_id, whole_sheet)
+        body = {"values": values}
+        return await self._write(
+            spreadsheet_id,
+            [whole_sheet],
+            lambda api: api.append(
+                spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption=value_input_option, body=body
+            ),
+            retry_server_errors=False,
+        )
 
     async def batch_update_values(
         self, spreadsheet_id: str, data: Mapping[str, Rows], value_input_option: str = "RAW"
@@ -175,13 +165,30 @@ class SheetsClient:
         for cell_range, values in data.items():
             _check_write(cell_range, values, value_input_option)
         body = {"valueInputOption": value_input_option, "data": [{"range": r, "values": v} for r, v in data.items()]}
+        return await self._write(
+            spreadsheet_id, list(data), lambda api: api.batchUpdate(spreadsheetId=spreadsheet_id, body=body)
+        )
+
+    async def _write(
+        self,
+        spreadsheet_id: str,
+        touched: list[str | None],
+        build: Callable[[Any], Any],
+        *,
+        retry_server_errors: bool = True,
+    ) -> dict[str, Any]:
+        """Send a write, then invalidate ``touched`` (``None``: the whole spreadsheet) in every worker.
+
+        The invalidation runs even when the write failed: a timed-out write may still have
+        been applied, and dropping cached ranges is always safe.
+        """
         try:
             answer: dict[str, Any] = await self._transport.execute(
-                lambda api: api.batchUpdate(spreadsheetId=spreadsheet_id, body=body), write=True
+                build, write=True, retry_server_errors=retry_server_errors
             )
             return answer
         finally:
-            await asyncio.gather(*(self.cache.invalidate_everywhere(spreadsheet_id, r) for r in data))
+            await asyncio.gather(*(self.cache.invalidate_everywhere(spreadsheet_id, r) for r in touched))
 
     def stats(self) -> dict[str, int]:
         """Requests sent to Google (``reads``, ``writes``, every attempt) and ``retries`` among them."""
