@@ -7,13 +7,31 @@ from sluiceway.sheets import SheetsCache as SheetsCache
 from sluiceway.sheets import SheetsClient as SheetsClient
 from sluiceway.sheets import SheetsClientConfig as SheetsClientConfig
 from sluiceway.sheets import SheetsError as SheetsError
+from sluiceway.whatsapp import BatchSender as BatchSender
+from sluiceway.whatsapp import BreakerConfig as BreakerConfig
+from sluiceway.whatsapp import DeadLetter as DeadLetter
+from sluiceway.whatsapp import OutboundMessage as OutboundMessage
+from sluiceway.whatsapp import RateLimits as RateLimits
+from sluiceway.whatsapp import RecipientLimit as RecipientLimit
+from sluiceway.whatsapp import SendError as SendError
+from sluiceway.whatsapp import SenderConfig as SenderConfig
+from sluiceway.whatsapp import WhatsAppCloudTransport as WhatsAppCloudTransport
 
 __all__ = [
+    "BatchSender",
+    "BreakerConfig",
     "CacheConfig",
     "CacheResult",
+    "DeadLetter",
+    "OutboundMessage",
+    "RateLimits",
+    "RecipientLimit",
+    "SendError",
+    "SenderConfig",
     "SheetsCache",
     "SheetsClient",
     "SheetsClientConfig",
     "SheetsError",
+    "WhatsAppCloudTransport",
     "__version__",
 ]

@@ -3,6 +3,8 @@ WhatsApp Cloud and Google Sheets APIs. Used by tests and the demo, never by libr
 """
 
 from sluiceway.testing.clock import ManualClock as ManualClock
+from sluiceway.testing.scripted_transport import ScriptedTransport as ScriptedTransport
 from sluiceway.testing.sheets_emulator import SheetsEmulator as SheetsEmulator
+from sluiceway.testing.whatsapp_emulator import WhatsAppEmulator as WhatsAppEmulator
 
-__all__ = ["ManualClock", "SheetsEmulator"]
+__all__ = ["ManualClock", "ScriptedTransport", "SheetsEmulator", "WhatsAppEmulator"]
