@@ -76,11 +76,15 @@ class SheetsClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.close()
+        await self.aclose()
 
     def close(self) -> None:
-        """Release the worker threads."""
+        """Wait for requests in progress, then release the worker threads and their connections."""
         self._transport.close()
+
+    async def aclose(self) -> None:
+        """``close()`` without blocking the event loop while requests in progress finish."""
+        await asyncio.to_thread(self._transport.close)
 
     # -- reads ------------------------------------------------------------------
 
