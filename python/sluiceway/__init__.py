@@ -1,6 +1,14 @@
 """sluiceway: move chat messages fast and safely."""
 
 from sluiceway._core import __version__ as __version__
+from sluiceway.engine import Backpressure as Backpressure
+from sluiceway.engine import EngineHooks as EngineHooks
+from sluiceway.engine import Message as Message
+from sluiceway.engine import MessageParallelizer as MessageParallelizer
+from sluiceway.engine import ParallelizerConfig as ParallelizerConfig
+from sluiceway.engine import Priority as Priority
+from sluiceway.engine import Statistics as Statistics
+from sluiceway.engine import current_worker as current_worker
 from sluiceway.sheets import CacheConfig as CacheConfig
 from sluiceway.sheets import CacheResult as CacheResult
 from sluiceway.sheets import SheetsCache as SheetsCache
@@ -18,12 +26,18 @@ from sluiceway.whatsapp import SenderConfig as SenderConfig
 from sluiceway.whatsapp import WhatsAppCloudTransport as WhatsAppCloudTransport
 
 __all__ = [
+    "Backpressure",
     "BatchSender",
     "BreakerConfig",
     "CacheConfig",
     "CacheResult",
     "DeadLetter",
+    "EngineHooks",
+    "Message",
+    "MessageParallelizer",
     "OutboundMessage",
+    "ParallelizerConfig",
+    "Priority",
     "RateLimits",
     "RecipientLimit",
     "SendError",
@@ -32,6 +46,8 @@ __all__ = [
     "SheetsClient",
     "SheetsClientConfig",
     "SheetsError",
+    "Statistics",
     "WhatsAppCloudTransport",
     "__version__",
+    "current_worker",
 ]
