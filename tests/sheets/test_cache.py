@@ -17,7 +17,7 @@ from sluiceway.sheets.cache import CacheResult, SheetsCache
 from sluiceway.sheets.codec import ValueCodec
 from sluiceway.sheets.config import CacheConfig
 from sluiceway.sheets.errors import InvalidRangeError
-from sluiceway.sheets.invalidation import LocalInvalidation
+from sluiceway.sheets.invalidation import Invalidation, LocalInvalidation
 from sluiceway.sheets.ranges import parse_a1
 from sluiceway.testing import ManualClock
 
@@ -428,3 +428,34 @@ def test_invalidate_everywhere_reaches_every_cache_on_the_channel() -> None:
         assert [c.stats()["entries"] for c in caches] == [0, 0, 0]
 
     run(scenario())
+
+
+def test_default_channel_reaches_caches_of_this_process_outside_the_engine() -> None:
+    """Outside an engine worker the default (engine) channel invalidates every cache of the process."""
+
+    async def scenario() -> None:
+        first, second = SheetsCache(), SheetsCache()
+
+        async def fetch() -> str:
+            return "v"
+
+        for cache in (first, second):
+            await cache.get_or_fetch("default-channel-book", "Units!A1:C3", fetch)
+        await first.invalidate_everywhere("default-channel-book", "Units!C3")
+        assert first.stats()["entries"] == second.stats()["entries"] == 0
+
+    run(scenario())
+
+
+def test_a_dropped_cache_is_not_kept_alive_by_its_channel() -> None:
+    """Subscribing to a channel does not keep a cache from being garbage collected."""
+    import gc
+    import weakref
+
+    channel = LocalInvalidation()
+    cache = SheetsCache(invalidation=channel)
+    ref = weakref.ref(cache)
+    del cache
+    gc.collect()
+    assert ref() is None
+    asyncio.run(channel.publish(Invalidation("book")))  # the orphaned subscription is harmless

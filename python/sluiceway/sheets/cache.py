@@ -17,6 +17,7 @@ import asyncio
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -99,7 +100,9 @@ class SheetsCache:
         self._flights: dict[str, dict[str, _Flight]] = {}
         self._hits = self._misses = self._stale_hits = self._fetches = self._fetch_errors = 0
         self._channel = invalidation if invalidation is not None else default_channel()
-        self._channel.subscribe(self.apply)
+        # Weakly: a channel lives as long as its process, and must not keep every cache alive.
+        apply: weakref.WeakMethod[Callable[[Invalidation], int]] = weakref.WeakMethod(self.apply)
+        self._channel.subscribe(lambda invalidation: _apply_if_alive(apply, invalidation))
 
     async def get_or_fetch(
         self,
@@ -306,6 +309,11 @@ async def _call(fetch: Fetch) -> Any:
         return await fetch()
     result = await asyncio.to_thread(fetch)
     return await result if inspect.isawaitable(result) else result
+
+
+def _apply_if_alive(apply: weakref.WeakMethod[Callable[[Invalidation], int]], invalidation: Invalidation) -> int:
+    method = apply()
+    return 0 if method is None else method(invalidation)
 
 
 def _consume_exception(task: asyncio.Task[Any]) -> None:

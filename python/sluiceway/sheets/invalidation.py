@@ -4,13 +4,12 @@ A write must invalidate the overlapping ranges in *every* worker's cache before 
 write call returns, or a read that starts after the write could still see the old
 value elsewhere. The cache talks to a small :class:`InvalidationChannel`:
 
-* :class:`LocalInvalidation` (the default outside the engine) applies an
-  invalidation to the caches of this process only;
-* :class:`EngineInvalidation` sends it through the engine's worker broadcast, whose
-  ``broadcast`` returns only once every live worker has applied it.
-
-:func:`default_channel` picks the engine channel when the code runs inside an engine
-worker, the local one otherwise.
+* :class:`EngineInvalidation` (the default) sends it through the engine's worker
+  broadcast, whose ``broadcast`` returns only once every live worker has applied it;
+  outside an engine worker the engine's context is process-local, so it reaches the
+  caches of this process;
+* :class:`LocalInvalidation` keeps invalidations among the caches that share it, in this
+  process, whatever the engine does.
 """
 
 from __future__ import annotations
@@ -70,11 +69,13 @@ _decoder = msgspec.msgpack.Decoder(Invalidation)
 class EngineInvalidation:
     """Delivers invalidations to every live worker of the engine through its broadcast.
 
-    Create it (and the cache using it) inside the worker process, e.g. in the
-    worker's startup: subscriptions are per process.
+    Warning: subscriptions are per process and bound when this is created, so create it
+    (and the cache using it) inside the worker, e.g. in the engine's ``worker_setup``
+    hook; a cache created before the workers start hears only its own process.
     """
 
     def __init__(self, topic: str = ENGINE_TOPIC) -> None:
+        # Imported here: the engine (uvloop, process management) loads only when used.
         from sluiceway.engine import current_worker
 
         self._worker = current_worker()
@@ -91,9 +92,5 @@ class EngineInvalidation:
 
 
 def default_channel() -> InvalidationChannel:
-    """The engine's broadcast inside an engine worker, else a process-local channel."""
-    try:
-        return EngineInvalidation()
-    except (ImportError, LookupError, RuntimeError):
-        # Not inside a worker (or no engine installed): only this process has caches.
-        return LocalInvalidation()
+    """The engine's broadcast: every worker's caches inside an engine worker, this process's elsewhere."""
+    return EngineInvalidation()
