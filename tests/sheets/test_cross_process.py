@@ -10,7 +10,7 @@ import pytest
 import uvloop
 
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
-from sluiceway.testing import SheetsEmulator
+from sluiceway.testing import SheetsEmulator, wait_until
 from sluiceway.testing.sheets_handlers import ENDPOINT_ENV
 
 SID = "units-book"
@@ -21,7 +21,8 @@ async def one_read_per_worker(engine: MessageParallelizer, gate: Path, cell_rang
     """Two reads held at a gate: with one message per worker at a time, each worker takes one."""
     read = {"op": "read", "spreadsheet_id": SID, "range": cell_range, "gate": str(gate)}
     tasks = [asyncio.ensure_future(engine.submit(read)) for _ in range(2)]
-    await asyncio.sleep(0)
+    # Both dispatched (one to each worker, as each holds at most one) before either may finish.
+    await wait_until(lambda: engine.get_statistics().in_flight == 2, what="both reads dispatched")
     gate.touch()
     return list(await asyncio.gather(*tasks))
 
