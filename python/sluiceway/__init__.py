@@ -17,6 +17,12 @@ from sluiceway.monitor import PerformanceMonitor as PerformanceMonitor
 from sluiceway.monitor import Report as Report
 from sluiceway.monitor import Thresholds as Thresholds
 from sluiceway.monitor import install_worker_profiler as install_worker_profiler
+from sluiceway.sheets import CacheConfig as CacheConfig
+from sluiceway.sheets import CacheResult as CacheResult
+from sluiceway.sheets import SheetsCache as SheetsCache
+from sluiceway.sheets import SheetsClient as SheetsClient
+from sluiceway.sheets import SheetsClientConfig as SheetsClientConfig
+from sluiceway.sheets import SheetsError as SheetsError
 from sluiceway.whatsapp import BatchSender as BatchSender
 from sluiceway.whatsapp import BreakerConfig as BreakerConfig
 from sluiceway.whatsapp import DeadLetter as DeadLetter
@@ -33,6 +39,8 @@ __all__ = [
     "Backpressure",
     "BatchSender",
     "BreakerConfig",
+    "CacheConfig",
+    "CacheResult",
     "DeadLetter",
     "EngineHooks",
     "LatencyHistogram",
@@ -48,6 +56,10 @@ __all__ = [
     "Report",
     "SendError",
     "SenderConfig",
+    "SheetsCache",
+    "SheetsClient",
+    "SheetsClientConfig",
+    "SheetsError",
     "Statistics",
     "Thresholds",
     "WhatsAppCloudTransport",

@@ -7,7 +7,8 @@ that tests run in real worker processes; import it by module path.
 
 from sluiceway.testing.clock import ManualClock as ManualClock
 from sluiceway.testing.scripted_transport import ScriptedTransport as ScriptedTransport
+from sluiceway.testing.sheets_emulator import SheetsEmulator as SheetsEmulator
 from sluiceway.testing.waiting import wait_until as wait_until
 from sluiceway.testing.whatsapp_emulator import WhatsAppEmulator as WhatsAppEmulator
 
-__all__ = ["ManualClock", "ScriptedTransport", "WhatsAppEmulator", "wait_until"]
+__all__ = ["ManualClock", "ScriptedTransport", "SheetsEmulator", "WhatsAppEmulator", "wait_until"]
