@@ -72,13 +72,13 @@ def test_environment_strings_are_coerced(tmp_path: Path) -> None:
         "SLUICEWAY_DEDUP_WINDOW": "60.5",
         "SLUICEWAY_WORKERS": "3",
         "SLUICEWAY_HIGH_PRIORITY_KEYWORDS": "leak, fire ,gas",
-        "SLUICEWAY_BACKPRESSURE": "reject",
+        "SLUICEWAY_ENQUEUE_TIMEOUT": "0",
     }
     settings = load_settings(environ=environ, config_file=_write(tmp_path, ""))
     assert settings.dedup_window == 60.5
     assert settings.workers == 3
     assert settings.high_priority_keywords == ("leak", "fire", "gas")
-    assert settings.backpressure == "reject"
+    assert settings.enqueue_timeout == 0.0
 
 
 def test_toml_file_is_read(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_toml_file_is_read(tmp_path: Path) -> None:
         ({"flags": {"max_body_bytes": 0}}, "max_body_bytes"),
         ({"flags": {"dedup_window": -1.0}}, "dedup_window"),
         ({"flags": {"workers": 0}}, "workers"),
-        ({"flags": {"backpressure": "drop"}}, "backpressure"),
+        ({"flags": {"log_level": "LOUD"}}, "log_level"),
         ({"environ": {"SLUICEWAY_PORT": "eighty"}}, "port"),
         ({"environ": {"SLUICEWAY_ENQUEUE_TIMEOUT": "-2"}}, "enqueue_timeout"),
         ({"toml": "prot = 1\n"}, "prot"),

@@ -53,9 +53,6 @@ DEFAULT_HIGH_PRIORITY_KEYWORDS = (
     "burst",
 )
 
-BackpressurePolicy = Literal["wait", "reject"]
-
-
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every setting of ``sluiceway run`` and ``sluiceway demo``, validated on construction.
 
@@ -93,9 +90,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dedup_window: float = 24 * 3600.0
     #: At most this many ids are remembered; the oldest are forgotten first.
     dedup_max_entries: int = 1_000_000
-    #: Under backpressure: "wait" holds the webhook request up to ``enqueue_timeout`` for
-    #: room, then answers 503; "reject" answers 503 at once. Meta re-delivers either way.
-    backpressure: BackpressurePolicy = "wait"
+    #: Under backpressure the webhook request waits this long (seconds) for the engine to
+    #: accept a message, then answers 503 so that Meta re-delivers it later; 0 answers 503 at once.
     enqueue_timeout: float = 5.0
     high_priority_keywords: tuple[str, ...] = DEFAULT_HIGH_PRIORITY_KEYWORDS
     # Engine and monitor
