@@ -457,3 +457,17 @@ def test_construction_errors_name_the_problem() -> None:
         WebhookIngress(app_secret=Secret("s"), sink=FakeEngine(), max_body_bytes=0)
     with pytest.raises(ValueError, match="enqueue_timeout"):
         WebhookIngress(app_secret=Secret("s"), sink=FakeEngine(), enqueue_timeout=-1)
+
+
+def test_stop_accepting_refuses_messages_but_takes_statuses() -> None:
+    """After stop_accepting, message webhooks get 503 while status webhooks still reach the sender."""
+
+    async def scenario() -> None:
+        engine, sender = FakeEngine(), FakeSender()
+        async with serve(engine, sender) as client:
+            client.ingress.stop_accepting()
+            assert (await client.post(text_message("1555", "wamid.late", "hello")))[0] == 503
+            assert (await client.post(status_update("wamid.out", "1555", "delivered")))[0] == 200
+        assert engine.accepted == [] and [s.id for s in sender.statuses] == ["wamid.out"]
+
+    run(scenario)

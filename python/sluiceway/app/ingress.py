@@ -9,6 +9,7 @@ no ``X-Hub-Signature-256`` header            401
 signature is not HMAC-SHA256(app secret)     403
 body is not JSON / not a webhook payload     400 (the reason in the body)
 engine did not accept within the timeout     503 (Meta re-delivers later)
+shutting down (``stop_accepting``)           503 for messages; statuses still taken
 accepted (or a known re-delivery)            200
 ==========================================  ======
 
@@ -130,6 +131,7 @@ class WebhookIngress:
         self._classify = classify or KeywordClassifier(())
         self._seen = RecentIds(dedup_window, dedup_max_entries, clock)
         self._wall_clock = wall_clock
+        self._accepting = True
         self.stats = IngressStats()
 
     @classmethod
@@ -156,6 +158,10 @@ class WebhookIngress:
             classify=KeywordClassifier(settings.high_priority_keywords),
             clock=clock,
         )
+
+    def stop_accepting(self) -> None:
+        """From now on answer message webhooks with 503 (Meta re-delivers them); statuses still go through."""
+        self._accepting = False
 
     def add_routes(self, app: web.Application) -> None:
         """Serve the webhook at ``self.path`` on ``app``."""
@@ -214,8 +220,13 @@ class WebhookIngress:
             self.stats.malformed += 1
             return web.Response(status=400, text=f"malformed webhook: object is {payload.object!r}, expected {WHATSAPP_OBJECT!r}")
 
+        messages = inbound_messages(payload, self._wall_clock())
+        if messages and not self._accepting:
+            await self._hand_over_statuses(statuses(payload))
+            self.stats.backpressured += 1
+            return self._busy(0)
         accepted = duplicates = 0
-        for message in inbound_messages(payload, self._wall_clock()):
+        for message in messages:
             if not self._seen.claim(message.id):
                 duplicates += 1
                 continue

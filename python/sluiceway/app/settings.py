@@ -132,6 +132,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             out[name] = str(value) if isinstance(value, Secret) else value
         return out
 
+    def worker_json(self) -> bytes:
+        """The settings worker processes need, as JSON: everything but the WhatsApp secrets."""
+        return msgspec.json.encode({k: v for k, v in self.redacted().items() if k not in SECRET_FIELDS})
+
     def missing_for_production(self) -> list[str]:
         """The settings a real (non-emulated) deployment needs that are not set."""
         needed = ["whatsapp_access_token", "whatsapp_app_secret", "whatsapp_verify_token", "whatsapp_phone_number_id"]
@@ -216,3 +220,11 @@ def load_settings(
         merged[field] = _convert(field, value, "flags")
 
     return Settings(**merged)  # type: ignore[arg-type]
+
+
+def worker_settings_from_json(data: str | bytes) -> Settings:
+    """Rebuild the settings a supervisor passed to its workers with ``Settings.worker_json``."""
+    raw = msgspec.json.decode(data)
+    if not isinstance(raw, dict):
+        raise ValueError("worker settings must be a JSON object")
+    return Settings(**{name: _convert(name, value, "supervisor") for name, value in raw.items()})
