@@ -142,7 +142,7 @@ class MemorySheets:
 
 
 def ask(desk: PropertyDesk, text: str, sender: str = "15550001111", message_id: str = "wamid.x") -> str:
-    return asyncio.run(desk.answer(text, sender, message_id, TODAY))
+    return asyncio.run(desk.answer(text, sender, message_id, TODAY)).text
 
 
 def test_availability_answer() -> None:
@@ -217,3 +217,12 @@ def test_help_and_unknown() -> None:
     desk = PropertyDesk(MemorySheets(), "sheet")
     assert ask(desk, "hi").startswith("Hi! I can help with:")
     assert ask(desk, "asdfgh").startswith("Sorry, I didn't get that.")
+
+
+def test_answer_reports_intent_and_urgency() -> None:
+    """The desk's answer says what it understood, and flags urgent repairs for a high-priority reply."""
+    desk = PropertyDesk(MemorySheets(), "sheet")
+    leak = asyncio.run(desk.answer("water leak in 4B!", "1555", "wamid.u", TODAY))
+    assert (leak.intent, leak.urgent) == ("maintenance", True)
+    rent = asyncio.run(desk.answer("rent for 4B", "1555", "wamid.r", TODAY))
+    assert (rent.intent, rent.urgent) == ("rent", False)

@@ -40,11 +40,19 @@ HELP = (
 class SheetStore(Protocol):
     """The subset of ``SheetsClient`` the property bot uses."""
 
-    async def get_values(self, spreadsheet_id: str, range: str) -> Sequence[Sequence[Any]]: ...
+    async def get_values(self, spreadsheet_id: str, cell_range: str, /) -> Sequence[Sequence[Any]]: ...
 
-    async def append_values(self, spreadsheet_id: str, range: str, values: list[list[Any]]) -> object: ...
+    async def append_values(self, spreadsheet_id: str, cell_range: str, values: list[list[Any]], /) -> object: ...
 
-    async def update_values(self, spreadsheet_id: str, range: str, values: list[list[Any]]) -> object: ...
+    async def update_values(self, spreadsheet_id: str, cell_range: str, values: list[list[Any]], /) -> object: ...
+
+
+class Answer(msgspec.Struct, frozen=True):
+    """What the desk says to a tenant, and what it understood."""
+
+    intent: str
+    text: str
+    urgent: bool
 
 
 class Unit(msgspec.Struct, frozen=True):
@@ -132,7 +140,8 @@ class PropertyDesk:
     Example::
 
         desk = PropertyDesk(ctx.sheets, ctx.settings.spreadsheet_id)
-        await ctx.reply(await desk.answer(msg.text, msg.sender, msg.id))
+        answer = await desk.answer(msg.text, msg.sender, msg.id)
+        await ctx.reply(answer.text)
 
     Warning: a viewing booking reads the slot and then writes it (Sheets has no
     compare-and-set), so two tenants booking the same slot in the same instant can both be
@@ -150,9 +159,13 @@ class PropertyDesk:
         rows = await self._store.get_values(self._spreadsheet_id, VIEWINGS_RANGE)
         return [s for s in slots_from(rows) if s.unit == unit_id]
 
-    async def answer(self, text: str, sender: str, message_id: str, today: dt.date | None = None) -> str:
+    async def answer(self, text: str, sender: str, message_id: str, today: dt.date | None = None) -> Answer:
         """The reply to ``text`` from ``sender``; ``message_id`` makes writes idempotent."""
         parsed = parse(text, today or dt.date.today())
+        reply = await self._reply(parsed, text, sender, message_id)
+        return Answer(parsed.intent, reply, parsed.intent == "maintenance" and _URGENT(text) == "high")
+
+    async def _reply(self, parsed: Parsed, text: str, sender: str, message_id: str) -> str:
         if parsed.intent == "help":
             return HELP
         if parsed.intent == "search":
