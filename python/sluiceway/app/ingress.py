@@ -128,7 +128,7 @@ class WebhookIngress:
         self.path = path
         self._max_body_bytes = max_body_bytes
         self._enqueue_timeout = enqueue_timeout
-        self._classify = classify or KeywordClassifier(())
+        self.classify = classify or KeywordClassifier(())
         self._seen = RecentIds(dedup_window, dedup_max_entries, clock)
         self._wall_clock = wall_clock
         self._accepting = True
@@ -232,7 +232,7 @@ class WebhookIngress:
                 continue
             try:
                 async with asyncio.timeout(self._enqueue_timeout):
-                    await self._sink.enqueue(message, self._classify(message.text), message.sender)
+                    await self._sink.enqueue(message, self.classify(message.text), message.sender)
             except TimeoutError:
                 self._seen.release(message.id)
                 self.stats.backpressured += 1

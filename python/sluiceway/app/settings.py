@@ -97,13 +97,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Engine and monitor
     #: Worker processes; None uses the engine's default.
     workers: int | None = None
+    #: Port of the operator endpoints (dead letters, status), always on 127.0.0.1; 0 picks a free port.
+    admin_port: int = 8081
     monitor_host: str = "127.0.0.1"
     #: 0 picks a free port.
     monitor_port: int = 9464
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def __post_init__(self) -> None:
-        for name in ("port", "monitor_port"):
+        for name in ("port", "admin_port", "monitor_port"):
             value = getattr(self, name)
             if not 0 <= value <= 65535:
                 raise ValueError(f"{name} must be a TCP port in 0..65535, got {value}")
@@ -227,4 +229,5 @@ def worker_settings_from_json(data: str | bytes) -> Settings:
     raw = msgspec.json.decode(data)
     if not isinstance(raw, dict):
         raise ValueError("worker settings must be a JSON object")
-    return Settings(**{name: _convert(name, value, "supervisor") for name, value in raw.items()})
+    converted: dict[str, Any] = {name: _convert(name, value, "supervisor") for name, value in raw.items()}
+    return Settings(**converted)
