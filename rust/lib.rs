@@ -6,6 +6,9 @@
 
 pub mod clock;
 pub mod errors;
+pub mod lru_cache;
+pub mod priority_queue;
+pub mod rate_limit;
 
 use pyo3::prelude::*;
 
@@ -13,6 +16,12 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
+    #[pymodule_export]
+    use crate::lru_cache::py::PyByteLRU;
+    #[pymodule_export]
+    use crate::priority_queue::py::PyPriorityQueue;
+    #[pymodule_export]
+    use crate::rate_limit::py::{PyKeyedLimiter, PyRateLimiter, PyTokenBucket, PyWindowLimiter};
 
     use pyo3::prelude::*;
 

@@ -6,9 +6,22 @@ scale. Without it the structure reads CLOCK_MONOTONIC, the clock behind
 """
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, final
+from typing import Any, Final, Self, final
 
 __version__: Final[str]
+
+__all__ = [
+    "ByteLRU",
+    "KeyedLimiter",
+    "PriorityQueue",
+    "QueueEmpty",
+    "QueueFull",
+    "RateLimiter",
+    "SluicewayError",
+    "TokenBucket",
+    "WindowLimiter",
+    "__version__",
+]
 
 class SluicewayError(Exception):
     """Base class of every error sluiceway raises on purpose."""
@@ -23,12 +36,15 @@ class QueueEmpty(SluicewayError):
 class PriorityQueue:
     """A multi-level FIFO queue of arbitrary Python objects; level 0 is served first.
 
-    ``starvation_limit`` (0 = off): after that many consecutive pops served from a
-    higher level while a lower level waits, the next pop serves the highest waiting
-    level that was passed over, so no item is held back forever.
+    ``levels`` is 1 to 64; ``maxsize`` 0 means unbounded. ``starvation_limit = k``
+    (0 = off, strict priority): each waiting level counts the pops served from a
+    higher level since it was last served or became non-empty; a level whose count
+    reached ``k`` is overdue, and ``pop()`` serves the highest overdue level if any,
+    else the highest non-empty one. Serving a level resets its count, so the head of
+    level ``L`` is passed over by at most ``k + L - 1`` pops from higher levels.
     """
 
-    def __init__(self, levels: int = 3, maxsize: int = 0, starvation_limit: int = 0) -> None: ...
+    def __new__(cls, levels: int = 3, maxsize: int = 0, starvation_limit: int = 0) -> Self: ...
     @property
     def levels(self) -> int: ...
     @property
@@ -51,14 +67,18 @@ class PriorityQueue:
 class ByteLRU:
     """A least-recently-used cache of ``str`` keys to ``bytes`` values under an exact byte budget.
 
-    An entry costs ``len(key.encode()) + len(value) + sum(len(tag.encode()) for tag in tags)
-    + ByteLRU.ENTRY_OVERHEAD`` bytes; ``bytes_used`` is the sum over live entries and
-    never exceeds ``max_bytes``.
+    An entry costs ``len(key.encode()) + len(value) + sum(len(tag.encode()) for tag in set(tags))
+    + ByteLRU.ENTRY_OVERHEAD`` bytes; ``bytes_used`` is the sum over held entries and
+    never exceeds ``max_bytes`` (least recently used entries are evicted to make room).
+    An entry is fresh for ``ttl`` seconds, then stale for ``stale_ttl`` seconds, then
+    expired: ``get`` returns fresh entries only, ``lookup`` stale ones too, and an
+    expired entry is dropped when a read touches it or by ``purge_expired``; until
+    then it still counts in ``len()``, ``in`` and ``bytes_used``.
     """
 
     ENTRY_OVERHEAD: Final[int]
 
-    def __init__(self, max_bytes: int, default_ttl: float | None = None) -> None: ...
+    def __new__(cls, max_bytes: int, default_ttl: float | None = None) -> ByteLRU: ...
     @property
     def max_bytes(self) -> int: ...
     @property
@@ -72,29 +92,36 @@ class ByteLRU:
         tags: Sequence[str] = (),
         now: float | None = None,
     ) -> None:
-        """Store ``value``: fresh for ``ttl`` (default ``default_ttl``; ``None`` = forever), then stale for ``stale_ttl``."""
+        """Store ``value``: fresh for ``ttl`` (default ``default_ttl``; ``None`` = forever), then stale for ``stale_ttl``.
+
+        ``ValueError`` when the entry alone costs more than ``max_bytes`` or a duration is
+        negative; ``TypeError`` for a non-``str`` key, non-``bytes`` value or a lone ``str`` as ``tags``.
+        """
     def get(self, key: str, now: float | None = None) -> bytes | None:
-        """The value if present and fresh, else ``None``."""
+        """The value if present and fresh (it becomes the most recently used), else ``None``."""
     def lookup(self, key: str, now: float | None = None) -> tuple[bytes, bool] | None:
         """``(value, stale)`` for a fresh or stale entry, ``None`` when absent or past its stale window."""
-    def invalidate(self, key: str) -> bool: ...
+    def invalidate(self, key: str) -> bool:
+        """Drop the entry for ``key``; whether one was held."""
     def invalidate_tag(self, tag: str) -> int:
         """Drop every entry carrying ``tag``; returns how many."""
     def tagged(self, tag: str) -> list[str]:
-        """Keys of the entries carrying ``tag``."""
+        """Keys of the entries carrying ``tag``, in no particular order."""
     def purge_expired(self, now: float | None = None) -> int:
         """Drop entries past their stale window; returns how many."""
-    def clear(self) -> None: ...
+    def clear(self) -> None:
+        """Drop every entry; the ``stats()`` counters are kept."""
     def stats(self) -> dict[str, int]:
         """hits, misses, stale_hits, evictions, expirations, entries, bytes_used, max_bytes."""
     def __len__(self) -> int: ...
-    def __contains__(self, key: object) -> bool: ...
+    def __contains__(self, key: object, /) -> bool:
+        """Whether an entry for ``key`` is held (expired ones too, until dropped); no side effect."""
 
 @final
 class TokenBucket:
     """Refills ``rate`` tokens per second up to ``burst``; starts full."""
 
-    def __init__(self, rate: float, burst: float, now: float | None = None) -> None: ...
+    def __new__(cls, rate: float, burst: float, now: float | None = None) -> TokenBucket: ...
     @property
     def rate(self) -> float: ...
     @property
@@ -110,7 +137,7 @@ class TokenBucket:
 class WindowLimiter:
     """Never more than ``limit`` acquisitions in any interval of length ``window`` seconds (exact sliding log)."""
 
-    def __init__(self, limit: int, window: float) -> None: ...
+    def __new__(cls, limit: int, window: float) -> WindowLimiter: ...
     @property
     def limit(self) -> int: ...
     @property
@@ -127,7 +154,7 @@ class WindowLimiter:
 class RateLimiter:
     """All of ``limiters`` at once: admits only when every one admits, and then consumes from all."""
 
-    def __init__(self, limiters: Sequence[TokenBucket | WindowLimiter]) -> None: ...
+    def __new__(cls, limiters: Iterable[TokenBucket | WindowLimiter]) -> RateLimiter: ...
     @classmethod
     def per(cls, second: int | None = None, minute: int | None = None, hour: int | None = None) -> RateLimiter:
         """Exact sliding windows of 1 s, 60 s and 3600 s for the limits given."""
@@ -138,9 +165,13 @@ class RateLimiter:
 
 @final
 class KeyedLimiter:
-    """One exact ``limit``-per-``window`` sliding window per key, at most ``max_keys`` keys held."""
+    """One exact ``limit``-per-``window`` sliding window per key, at most ``max_keys`` keys held.
 
-    def __init__(self, limit: int, window: float, max_keys: int = 100_000) -> None: ...
+    When full, the key with the oldest latest acquisition is forgotten: an idle key
+    (empty window) if there is one, else an active key, whose guarantee is then relaxed.
+    """
+
+    def __new__(cls, limit: int, window: float, max_keys: int = 100_000) -> KeyedLimiter: ...
     @property
     def limit(self) -> int: ...
     @property
@@ -148,5 +179,10 @@ class KeyedLimiter:
     @property
     def max_keys(self) -> int: ...
     def try_acquire(self, key: str, n: int = 1, now: float | None = None) -> bool: ...
-    def time_until(self, key: str, n: int = 1, now: float | None = None) -> float: ...
+    def time_until(self, key: str, n: int = 1, now: float | None = None) -> float:
+        """Seconds until ``key`` would admit ``n`` (0.0 for a key not held); ``ValueError`` if ``n > limit``."""
+    def purge_idle(self, now: float | None = None) -> int:
+        """Forget every key whose window is empty at ``now``; returns how many."""
+    def stats(self) -> dict[str, int]:
+        """keys, max_keys, idle_evictions (lossless), active_evictions (relaxed that key's guarantee)."""
     def __len__(self) -> int: ...

@@ -1,0 +1,322 @@
+"""A local WhatsApp Cloud API: the messages endpoint with its real envelopes, limits and faults.
+
+``WhatsAppEmulator`` is an aiohttp server on 127.0.0.1 that answers
+``POST /{version}/{phone_number_id}/messages`` the way the Cloud API does: a
+``{"messaging_product", "contacts", "messages": [{"id": "wamid..."}]}`` body on
+success and a Graph ``{"error": {...}}`` envelope on failure, HTTP 400 for the
+rate-limit codes (130429 throughput, 131056 pair rate; no ``Retry-After``), 401 for
+an expired token (190). It keeps its own limits, independent of sluiceway's
+limiters on purpose (an emulator sharing the code under test would hide its bugs):
+throughput as a token bucket of ``throughput`` per second holding one second's
+worth, and the pair rate as a bucket of ``pair_limit`` per ``pair_window`` seconds
+per recipient. Faults are injected at run time, and status webhooks (sent,
+delivered, read, failed) can be posted back to a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import hashlib
+import hmac
+import itertools
+import os
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from sluiceway.whatsapp.messages import (
+    Change,
+    ChangeValue,
+    Entry,
+    ErrorData,
+    ErrorEnvelope,
+    GraphError,
+    Metadata,
+    OutboundMessage,
+    ResponseContact,
+    ResponseMessage,
+    SendResponse,
+    Status,
+    StatusError,
+    WebhookPayload,
+)
+
+#: The token the emulator accepts unless told otherwise (a test value, not a secret).
+DEFAULT_TOKEN = "emulator-access-token"
+DEFAULT_PHONE_NUMBER_ID = "106540352242922"
+
+_encode = msgspec.json.Encoder().encode
+_decode_message = msgspec.json.Decoder(OutboundMessage).decode
+
+
+class _Bucket:
+    """A token bucket on the emulator's clock: ``rate`` per second, at most ``burst`` banked."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class Accepted(msgspec.Struct, frozen=True):
+    """One message the emulator accepted: its ``wamid``, the request body, and when (emulator clock)."""
+
+    wamid: str
+    message: OutboundMessage
+    at: float
+
+
+class WhatsAppEmulator:
+    """The Cloud API's messages endpoint on 127.0.0.1, with limits, faults and status webhooks.
+
+    Example::
+
+        async with WhatsAppEmulator(throughput=80, pair_limit=1, pair_window=6.0) as api:
+            transport = WhatsAppCloudTransport(api.phone_number_id, api.access_token, base_url=api.base_url)
+            ...
+            api.fail_next(3)               # three HTTP 500s
+            api.set_throughput(20)         # a throughput cut: 130429 above 20/s
+            api.outage(5.0)                # 503 for five seconds
+            api.expire_token()             # 401 / code 190 until restore_token()
+            len(api.accepted), api.answers[130429]
+
+    Faults, in the order a request meets them: outage window, injected 5xx, hang
+    (sleeps ``hang_seconds`` so the client times out), expired or wrong token (190),
+    invalid body (100), throughput (130429), pair rate (131056), invalid recipient
+    (131026: a ``failed`` status webhook when webhooks are on, else a synchronous error).
+    ``GET /_emulator/stats`` reports ``accepted`` and ``answers`` to other processes.
+    """
+
+    def __init__(
+        self,
+        *,
+        throughput: float = 80.0,
+        pair_limit: int = 1,
+        pair_window: float = 6.0,
+        access_token: str = DEFAULT_TOKEN,
+        phone_number_id: str = DEFAULT_PHONE_NUMBER_ID,
+        latency: float = 0.0,
+        webhook_url: str | None = None,
+        status_delay: float = 0.0,
+        send_read: bool = False,
+        app_secret: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.access_token = access_token
+        self.phone_number_id = phone_number_id
+        self.latency = latency
+        self.webhook_url = webhook_url
+        self.status_delay = status_delay
+        self.send_read = send_read
+        self.pair_limit = pair_limit
+        self.pair_window = pair_window
+        self.invalid_recipients: set[str] = set()
+        self.accepted: list[Accepted] = []
+        #: How many requests got each answer: ``"ok"`` or the Graph error code.
+        self.answers: collections.Counter[int | str] = collections.Counter()
+        self.webhooks_posted = 0
+        self.webhook_failures = 0
+        self._app_secret = app_secret
+        self._clock = clock
+        self._token_valid = True
+        self._fail_next: list[tuple[int, int]] = []
+        self._hang_next = 0
+        self.hang_seconds = 30.0
+        self._outage_until = -1.0
+        self._throughput = _Bucket(throughput, throughput, clock())
+        self._pairs: dict[str, _Bucket] = {}
+        self._wamids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    # --- fault injection ---------------------------------------------------------------
+
+    def set_throughput(self, per_second: float) -> None:
+        """Change the throughput limit now (e.g. a cut to test adaptation)."""
+        self._throughput = _Bucket(per_second, per_second, self._clock())
+
+    def fail_next(self, n: int = 1, status: int = 500, code: int = 131000) -> None:
+        """Answer the next ``n`` requests with HTTP ``status`` and Graph ``code``."""
+        self._fail_next.extend([(status, code)] * n)
+
+    def hang_next(self, n: int = 1, seconds: float | None = None) -> None:
+        """Hold the next ``n`` requests ``seconds`` (default ``hang_seconds``) before answering: client timeouts."""
+        if seconds is not None:
+            self.hang_seconds = seconds
+        self._hang_next += n
+
+    def outage(self, seconds: float) -> None:
+        """Answer every request with 503 (code 2, service unavailable) for ``seconds``."""
+        self._outage_until = self._clock() + seconds
+
+    def expire_token(self) -> None:
+        """Reject the access token (HTTP 401, code 190) until :meth:`restore_token`."""
+        self._token_valid = False
+
+    def restore_token(self) -> None:
+        self._token_valid = True
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``, to pass as a transport's ``base_url``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{version}/{phone_number_id}/messages", self._handle)
+        app.router.add_get("/_emulator/stats", self._stats)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> WhatsAppEmulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # --- the endpoint ---------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        now = self._clock()
+        if now < self._outage_until:
+            return self._error(503, 2, "Service temporarily unavailable", "OAuthException")
+        if self._fail_next:
+            status, code = self._fail_next.pop(0)
+            return self._error(status, code, "Something went wrong", "OAuthException")
+        if self._hang_next:
+            self._hang_next -= 1
+            await asyncio.sleep(self.hang_seconds)
+        header = request.headers.get("Authorization", "")
+        if not self._token_valid or header != f"Bearer {self.access_token}":
+            return self._error(
+                401, 190, "Error validating access token: Session has expired.", "OAuthException", subcode=463
+            )
+        if request.match_info["phone_number_id"] != self.phone_number_id:
+            return self._error(400, 100, "Unsupported post request. Object does not exist.", "GraphMethodException")
+        try:
+            message = _decode_message(await request.read())
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            return self._error(400, 100, "(#100) Invalid parameter", "OAuthException", details=str(exc))
+        if not self._throughput.take(now):
+            return self._error(
+                400, 130429, "(#130429) Rate limit hit", "OAuthException",
+                details="Cloud API message throughput has been reached.",
+            )
+        pair = self._pairs.get(message.to)
+        if pair is None:
+            pair = self._pairs[message.to] = _Bucket(self.pair_limit / self.pair_window, self.pair_limit, now)
+        if not pair.take(now):
+            return self._error(
+                400, 131056, "(#131056) (Business Account, Consumer Account) pair rate limit hit", "OAuthException",
+                details="Message failed to send because there were too many messages sent from this phone number "
+                "to the same phone number in a short period of time.",
+            )
+        invalid = message.to in self.invalid_recipients
+        if invalid and self.webhook_url is None:
+            return self._error(400, 131026, "Message undeliverable", "OAuthException")
+        wamid = self._new_wamid(message.to)
+        self.accepted.append(Accepted(wamid, message, now))
+        self.answers["ok"] += 1
+        if self.webhook_url is not None:
+            kinds = ["sent", "failed"] if invalid else ["sent", "delivered", *(["read"] if self.send_read else [])]
+            self._spawn(self._post_statuses(wamid, message.to, kinds))
+        body = SendResponse(
+            messages=[ResponseMessage(wamid, "accepted" if message.type == "template" else None)],
+            contacts=[ResponseContact(message.to, message.to.lstrip("+"))],
+        )
+        return web.Response(body=_encode(body), content_type="application/json")
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """``GET /_emulator/stats``: the answers so far and how many messages were accepted (for other processes)."""
+        body = {"accepted": len(self.accepted), "answers": {str(k): v for k, v in self.answers.items()}}
+        return web.Response(body=_encode(body), content_type="application/json")
+
+    def _error(
+        self, status: int, code: int, message: str, kind: str, *, details: str | None = None, subcode: int | None = None
+    ) -> web.Response:
+        self.answers[code] += 1
+        error = GraphError(
+            message=message,
+            code=code,
+            type=kind,
+            error_subcode=subcode,
+            error_data=ErrorData("whatsapp", details) if details else None,
+            fbtrace_id=base64.b64encode(os.urandom(9)).decode(),
+        )
+        return web.Response(status=status, body=_encode(ErrorEnvelope(error)), content_type="application/json")
+
+    def _new_wamid(self, to: str) -> str:
+        raw = f"{to}\x15\x02\x00\x11\x18{next(self._wamids):020d}".encode()
+        return "wamid." + base64.b64encode(raw).decode()
+
+    # --- status webhooks ------------------------------------------------------------------
+
+    def _spawn(self, coro: collections.abc.Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _post_statuses(self, wamid: str, to: str, kinds: list[str]) -> None:
+        assert self.webhook_url is not None
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10.0))
+        for kind in kinds:
+            if self.status_delay:
+                await asyncio.sleep(self.status_delay)
+            errors = [StatusError(131026, "Message undeliverable", "Message undeliverable")] if kind == "failed" else None
+            status = Status(id=wamid, status=kind, timestamp=str(int(time.time())), recipient_id=to, errors=errors)  # type: ignore[arg-type]
+            body = _encode(self.webhook_body([status]))
+            headers = {"Content-Type": "application/json"}
+            if self._app_secret is not None:
+                digest = hmac.new(self._app_secret.encode(), body, hashlib.sha256).hexdigest()
+                headers["X-Hub-Signature-256"] = f"sha256={digest}"
+            try:
+                async with self._session.post(self.webhook_url, data=body, headers=headers) as response:
+                    await response.read()
+                    ok = response.status < 300
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                ok = False
+            if ok:
+                self.webhooks_posted += 1
+            else:
+                self.webhook_failures += 1
+
+    def webhook_body(self, statuses: list[Status]) -> WebhookPayload:
+        """The ``messages`` webhook envelope the Cloud API wraps ``statuses`` in."""
+        value = ChangeValue("whatsapp", Metadata("15550000000", self.phone_number_id), statuses=statuses)
+        return WebhookPayload("whatsapp_business_account", [Entry("102290129340398", [Change("messages", value)])])

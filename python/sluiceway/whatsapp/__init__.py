@@ -1,0 +1,66 @@
+"""A rate-limited, self-healing sender for the WhatsApp Cloud API.
+
+``BatchSender`` (dispatch rounds under global and per-recipient limits, adaptive
+throttling, retries, circuit breaker, dead letters) over a ``Transport`` such as
+``WhatsAppCloudTransport``; messages are msgspec Structs mirroring the API's JSON.
+"""
+
+from sluiceway.whatsapp.batch_sender import PRIORITIES as PRIORITIES
+from sluiceway.whatsapp.batch_sender import BatchSender as BatchSender
+from sluiceway.whatsapp.breaker import BreakerState as BreakerState
+from sluiceway.whatsapp.breaker import CircuitBreaker as CircuitBreaker
+from sluiceway.whatsapp.config import BreakerConfig as BreakerConfig
+from sluiceway.whatsapp.config import RateLimits as RateLimits
+from sluiceway.whatsapp.config import RecipientLimit as RecipientLimit
+from sluiceway.whatsapp.config import SenderConfig as SenderConfig
+from sluiceway.whatsapp.errors import ErrorCategory as ErrorCategory
+from sluiceway.whatsapp.errors import SendError as SendError
+from sluiceway.whatsapp.errors import WhatsAppError as WhatsAppError
+from sluiceway.whatsapp.errors import classify as classify
+from sluiceway.whatsapp.messages import Interactive as Interactive
+from sluiceway.whatsapp.messages import InteractiveText as InteractiveText
+from sluiceway.whatsapp.messages import Language as Language
+from sluiceway.whatsapp.messages import Media as Media
+from sluiceway.whatsapp.messages import OutboundMessage as OutboundMessage
+from sluiceway.whatsapp.messages import Status as Status
+from sluiceway.whatsapp.messages import Template as Template
+from sluiceway.whatsapp.messages import Text as Text
+from sluiceway.whatsapp.messages import WebhookPayload as WebhookPayload
+from sluiceway.whatsapp.outcomes import DeadLetter as DeadLetter
+from sluiceway.whatsapp.outcomes import LeftOver as LeftOver
+from sluiceway.whatsapp.outcomes import MessageState as MessageState
+from sluiceway.whatsapp.retry import RetryPolicy as RetryPolicy
+from sluiceway.whatsapp.transport import SendResult as SendResult
+from sluiceway.whatsapp.transport import Transport as Transport
+from sluiceway.whatsapp.transport import WhatsAppCloudTransport as WhatsAppCloudTransport
+
+__all__ = [
+    "PRIORITIES",
+    "BatchSender",
+    "BreakerConfig",
+    "BreakerState",
+    "CircuitBreaker",
+    "DeadLetter",
+    "ErrorCategory",
+    "Interactive",
+    "InteractiveText",
+    "Language",
+    "LeftOver",
+    "Media",
+    "MessageState",
+    "OutboundMessage",
+    "RateLimits",
+    "RecipientLimit",
+    "RetryPolicy",
+    "SendError",
+    "SendResult",
+    "SenderConfig",
+    "Status",
+    "Template",
+    "Text",
+    "Transport",
+    "WebhookPayload",
+    "WhatsAppCloudTransport",
+    "WhatsAppError",
+    "classify",
+]

@@ -1,0 +1,120 @@
+"""The sender's rate limits: the business number's global limit, adaptive pacing, and the pair rate.
+
+Built on the Rust core's limiters; every call passes the sender's clock as ``now``.
+"""
+
+from __future__ import annotations
+
+from sluiceway.core import KeyedLimiter, RateLimiter, TokenBucket, WindowLimiter
+from sluiceway.whatsapp.config import RateLimits, RecipientLimit
+
+#: The pacing bucket holds this many seconds of the current rate, so sends leave as a
+#: smooth stream rather than one burst per window; network jitter then cannot bunch
+#: them into a window at the provider that our own window never saw.
+PACING_BURST_SECONDS = 0.1
+#: The adaptive rate never drops below this share of the configured rate.
+MIN_RATE_FRACTION = 0.02
+#: Throughput errors within this many seconds of a decrease belong to the same
+#: overload (they were in flight already) and do not cut the rate again.
+DECREASE_COOLDOWN = 1.0
+#: Keys the per-recipient limiter keeps before evicting idle ones.
+MAX_RECIPIENTS = 100_000
+
+
+class GlobalLimit:
+    """The business number's limit: exact sliding windows plus an adaptive pacing bucket.
+
+    The windows (``per_second``, ``per_minute``, ``per_hour``) are the hard guarantee;
+    the pacing bucket runs at the *current* rate, which drops multiplicatively on a
+    throughput error and climbs back linearly, never above ``per_second``.
+
+    Example::
+
+        limit = GlobalLimit(RateLimits.cloud_api(), decrease=0.5, recovery=0.05)
+        if limit.try_acquire(now):
+            ...send...
+            limit.on_success(now)
+    """
+
+    __slots__ = ("_bucket", "_last_cut", "_last_update", "_limiter", "ceiling", "decrease", "floor", "rate", "recovery")
+
+    def __init__(self, limits: RateLimits, *, decrease: float, recovery: float, now: float = 0.0) -> None:
+        self.ceiling = float(limits.per_second)
+        self.floor = max(self.ceiling * MIN_RATE_FRACTION, 0.1)
+        self.rate = self.ceiling
+        self.decrease = decrease
+        self.recovery = recovery * self.ceiling
+        self._bucket = TokenBucket(self.ceiling, self._burst(self.ceiling), now=now)
+        windows = [WindowLimiter(limits.per_second, 1.0)]
+        if limits.per_minute is not None:
+            windows.append(WindowLimiter(limits.per_minute, 60.0))
+        if limits.per_hour is not None:
+            windows.append(WindowLimiter(limits.per_hour, 3600.0))
+        self._limiter = RateLimiter([self._bucket, *windows])
+        self._last_cut = -1e18
+        self._last_update = now
+
+    @staticmethod
+    def _burst(rate: float) -> float:
+        return max(1.0, rate * PACING_BURST_SECONDS)
+
+    def try_acquire(self, now: float) -> bool:
+        """Take one send from every limit, or none if any is exhausted."""
+        return self._limiter.try_acquire(1, now)
+
+    def time_until(self, now: float) -> float:
+        """Seconds until one send would be admitted."""
+        return self._limiter.time_until(1, now)
+
+    def on_throttled(self, now: float) -> bool:
+        """A throughput error: cut the rate (once per cooldown); returns whether it was cut."""
+        if now - self._last_cut < DECREASE_COOLDOWN:
+            return False
+        self._last_cut = now
+        self._set(max(self.floor, self.rate * self.decrease), now)
+        return True
+
+    def on_success(self, now: float) -> None:
+        """A send went through: recover the rate linearly with the time since the last change."""
+        if self.rate < self.ceiling:
+            self._set(min(self.ceiling, self.rate + self.recovery * (now - self._last_update)), now)
+        else:
+            self._last_update = now
+
+    def _set(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self._last_update = now
+        self._bucket.set_rate(rate, now)
+
+
+class RecipientLimits:
+    """The pair rate: ``limit`` sends per ``window`` seconds to each recipient, plus penalties.
+
+    A 131056 from the provider means our view of that recipient is off (another
+    sender on the same number, a clock step): the recipient is held back for one
+    full window on top of what the limiter says.
+    """
+
+    __slots__ = ("_held", "_keyed", "window")
+
+    def __init__(self, limit: RecipientLimit) -> None:
+        self._keyed = KeyedLimiter(limit.limit, limit.window, MAX_RECIPIENTS)
+        self.window = limit.window
+        self._held: dict[str, float] = {}
+
+    def try_acquire(self, recipient: str, now: float) -> bool:
+        if self._held:
+            until = self._held.get(recipient)
+            if until is not None:
+                if now < until:
+                    return False
+                del self._held[recipient]
+        return self._keyed.try_acquire(recipient, 1, now)
+
+    def time_until(self, recipient: str, now: float) -> float:
+        held = self._held.get(recipient, now) - now
+        return max(held, self._keyed.time_until(recipient, 1, now))
+
+    def penalize(self, recipient: str, now: float) -> None:
+        """Hold ``recipient`` back for one full window (after a pair-rate error)."""
+        self._held[recipient] = now + self.window
