@@ -96,6 +96,8 @@ def test_toml_file_is_read(tmp_path: Path) -> None:
         ({"flags": {"max_body_bytes": 0}}, "max_body_bytes"),
         ({"flags": {"dedup_window": -1.0}}, "dedup_window"),
         ({"flags": {"workers": 0}}, "workers"),
+        ({"flags": {"sheets_read_requests_per_minute": 0}}, "sheets_read_requests_per_minute"),
+        ({"flags": {"admin_port": -1}}, "admin_port"),
         ({"flags": {"log_level": "LOUD"}}, "log_level"),
         ({"environ": {"SLUICEWAY_PORT": "eighty"}}, "port"),
         ({"environ": {"SLUICEWAY_ENQUEUE_TIMEOUT": "-2"}}, "enqueue_timeout"),
@@ -142,3 +144,18 @@ def test_secret_compares_by_value_and_hides_itself() -> None:
     assert "a" not in repr(Secret("a")).replace("Secret", "") and str(Secret("a")) == MASK
     with pytest.raises(TypeError):
         Secret(123)  # type: ignore[arg-type]
+
+
+def test_worker_settings_round_trip_without_secrets(tmp_path: Path) -> None:
+    """Workers get every setting but the WhatsApp secrets, rebuilt to equal values."""
+    from sluiceway.app.settings import worker_settings_from_json
+
+    environ = {"WHATSAPP_APP_SECRET": "s3cret", "WHATSAPP_ACCESS_TOKEN": "tok3n", "SLUICEWAY_WORKERS": "3"}
+    settings = load_settings(environ=environ, config_file=_write(tmp_path, 'spreadsheet_id = "x"\n'))
+    data = settings.worker_json()
+    assert b"s3cret" not in data and b"tok3n" not in data
+    rebuilt = worker_settings_from_json(data)
+    assert rebuilt.whatsapp_app_secret is None and rebuilt.whatsapp_access_token is None
+    assert (rebuilt.workers, rebuilt.spreadsheet_id, rebuilt.high_priority_keywords) == (3, "x", settings.high_priority_keywords)
+    with pytest.raises(ValueError, match="JSON object"):
+        worker_settings_from_json(b"[1]")

@@ -80,6 +80,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Another Sheets API host (the emulator); None means Google.
     sheets_api_endpoint: str | None = None
     spreadsheet_id: str = ""
+    #: Sheets API requests per minute the bot may make, shared by all workers (Google's
+    #: default quota is 60 reads and 60 writes per minute per user; raise it if yours is higher).
+    sheets_read_requests_per_minute: int = 60
+    sheets_write_requests_per_minute: int = 60
     # Webhook ingress
     host: str = "127.0.0.1"
     port: int = 8080
@@ -113,6 +117,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"webhook_path must start with '/', got {self.webhook_path!r}")
         if self.max_body_bytes <= 0:
             raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
+        for name in ("sheets_read_requests_per_minute", "sheets_write_requests_per_minute"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.dedup_window <= 0:
             raise ValueError(f"dedup_window must be positive, got {self.dedup_window}")
         if self.dedup_max_entries <= 0:
