@@ -14,6 +14,9 @@ from typing import Any
 
 import msgspec
 
+# The sender's Structs for the shapes both sides share (error objects, metadata).
+from sluiceway.whatsapp.messages import Metadata, StatusError
+
 
 class Profile(msgspec.Struct, frozen=True):
     name: str = ""
@@ -22,24 +25,6 @@ class Profile(msgspec.Struct, frozen=True):
 class Contact(msgspec.Struct, frozen=True):
     wa_id: str
     profile: Profile | None = None
-
-
-class Metadata(msgspec.Struct, frozen=True):
-    display_phone_number: str
-    phone_number_id: str
-
-
-class ErrorData(msgspec.Struct, frozen=True):
-    details: str = ""
-
-
-class WebhookError(msgspec.Struct, frozen=True):
-    """An error object inside a message, a status or a change value."""
-
-    code: int
-    title: str = ""
-    message: str = ""
-    error_data: ErrorData | None = None
 
 
 class Text(msgspec.Struct, frozen=True):
@@ -113,17 +98,21 @@ class WebhookMessage(msgspec.Struct, frozen=True):
     interactive: Interactive | None = None
     reaction: Reaction | None = None
     context: MessageContext | None = None
-    errors: list[WebhookError] = []
+    errors: list[StatusError] = []
 
 
 class WebhookStatus(msgspec.Struct, frozen=True):
-    """One entry of ``value.statuses``: what happened to a message the business sent."""
+    """One entry of ``value.statuses``: what happened to a message the business sent.
+
+    ``status`` is any string here (the sender's ``Status`` accepts only the kinds it knows):
+    a kind Meta adds later must not turn the whole webhook into a 400 and a retry loop.
+    """
 
     id: str
     status: str
     timestamp: str
     recipient_id: str
-    errors: list[WebhookError] = []
+    errors: list[StatusError] = []
     conversation: dict[str, Any] | None = None
     pricing: dict[str, Any] | None = None
     biz_opaque_callback_data: str | None = None
@@ -135,7 +124,7 @@ class ChangeValue(msgspec.Struct, frozen=True):
     contacts: list[Contact] = []
     messages: list[WebhookMessage] = []
     statuses: list[WebhookStatus] = []
-    errors: list[WebhookError] = []
+    errors: list[StatusError] = []
 
 
 class Change(msgspec.Struct, frozen=True):
