@@ -1,9 +1,17 @@
 """sluiceway: move chat messages fast and safely."""
 
 from sluiceway._core import __version__ as __version__
+from sluiceway.engine import Backpressure as Backpressure
+from sluiceway.engine import DeadLetter as DeadLetter
+from sluiceway.engine import EngineHooks as EngineHooks
+from sluiceway.engine import Message as Message
+from sluiceway.engine import MessageParallelizer as MessageParallelizer
+from sluiceway.engine import ParallelizerConfig as ParallelizerConfig
+from sluiceway.engine import Priority as Priority
+from sluiceway.engine import Statistics as Statistics
+from sluiceway.engine import current_worker as current_worker
 from sluiceway.whatsapp import BatchSender as BatchSender
 from sluiceway.whatsapp import BreakerConfig as BreakerConfig
-from sluiceway.whatsapp import DeadLetter as DeadLetter
 from sluiceway.whatsapp import OutboundMessage as OutboundMessage
 from sluiceway.whatsapp import RateLimits as RateLimits
 from sluiceway.whatsapp import RecipientLimit as RecipientLimit
@@ -12,14 +20,22 @@ from sluiceway.whatsapp import SenderConfig as SenderConfig
 from sluiceway.whatsapp import WhatsAppCloudTransport as WhatsAppCloudTransport
 
 __all__ = [
+    "Backpressure",
     "BatchSender",
     "BreakerConfig",
     "DeadLetter",
+    "EngineHooks",
+    "Message",
+    "MessageParallelizer",
     "OutboundMessage",
+    "ParallelizerConfig",
+    "Priority",
     "RateLimits",
     "RecipientLimit",
     "SendError",
     "SenderConfig",
+    "Statistics",
     "WhatsAppCloudTransport",
     "__version__",
+    "current_worker",
 ]

@@ -1,0 +1,249 @@
+"""The MessageParallelizer against the pools and task queues people use: ``python -m bench engine``.
+
+With 2 workers on this machine it measures, medians of ``REPEAT`` interleaved runs:
+
+- no-op handler throughput (``NOOP_MESSAGES`` messages through ``enqueue_message``, then
+  ``wait_for_completion``) vs ``multiprocessing.Pool.imap_unordered`` at chunksize 1 and
+  256 and ``ProcessPoolExecutor.map``; and, when ``redis-server`` is installed, vs dramatiq
+  and arq on a private local Redis (fewer messages: they are two orders slower);
+- a 5 ms ``asyncio.sleep`` handler's throughput against the Little's-law bound
+  ``workers * worker_concurrency / 5 ms``;
+- open-loop latency p50/p99 (scheduled send to result, so a stall counts against us) at
+  1,000 and 10,000 msg/s offered, beside ``Pool.apply_async`` at the same schedule;
+- the raw IPC floor of the transport (msgpack frames over a pipe, one message per write
+  and 256 per frame), and our no-op throughput as a share of it.
+
+Writes ``bench/results/engine.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import multiprocessing
+import os
+import statistics
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import uvloop
+
+from bench.engine import ipc, redis_peers, tasks
+from bench.harness import REPEAT, Comparison, Report, header, interleaved_rates, scaled
+from sluiceway.engine import MessageParallelizer, ParallelizerConfig
+from sluiceway.histogram import LatencyHistogram
+
+#: Worker processes on every side.
+WORKERS = 2
+#: Messages per no-op throughput run (ours and the multiprocessing peers).
+NOOP_MESSAGES = scaled(200_000)
+#: Messages per run for ProcessPoolExecutor.map, dramatiq and arq (each far slower).
+SLOW_PEER_MESSAGES = scaled(5_000)
+#: Messages per run of the 5 ms I/O handler.
+IO_MESSAGES = scaled(50_000)
+#: Seconds each open-loop latency run offers load for.
+LATENCY_SECONDS = 3.0 * max(0.2, min(1.0, float(os.environ.get("SLUICEWAY_BENCH_SCALE", "1"))))
+#: The engine's configuration for every case (defaults but for the worker count and a
+#: high-water mark that lets the producer run ahead: backpressure is not what is measured).
+CONFIG = ParallelizerConfig(
+    default_worker_count=WORKERS, min_workers=1, max_workers=WORKERS, queue_high_water_mark=20_000, queue_low_water_mark=10_000
+)
+NOOP = "sluiceway.testing.handlers:noop"
+SLEEP_5MS = "sluiceway.testing.handlers:sleep_5ms"
+
+# Targets from issue 3 (ours ÷ theirs, higher is better).
+TARGET_VS_IMAP_1 = 5.0
+TARGET_VS_IMAP_256 = 0.4
+TARGET_VS_DRAMATIQ = 50.0
+TARGET_IO_SHARE = 0.5
+#: p99 latency bounds (seconds) per offered rate.
+TARGET_P99 = {1_000: 0.002, 10_000: 0.010}
+
+
+class Engine:
+    """One started engine on its own uvloop, reused across repetitions of a case."""
+
+    def __init__(self, handler: str) -> None:
+        self.loop = uvloop.new_event_loop()
+        self.engine = MessageParallelizer(handler, CONFIG)
+        self.loop.run_until_complete(self.engine.start())
+
+    def throughput(self, messages: int) -> int:
+        async def run() -> None:
+            enqueue = self.engine.enqueue_message
+            for _ in range(messages):
+                await enqueue(None)
+            await self.engine.wait_for_completion()
+
+        self.loop.run_until_complete(run())
+        return messages
+
+    def open_loop(self, rate: int, seconds: float) -> LatencyHistogram:
+        """Submit at ``rate`` per second on a fixed schedule; latency from scheduled time to result."""
+        histogram = LatencyHistogram()
+
+        async def run() -> None:
+            loop = asyncio.get_running_loop()
+            count = int(rate * seconds)
+            start = time.perf_counter() + 0.05
+            pending: list[asyncio.Future[Any]] = []
+            i = 0
+            while i < count:
+                now = time.perf_counter()
+                # Send every message already due (timers tick in milliseconds), then wait for the next.
+                while i < count and start + i / rate <= now:
+                    due = start + i / rate
+                    future = asyncio.ensure_future(self.engine.submit(None))
+                    future.add_done_callback(lambda _, due=due: histogram.record(time.perf_counter() - due))
+                    pending.append(future)
+                    i += 1
+                if i < count:
+                    await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            await asyncio.gather(*pending)
+
+        self.loop.run_until_complete(run())
+        return histogram
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.engine.shutdown())
+        self.loop.close()
+
+
+def _pool_open_loop(pool: Any, rate: int, seconds: float) -> LatencyHistogram:
+    histogram = LatencyHistogram()
+    count = int(rate * seconds)
+    start = time.perf_counter() + 0.05
+    results = []
+    for i in range(count):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        results.append(pool.apply_async(tasks.echo, (due,), callback=lambda due: histogram.record(time.perf_counter() - due)))
+    for result in results:
+        result.wait()
+    return histogram
+
+
+def noop_throughput(report: Report) -> float:
+    header(f"no-op handler throughput, {WORKERS} workers [msg/s]")
+    ours = Engine(NOOP)
+    context = multiprocessing.get_context("spawn")
+    pool = context.Pool(WORKERS)
+    executor = ProcessPoolExecutor(WORKERS, mp_context=context)
+    pool.map(tasks.noop, range(100))
+    list(executor.map(tasks.noop, range(100)))
+
+    def imap(chunksize: int) -> Callable[[], int]:
+        def run() -> int:
+            for _ in pool.imap_unordered(tasks.noop, range(NOOP_MESSAGES), chunksize=chunksize):
+                pass
+            return NOOP_MESSAGES
+
+        return run
+
+    def executor_map() -> int:
+        for _ in executor.map(tasks.noop, range(SLOW_PEER_MESSAGES)):
+            pass
+        return SLOW_PEER_MESSAGES
+
+    try:
+        rates = interleaved_rates(
+            {
+                "ours": lambda: ours.throughput(NOOP_MESSAGES),
+                "imap1": imap(1),
+                "imap256": imap(256),
+                "executor": executor_map,
+            }
+        )
+    finally:
+        ours.close()
+        pool.terminate()
+        executor.shutdown()
+    mine, mine_samples = rates["ours"]
+    for key, peer, target in (
+        ("imap1", "Pool.imap_unordered cs=1", TARGET_VS_IMAP_1),
+        ("imap256", "Pool.imap_unordered cs=256", TARGET_VS_IMAP_256),
+        ("executor", "ProcessPoolExecutor.map", None),
+    ):
+        theirs, samples = rates[key]
+        report.add(Comparison("no-op throughput", peer, mine, theirs, "msg/s", True, target, mine_samples, samples))
+    if redis_peers.available():
+        _redis_rows(report, mine, mine_samples)
+    else:
+        print("  (redis-server not installed: dramatiq and arq rows skipped)")
+    return mine
+
+
+def _redis_rows(report: Report, mine: float, mine_samples: list[float]) -> None:
+    with redis_peers.redis_server() as url:
+        os.environ[redis_peers.URL_VARIABLE] = url
+        peers = importlib.reload(redis_peers)
+        for name, measure, target in (("dramatiq (redis)", peers.dramatiq_rate, TARGET_VS_DRAMATIQ), ("arq (redis)", peers.arq_rate, None)):
+            try:
+                samples = [measure(url, SLOW_PEER_MESSAGES) for _ in range(REPEAT)]
+            except ImportError as exc:
+                print(f"  ({name} not installed: {exc}; pip install '.[bench]')")
+                continue
+            report.add(Comparison("no-op throughput", name, mine, statistics.median(samples), "msg/s", True, target, mine_samples, samples))
+
+
+def io_throughput(report: Report) -> None:
+    header("5 ms async I/O handler throughput vs Little's law [msg/s]")
+    ours = Engine(SLEEP_5MS)
+    try:
+        rates = interleaved_rates({"ours": lambda: ours.throughput(IO_MESSAGES)})
+    finally:
+        ours.close()
+    bound = WORKERS * CONFIG.worker_concurrency / 0.005
+    mine, samples = rates["ours"]
+    report.add(Comparison("5 ms I/O throughput", "Little's-law bound", mine, bound, "msg/s", True, TARGET_IO_SHARE, samples, [bound]))
+
+
+def open_loop_latency(report: Report) -> None:
+    header("open-loop latency p50 / p99 at offered load [ms]; ratio = bound ÷ ours")
+    ours = Engine(NOOP)
+    pool = multiprocessing.get_context("spawn").Pool(WORKERS)
+    pool.map(tasks.noop, range(100))
+    try:
+        for rate in sorted(TARGET_P99):
+            p50s, p99s, pool_p50s, pool_p99s = [], [], [], []
+            for _ in range(REPEAT):
+                h = ours.open_loop(rate, LATENCY_SECONDS)
+                p50s.append(h.quantile(0.5) * 1000)
+                p99s.append(h.quantile(0.99) * 1000)
+                h = _pool_open_loop(pool, rate, LATENCY_SECONDS)
+                pool_p50s.append(h.quantile(0.5) * 1000)
+                pool_p99s.append(h.quantile(0.99) * 1000)
+            p50, p99 = statistics.median(p50s), statistics.median(p99s)
+            report.add(Comparison(f"p99 @ {rate:,} msg/s", f"bound {TARGET_P99[rate] * 1000:g} ms", p99, TARGET_P99[rate] * 1000, "ms", False, 1.0, p99s, []))
+            report.add(Comparison(f"p99 @ {rate:,} msg/s", "Pool.apply_async", p99, statistics.median(pool_p99s), "ms", False, None, p99s, pool_p99s))
+            report.figure(f"p50 @ {rate:,} msg/s ours [ms]", p50)
+            report.figure(f"p50 @ {rate:,} msg/s Pool.apply_async [ms]", statistics.median(pool_p50s))
+    finally:
+        ours.close()
+        pool.terminate()
+
+
+def ipc_floor(report: Report, noop_rate: float) -> None:
+    header("raw IPC floor of the transport (pipe, msgspec msgpack) [msg/s]")
+    single = statistics.median(ipc.rate(scaled(100_000), 1) for _ in range(REPEAT))
+    framed = statistics.median(ipc.rate(scaled(2_000_000), ipc.FRAME) for _ in range(REPEAT))
+    report.figure("IPC floor, 1 message per write [msg/s]", single)
+    report.figure(f"IPC floor, {ipc.FRAME} per frame [msg/s]", framed)
+    report.figure("engine no-op throughput / framed IPC floor", noop_rate / framed)
+
+
+def main() -> None:
+    report = Report("engine")
+    noop_rate = noop_throughput(report)
+    io_throughput(report)
+    open_loop_latency(report)
+    ipc_floor(report, noop_rate)
+    report.write()
+
+
+if __name__ == "__main__":
+    main()

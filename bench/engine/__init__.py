@@ -1,0 +1,1 @@
+"""Parts of ``python -m bench engine``: the IPC floor, the peers, and our engine's cases."""

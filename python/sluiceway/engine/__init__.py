@@ -1,0 +1,48 @@
+"""The message engine: a supervisor with a priority queue feeding uvloop worker processes.
+
+Public names: ``MessageParallelizer``, ``ParallelizerConfig``, ``Message``, ``Priority``,
+``Statistics``, ``DeadLetter``, ``current_worker`` and the engine's errors; ``run`` (in
+``sluiceway.engine.runner``) drains the engine on SIGINT/SIGTERM.
+"""
+
+from sluiceway.engine.config import ParallelizerConfig as ParallelizerConfig
+from sluiceway.engine.context import WorkerContext as WorkerContext
+from sluiceway.engine.context import current_worker as current_worker
+from sluiceway.engine.dead_letters import DeadLetter as DeadLetter
+from sluiceway.engine.errors import Backpressure as Backpressure
+from sluiceway.engine.errors import EngineNotRunning as EngineNotRunning
+from sluiceway.engine.errors import HandlerError as HandlerError
+from sluiceway.engine.errors import MessageDeadLettered as MessageDeadLettered
+from sluiceway.engine.errors import UnencodablePayload as UnencodablePayload
+from sluiceway.engine.errors import WorkerStartupError as WorkerStartupError
+from sluiceway.engine.hooks import EngineHooks as EngineHooks
+from sluiceway.engine.message import Message as Message
+from sluiceway.engine.message import Priority as Priority
+from sluiceway.engine.retry import RetryPolicy as RetryPolicy
+from sluiceway.engine.runner import run as run
+from sluiceway.engine.statistics import Statistics as Statistics
+from sluiceway.engine.statistics import WorkerStatistics as WorkerStatistics
+from sluiceway.engine.supervisor import MessageParallelizer as MessageParallelizer
+from sluiceway.engine.supervisor import ShutdownSummary as ShutdownSummary
+
+__all__ = [
+    "Backpressure",
+    "DeadLetter",
+    "EngineHooks",
+    "EngineNotRunning",
+    "HandlerError",
+    "Message",
+    "MessageDeadLettered",
+    "MessageParallelizer",
+    "ParallelizerConfig",
+    "Priority",
+    "RetryPolicy",
+    "ShutdownSummary",
+    "Statistics",
+    "UnencodablePayload",
+    "WorkerContext",
+    "WorkerStartupError",
+    "WorkerStatistics",
+    "current_worker",
+    "run",
+]

@@ -1,0 +1,131 @@
+"""The engine's configuration: one frozen, validated struct.
+
+Field names follow the seed design (``defaultWorkerCount`` → ``default_worker_count``);
+times are seconds as floats and sizes are bytes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+
+class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """How many workers run, how much they may hold, and how failures are retried.
+
+    Example::
+
+        config = ParallelizerConfig(default_worker_count=2, worker_concurrency=64, max_attempts=5)
+        async with MessageParallelizer("bot.handlers:handle", config) as engine:
+            await engine.enqueue_message({"from": "+15550100", "text": "hi"})
+
+    Warning:
+        ``worker_prefetch`` trades priority latency for throughput: a worker holds up to
+        that many dispatched messages, so a high-priority message may wait behind at most
+        ``worker_prefetch`` messages per worker that were dispatched before it arrived.
+    """
+
+    #: Workers started by ``start()``.
+    default_worker_count: int = 8
+    #: Lower bound for ``scale_to`` (and the monitor's autoscaling).
+    min_workers: int = 2
+    #: Upper bound for ``scale_to``.
+    max_workers: int = 16
+    #: Queued messages at which backpressure switches on.
+    queue_high_water_mark: int = 1000
+    #: Queued messages at which backpressure switches off again (hysteresis).
+    queue_low_water_mark: int = 100
+    #: Seconds a handler may run before it is cancelled (a failed attempt), and seconds a
+    #: worker may go without answering before it is killed and its messages re-delivered.
+    worker_timeout: float = 30.0
+    #: Whether the monitor may call ``scale_to`` on its own (the engine itself never does).
+    enable_auto_scaling: bool = True
+    #: Handlers in flight at once in one worker process.
+    worker_concurrency: int = 64
+    #: Messages dispatched to a worker and not yet acknowledged, at most (credit-based
+    #: prefetch); 0 means ``2 * worker_concurrency``.
+    worker_prefetch: int = 0
+    #: Deliveries of one message before it is dead-lettered (the first try included).
+    max_attempts: int = 4
+    #: Backoff before the first retry, in seconds.
+    retry_initial_backoff: float = 1.0
+    #: Each further retry waits this many times longer...
+    retry_backoff_factor: float = 2.0
+    #: ...but never longer than this, in seconds.
+    retry_max_backoff: float = 60.0
+    #: Each backoff is scaled by a uniform random factor in [1 - jitter, 1 + jitter].
+    retry_jitter: float = 0.2
+    #: Retire (and replace) a worker after it has completed this many messages; 0 = never.
+    max_messages_per_worker: int = 0
+    #: Retire (and replace) a worker whose resident memory exceeds this; 0 = never.
+    max_worker_rss_bytes: int = 0
+    #: Seconds between a worker's heartbeats (each also carries its latency histogram delta).
+    heartbeat_interval: float = 1.0
+    #: Seconds between statistics snapshots handed to hooks.
+    statistics_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require_int(self, "default_worker_count", 1)
+        _require_int(self, "min_workers", 1)
+        _require_int(self, "max_workers", 1)
+        _require_int(self, "queue_high_water_mark", 1)
+        _require_int(self, "queue_low_water_mark", 0)
+        _require_int(self, "worker_concurrency", 1)
+        _require_int(self, "worker_prefetch", 0)
+        _require_int(self, "max_attempts", 1)
+        _require_int(self, "max_messages_per_worker", 0)
+        _require_int(self, "max_worker_rss_bytes", 0)
+        _require_seconds(self, "worker_timeout", positive=True)
+        _require_seconds(self, "retry_initial_backoff", positive=False)
+        _require_seconds(self, "retry_max_backoff", positive=False)
+        _require_seconds(self, "heartbeat_interval", positive=True)
+        _require_seconds(self, "statistics_interval", positive=True)
+        if not isinstance(self.enable_auto_scaling, bool):
+            raise ValueError(f"enable_auto_scaling must be a bool, got {self.enable_auto_scaling!r}")
+        if not (isinstance(self.retry_backoff_factor, (int, float)) and math.isfinite(self.retry_backoff_factor)
+                and self.retry_backoff_factor >= 1.0):
+            raise ValueError(f"retry_backoff_factor must be a finite number >= 1, got {self.retry_backoff_factor!r}")
+        if not (isinstance(self.retry_jitter, (int, float)) and 0.0 <= self.retry_jitter < 1.0):
+            raise ValueError(f"retry_jitter must be within [0, 1), got {self.retry_jitter!r}")
+        if self.min_workers > self.max_workers:
+            raise ValueError(f"min_workers ({self.min_workers}) must not exceed max_workers ({self.max_workers})")
+        if not self.min_workers <= self.default_worker_count <= self.max_workers:
+            raise ValueError(
+                f"default_worker_count ({self.default_worker_count}) must be within "
+                f"min_workers..max_workers ({self.min_workers}..{self.max_workers})"
+            )
+        if self.queue_low_water_mark >= self.queue_high_water_mark:
+            raise ValueError(
+                f"queue_low_water_mark ({self.queue_low_water_mark}) must be below "
+                f"queue_high_water_mark ({self.queue_high_water_mark})"
+            )
+        if self.retry_max_backoff < self.retry_initial_backoff:
+            raise ValueError(
+                f"retry_max_backoff ({self.retry_max_backoff}) must be at least "
+                f"retry_initial_backoff ({self.retry_initial_backoff})"
+            )
+        if self.heartbeat_interval >= self.worker_timeout:
+            raise ValueError(
+                f"heartbeat_interval ({self.heartbeat_interval}) must be shorter than "
+                f"worker_timeout ({self.worker_timeout})"
+            )
+
+    @property
+    def prefetch(self) -> int:
+        """The effective per-worker prefetch (``worker_prefetch`` or its default)."""
+        return self.worker_prefetch or 2 * self.worker_concurrency
+
+
+def _require_int(config: ParallelizerConfig, name: str, minimum: int) -> None:
+    value = getattr(config, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _require_seconds(config: ParallelizerConfig, name: str, *, positive: bool) -> None:
+    value = getattr(config, name)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
