@@ -10,6 +10,12 @@ from sluiceway.engine import ParallelizerConfig as ParallelizerConfig
 from sluiceway.engine import Priority as Priority
 from sluiceway.engine import Statistics as Statistics
 from sluiceway.engine import current_worker as current_worker
+from sluiceway.sheets import CacheConfig as CacheConfig
+from sluiceway.sheets import CacheResult as CacheResult
+from sluiceway.sheets import SheetsCache as SheetsCache
+from sluiceway.sheets import SheetsClient as SheetsClient
+from sluiceway.sheets import SheetsClientConfig as SheetsClientConfig
+from sluiceway.sheets import SheetsError as SheetsError
 from sluiceway.whatsapp import BatchSender as BatchSender
 from sluiceway.whatsapp import BreakerConfig as BreakerConfig
 from sluiceway.whatsapp import OutboundMessage as OutboundMessage
@@ -23,6 +29,8 @@ __all__ = [
     "Backpressure",
     "BatchSender",
     "BreakerConfig",
+    "CacheConfig",
+    "CacheResult",
     "DeadLetter",
     "EngineHooks",
     "Message",
@@ -35,6 +43,10 @@ __all__ = [
     "SendError",
     "SenderConfig",
     "Statistics",
+    "SheetsCache",
+    "SheetsClient",
+    "SheetsClientConfig",
+    "SheetsError",
     "WhatsAppCloudTransport",
     "__version__",
     "current_worker",

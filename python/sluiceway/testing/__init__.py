@@ -11,3 +11,5 @@ from sluiceway.testing.waiting import wait_until as wait_until
 from sluiceway.testing.whatsapp_emulator import WhatsAppEmulator as WhatsAppEmulator
 
 __all__ = ["ManualClock", "ScriptedTransport", "WhatsAppEmulator", "wait_until"]
+from sluiceway.testing.sheets_emulator import SheetsEmulator as SheetsEmulator
+__all__ = ["ManualClock", "ScriptedTransport", "SheetsEmulator", "WhatsAppEmulator"]
