@@ -16,6 +16,14 @@ from sluiceway.sheets import SheetsCache as SheetsCache
 from sluiceway.sheets import SheetsClient as SheetsClient
 from sluiceway.sheets import SheetsClientConfig as SheetsClientConfig
 from sluiceway.sheets import SheetsError as SheetsError
+from sluiceway.histogram import LatencyHistogram as LatencyHistogram
+from sluiceway.monitor import Alert as Alert
+from sluiceway.monitor import AutoscaleConfig as AutoscaleConfig
+from sluiceway.monitor import MonitorConfig as MonitorConfig
+from sluiceway.monitor import PerformanceMonitor as PerformanceMonitor
+from sluiceway.monitor import Report as Report
+from sluiceway.monitor import Thresholds as Thresholds
+from sluiceway.monitor import install_worker_profiler as install_worker_profiler
 from sluiceway.whatsapp import BatchSender as BatchSender
 from sluiceway.whatsapp import BreakerConfig as BreakerConfig
 from sluiceway.whatsapp import OutboundMessage as OutboundMessage
@@ -27,6 +35,8 @@ from sluiceway.whatsapp import WhatsAppCloudTransport as WhatsAppCloudTransport
 
 __all__ = [
     "Backpressure",
+    "Alert",
+    "AutoscaleConfig",
     "BatchSender",
     "BreakerConfig",
     "CacheConfig",
@@ -38,8 +48,12 @@ __all__ = [
     "OutboundMessage",
     "ParallelizerConfig",
     "Priority",
+    "LatencyHistogram",
+    "MonitorConfig",
+    "PerformanceMonitor",
     "RateLimits",
     "RecipientLimit",
+    "Report",
     "SendError",
     "SenderConfig",
     "Statistics",
@@ -50,4 +64,6 @@ __all__ = [
     "WhatsAppCloudTransport",
     "__version__",
     "current_worker",
+    "Thresholds",
+    "install_worker_profiler",
 ]

@@ -14,7 +14,8 @@ buckets stay few (about 1,400 cover 1 µs to 1 hour at 1%).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
 
 #: Guaranteed bound on |reported - true| / true for any quantile of positive values.
 RELATIVE_ERROR = 0.01
@@ -23,6 +24,10 @@ MIN_VALUE = 1e-9
 
 _GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
 _LOG_GAMMA = math.log(_GAMMA)
+_INV_LOG_GAMMA = 1.0 / _LOG_GAMMA
+_INF = math.inf
+_ceil = math.ceil
+_log = math.log
 
 
 class LatencyHistogram:
@@ -48,7 +53,15 @@ class LatencyHistogram:
 
     def record(self, value: float) -> None:
         """Count one value; ``ValueError`` for a negative or non-finite one."""
-        if not value >= 0.0 or value == math.inf:
+        # The hot path of every latency recorded: one comparison chain (NaN fails it),
+        # module-level aliases instead of attribute lookups.
+        if MIN_VALUE < value < _INF:
+            index = _ceil(_log(value) * _INV_LOG_GAMMA)
+            buckets = self.buckets
+            buckets[index] = buckets.get(index, 0) + 1
+        elif 0.0 <= value <= MIN_VALUE:
+            self.zeros += 1
+        else:
             raise ValueError(f"a latency must be a finite non-negative number, got {value!r}")
         self.count += 1
         self.sum += value
@@ -56,11 +69,6 @@ class LatencyHistogram:
             self.min = value
         if value > self.max:
             self.max = value
-        if value <= MIN_VALUE:
-            self.zeros += 1
-            return
-        index = math.ceil(math.log(value) / _LOG_GAMMA)
-        self.buckets[index] = self.buckets.get(index, 0) + 1
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add ``other``'s counts to this histogram."""
@@ -72,12 +80,29 @@ class LatencyHistogram:
         self.min = min(self.min, other.min)
         self.max = max(self.max, other.max)
 
+    def subtract(self, other: LatencyHistogram) -> None:
+        """Remove ``other``'s counts, which must have been merged in before (sliding windows).
+
+        ``min`` and ``max`` cannot be subtracted and are left as they were.
+        """
+        for index, n in other.buckets.items():
+            left = self.buckets[index] - n
+            if left:
+                self.buckets[index] = left
+            else:
+                del self.buckets[index]
+        self.zeros -= other.zeros
+        self.count -= other.count
+        self.sum = self.sum - other.sum if self.count else 0.0
+
     def quantile(self, q: float) -> float:
         """The ``q``-quantile (0 <= q <= 1) within ``RELATIVE_ERROR``; 0.0 when empty."""
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"a quantile must be within [0, 1], got {q!r}")
         if self.count == 0:
             return 0.0
+        if q == 1.0:
+            return self.max  # the extremes are known exactly
         rank = q * (self.count - 1)
         seen = self.zeros
         if rank < seen:
@@ -91,6 +116,7 @@ class LatencyHistogram:
 
     @property
     def mean(self) -> float:
+        """The exact mean of the recorded values; 0.0 when empty."""
         return self.sum / self.count if self.count else 0.0
 
     def to_wire(self) -> tuple[list[tuple[int, int]], int, int, float, float, float]:
@@ -98,9 +124,9 @@ class LatencyHistogram:
         return list(self.buckets.items()), self.zeros, self.count, self.sum, self.min, self.max
 
     @classmethod
-    def from_wire(cls, wire: Iterable[object]) -> LatencyHistogram:
+    def from_wire(cls, wire: Sequence[Any]) -> LatencyHistogram:
         """Rebuild a histogram from ``to_wire()``'s output."""
-        buckets, zeros, count, total, low, high = wire  # type: ignore[misc]
+        buckets, zeros, count, total, low, high = wire
         h = cls()
         h.buckets = {int(i): int(n) for i, n in buckets}
         h.zeros, h.count, h.sum, h.min, h.max = int(zeros), int(count), float(total), float(low), float(high)

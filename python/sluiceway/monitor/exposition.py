@@ -1,0 +1,191 @@
+"""The monitor's HTTP face (in the monitor process): ``/metrics``, ``/status`` and the dashboard.
+
+``/metrics`` is rendered by ``prometheus_client`` from a custom collector that reads the
+latest snapshot, so nothing is counted twice and scrapes cost the supervisor nothing.
+``/status`` is the latest report plus the dashboard's recent series as JSON; ``/``
+serves the dashboard, whose assets ship in ``sluiceway/monitor/static``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from sluiceway.histogram import _GAMMA, LatencyHistogram
+from sluiceway.monitor.report import ResourceSample
+from sluiceway.monitor.wire import Publish
+
+#: Points per dashboard series (at a 5 s interval: the last 25 minutes).
+DASHBOARD_POINTS = 300
+#: Upper bounds (seconds) of the ``sluiceway_message_latency_seconds`` histogram buckets.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_INVALID_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+
+class ExpositionState:
+    """What the endpoints serve: the latest snapshot and sample, and the recent series."""
+
+    def __init__(self) -> None:
+        self.publish: Publish | None = None
+        self.sample: ResourceSample | None = None
+        self.series: dict[str, deque[tuple[float, float]]] = {}
+
+    def update(self, publish: Publish) -> None:
+        self.publish = publish
+        for name, value in publish.points.items():
+            series = self.series.get(name)
+            if series is None:
+                series = self.series[name] = deque(maxlen=DASHBOARD_POINTS)
+            series.append((publish.report.at, value))
+
+
+def latency_buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
+    """Cumulative Prometheus buckets from a log-bucketed histogram.
+
+    Each log bucket is counted under the first bound at or above its representative
+    value, so a count at a bound is exact up to the histogram's relative error.
+    """
+    counts = [0] * len(LATENCY_BUCKETS)
+    overflow = 0
+    first = histogram.zeros
+    for index, n in histogram.buckets.items():
+        value = 2 * _GAMMA**index / (_GAMMA + 1)
+        position = next((i for i, bound in enumerate(LATENCY_BUCKETS) if value <= bound), None)
+        if position is None:
+            overflow += n
+        else:
+            counts[position] += n
+    counts[0] += first
+    result, running = [], 0
+    for bound, n in zip(LATENCY_BUCKETS, counts):
+        running += n
+        result.append((repr(bound), float(running)))
+    result.append(("+Inf", float(histogram.count)))
+    return result
+
+
+class SnapshotCollector:
+    """A ``prometheus_client`` collector over an ``ExpositionState``."""
+
+    def __init__(self, state: ExpositionState) -> None:
+        self._state = state
+
+    def collect(self) -> Iterator[Metric]:
+        publish = self._state.publish
+        if publish is not None:
+            yield from self._engine_metrics(publish)
+        sample = self._state.sample
+        if sample is not None:
+            yield from self._resource_metrics(sample)
+
+    def _engine_metrics(self, publish: Publish) -> Iterator[Metric]:
+        report = publish.report
+        for name, doc, value in (
+            ("sluiceway_messages_completed", "Messages whose handler succeeded.", report.completed_total),
+            ("sluiceway_messages_failed", "Handler attempts that failed.", report.failed_total),
+            ("sluiceway_messages_dead_lettered", "Messages dead-lettered after their last attempt.", report.dead_lettered_total),
+            ("sluiceway_anomalies", "Samples flagged as anomalies.", report.anomalies_total),
+            ("sluiceway_scaling_decisions", "Worker-count changes made by the autoscaler.", report.scaling_total),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        depth = GaugeMetricFamily("sluiceway_queue_depth", "Messages waiting, per priority.", labels=["priority"])
+        for priority, n in enumerate(report.queue_depths):
+            depth.add_metric([str(priority)], n)
+        yield depth
+        yield GaugeMetricFamily("sluiceway_messages_in_flight", "Messages handed to workers and not yet settled.", value=report.in_flight)
+        yield GaugeMetricFamily("sluiceway_workers", "Live worker processes.", value=report.workers)
+        yield GaugeMetricFamily("sluiceway_error_ratio", "Failed attempts / all attempts over the last check.", value=report.error_rate_percent / 100)
+        rate = GaugeMetricFamily("sluiceway_throughput_messages_per_second", "Messages finished per second.", labels=["window"])
+        for window in report.throughput:
+            rate.add_metric([f"{window.window:g}s"], window.rate)
+        yield rate
+        quantiles = GaugeMetricFamily(
+            "sluiceway_message_latency_quantile_seconds", "Handler latency quantiles per window.", labels=["window", "quantile"]
+        )
+        for w in report.latency:
+            for q, v in (("0.5", w.p50), ("0.95", w.p95), ("0.99", w.p99)):
+                quantiles.add_metric([f"{w.window:g}s", q], v)
+        yield quantiles
+        histogram = LatencyHistogram.from_wire(publish.latency)
+        yield HistogramMetricFamily(
+            "sluiceway_message_latency_seconds",
+            "Handler latency since the monitor started.",
+            buckets=latency_buckets(histogram),
+            sum_value=histogram.sum,
+        )
+        alerts = GaugeMetricFamily("sluiceway_alert_active", "1 per active alert.", labels=["metric", "level"])
+        for alert in report.alerts:
+            alerts.add_metric([alert.metric, alert.level.lower()], 1)
+        yield alerts
+        yield from self._custom_metrics(publish)
+
+    def _custom_metrics(self, publish: Publish) -> Iterator[Metric]:
+        by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for metric in publish.report.custom:
+            name = "sluiceway_custom_" + _INVALID_NAME_CHARS.sub("_", metric.name)
+            by_name.setdefault(name, []).append((metric.labels, metric.value))
+        for name, values in by_name.items():
+            label_names = sorted({k for labels, _ in values for k in labels})
+            family = GaugeMetricFamily(name, "Recorded with PerformanceMonitor.record_metric.", labels=label_names)
+            for labels, value in values:
+                family.add_metric([labels.get(k, "") for k in label_names], value)
+            yield family
+
+    def _resource_metrics(self, sample: ResourceSample) -> Iterator[Metric]:
+        cpu = CounterMetricFamily("sluiceway_process_cpu_seconds", "CPU time of each engine process.", labels=["pid", "role"])
+        rss = GaugeMetricFamily("sluiceway_process_resident_memory_bytes", "Resident memory of each engine process.", labels=["pid", "role"])
+        share = GaugeMetricFamily("sluiceway_process_cpu_utilization_ratio", "Share of one core used since the last sample.", labels=["pid", "role"])
+        for p in sample.processes:
+            labels = [str(p.pid), p.role]
+            cpu.add_metric(labels, p.cpu_seconds)
+            rss.add_metric(labels, p.rss_bytes)
+            share.add_metric(labels, p.cpu_percent / 100)
+        yield from (cpu, rss, share)
+        m = sample.machine
+        yield GaugeMetricFamily("sluiceway_machine_cpu_utilization_ratio", "Machine CPU in use (all cores).", value=m.cpu_percent / 100)
+        yield GaugeMetricFamily("sluiceway_machine_memory_utilization_ratio", "Machine memory in use.", value=m.memory_percent / 100)
+
+
+def build_app(state: ExpositionState) -> web.Application:
+    """The aiohttp application serving ``state``.
+
+    Example::
+
+        runner = web.AppRunner(build_app(state))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 9464).start()
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(state))
+    encoder = msgspec.json.Encoder()
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def status(_: web.Request) -> web.Response:
+        body = {
+            "report": state.publish.report if state.publish else None,
+            "resources": state.sample,
+            "series": {name: list(points) for name, points in state.series.items()},
+        }
+        return web.Response(body=encoder.encode(body), content_type="application/json")
+
+    async def dashboard(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "index.html")
+
+    app = web.Application()
+    app.router.add_get("/", dashboard)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/status", status)
+    app.router.add_static("/static/", STATIC_DIR)
+    return app
