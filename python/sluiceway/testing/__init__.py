@@ -9,7 +9,12 @@ from sluiceway.testing.clock import ManualClock as ManualClock
 from sluiceway.testing.scripted_transport import ScriptedTransport as ScriptedTransport
 from sluiceway.testing.waiting import wait_until as wait_until
 from sluiceway.testing.whatsapp_emulator import WhatsAppEmulator as WhatsAppEmulator
-
-__all__ = ["ManualClock", "ScriptedTransport", "WhatsAppEmulator", "wait_until"]
 from sluiceway.testing.sheets_emulator import SheetsEmulator as SheetsEmulator
-__all__ = ["ManualClock", "ScriptedTransport", "SheetsEmulator", "WhatsAppEmulator"]
+
+__all__ = [
+    "ManualClock",
+    "ScriptedTransport",
+    "SheetsEmulator",
+    "WhatsAppEmulator",
+    "wait_until",
+]
