@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,11 @@ def test_version_and_help_run_as_a_program() -> None:
     assert version.returncode == 0 and version.stdout.strip() == f"sluiceway {__version__}"
     usage = subprocess.run([sys.executable, "-m", "sluiceway.cli", "--help"], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 0
-    for command in ("config", "bench"):
+    for command in ("run", "demo", "bench", "dlq", "emulate", "config"):
         assert command in usage.stdout
+    for command in (["run"], ["demo"], ["dlq"], ["emulate"], ["config", "check"], ["bench"]):
+        sub = subprocess.run([sys.executable, "-m", "sluiceway.cli", *command, "--help"], capture_output=True, text=True, timeout=60)
+        assert sub.returncode == 0 and "usage: sluiceway" in sub.stdout
 
 
 def test_config_check_masks_secrets(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -47,3 +51,32 @@ def test_subcommand_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([])
     assert exit_info.value.code == EXIT_USAGE
+
+
+def test_dlq_without_a_running_bot_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """dlq against an address where no bot answers exits 1 with a message saying so."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main(["dlq", "list", "--admin-url", f"http://127.0.0.1:{port}"]) == 1
+    assert "no running bot answers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["run", "no_such_module_xyz:bot"], "cannot import"),
+        (["run", "sluiceway.testing.bots:echo_bot", "--port", "70000"], "port"),
+        (["demo", "--conversations", "0"], "conversations"),
+    ],
+)
+def test_bad_run_and_demo_arguments(argv: list[str], problem: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run and demo refuse bad input with the usage exit code and a message naming the problem."""
+    monkeypatch.chdir(tmp_path)
+    # `run` puts the working directory on the import path (for itself and its workers): undo that after.
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    assert main(argv) == EXIT_USAGE
+    assert problem in capsys.readouterr().err
