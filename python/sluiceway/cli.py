@@ -117,8 +117,15 @@ def _demo(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"invalid demo option: {error}", file=sys.stderr)
         return EXIT_USAGE
-    _configure_logging("WARNING")
-    result = _run_async(run_demo(options))
+    import logging
+
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    console = Console()
+    # Through rich, so that log lines (monitor alerts...) print above the live view, not into it.
+    logging.basicConfig(level="WARNING", format="%(name)s: %(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    result = _run_async(run_demo(options, console))
     return 0 if result.verdict.ok else 1
 
 

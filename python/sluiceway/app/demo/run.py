@@ -11,6 +11,7 @@ outage, Sheets 503s and a SIGKILLed worker along the way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import secrets
@@ -147,8 +148,8 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         sampler = _Sampler(runtime, whatsapp, sheets, conversations, started)
         crowd_task = asyncio.ensure_future(crowd.run())
         title = f"sluiceway demo: {options.conversations:,} tenants × {options.messages} messages, {options.workers} workers"
-        with Live(live_panel(sampler.sample([]), expected, title), console=console, refresh_per_second=4,
-                  transient=False, auto_refresh=options.live) as live:
+        live = Live(live_panel(sampler.sample([]), expected, title), console=console, refresh_per_second=4)
+        with live if options.live else contextlib.nullcontext():
             while True:
                 await asyncio.sleep(SAMPLE_INTERVAL)
                 if crowd_task.done() and crowd_task.exception() is not None:
