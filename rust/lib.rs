@@ -28,6 +28,7 @@ mod _core {
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        crate::lru_cache::py::install_fast_reads(m.py())?;
         Ok(())
     }
 }

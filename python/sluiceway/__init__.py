@@ -2,7 +2,6 @@
 
 from sluiceway._core import __version__ as __version__
 from sluiceway.engine import Backpressure as Backpressure
-from sluiceway.engine import DeadLetter as DeadLetter
 from sluiceway.engine import EngineHooks as EngineHooks
 from sluiceway.engine import Message as Message
 from sluiceway.engine import MessageParallelizer as MessageParallelizer
@@ -26,6 +25,7 @@ from sluiceway.monitor import Thresholds as Thresholds
 from sluiceway.monitor import install_worker_profiler as install_worker_profiler
 from sluiceway.whatsapp import BatchSender as BatchSender
 from sluiceway.whatsapp import BreakerConfig as BreakerConfig
+from sluiceway.whatsapp import DeadLetter as DeadLetter
 from sluiceway.whatsapp import OutboundMessage as OutboundMessage
 from sluiceway.whatsapp import RateLimits as RateLimits
 from sluiceway.whatsapp import RecipientLimit as RecipientLimit

@@ -9,6 +9,10 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
+mod fastcall;
+
+pub use fastcall::install as install_fast_reads;
+
 type PyStore = Store<Py<PyString>, Py<PyBytes>>;
 
 /// The hash table's share of an entry: a `u32` slot index plus a control byte per
@@ -102,10 +106,13 @@ pub struct PyByteLRU {
 }
 
 /// Folds the hash a `str` caches in itself into the store's 32-bit hash.
+///
+/// # Safety
+/// `key` is a live exact `str` and the thread is attached.
 #[inline]
-fn hash32(key: &Bound<'_, PyString>) -> u32 {
-    // SAFETY: `key` is a live exact `str`; hashing one cannot fail (so never -1).
-    let h = unsafe { ffi::PyObject_Hash(key.as_ptr()) } as u64;
+unsafe fn hash32(key: *mut ffi::PyObject) -> u32 {
+    // SAFETY: hashing an exact `str` cannot fail (so never -1).
+    let h = unsafe { ffi::PyObject_Hash(key) } as u64;
     (h ^ (h >> 32)) as u32
 }
 
@@ -247,7 +254,8 @@ impl PyByteLRU {
     ) -> PyResult<Option<(Py<PyBytes>, bool)>> {
         let now = check_now(now)?;
         exact_key!(key = key);
-        let hash = hash32(key);
+        // SAFETY: `key` is an exact `str`.
+        let hash = unsafe { hash32(key.as_ptr()) };
         let mut store = self.lock(py);
         Ok(
             match store.read(hash, same_key(key.as_ptr()), accept_stale, || {
@@ -352,7 +360,8 @@ impl PyByteLRU {
         let value_bytes = value.as_bytes().len() as u64;
         let tag_bytes: u64 = names.iter().map(|t| t.len() as u64).sum();
         let cost = key_bytes + value_bytes + tag_bytes + ENTRY_OVERHEAD;
-        let hash = hash32(key);
+        // SAFETY: `key` is an exact `str`.
+        let hash = unsafe { hash32(key.as_ptr()) };
         let mut store = self.lock(py);
         store
             .insert(
@@ -399,7 +408,8 @@ impl PyByteLRU {
     /// Drop the entry for `key`; whether one was held.
     fn invalidate(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<bool> {
         exact_key!(key = key);
-        let hash = hash32(key);
+        // SAFETY: `key` is an exact `str`.
+        let hash = unsafe { hash32(key.as_ptr()) };
         Ok(self.lock(py).remove(hash, same_key(key.as_ptr())))
     }
 
@@ -462,7 +472,8 @@ impl PyByteLRU {
             return Ok(false);
         }
         exact_key!(key = key);
-        let hash = hash32(key);
+        // SAFETY: `key` is an exact `str`.
+        let hash = unsafe { hash32(key.as_ptr()) };
         Ok(self.lock(py).contains(hash, same_key(key.as_ptr())))
     }
 

@@ -1,8 +1,10 @@
 //! The byte-budgeted LRU store, generic over key and value so it needs no Python.
 //!
-//! Layout: a slab `Vec` of slots holds the entries; an intrusive doubly linked
-//! list threaded through the slots by `u32` indices keeps recency order (head =
-//! most recent); a `hashbrown::HashTable<u32>` maps a key's hash to its slot. The
+//! Layout: a slab `Vec` of slots holds the entries; an intrusive circular doubly
+//! linked list threaded through the slots by `u32` indices keeps recency order,
+//! from slot 0, a sentinel that holds no entry (its `next` is the most recent entry,
+//! its `prev` the least recent), so linking and unlinking take no branch; a
+//! `hashbrown::HashTable<u32>` maps a key's hash to its slot. The
 //! caller supplies each key's 32-bit hash and an equality test, so a Python
 //! binding can reuse the hash a `str` caches and compare objects by identity first.
 //! Freed slots are chained into a free list through their `next` field and reused.
@@ -15,8 +17,11 @@ use super::tags::TagIndex;
 use super::ttl::{Deadline, Freshness};
 use hashbrown::HashTable;
 
-/// The end of the recency list and of the free list.
+/// The end of the free list.
 const NIL: u32 = u32::MAX;
+/// The recency list's sentinel slot: `next` is the most recently used entry, `prev`
+/// the least; both are the sentinel itself when the store is empty.
+const SENTINEL: u32 = 0;
 /// `Slot::meta` bit set when the entry has a TTL (its deadline must be checked).
 const TIMED: u32 = 1 << 31;
 /// `Slot::meta` (without `TIMED`) of an entry that carries no tag.
@@ -45,6 +50,13 @@ pub enum Read<'a, V> {
     Fresh(&'a V),
     Stale(&'a V),
     Miss,
+}
+
+/// Where a read left the entry: hit (slot, stale), miss, or expired and still held.
+enum Found {
+    Hit(u32, bool),
+    Miss,
+    Expired(u32),
 }
 
 /// An entry's cost exceeds the whole budget.
@@ -85,6 +97,24 @@ fn spread(hash: u32) -> u64 {
     u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// `Store::unlink` then `Store::push_front` on the slab itself, so that its pointer
+/// and length are not reloaded after every store (the hit path).
+#[inline(always)]
+fn move_to_front<K, V>(slots: &mut [Slot<K, V>], i: u32) {
+    let head = slots[SENTINEL as usize].next;
+    if head == i {
+        return;
+    }
+    let slot = &mut slots[i as usize];
+    let (prev, next) = (slot.prev, slot.next);
+    slot.prev = SENTINEL;
+    slot.next = head;
+    slots[prev as usize].next = next;
+    slots[next as usize].prev = prev;
+    slots[head as usize].prev = i;
+    slots[SENTINEL as usize].next = i;
+}
+
 /// An LRU map of `K` to `V` under a byte budget, with per-entry TTL, stale window and tags.
 #[derive(Debug)]
 pub struct Store<K, V> {
@@ -92,8 +122,6 @@ pub struct Store<K, V> {
     slots: Vec<Slot<K, V>>,
     cold: Vec<Cold>,
     free: u32,
-    head: u32,
-    tail: u32,
     len: usize,
     bytes_used: u64,
     max_bytes: u64,
@@ -105,11 +133,18 @@ impl<K, V> Store<K, V> {
     pub fn new(max_bytes: u64) -> Self {
         Store {
             table: HashTable::new(),
-            slots: Vec::new(),
-            cold: Vec::new(),
+            slots: vec![Slot {
+                entry: None,
+                prev: SENTINEL,
+                next: SENTINEL,
+                hash: 0,
+                meta: UNTAGGED,
+            }],
+            cold: vec![Cold {
+                deadline: Deadline::NEVER,
+                cost: 0,
+            }],
             free: NIL,
-            head: NIL,
-            tail: NIL,
             len: 0,
             bytes_used: 0,
             max_bytes,
@@ -166,38 +201,89 @@ impl<K, V> Store<K, V> {
         accept_stale: bool,
         now: impl FnOnce() -> f64,
     ) -> Read<'_, V> {
-        let Some(i) = self.find(hash, eq) else {
-            self.stats.misses += 1;
-            return Read::Miss;
-        };
-        let freshness = if self.slots[i as usize].meta & TIMED != 0 {
-            self.cold[i as usize].deadline.at(now())
-        } else {
-            Freshness::Fresh
-        };
-        match freshness {
-            Freshness::Fresh => self.stats.hits += 1,
-            Freshness::Stale if accept_stale => self.stats.stale_hits += 1,
-            Freshness::Stale => {
-                self.stats.misses += 1;
-                return Read::Miss;
-            }
-            Freshness::Expired => {
+        match self.read_in_place(hash, eq, accept_stale, now) {
+            Found::Hit(i, stale) => self.hit(i, stale),
+            Found::Miss => Read::Miss,
+            Found::Expired(i) => {
                 self.remove_slot(i);
                 self.stats.expirations += 1;
                 self.stats.misses += 1;
-                return Read::Miss;
+                Read::Miss
             }
         }
-        self.move_to_front(i);
+    }
+
+    /// [`Store::read`] for a caller that must not drop a key or value now: an expired
+    /// entry is left in place, uncounted, and reported as `None` so that the caller
+    /// can retry with [`Store::read`] once it may.
+    #[inline]
+    pub fn read_unexpired(
+        &mut self,
+        hash: u32,
+        eq: impl Fn(&K) -> bool,
+        accept_stale: bool,
+        now: impl FnOnce() -> f64,
+    ) -> Option<Read<'_, V>> {
+        match self.read_in_place(hash, eq, accept_stale, now) {
+            Found::Hit(i, stale) => Some(self.hit(i, stale)),
+            Found::Miss => Some(Read::Miss),
+            Found::Expired(_) => None,
+        }
+    }
+
+    /// The shared part of the reads: counts hits and misses, moves a hit to the
+    /// front, and leaves an expired entry alone (uncounted) for the caller.
+    #[inline(always)]
+    fn read_in_place(
+        &mut self,
+        hash: u32,
+        eq: impl Fn(&K) -> bool,
+        accept_stale: bool,
+        now: impl FnOnce() -> f64,
+    ) -> Found {
+        let Some(i) = self.find(hash, eq) else {
+            self.stats.misses += 1;
+            return Found::Miss;
+        };
+        // One borrow of each field, so the slab's pointer and length stay in registers.
+        let Store {
+            slots, cold, stats, ..
+        } = self;
+        let freshness = if slots[i as usize].meta & TIMED != 0 {
+            cold[i as usize].deadline.at(now())
+        } else {
+            Freshness::Fresh
+        };
+        let stale = match freshness {
+            Freshness::Fresh => {
+                stats.hits += 1;
+                false
+            }
+            Freshness::Stale if accept_stale => {
+                stats.stale_hits += 1;
+                true
+            }
+            Freshness::Stale => {
+                stats.misses += 1;
+                return Found::Miss;
+            }
+            Freshness::Expired => return Found::Expired(i),
+        };
+        move_to_front(slots, i);
+        Found::Hit(i, stale)
+    }
+
+    /// The value of slot `i`, just read.
+    #[inline(always)]
+    fn hit(&self, i: u32, stale: bool) -> Read<'_, V> {
         let value = match &self.slots[i as usize].entry {
             Some((_, v)) => v,
             None => unreachable!("a slot in the table holds an entry"),
         };
-        if freshness == Freshness::Fresh {
-            Read::Fresh(value)
-        } else {
+        if stale {
             Read::Stale(value)
+        } else {
+            Read::Fresh(value)
         }
     }
 
@@ -250,8 +336,8 @@ impl<K, V> Store<K, V> {
         let i = self.alloc(
             Slot {
                 entry: Some((key, value)),
-                prev: NIL,
-                next: NIL,
+                prev: SENTINEL,
+                next: SENTINEL,
                 hash,
                 meta: timed | UNTAGGED,
             },
@@ -339,8 +425,9 @@ impl<K, V> Store<K, V> {
     }
 
     fn evict_lru(&mut self) {
-        debug_assert_ne!(self.tail, NIL, "the budget holds any single entry");
-        self.remove_slot(self.tail);
+        let lru = self.slots[SENTINEL as usize].prev;
+        debug_assert_ne!(lru, SENTINEL, "the budget holds any single entry");
+        self.remove_slot(lru);
         self.stats.evictions += 1;
     }
 
@@ -368,49 +455,34 @@ impl<K, V> Store<K, V> {
         self.len -= 1;
     }
 
+    #[inline(always)]
     fn unlink(&mut self, i: u32) {
         let (prev, next) = {
             let slot = &self.slots[i as usize];
             (slot.prev, slot.next)
         };
-        match prev {
-            NIL => self.head = next,
-            p => self.slots[p as usize].next = next,
-        }
-        match next {
-            NIL => self.tail = prev,
-            n => self.slots[n as usize].prev = prev,
-        }
+        self.slots[prev as usize].next = next;
+        self.slots[next as usize].prev = prev;
     }
 
+    #[inline(always)]
     fn push_front(&mut self, i: u32) {
-        let old_head = self.head;
+        let old_head = self.slots[SENTINEL as usize].next;
         {
             let slot = &mut self.slots[i as usize];
-            slot.prev = NIL;
+            slot.prev = SENTINEL;
             slot.next = old_head;
         }
-        match old_head {
-            NIL => self.tail = i,
-            h => self.slots[h as usize].prev = i,
-        }
-        self.head = i;
-    }
-
-    #[inline]
-    fn move_to_front(&mut self, i: u32) {
-        if self.head != i {
-            self.unlink(i);
-            self.push_front(i);
-        }
+        self.slots[old_head as usize].prev = i;
+        self.slots[SENTINEL as usize].next = i;
     }
 
     /// Keys from most to least recently used.
     #[cfg(test)]
     fn keys_by_recency(&self) -> Vec<&K> {
         let mut keys = Vec::new();
-        let mut i = self.head;
-        while i != NIL {
+        let mut i = self.slots[SENTINEL as usize].next;
+        while i != SENTINEL {
             let slot = &self.slots[i as usize];
             keys.push(&slot.entry.as_ref().expect("listed slots hold entries").0);
             i = slot.next;
@@ -549,6 +621,28 @@ mod tests {
     }
 
     #[test]
+    fn read_unexpired_leaves_an_expired_entry_for_read_to_drop() {
+        let mut s = Store::new(100);
+        put(&mut s, "a", 1, Some(10.0), 5.0, &[], 0.0);
+        put(&mut s, "b", 1, None, 0.0, &[], 0.0);
+        let a = |k: &String| k == "a";
+        assert_eq!(
+            s.read_unexpired(h("a"), a, true, || 12.0),
+            Some(Read::Stale(&0))
+        );
+        assert_eq!(order(&s), vec!["a", "b"]);
+        assert_eq!(s.read_unexpired(h("a"), a, true, || 15.0), None);
+        assert_eq!(
+            (s.len(), s.stats().misses, s.stats().expirations),
+            (2, 0, 0)
+        );
+        assert_eq!(s.read(h("a"), a, true, || 15.0), Read::Miss);
+        assert_eq!(order(&s), vec!["b"]);
+        assert_eq!((s.stats().misses, s.stats().expirations), (1, 1));
+        assert_eq!(s.read_unexpired(h("a"), a, true, || 15.0), Some(Read::Miss));
+    }
+
+    #[test]
     fn an_entry_dead_on_arrival_is_not_stored_and_drops_the_old_one() {
         let mut s = Store::new(100);
         set(&mut s, "a", 1);
@@ -599,7 +693,7 @@ mod tests {
                     == format!("{round}-{k}")));
             }
         }
-        assert!(s.slots.len() <= 50);
+        assert!(s.slots.len() <= 1 + 50, "50 entries and the sentinel");
         assert!(s.is_empty());
     }
 

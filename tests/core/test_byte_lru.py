@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pytest
@@ -106,6 +107,29 @@ def copy_of(key: str) -> str:
     return "".join(list(key)) if len(key) > 1 else key
 
 
+class KeySubclass(str):
+    """A ``str`` subclass: reads with it take the general path, not the fast one."""
+
+
+#: The ways a caller can pass ``key`` and ``now`` to ``get``/``lookup``. ByteLRU serves
+#: the first three on its fast path and hands the others to the general one; every
+#: form must give the same answer and count the same.
+CALL_FORMS = ["now=", "positional now", "now as int", "key=", "str subclass"]
+
+
+def read_with(method: Callable[..., object], key: str, now: float, form: str) -> object:
+    """``method(key, now)`` in the call form ``form``."""
+    if form == "now=":
+        return method(key, now=now)
+    if form == "positional now":
+        return method(key, now)
+    if form == "now as int":
+        return method(key, now=int(now)) if now == int(now) else method(key, now=now)
+    if form == "key=":
+        return method(key=key, now=now)
+    return method(KeySubclass(key), now=now)
+
+
 ttls = st.sampled_from([None, 0.0, 0.5, 1.0, 2.5, 5.0, INF]) | st.floats(0, 10)
 stale_ttls = st.sampled_from([0.0, 1.0, 3.0, INF]) | st.floats(0, 10)
 steps = st.sampled_from([0.0, 0.5, 1.0, 2.5]) | st.floats(0, 6)
@@ -150,16 +174,16 @@ class ByteLRUMachine(RuleBasedStateMachine):
         else:
             self.cache.set(copy_of(key), value, ttl=ttl, stale_ttl=stale_ttl, tags=tags, now=self.now)
 
-    @rule(key=st.sampled_from(KEYS), same_object=st.booleans())
-    def get(self, key: str, same_object: bool) -> None:
+    @rule(key=st.sampled_from(KEYS), same_object=st.booleans(), form=st.sampled_from(CALL_FORMS))
+    def get(self, key: str, same_object: bool, form: str) -> None:
         expected = self.model.read(key, self.now, accept_stale=False)
-        got = self.cache.get(key if same_object else copy_of(key), now=self.now)
+        got = read_with(self.cache.get, key if same_object else copy_of(key), self.now, form)
         assert got == (None if expected is None else expected[0])
 
-    @rule(key=st.sampled_from(KEYS))
-    def lookup(self, key: str) -> None:
+    @rule(key=st.sampled_from(KEYS), form=st.sampled_from(CALL_FORMS))
+    def lookup(self, key: str, form: str) -> None:
         expected = self.model.read(key, self.now, accept_stale=True)
-        assert self.cache.lookup(copy_of(key), now=self.now) == expected
+        assert read_with(self.cache.lookup, copy_of(key), self.now, form) == expected
 
     @rule(key=st.sampled_from(KEYS))
     def invalidate(self, key: str) -> None:
@@ -198,6 +222,84 @@ class ByteLRUMachine(RuleBasedStateMachine):
 
 
 TestByteLRUModel = ByteLRUMachine.TestCase
+
+
+@pytest.mark.parametrize("form", CALL_FORMS)
+@pytest.mark.parametrize(
+    ("now", "get", "lookup", "counter"),
+    [
+        (5.0, b"v", (b"v", False), "hits"),
+        (12.0, None, (b"v", True), "stale_hits"),
+        (20.0, None, None, "expirations"),
+    ],
+)
+def test_every_call_form_reads_alike(
+    form: str, now: float, get: bytes | None, lookup: tuple[bytes, bool] | None, counter: str
+) -> None:
+    """get and lookup answer and count the same whichever way key and now are passed."""
+    cache = ByteLRU(10_000)
+    cache.set("k", b"v", ttl=10.0, stale_ttl=5.0, now=0.0)
+    assert read_with(cache.get, "k", now, form) == get
+    assert read_with(cache.lookup, "k", now, form) == lookup
+    stats = cache.stats()
+    assert stats[counter] >= 1
+    assert stats["hits"] + stats["stale_hits"] + stats["misses"] == 2
+    assert len(cache) == (0 if counter == "expirations" else 1)
+
+
+def test_now_none_and_no_now_read_the_monotonic_clock() -> None:
+    """now=None, a positional None and no now at all all mean: read the clock."""
+    cache = ByteLRU(10_000)
+    cache.set("k", b"v", ttl=3600.0)
+    assert cache.get("k") == cache.get("k", None) == cache.get("k", now=None) == b"v"
+    assert cache.lookup("k", None) == cache.lookup(key="k", now=None) == (b"v", False)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.get(), "missing 1 required positional argument: 'key'"),
+        (lambda c: c.get("k", 1.0, 2.0), "takes from 1 to 2 positional arguments but 3 were given"),
+        (lambda c: c.get("k", when=1.0), "unexpected keyword argument 'when'"),
+        (lambda c: c.get("k", key="k"), "multiple values for argument 'key'"),
+        (lambda c: c.lookup("k", now="soon"), "now"),
+        (lambda c: c.lookup(None), "keys must be str, not NoneType"),
+    ],
+)
+def test_bad_read_calls_raise_type_error(call: Callable[[ByteLRU], object], message: str) -> None:
+    """A malformed get or lookup call raises TypeError naming the problem, and counts nothing."""
+    cache = ByteLRU(10_000)
+    with pytest.raises(TypeError, match=message):
+        call(cache)
+    assert cache.stats()["misses"] == cache.stats()["hits"] == 0
+
+
+def test_an_int_now_too_large_for_a_float_raises_overflow_error() -> None:
+    """A now beyond float range is refused with OverflowError, and the read counts nothing."""
+    cache = ByteLRU(10_000)
+    cache.set("k", b"v")
+    with pytest.raises(OverflowError):
+        cache.get("k", now=10**400)
+    assert cache.stats()["hits"] == cache.stats()["misses"] == 0
+
+
+@pytest.mark.parametrize("now", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_now_raises_value_error_on_reads(now: float) -> None:
+    """get and lookup refuse a NaN or infinite now, positional or by keyword."""
+    cache = ByteLRU(10_000)
+    with pytest.raises(ValueError, match="now must be a finite number"):
+        cache.get("k", now)
+    with pytest.raises(ValueError, match="now must be a finite number"):
+        cache.lookup("k", now=now)
+
+
+def test_reads_keep_their_name_signature_and_docstring() -> None:
+    """get and lookup still show their names, (key, now=None) and docstrings to help() and inspect."""
+    for method, words in ((ByteLRU.get, "fresh"), (ByteLRU.lookup, "stale")):
+        assert list(inspect.signature(method).parameters) == ["self", "key", "now"]
+        assert inspect.signature(method).parameters["now"].default is None
+        assert words in (method.__doc__ or "")
+        assert method.__qualname__ == f"ByteLRU.{method.__name__}"
 
 
 def test_cost_is_exact_for_multibyte_keys_and_tags() -> None:

@@ -106,3 +106,18 @@ def test_blocking_handler_gets_its_worker_replaced(run: Run, config: Config, tmp
             assert first_pid not in engine.worker_pids() and len(engine.worker_pids()) == 1
 
     run(scenario())
+
+
+def test_worker_killed_while_starting_is_replaced_and_shutdown_is_prompt(run: Run, config: Config) -> None:
+    """SIGKILL of a replacement worker before it is ready: another replaces it, and shutdown does not hang."""
+
+    async def scenario() -> None:
+        async with MessageParallelizer(SCRIPTED, config(default_worker_count=1)) as engine:
+            [first] = engine.worker_pids()
+            os.kill(first, signal.SIGKILL)
+            await wait_until(lambda: engine.worker_pids() not in ([], [first]), what="a replacement process")
+            os.kill(engine.worker_pids()[0], signal.SIGKILL)
+            assert await engine.submit({"result": "pid"}) in engine.worker_pids()
+            await wait_until(lambda: engine.get_statistics().worker_count == 1, what="one worker")
+
+    run(scenario())

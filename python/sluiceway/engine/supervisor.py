@@ -57,6 +57,9 @@ _PRIORITY_VALUES = {int(p): int(p) for p in Priority}
 
 Handler = Callable[[Message], Any]
 
+#: Tries to start a replacement for a worker that died before giving up on that slot.
+REPLACEMENT_ATTEMPTS = 3
+
 
 class _Entry(msgspec.Struct):
     """The supervisor's record of one accepted message (a C-level struct: one is made per message)."""
@@ -138,6 +141,8 @@ class MessageParallelizer:
         self._keys: dict[str, deque[_Entry]] = {}
         self._retry_timers: dict[int, tuple[asyncio.TimerHandle, _Entry]] = {}
         self._workers: list[WorkerHandle] = []
+        #: Every worker whose process has not been reaped yet (``_workers`` drops them earlier).
+        self._spawned: set[WorkerHandle] = set()
         self._next_worker_index = 0
         self._dead_letters = DeadLetterQueue()
         self._next_seq = 0
@@ -195,14 +200,15 @@ class MessageParallelizer:
         try:
             await self._add_workers(self.config.default_worker_count)
         except BaseException:
-            started = list(self._workers)
             self._workers.clear()
-            for worker in started:
+            spawned = list(self._spawned)
+            for worker in spawned:
                 worker.exit_reason = "retired"
                 worker.kill()
-            await asyncio.gather(*(w.exited for w in started), return_exceptions=True)
+            await asyncio.gather(*(w.wait_exit() for w in spawned if w.process), return_exceptions=True)
             for task in list(self._background):
                 task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
             raise
         self._running = True
         self._open = True
@@ -248,6 +254,12 @@ class MessageParallelizer:
                 entry.future.set_exception(EngineNotRunning("the engine shut down before this message ran"))
         for task in list(self._background):
             task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        # A process whose start was cancelled above is not left running.
+        leftover = list(self._spawned)
+        for worker in leftover:
+            worker.kill()
+        await asyncio.gather(*(w.wait_exit() for w in leftover if w.process), return_exceptions=True)
         summary = self._summary = ShutdownSummary(
             self._completed, self._failed_attempts, self._retried, self._dead_lettered, remaining
         )
@@ -574,15 +586,24 @@ class MessageParallelizer:
         self._next_worker_index += 1
         worker = WorkerHandle(index, self._on_frame, self._clock)
         self._workers.append(worker)
+        self._spawned.add(worker)
+        # Spawning runs to its end even if this start is cancelled, so that whatever it
+        # opened (process, pipes) is known and can be closed below.
+        spawn = asyncio.ensure_future(worker.spawn(self._settings(index)))
         try:
-            await worker.spawn(self._settings(index))
+            await asyncio.shield(spawn)
             await asyncio.wait_for(asyncio.shield(worker.ready), STARTUP_TIMEOUT)
         except BaseException:
+            await asyncio.gather(spawn, return_exceptions=True)
             worker.kill()
             if worker in self._workers:
                 self._workers.remove(worker)
             if worker.process is not None:
                 await worker.wait_exit()
+            self._spawned.discard(worker)
+            worker.state = EXITED
+            if not worker.exited.done():
+                worker.exited.set_result(None)
             raise
         worker.last_heard = self._clock()
         self._background_task(self._watch(worker))
@@ -605,6 +626,7 @@ class MessageParallelizer:
     async def _watch(self, worker: WorkerHandle) -> None:
         """Handle a worker's exit: re-deliver what it held and, unless it was retired, replace it."""
         code = await worker.wait_exit()
+        self._spawned.discard(worker)
         was_retiring = worker.state == RETIRING
         worker.state = EXITED
         if worker in self._workers:
@@ -619,11 +641,14 @@ class MessageParallelizer:
         call_all(self._hooks, "on_worker_exited", worker.pid, code, reason)
         if not worker.exited.done():
             worker.exited.set_result(None)
-        if not was_retiring and self._running:
+        for attempt in range(1, REPLACEMENT_ATTEMPTS + 1):
+            if was_retiring or not self._running:
+                break
             try:
                 await self._add_worker()
+                break
             except Exception:
-                _log.exception("could not replace worker %d", worker.pid)
+                _log.exception("could not replace worker %d (attempt %d of %d)", worker.pid, attempt, REPLACEMENT_ATTEMPTS)
 
     def _redeliver(self, worker: WorkerHandle, reason: str, code: int | None) -> None:
         entries = list(worker.held.values())

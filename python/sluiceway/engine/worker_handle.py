@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sluiceway.engine import transport
+from sluiceway.engine.errors import WorkerStartupError
 from sluiceway.histogram import LatencyHistogram
 
 #: Seconds a new worker may take to import its handler and answer READY (a loaded machine
@@ -74,12 +75,25 @@ class WorkerHandle:
                 os.close(to_worker_read)
                 os.close(from_worker_write)
         self.pid = self.process.pid
-        await transport.open_reader(from_worker_read, self._frame, self._closed)
+        asyncio.ensure_future(self._fail_start_on_exit(self.process))
+        try:
+            await transport.open_reader(from_worker_read, self._frame, self._closed)
+        except BaseException:
+            os.close(to_worker_write)
+            self._closed()  # nothing will ever be read: wait_exit must not wait for it
+            raise
         self.writer = await transport.open_writer(to_worker_write)
         self.writer.send([transport.INIT, settings])
         for frame in self._unsent:
             self.writer.send(frame)
         self._unsent.clear()
+
+    async def _fail_start_on_exit(self, process: asyncio.subprocess.Process) -> None:
+        """A worker that dies before READY (killed, crashed in import) fails its start at once."""
+        code = await process.wait()
+        await self._pipe_closed  # a STARTUP_FAILED frame it sent first says more: let it land
+        if not self.ready.done():
+            self.ready.set_exception(WorkerStartupError(f"worker {self.pid} exited with code {code} before it was ready"))
 
     def _frame(self, frame: list[Any]) -> None:
         self.last_heard = self._clock()
