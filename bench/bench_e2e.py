@@ -1,0 +1,296 @@
+"""The whole bot, webhook in → reply at the WhatsApp emulator: ``python -m bench e2e``.
+
+For each throughput tier of the WhatsApp emulator (80 messages/s, the Cloud API default, and
+1,000/s, an upgraded number) it measures, for sluiceway's runtime (ingress → engine with 2
+workers → SheetsCache → BatchSender) and for a naive single-process bot (aiohttp; per message
+a synchronous google-api-python-client Sheets read, then an awaited send):
+
+* the share of the cap sustained while tenants offer 1.2 × the cap (open loop);
+* p50/p99 reply latency (the tenant's POST → the emulator accepting the reply) at 0.8 × the cap.
+
+Both bots read the property example's sheet from the Sheets emulator (300 reads/min, like
+Google's project quota) and answer with the property bot's logic. The emulator's pair rate is
+relaxed (100 per second per recipient): the sender benchmark measures pair-rate handling.
+Writes ``bench/results/e2e.json``.
+
+Caveats: the load generator runs in the benchmark's own process and shares the 2 cores with
+both bots; each run lasts ``RUN_SECONDS`` (scaled by ``SLUICEWAY_BENCH_SCALE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import secrets
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from bench.harness import REPEAT, Comparison, Report, header, scaled
+from sluiceway.app.demo.local import emulated_runtime
+from sluiceway.app.ingress import sign
+from sluiceway.app.webhook_payloads import DECODER, inbound_messages
+from sluiceway.examples.property_bot import SHEETS
+from sluiceway.examples.property_bot.answers import PropertyDesk
+from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
+from sluiceway.testing.webhooks import text_message
+
+#: Emulator caps measured (messages per second).
+TIERS = (80, 1000)
+#: Seconds each measured run offers load.
+RUN_SECONDS = 10
+#: Offered load relative to the cap for the throughput and the latency runs.
+SATURATION, BELOW_CAP = 1.2, 0.8
+#: Distinct tenants the load cycles through.
+TENANTS = 1000
+#: Replies in the first second are warm-up and not counted.
+WARMUP = 1.0
+SPREADSHEET = "bench-sheet"
+QUESTIONS = ["is 3D available?", "rent for unit 12", "2 bed under 2k", "any studios?", "how much is rent for 4B"]
+
+
+class _Traffic:
+    """The WhatsApp emulator and the simulated tenants, in a process of their own.
+
+    Run in the benchmark's process they would share its interpreter with the bot under test;
+    here they only share the machine. Commands go over a pipe: ``offer(...)`` returns the
+    replies/s and the reply latencies measured at the emulator.
+    """
+
+    def __init__(self, cap: int, secret: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(target=_traffic_main, args=(child, cap, secret), daemon=True)
+
+    async def __aenter__(self) -> _Traffic:
+        self._process.start()
+        self.base_url, self.phone_number_id, self.access_token = await self._call(None)
+        return self
+
+    async def _call(self, command: Any) -> Any:
+        if command is not None:
+            self._pipe.send(command)
+        return await asyncio.get_running_loop().run_in_executor(None, self._pipe.recv)
+
+    async def offer(self, url: str, rate: float, seconds: float, tag: str) -> tuple[float, list[float]]:
+        return tuple(await self._call(("offer", url, rate, seconds, tag)))  # type: ignore[return-value]
+
+    def set_webhook(self, url: str) -> None:
+        self._pipe.send(("webhook", url))
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._pipe.send(("stop",))
+        await asyncio.get_running_loop().run_in_executor(None, self._process.join, 30)
+
+
+def _traffic_main(pipe: Any, cap: int, secret: str) -> None:
+    asyncio.run(_traffic(pipe, cap, secret))
+
+
+async def _traffic(pipe: Any, cap: int, secret: str) -> None:
+    api = WhatsAppEmulator(throughput=float(cap), pair_limit=100, pair_window=1.0, app_secret=secret)
+    async with api:
+        pipe.send((api.base_url, api.phone_number_id, api.access_token))
+        loop = asyncio.get_running_loop()
+        while True:
+            command = await loop.run_in_executor(None, pipe.recv)
+            if command[0] == "stop":
+                return
+            if command[0] == "webhook":
+                api.webhook_url = command[1]
+                continue
+            _, url, rate, seconds, tag = command
+            pipe.send(await offer(url, api, secret, rate, seconds, tag))
+
+
+@contextlib.contextmanager
+def _sheets() -> Iterator[SheetsEmulator]:
+    """The Sheets emulator, from its own thread (the naive bot's blocking call must reach it)."""
+    sheets = SheetsEmulator()
+    with sheets.running_in_thread():
+        for name, path in SHEETS.items():
+            sheets.load_csv(SPREADSHEET, name, path)
+        yield sheets
+
+
+@contextlib.asynccontextmanager
+async def ours(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
+    """sluiceway's runtime with the property bot and 2 workers."""
+    with _sheets() as sheets:
+        async with _Traffic(cap, secret) as api:
+            runtime = emulated_runtime(
+                "sluiceway.examples.property_bot.app:bot",
+                app_secret=secret,
+                whatsapp_url=api.base_url,
+                phone_number_id=api.phone_number_id,
+                access_token=api.access_token,
+                sheets_url=sheets.url,
+                spreadsheet_id=SPREADSHEET,
+                workers=2,
+                rate=cap,
+                pair_limit=(100, 1.0),
+                monitor_process=False,
+                min_workers=2,
+                enable_auto_scaling=False,
+            )
+            await runtime.start()
+            api.set_webhook(runtime.webhook_url)
+            try:
+                yield runtime.webhook_url, api
+            finally:
+                await runtime.stop()
+
+
+@contextlib.asynccontextmanager
+async def naive(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
+    """The bot people write first: verify, read the sheet synchronously, send, answer 200."""
+    from googleapiclient.discovery import build
+
+    with _sheets() as sheets:
+        async with _Traffic(cap, secret) as api:
+            service = build(
+                "sheets", "v4", static_discovery=True, developerKey="none",
+                client_options={"api_endpoint": sheets.url},
+            )
+            values = service.spreadsheets().values()
+
+            class SyncSheets:
+                async def get_values(self, spreadsheet_id: str, cell_range: str, /) -> Any:
+                    # The blocking call, straight on the event loop, as in most hand-written bots.
+                    return values.get(spreadsheetId=spreadsheet_id, range=cell_range).execute().get("values", [])
+
+                async def append_values(self, spreadsheet_id: str, cell_range: str, rows: Any, /) -> object:
+                    return values.append(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption="RAW", body={"values": rows}).execute()
+
+                async def update_values(self, spreadsheet_id: str, cell_range: str, rows: Any, /) -> object:
+                    return values.update(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption="RAW", body={"values": rows}).execute()
+
+            desk = PropertyDesk(SyncSheets(), SPREADSHEET)
+            url = f"{api.base_url}/v21.0/{api.phone_number_id}/messages"
+            session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {api.access_token}"})
+
+            async def webhook(request: web.Request) -> web.Response:
+                body = await request.read()
+                if request.headers.get("X-Hub-Signature-256") != sign(body, secret.encode()):
+                    return web.Response(status=403)
+                for message in inbound_messages(DECODER.decode(body), time.time()):
+                    try:
+                        answer = await desk.answer(message.text, message.sender, message.id)
+                    except Exception:
+                        continue  # a Sheets 429: no reply, as such a bot would do
+                    reply = {"messaging_product": "whatsapp", "to": message.sender, "type": "text",
+                             "text": {"body": answer.text}, "context": {"message_id": message.id}}
+                    async with session.post(url, json=reply) as response:
+                        await response.read()
+                return web.Response(text="ok")
+
+            app = web.Application()
+            app.router.add_post("/webhook", webhook)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            try:
+                yield f"http://{host}:{port}/webhook", api
+            finally:
+                await session.close()
+                await runner.cleanup()
+
+
+async def offer(url: str, api: WhatsAppEmulator, secret: str, rate: float, seconds: float, tag: str) -> tuple[float, list[float]]:
+    """Post ``rate`` signed messages/s for ``seconds`` (open loop); return (replies/s after warm-up, latencies)."""
+    count = int(rate * seconds)
+    bodies = []
+    for i in range(count):
+        body = msgspec.json.encode(text_message(f"1555{i % TENANTS:07d}", f"wamid.{tag}.{i}", QUESTIONS[i % len(QUESTIONS)]))
+        bodies.append((f"wamid.{tag}.{i}", body, {"X-Hub-Signature-256": sign(body, secret.encode()), "Content-Type": "application/json"}))
+    posted: dict[str, float] = {}
+    first = len(api.accepted)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+
+        async def post(wamid: str, body: bytes, headers: dict[str, str]) -> None:
+            posted[wamid] = time.monotonic()
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+
+        start = time.monotonic()
+        tasks = []
+        for i, (wamid, body, headers) in enumerate(bodies):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(post(wamid, body, headers)))
+        end = time.monotonic()
+        await asyncio.gather(*tasks)
+    # Let the replies in flight land (bounded), then count those inside the offered window.
+    deadline = time.monotonic() + 30
+    while len(api.accepted) - first < count and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    records = api.accepted[first:]
+    in_window = [r for r in records if start + WARMUP <= r.at <= end]
+    throughput = len(in_window) / max(end - start - WARMUP, 1e-9)
+    latencies = sorted(
+        r.at - posted[r.message.context.message_id]
+        for r in records
+        if r.message.context is not None and r.message.context.message_id in posted
+    )
+    return throughput, latencies
+
+
+def _quantile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("inf")
+
+
+async def _tier(report: Report, cap: int) -> None:
+    secret = secrets.token_hex(8)
+    seconds = scaled(RUN_SECONDS)
+    samples: dict[str, dict[str, list[float]]] = {name: {"share": [], "p50": [], "p99": []} for name in ("ours", "naive")}
+    async with ours(cap, secret) as (our_url, our_api), naive(cap, secret) as (naive_url, naive_api):
+        for round_ in range(REPEAT):
+            for name, url, api in (("ours", our_url, our_api), ("naive", naive_url, naive_api)):
+                rate, _ = await api.offer(url, SATURATION * cap, seconds, f"{name}-s{cap}-{round_}")
+                _, latencies = await api.offer(url, BELOW_CAP * cap, seconds, f"{name}-l{cap}-{round_}")
+                samples[name]["share"].append(rate / cap)
+                samples[name]["p50"].append(_quantile(latencies, 0.50))
+                samples[name]["p99"].append(_quantile(latencies, 0.99))
+                await asyncio.sleep(1.0)  # let the per-minute Sheets quota and the sender settle
+    med = {name: {k: statistics.median(v) for k, v in figures.items()} for name, figures in samples.items()}
+    if med["naive"]["share"] == 0:
+        report.figure(f"naive bot: share of {cap} mps cap (sent nothing: Sheets quota)", 0.0)
+    report.add(Comparison(
+        f"share of {cap} mps cap sustained", "naive aiohttp bot", med["ours"]["share"] * 100, med["naive"]["share"] * 100,
+        "% of cap", target=10.0 if cap == 1000 else None,
+        samples_ours=[s * 100 for s in samples["ours"]["share"]], samples_theirs=[s * 100 for s in samples["naive"]["share"]],
+    ))
+    for q in ("p50", "p99"):
+        if med["naive"][q] == float("inf"):
+            # The naive bot sent no reply at all in its latency runs (its Sheets reads hit the quota).
+            report.figure(f"ours: reply latency {q} at 0.8 x {cap} mps, ms (naive: no replies)", med["ours"][q] * 1000)
+            continue
+        report.add(Comparison(
+            f"reply latency {q} at 0.8 x {cap} mps", "naive aiohttp bot", med["ours"][q] * 1000, med["naive"][q] * 1000,
+            "ms", higher_is_better=False,
+            samples_ours=[s * 1000 for s in samples["ours"][q]], samples_theirs=[s * 1000 for s in samples["naive"][q]],
+        ))
+    report.figure(f"ours: share of {cap} mps cap (target >= 99 %)", med["ours"]["share"] * 100)
+    report.figure(f"ours: p99 reply latency at 0.8 x {cap} mps, ms (target <= 1000)", med["ours"]["p99"] * 1000)
+
+
+def main() -> None:
+    report = Report("e2e")
+    header("end to end: webhook in -> reply at the WhatsApp emulator")
+    for cap in TIERS:
+        asyncio.run(_tier(report, cap))
+    report.write()
+
+
+if __name__ == "__main__":
+    main()

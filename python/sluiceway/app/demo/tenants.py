@@ -1,0 +1,133 @@
+"""Simulated tenants: each sends its conversation as signed webhooks, the way Meta delivers them."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+
+import aiohttp
+import msgspec
+
+from sluiceway.testing.webhooks import signed, text_message
+
+#: What simulated tenants write (weighted toward the questions a property bot mostly gets).
+#: Maintenance requests are few because each one appends a row (a Sheets write, 60/min/user quota).
+PHRASES: list[tuple[str, int]] = [
+    ("is {unit} available?", 12),
+    ("Is unit {number} still free", 6),
+    ("how much is rent for {unit}", 10),
+    ("2 bed under 2k", 6),
+    ("any studios under $1,300?", 4),
+    ("looking for a 3BR, budget is $2,700", 4),
+    ("what's available at maple court", 4),
+    ("can I view {unit} on saturday at 2pm", 4),
+    ("book a viewing for {unit} tomorrow at 10", 2),
+    ("hi", 4),
+    ("help", 2),
+    ("my sink is leaking in {unit}", 1),
+    ("heater in unit {number} is broken!!", 1),
+]
+UNITS = [f"{floor}{letter}" for floor in range(1, 5) for letter in "ABCD"]
+NUMBERS = [str(n) for n in range(1, 13)] + [str(n) for n in range(201, 209)]
+
+#: How long a tenant waits after a 503 (Meta's re-delivery is slower; the demo is impatient).
+RETRY_DELAY = 0.5
+
+
+class Sent(msgspec.Struct):
+    """One inbound message of the demo: who, what, and when it was first posted."""
+
+    tenant: str
+    wamid: str
+    index: int
+    text: str
+    posted_at: float = 0.0
+    accepted_at: float = 0.0
+    attempts: int = 0
+
+
+def conversation(tenant_index: int, messages: int, rng: random.Random) -> list[Sent]:
+    """The scripted messages of one tenant (deterministic for a given ``rng`` state)."""
+    tenant = f"1555{tenant_index:07d}"
+    weights = [w for _, w in PHRASES]
+    out = []
+    for index in range(messages):
+        template = rng.choices([p for p, _ in PHRASES], weights)[0]
+        text = template.format(unit=rng.choice(UNITS), number=rng.choice(NUMBERS))
+        out.append(Sent(tenant, f"wamid.demo.{tenant}.{index}", index, text))
+    return out
+
+
+class TenantCrowd:
+    """Posts every tenant's conversation to ``url`` concurrently, each tenant's messages in order.
+
+    Each tenant's messages are due at random moments spread uniformly over ``duration``
+    seconds (so all tenants together offer a steady rate); a tenant posts a message when it
+    is due and the previous one was accepted (answered 200). A 503 is retried after
+    ``RETRY_DELAY``. A share of messages is posted a
+    second time (``redeliver``), as Meta does, to exercise de-duplication.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        app_secret: str,
+        conversations: list[list[Sent]],
+        *,
+        duration: float = 10.0,
+        redeliver: float = 0.02,
+        seed: int = 7,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self._secret = app_secret
+        self.conversations = conversations
+        self._duration = duration
+        self._redeliver = redeliver
+        self._rng = random.Random(seed)
+        self._clock = clock
+        self.posted = 0
+        self.accepted = 0
+        self.redelivered = 0
+        self.rejected = 0
+        self.errors = 0
+
+    async def run(self) -> None:
+        """Post every conversation; returns when every message was accepted."""
+        connector = aiohttp.TCPConnector(limit=200)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+            await asyncio.gather(*(self._tenant(session, c) for c in self.conversations))
+
+    async def _tenant(self, session: aiohttp.ClientSession, messages: list[Sent]) -> None:
+        start = self._clock()
+        due = sorted(self._rng.random() * self._duration for _ in messages)
+        for message, at in zip(messages, due):
+            await asyncio.sleep(max(0.0, start + at - self._clock()))
+            message.posted_at = self._clock()
+            await self._post(session, message)
+            message.accepted_at = self._clock()
+            if self._rng.random() < self._redeliver:
+                self.redelivered += 1
+                await self._post(session, message)
+
+    async def _post(self, session: aiohttp.ClientSession, message: Sent) -> None:
+        body, headers = signed(text_message(message.tenant, message.wamid, message.text), self._secret)
+        while True:
+            message.attempts += 1
+            self.posted += 1
+            try:
+                async with session.post(self.url, data=body, headers=headers) as response:
+                    await response.read()
+                    status = response.status
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                self.errors += 1
+                status = 0
+            if status == 200:
+                self.accepted += 1
+                return
+            if status not in (0, 503):
+                raise RuntimeError(f"the ingress answered {status} to {message.wamid}")
+            self.rejected += 1
+            await asyncio.sleep(RETRY_DELAY)

@@ -1,0 +1,273 @@
+"""The signed webhook ingress: where WhatsApp messages enter sluiceway (aiohttp).
+
+``GET <path>`` answers Meta's verification handshake; ``POST <path>`` takes message and
+status webhooks. Each POST is checked in this order, and the first failure answers:
+
+==========================================  ======
+body larger than ``max_body_bytes``          413
+no ``X-Hub-Signature-256`` header            401
+signature is not HMAC-SHA256(app secret)     403
+body is not JSON / not a webhook payload     400 (the reason in the body)
+engine did not accept within the timeout     503 (Meta re-delivers later)
+shutting down (``stop_accepting``)           503 for messages; statuses still taken
+accepted (or a known re-delivery)            200
+==========================================  ======
+
+Backpressure: the answer is 200 only once every new message of the POST is accepted by the
+engine. While the engine pushes back, the request waits up to ``enqueue_timeout`` seconds
+(Meta's delivery waits with it, which slows the inflow at its source), then answers 503:
+the messages not yet accepted are un-claimed, and Meta's re-delivery enqueues them, while
+those already accepted are recognised as duplicates. Nothing is dropped and nothing runs
+twice. ``enqueue_timeout = 0`` answers 503 as soon as the engine is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import msgspec
+from aiohttp import web
+
+from sluiceway.app.priority import KeywordClassifier, PriorityLevel
+from sluiceway.app.recent_ids import RecentIds
+from sluiceway.app.secret import Secret
+from sluiceway.app.settings import Settings
+from sluiceway.app.webhook_payloads import DECODER, InboundMessage, WebhookStatus, inbound_messages, statuses
+
+logger = logging.getLogger("sluiceway.ingress")
+
+#: The signature header Meta sets on every webhook POST: ``sha256=<hex HMAC of the raw body>``.
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+#: The only ``object`` a WhatsApp Business webhook carries.
+WHATSAPP_OBJECT = "whatsapp_business_account"
+
+
+def sign(body: bytes, app_secret: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value Meta sends for ``body``: ``sha256=`` + hex HMAC-SHA256."""
+    return "sha256=" + hmac.new(app_secret, body, hashlib.sha256).hexdigest()
+
+
+class MessageSink(Protocol):
+    """Where accepted messages go (the engine, or a fake in tests)."""
+
+    async def enqueue(self, payload: InboundMessage, priority: PriorityLevel, ordering_key: str) -> object:
+        """Accept ``payload``; wait while full. Returning means accepted."""
+
+
+class StatusSink(Protocol):
+    """Where status webhooks go (the BatchSender, or a fake in tests)."""
+
+    def handle_status(self, status: WebhookStatus) -> object:
+        """Record a sent/delivered/read/failed status; may return an awaitable."""
+
+
+class IngressStats(msgspec.Struct):
+    """Counters since start: what came in and what was answered."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    statuses: int = 0
+    status_errors: int = 0
+    too_large: int = 0
+    unsigned: int = 0
+    bad_signature: int = 0
+    malformed: int = 0
+    backpressured: int = 0
+    verifications: int = 0
+    failed_verifications: int = 0
+
+
+class WebhookIngress:
+    """Verifies, parses, de-duplicates and classifies webhooks, then hands them on.
+
+    Example::
+
+        ingress = WebhookIngress.from_settings(settings, sink=engine_sink, status_sink=sender)
+        app = web.Application()
+        ingress.add_routes(app)
+
+    Warning: de-duplication is in memory, per ingress process, for ``dedup_window``
+    seconds: a restart forgets which messages were seen (at-least-once, not exactly-once,
+    across restarts; the reply's idempotency key covers the common case).
+    """
+
+    def __init__(
+        self,
+        *,
+        app_secret: Secret,
+        sink: MessageSink,
+        status_sink: StatusSink | None = None,
+        verify_token: Secret | None = None,
+        path: str = "/webhook",
+        max_body_bytes: int = 3 * 1024 * 1024,
+        dedup_window: float = 24 * 3600.0,
+        dedup_max_entries: int = 1_000_000,
+        enqueue_timeout: float = 5.0,
+        classify: Callable[[str], PriorityLevel] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not app_secret:
+            raise ValueError("app_secret must be set: unsigned webhooks are never accepted")
+        if max_body_bytes <= 0:
+            raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
+        if enqueue_timeout < 0:
+            raise ValueError(f"enqueue_timeout must be >= 0, got {enqueue_timeout}")
+        self._app_secret = app_secret.reveal().encode()
+        self._verify_token = verify_token
+        self._sink = sink
+        self._status_sink = status_sink
+        self.path = path
+        self._max_body_bytes = max_body_bytes
+        self._enqueue_timeout = enqueue_timeout
+        self.classify = classify or KeywordClassifier(())
+        self._seen = RecentIds(dedup_window, dedup_max_entries, clock)
+        self._wall_clock = wall_clock
+        self._accepting = True
+        self.stats = IngressStats()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        sink: MessageSink,
+        status_sink: StatusSink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> WebhookIngress:
+        """An ingress configured from ``settings`` (which must carry ``whatsapp_app_secret``)."""
+        if settings.whatsapp_app_secret is None:
+            raise ValueError("whatsapp_app_secret is not set (environment variable WHATSAPP_APP_SECRET)")
+        return cls(
+            app_secret=settings.whatsapp_app_secret,
+            verify_token=settings.whatsapp_verify_token,
+            sink=sink,
+            status_sink=status_sink,
+            path=settings.webhook_path,
+            max_body_bytes=settings.max_body_bytes,
+            dedup_window=settings.dedup_window,
+            dedup_max_entries=settings.dedup_max_entries,
+            enqueue_timeout=settings.enqueue_timeout,
+            classify=KeywordClassifier(settings.high_priority_keywords),
+            clock=clock,
+        )
+
+    def stop_accepting(self) -> None:
+        """From now on answer message webhooks with 503 (Meta re-delivers them); statuses still go through."""
+        self._accepting = False
+
+    def add_routes(self, app: web.Application) -> None:
+        """Serve the webhook at ``self.path`` on ``app``."""
+        app.router.add_get(self.path, self.verify)
+        app.router.add_post(self.path, self.receive)
+
+    async def verify(self, request: web.Request) -> web.StreamResponse:
+        """Meta's subscription handshake: echo ``hub.challenge`` for the right verify token."""
+        query = request.query
+        token = query.get("hub.verify_token")
+        if (
+            query.get("hub.mode") == "subscribe"
+            and token is not None
+            and self._verify_token is not None
+            and Secret(token) == self._verify_token
+        ):
+            self.stats.verifications += 1
+            return web.Response(text=query.get("hub.challenge", ""))
+        self.stats.failed_verifications += 1
+        return web.Response(status=403, text="verification failed")
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        limit = self._max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return None
+        body = bytearray()
+        async for chunk in request.content.iter_any():
+            body += chunk
+            if len(body) > limit:
+                return None
+        return bytes(body)
+
+    def _signature_ok(self, body: bytes, header: str) -> bool:
+        expected = sign(body, self._app_secret)
+        return hmac.compare_digest(expected.encode(), header.strip().encode(errors="replace"))
+
+    async def receive(self, request: web.Request) -> web.StreamResponse:
+        """Take one webhook POST (see the module docstring for the answers)."""
+        body = await self._read_body(request)
+        if body is None:
+            self.stats.too_large += 1
+            return web.Response(status=413, text=f"body larger than {self._max_body_bytes} bytes")
+        header = request.headers.get(SIGNATURE_HEADER)
+        if header is None:
+            self.stats.unsigned += 1
+            return web.Response(status=401, text=f"missing {SIGNATURE_HEADER}")
+        if not self._signature_ok(body, header):
+            self.stats.bad_signature += 1
+            return web.Response(status=403, text="signature mismatch")
+        try:
+            payload = DECODER.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            self.stats.malformed += 1
+            return web.Response(status=400, text=f"malformed webhook: {error}")
+        if payload.object != WHATSAPP_OBJECT:
+            self.stats.malformed += 1
+            return web.Response(status=400, text=f"malformed webhook: object is {payload.object!r}, expected {WHATSAPP_OBJECT!r}")
+
+        messages = inbound_messages(payload, self._wall_clock())
+        if messages and not self._accepting:
+            await self._hand_over_statuses(statuses(payload))
+            self.stats.backpressured += 1
+            return self._busy(0)
+        accepted = duplicates = 0
+        for message in messages:
+            if not self._seen.claim(message.id):
+                duplicates += 1
+                continue
+            try:
+                async with asyncio.timeout(self._enqueue_timeout):
+                    await self._sink.enqueue(message, self.classify(message.text), message.sender)
+            except TimeoutError:
+                self._seen.release(message.id)
+                self.stats.backpressured += 1
+                return self._busy(accepted)
+            except Exception:
+                self._seen.release(message.id)
+                logger.exception("the engine refused message %s", message.id)
+                self.stats.backpressured += 1
+                return self._busy(accepted)
+            except BaseException:
+                self._seen.release(message.id)
+                raise
+            self._seen.commit(message.id)
+            accepted += 1
+        self.stats.accepted += accepted
+        self.stats.duplicates += duplicates
+
+        handled = await self._hand_over_statuses(statuses(payload))
+        return web.json_response({"accepted": accepted, "duplicates": duplicates, "statuses": handled})
+
+    def _busy(self, accepted: int) -> web.Response:
+        self.stats.accepted += accepted
+        return web.Response(status=503, headers={"Retry-After": "1"}, text="engine busy: retry later")
+
+    async def _hand_over_statuses(self, items: list[WebhookStatus]) -> int:
+        if self._status_sink is None:
+            return 0
+        for status in items:
+            try:
+                result = self._status_sink.handle_status(status)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                # A status is advisory and Meta's re-delivery would not fix our bug: log, count, go on.
+                self.stats.status_errors += 1
+                logger.exception("handling status %s (%s) failed", status.id, status.status)
+        self.stats.statuses += len(items)
+        return len(items)

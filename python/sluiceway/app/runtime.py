@@ -1,0 +1,255 @@
+"""``Runtime``: everything ``sluiceway run`` starts in the supervisor process, and its shutdown.
+
+::
+
+    Meta ──POST /webhook──▶ WebhookIngress ──▶ EngineSink ──submit──▶ MessageParallelizer
+     ▲        (signed)        │ statuses            ▲                  │  N uvloop workers:
+     │                        ▼                     │ HandlerResult    │  bot handler, ctx.sheets
+     └──── Cloud API ◀── BatchSender ◀──────────────┘                  ▼  (SheetsCache per worker)
+                                    PerformanceMonitor (/metrics, dashboard) watches the engine
+
+Shutdown (SIGTERM, SIGINT or ``stop()``) drains in the order that loses nothing: the ingress
+stops accepting messages (503, so Meta re-delivers them to the next instance) but keeps taking
+status webhooks; the engine finishes what it accepted; the replies reach the sender; the sender
+drains (delivery statuses still arrive); then the HTTP server and the monitor stop, and one
+summary line is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+import msgspec
+from aiohttp import web
+
+from sluiceway.app.admin import ADMIN_HOST, admin_app
+from sluiceway.app.context import HandlerResult
+from sluiceway.app.engine_sink import EngineSink
+from sluiceway.app.ingress import WebhookIngress
+from sluiceway.app.settings import Settings
+from sluiceway.app.webhook_payloads import InboundMessage, WebhookStatus
+from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV
+from sluiceway.engine import MessageParallelizer, ParallelizerConfig
+from sluiceway.monitor import MonitorConfig, PerformanceMonitor
+from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
+
+logger = logging.getLogger("sluiceway.app")
+
+#: Seconds each shutdown phase may take before the runtime moves on and reports what is left.
+DRAIN_TIMEOUT = 30.0
+
+
+class RuntimeSummary(msgspec.Struct, frozen=True):
+    """What a runtime did, reported at shutdown."""
+
+    received: int
+    duplicates: int
+    handled: int
+    failed: int
+    replies: int
+    sent: int
+    confirmed: int
+    dead_lettered: int
+    left_queued: int
+
+    def line(self) -> str:
+        """The one-line summary logged at shutdown."""
+        return (
+            f"shutdown ◆ {self.received} received ◆ {self.duplicates} duplicates ◆ {self.handled} handled"
+            f" ◆ {self.failed} failed ◆ {self.replies} replies ◆ {self.sent} sent ◆ {self.confirmed} confirmed"
+            f" ◆ {self.dead_lettered} dead-lettered ◆ {self.left_queued} left queued"
+        )
+
+
+class Runtime:
+    """Starts and stops the ingress, engine, sender and monitor for the bot ``bot_spec``.
+
+    Example::
+
+        runtime = Runtime("myapp:bot", load_settings())
+        await runtime.start()
+        print(runtime.webhook_url)
+        ...
+        summary = await runtime.stop()
+
+    ``transport`` replaces the Cloud API (the demo passes one pointed at the emulator); the
+    runtime closes it on ``stop``. The configs default to the components' own defaults.
+    """
+
+    def __init__(
+        self,
+        bot_spec: str,
+        settings: Settings,
+        *,
+        transport: Transport | None = None,
+        engine_config: ParallelizerConfig | None = None,
+        sender_config: SenderConfig | None = None,
+        monitor_config: MonitorConfig | None = None,
+        on_handled: Callable[[InboundMessage, HandlerResult | None], None] | None = None,
+    ) -> None:
+        self.bot_spec = bot_spec
+        engine_config = engine_config or ParallelizerConfig()
+        if settings.workers is not None:
+            engine_config = msgspec.structs.replace(
+                engine_config,
+                default_worker_count=settings.workers,
+                min_workers=min(engine_config.min_workers, settings.workers),
+                max_workers=max(engine_config.max_workers, settings.workers),
+            )
+        self.engine_config = engine_config
+        # Workers split the Sheets quota by this count, so it must be the real one.
+        self.settings = settings = msgspec.structs.replace(settings, workers=engine_config.default_worker_count)
+        self._transport = transport
+        self._transport_in_use: Transport | None = None
+        self._sender_config = sender_config
+        self._monitor_config = monitor_config or MonitorConfig(
+            http_host=settings.monitor_host, http_port=settings.monitor_port
+        )
+        self._on_handled = on_handled
+        self.engine: MessageParallelizer | None = None
+        self.sender: BatchSender | None = None
+        self.monitor: PerformanceMonitor | None = None
+        self.sink: EngineSink | None = None
+        self.ingress: WebhookIngress | None = None
+        self._runner: web.AppRunner | None = None
+        self._admin_runner: web.AppRunner | None = None
+        self.webhook_url = ""
+        self.admin_url = ""
+        #: True between a successful ``start`` and ``stop``.
+        self.running = False
+
+    def _default_transport(self) -> Transport:
+        settings = self.settings
+        if settings.whatsapp_access_token is None or not settings.whatsapp_phone_number_id:
+            raise ValueError(
+                "whatsapp_access_token and whatsapp_phone_number_id must be set "
+                "(environment variables WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID)"
+            )
+        return WhatsAppCloudTransport(
+            settings.whatsapp_phone_number_id,
+            settings.whatsapp_access_token.reveal(),
+            api_version=settings.whatsapp_api_version,
+            base_url=settings.whatsapp_base_url,
+        )
+
+    async def start(self) -> None:
+        """Start the sender, the engine (and its workers and monitor), then the webhook server."""
+        settings = self.settings
+        if settings.whatsapp_app_secret is None:
+            raise ValueError("whatsapp_app_secret is not set (environment variable WHATSAPP_APP_SECRET)")
+        transport = self._transport_in_use = self._transport or self._default_transport()
+        # Spawned workers inherit the environment: this is how they learn which bot to run.
+        os.environ[BOT_ENV] = self.bot_spec
+        os.environ[SETTINGS_ENV] = settings.worker_json().decode()
+        self.sender = BatchSender(transport, self._sender_config)
+        await self.sender.start()
+        self.monitor = PerformanceMonitor(self._monitor_config)
+        self.monitor.add_source("sender", self.sender.stats)
+        self.engine = MessageParallelizer(
+            "sluiceway.app.worker:handle",
+            self.engine_config,
+            monitor=self.monitor,
+            worker_setup="sluiceway.app.worker:setup",
+            worker_teardown="sluiceway.app.worker:teardown",
+        )
+        await self.engine.start()
+        self.sink = EngineSink(
+            self.engine,
+            self.sender,
+            high_water=self.engine_config.queue_high_water_mark,
+            low_water=self.engine_config.queue_low_water_mark,
+            metrics=self.monitor,
+            on_handled=self._on_handled,
+        )
+        self.ingress = WebhookIngress.from_settings(settings, self.sink, status_sink=self)
+        app = web.Application()
+        self.ingress.add_routes(app)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.host, settings.port)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.webhook_url = f"http://{host}:{port}{settings.webhook_path}"
+        self._admin_runner = web.AppRunner(admin_app(self), access_log=None, handle_signals=False)
+        await self._admin_runner.setup()
+        await web.TCPSite(self._admin_runner, ADMIN_HOST, settings.admin_port).start()
+        admin_host, admin_port = self._admin_runner.addresses[0][:2]
+        self.admin_url = f"http://{admin_host}:{admin_port}"
+        self.running = True
+        logger.info(
+            "webhook at %s ◆ %d workers ◆ admin %s ◆ monitor %s",
+            self.webhook_url, len(self.engine.worker_pids()), self.admin_url, self.monitor.http_url,
+        )
+
+    def status(self, left_queued: int | None = None) -> RuntimeSummary:
+        """The runtime's figures so far (``left_queued`` defaults to what is queued now)."""
+        assert self.engine is not None and self.sender is not None
+        assert self.sink is not None and self.ingress is not None
+        stats = self.sender.stats()
+        if left_queued is None:
+            left_queued = self.engine.get_statistics().queued + sum(
+                count
+                for states in self.sender.queue_status().values()
+                for state, count in states.items()
+                if state != "dead_lettered"
+            )
+        return RuntimeSummary(
+            received=self.ingress.stats.accepted,
+            duplicates=self.ingress.stats.duplicates,
+            handled=self.sink.stats.handled,
+            failed=self.sink.stats.failed,
+            replies=self.sink.stats.replies,
+            sent=int(stats["sent"]),
+            confirmed=int(stats["confirmed"]),
+            dead_lettered=len(self.sink.dead_letters) + len(self.sender.dead_letters()),
+            left_queued=left_queued,
+        )
+
+    def handle_status(self, status: WebhookStatus) -> object:
+        """Status webhooks go to the sender (the runtime is the ingress's status sink)."""
+        assert self.sender is not None
+        return self.sender.handle_status(msgspec.to_builtins(status))
+
+    async def stop(self, timeout: float = DRAIN_TIMEOUT) -> RuntimeSummary:
+        """Drain and stop everything (see the module docstring for the order); return the summary."""
+        assert self.engine is not None and self.sender is not None and self.sink is not None
+        assert self.ingress is not None and self._runner is not None
+        self.running = False
+        self.ingress.stop_accepting()
+        engine_summary = await self.engine.shutdown(drain=True, timeout=timeout)
+        try:
+            await self.sink.wait_idle(timeout)
+        except TimeoutError:
+            logger.warning("replies still being handed to the sender after %s s", timeout)
+        left_over = await self.sender.close(timeout)
+        close = getattr(self._transport_in_use, "aclose", None)
+        if close is not None:
+            await close()
+        await self._runner.cleanup()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+        summary = self.status(left_queued=len(engine_summary.remaining) + len(left_over))
+        logger.info(summary.line())
+        return summary
+
+
+async def serve(runtime: Runtime) -> RuntimeSummary:
+    """Run ``runtime`` until SIGINT or SIGTERM, then drain it (a second signal has its default effect)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await runtime.start()
+        await stop.wait()
+        logger.info("draining")
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        return await runtime.stop()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,240 @@
+"""The bot runtime's settings: one frozen Struct, loaded from flags, environment and a TOML file.
+
+Precedence, highest first: command-line flags > environment > ``sluiceway.toml`` > defaults.
+The environment names are the provider's usual ones for the five credentials
+(``WHATSAPP_ACCESS_TOKEN``, ``WHATSAPP_APP_SECRET``, ``WHATSAPP_VERIFY_TOKEN``,
+``WHATSAPP_PHONE_NUMBER_ID``, ``GOOGLE_APPLICATION_CREDENTIALS``) and ``SLUICEWAY_<NAME>``
+for everything else (``SLUICEWAY_PORT=9000``, ``SLUICEWAY_HIGH_PRIORITY_KEYWORDS=leak,fire``).
+The TOML file uses the field names as top-level keys.
+
+Secrets are held as :class:`~sluiceway.app.secret.Secret`, so printing the settings (or an
+exception that includes them) never shows a token. They are accepted from the environment
+and the TOML file, never from flags (command lines are visible to every local user in ``ps``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_type_hints
+
+import msgspec
+
+from sluiceway.app.secret import Secret
+
+#: The file ``load_settings`` reads when no path is given (relative to the working directory).
+DEFAULT_CONFIG_FILE = "sluiceway.toml"
+
+#: Environment variables that keep the provider's conventional names instead of ``SLUICEWAY_*``.
+PROVIDER_ENV_NAMES: dict[str, str] = {
+    "whatsapp_access_token": "WHATSAPP_ACCESS_TOKEN",
+    "whatsapp_app_secret": "WHATSAPP_APP_SECRET",
+    "whatsapp_verify_token": "WHATSAPP_VERIFY_TOKEN",
+    "whatsapp_phone_number_id": "WHATSAPP_PHONE_NUMBER_ID",
+    "google_application_credentials": "GOOGLE_APPLICATION_CREDENTIALS",
+}
+
+#: Settings that hold secrets: masked when printed, refused as command-line flags.
+SECRET_FIELDS = frozenset({"whatsapp_access_token", "whatsapp_app_secret", "whatsapp_verify_token"})
+
+#: The words that make a tenant's message HIGH priority by default (the property bot's list).
+DEFAULT_HIGH_PRIORITY_KEYWORDS = (
+    "emergency",
+    "urgent",
+    "leak",
+    "leaking",
+    "flood",
+    "flooding",
+    "fire",
+    "smoke",
+    "gas",
+    "burst",
+)
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every setting of ``sluiceway run`` and ``sluiceway demo``, validated on construction.
+
+    Example::
+
+        settings = load_settings(flags={"port": 9000})
+        print(settings)           # secrets print as **********
+
+    Warning: ``dedup_window`` bounds how long a re-delivered webhook is recognised; Meta
+    retries failed deliveries for longer (up to days), so a message re-delivered after the
+    window is processed again. A longer window costs memory (about 150 bytes per message).
+    """
+
+    # WhatsApp Cloud API
+    whatsapp_access_token: Secret | None = None
+    whatsapp_app_secret: Secret | None = None
+    whatsapp_verify_token: Secret | None = None
+    whatsapp_phone_number_id: str | None = None
+    #: Graph API version in the request path.
+    whatsapp_api_version: str = "v21.0"
+    whatsapp_base_url: str = "https://graph.facebook.com"
+    # Google Sheets
+    #: Path to a service-account JSON key file.
+    google_application_credentials: str | None = None
+    #: Another Sheets API host (the emulator); None means Google.
+    sheets_api_endpoint: str | None = None
+    spreadsheet_id: str = ""
+    #: Sheets API requests per minute the bot may make, shared by all workers (Google's
+    #: default quota is 60 reads and 60 writes per minute per user; raise it if yours is higher).
+    sheets_read_requests_per_minute: int = 60
+    sheets_write_requests_per_minute: int = 60
+    # Webhook ingress
+    host: str = "127.0.0.1"
+    port: int = 8080
+    webhook_path: str = "/webhook"
+    #: Bodies larger than this are refused with 413 (Meta's webhook payloads are at most 3 MB).
+    max_body_bytes: int = 3 * 1024 * 1024
+    #: How long a message id (``wamid``) is remembered to drop re-deliveries, in seconds.
+    dedup_window: float = 24 * 3600.0
+    #: At most this many ids are remembered; the oldest are forgotten first.
+    dedup_max_entries: int = 1_000_000
+    #: Under backpressure the webhook request waits this long (seconds) for the engine to
+    #: accept a message, then answers 503 so that Meta re-delivers it later; 0 answers 503 at once.
+    enqueue_timeout: float = 5.0
+    high_priority_keywords: tuple[str, ...] = DEFAULT_HIGH_PRIORITY_KEYWORDS
+    # Engine and monitor
+    #: Worker processes; None uses the engine's default.
+    workers: int | None = None
+    #: Port of the operator endpoints (dead letters, status), always on 127.0.0.1; 0 picks a free port.
+    admin_port: int = 8081
+    monitor_host: str = "127.0.0.1"
+    #: 0 picks a free port.
+    monitor_port: int = 9464
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def __post_init__(self) -> None:
+        for name in ("port", "admin_port", "monitor_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise ValueError(f"{name} must be a TCP port in 0..65535, got {value}")
+        if not self.webhook_path.startswith("/"):
+            raise ValueError(f"webhook_path must start with '/', got {self.webhook_path!r}")
+        if self.max_body_bytes <= 0:
+            raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
+        for name in ("sheets_read_requests_per_minute", "sheets_write_requests_per_minute"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.dedup_window <= 0:
+            raise ValueError(f"dedup_window must be positive, got {self.dedup_window}")
+        if self.dedup_max_entries <= 0:
+            raise ValueError(f"dedup_max_entries must be positive, got {self.dedup_max_entries}")
+        if self.enqueue_timeout < 0:
+            raise ValueError(f"enqueue_timeout must be >= 0, got {self.enqueue_timeout}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if not self.host:
+            raise ValueError("host must not be empty")
+        if any(not word.strip() for word in self.high_priority_keywords):
+            raise ValueError("high_priority_keywords must not contain empty words")
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a plain dict with every secret masked (for ``config check``)."""
+        out: dict[str, Any] = {}
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            out[name] = str(value) if isinstance(value, Secret) else value
+        return out
+
+    def worker_json(self) -> bytes:
+        """The settings worker processes need, as JSON: everything but the WhatsApp secrets."""
+        return msgspec.json.encode({k: v for k, v in self.redacted().items() if k not in SECRET_FIELDS})
+
+    def missing_for_production(self) -> list[str]:
+        """The settings a real (non-emulated) deployment needs that are not set."""
+        needed = ["whatsapp_access_token", "whatsapp_app_secret", "whatsapp_verify_token", "whatsapp_phone_number_id"]
+        missing = [name for name in needed if not getattr(self, name)]
+        if not self.spreadsheet_id:
+            missing.append("spreadsheet_id")
+        return missing
+
+
+_FIELD_TYPES: dict[str, Any] = {
+    name: hint for name, hint in get_type_hints(Settings).items() if name in Settings.__struct_fields__
+}
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return PROVIDER_ENV_NAMES.get(field, f"SLUICEWAY_{field.upper()}")
+
+
+def _convert(field: str, raw: object, source: str) -> object:
+    if field in SECRET_FIELDS:
+        if isinstance(raw, Secret):
+            return raw
+        if not isinstance(raw, str):
+            raise ValueError(f"{field} (from {source}) must be a string")
+        return Secret(raw)
+    if field == "high_priority_keywords" and isinstance(raw, str):
+        raw = [word.strip() for word in raw.split(",") if word.strip()]
+    try:
+        # Environment values are strings: let msgspec coerce "8080" to 8080 and "true" to True.
+        return msgspec.convert(raw, _FIELD_TYPES[field], strict=(source != "environment"))
+    except msgspec.ValidationError as error:
+        # Secrets never reach this point, so showing the rejected value is safe and helpful.
+        raise ValueError(f"{field} (from {source}): {error}; got {raw!r}") from None
+
+
+def load_settings(
+    flags: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Build ``Settings`` from flags > environment > TOML file > defaults.
+
+    ``flags`` maps field names to values; ``None`` values mean "flag not given". With
+    ``config_file=None`` the file ``sluiceway.toml`` is read when it exists; a path given
+    explicitly must exist. Unknown keys in the file and invalid values raise ``ValueError``
+    naming the setting.
+
+    Example::
+
+        settings = load_settings(flags={"port": 9000}, environ={"SLUICEWAY_WORKERS": "4"})
+    """
+    environ = os.environ if environ is None else environ
+    merged: dict[str, object] = {}
+
+    path = Path(config_file) if config_file is not None else Path(DEFAULT_CONFIG_FILE)
+    if config_file is not None or path.exists():
+        try:
+            with path.open("rb") as file:
+                table = tomllib.load(file)
+        except FileNotFoundError:
+            raise ValueError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"config file {str(path)!r} is not valid TOML: {error}") from None
+        for key, value in table.items():
+            if key not in _FIELD_TYPES:
+                raise ValueError(f"unknown setting {key!r} in {str(path)!r}")
+            merged[key] = _convert(key, value, str(path))
+
+    for field in _FIELD_TYPES:
+        name = env_name(field)
+        if name in environ:
+            merged[field] = _convert(field, environ[name], "environment")
+
+    for field, value in (flags or {}).items():
+        if value is None:
+            continue
+        if field not in _FIELD_TYPES:
+            raise ValueError(f"unknown setting {field!r}")
+        if field in SECRET_FIELDS:
+            raise ValueError(f"{field} is a secret: set {env_name(field)} in the environment, not a flag")
+        merged[field] = _convert(field, value, "flags")
+
+    return Settings(**merged)  # type: ignore[arg-type]
+
+
+def worker_settings_from_json(data: str | bytes) -> Settings:
+    """Rebuild the settings a supervisor passed to its workers with ``Settings.worker_json``."""
+    raw = msgspec.json.decode(data)
+    if not isinstance(raw, dict):
+        raise ValueError("worker settings must be a JSON object")
+    converted: dict[str, Any] = {name: _convert(name, value, "supervisor") for name, value in raw.items()}
+    return Settings(**converted)

@@ -1,0 +1,103 @@
+"""The bot inside an engine worker process: setup, the engine handler, teardown.
+
+The engine imports these functions by name in each worker (``sluiceway.app.worker:handle``).
+Which bot to run and with which settings reach the worker through two environment variables
+the runtime sets before starting the engine (spawned workers inherit the environment):
+``SLUICEWAY_BOT`` (``module:attribute``) and ``SLUICEWAY_WORKER_SETTINGS`` (JSON, without
+the WhatsApp secrets, which only the supervisor needs).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+import msgspec
+
+from sluiceway.app.bot import Bot, load_bot
+from sluiceway.app.context import Context, HandlerResult
+from sluiceway.app.settings import Settings, worker_settings_from_json
+from sluiceway.app.webhook_payloads import InboundMessage
+from sluiceway.engine import Message, current_worker
+
+#: Environment variable naming the bot to run (``module:attribute``).
+BOT_ENV = "SLUICEWAY_BOT"
+#: Environment variable carrying the worker's settings as JSON.
+SETTINGS_ENV = "SLUICEWAY_WORKER_SETTINGS"
+#: Where the worker keeps its ``Resources`` in ``current_worker().state``.
+STATE_KEY = "sluiceway.app"
+
+
+class Resources:
+    """One worker's bot, settings and clients; passed to ``on_worker_start``/``on_worker_stop`` hooks.
+
+    ``state`` is a dict for the bot's own per-worker objects (opened in a start hook).
+    """
+
+    def __init__(self, bot: Bot, settings: Settings, sheets: Any) -> None:
+        self.bot = bot
+        self.settings = settings
+        self.sheets = sheets
+        self.state: dict[str, Any] = {}
+
+
+def sheets_client(settings: Settings) -> Any:
+    """This worker's ``SheetsClient`` (its cache is invalidated across workers), or None without a spreadsheet."""
+    if not settings.spreadsheet_id:
+        return None
+    from sluiceway.sheets import SheetsClient, SheetsClientConfig
+    from sluiceway.sheets.client import SHEETS_SCOPE
+
+    credentials = None
+    if settings.google_application_credentials and settings.sheets_api_endpoint is None:
+        from google.oauth2 import service_account
+
+        credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+            settings.google_application_credentials, scopes=[SHEETS_SCOPE]
+        )
+    # Each worker has its own client and limiter: give each an equal share of the quota.
+    workers = settings.workers or 1
+    config = SheetsClientConfig(
+        read_requests_per_minute=max(1, settings.sheets_read_requests_per_minute // workers),
+        write_requests_per_minute=max(1, settings.sheets_write_requests_per_minute // workers),
+    )
+    return SheetsClient(credentials=credentials, api_endpoint=settings.sheets_api_endpoint, config=config)
+
+
+async def _call(hook: Any, resources: Resources) -> None:
+    outcome = hook(resources)
+    if inspect.isawaitable(outcome):
+        await outcome
+
+
+async def setup() -> None:
+    """Engine ``worker_setup``: load the bot, open the Sheets client, run the bot's start hooks."""
+    bot = load_bot(os.environ[BOT_ENV])
+    settings = worker_settings_from_json(os.environ[SETTINGS_ENV])
+    bot.use_settings(settings)
+    resources = Resources(bot, settings, sheets_client(settings))
+    current_worker().state[STATE_KEY] = resources
+    for hook in bot.worker_start_hooks:
+        await _call(hook, resources)
+
+
+async def teardown() -> None:
+    """Engine ``worker_teardown``: run the bot's stop hooks, close the Sheets client."""
+    resources: Resources | None = current_worker().state.pop(STATE_KEY, None)
+    if resources is None:
+        return
+    for hook in resources.bot.worker_stop_hooks:
+        await _call(hook, resources)
+    if resources.sheets is not None:
+        resources.sheets.close()
+
+
+async def handle(message: Message) -> HandlerResult:
+    """Engine handler: run the bot's handler on one inbound message; return what it sends."""
+    resources: Resources = current_worker().state[STATE_KEY]
+    inbound = msgspec.convert(message.payload, InboundMessage)
+    ctx = Context(inbound, resources.settings, resources.sheets, attempt=message.attempt)
+    assert resources.bot.handler is not None  # load_bot checked it
+    await resources.bot.handler(inbound, ctx)
+    return ctx.result()

@@ -1,0 +1,263 @@
+"""The ``sluiceway`` command: run a bot, run the demo, the benchmarks, the emulators and operator tools.
+
+Every subcommand has ``--help``. Exit codes: 0 success, 1 failure (e.g. a demo that lost a
+message), 2 bad usage or invalid settings (the message names the setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sluiceway import __version__
+
+#: Exit code for invalid usage or settings (argparse's own convention).
+EXIT_USAGE = 2
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags that override settings (each maps to the setting of the same name)."""
+    parser.add_argument("--config", metavar="PATH", help="settings file (default: ./sluiceway.toml if present)")
+    parser.add_argument("--host", help="address the webhook server binds (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port of the webhook server (default 8080)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: the engine's)")
+    parser.add_argument("--spreadsheet-id", dest="spreadsheet_id", help="the Google spreadsheet the bot reads")
+    parser.add_argument("--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _flags_of(args: argparse.Namespace) -> dict[str, object]:
+    return {name: getattr(args, name, None) for name in ("host", "port", "workers", "spreadsheet_id", "log_level")}
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from sluiceway.app.settings import env_name, load_settings
+
+    try:
+        settings = load_settings(_flags_of(args), config_file=args.config)
+    except ValueError as error:
+        print(f"invalid settings: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    width = max(len(name) for name in settings.__struct_fields__)
+    for name, value in settings.redacted().items():
+        print(f"{name:<{width}}  {value!r:<40}  ({env_name(name)})")
+    missing = settings.missing_for_production()
+    if missing:
+        print(f"\nnot set (needed to talk to the real WhatsApp and Google APIs): {', '.join(missing)}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    # The suite lives in the source checkout (bench/), next to python/: run it from there.
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "bench" / "__main__.py").exists():
+        print("the benchmarks live in the source checkout's bench/ folder; run this from a clone", file=sys.stderr)
+        return 1
+    command = [sys.executable, "-m", "bench", *args.names]
+    return subprocess.call(command, cwd=root, env={**os.environ})
+
+
+def _configure_logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run_async(coroutine: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop does not exist on Windows
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sluiceway.app.bot import load_bot
+    from sluiceway.app.runtime import Runtime, serve
+    from sluiceway.app.settings import load_settings
+
+    # Like uvicorn: "myapp:bot" is looked up from the working directory, in workers too.
+    sys.path.insert(0, os.getcwd())
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+    try:
+        settings = load_settings(_flags_of(args), config_file=args.config)
+        bot = load_bot(args.bot)
+    except ValueError as error:
+        print(f"cannot start: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    bot.use_settings(settings)
+    _configure_logging(settings.log_level)
+    try:
+        _run_async(serve(Runtime(args.bot, settings)))
+    except ValueError as error:
+        print(f"cannot start: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sluiceway.app.demo.run import DemoOptions, run_demo
+
+    try:
+        options = DemoOptions(
+            conversations=args.conversations,
+            messages=args.messages,
+            workers=args.workers,
+            rate=args.rate,
+            faults=args.faults,
+            report_dir=args.report_dir,
+            seed=args.seed,
+            live=not args.no_live,
+        )
+    except ValueError as error:
+        print(f"invalid demo option: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    import logging
+
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    console = Console()
+    # Through rich, so that log lines (monitor alerts...) print above the live view, not into it.
+    logging.basicConfig(level="WARNING", format="%(name)s: %(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    result = _run_async(run_demo(options, console))
+    return 0 if result.verdict.ok else 1
+
+
+def _admin_request(args: argparse.Namespace, method: str, path: str) -> Any:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from sluiceway.app.settings import load_settings
+
+    base = args.admin_url
+    if base is None:
+        base = f"http://127.0.0.1:{load_settings(config_file=args.config).admin_port}"
+    request = urllib.request.Request(base.rstrip("/") + path, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+    except urllib.error.URLError as error:
+        raise ConnectionError(f"no running bot answers at {base} ({error.reason}); is `sluiceway run` up?") from None
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    try:
+        if args.action == "list":
+            letters = _admin_request(args, "GET", "/dead-letters")
+            for letter in letters:
+                if letter["kind"] == "message":
+                    print(f"message {letter['id']} from {letter['sender']}: {letter['error']}  ({letter['text']!r})")
+                else:
+                    print(f"send {letter.get('message_id', '')}: {letter.get('error_code')} {letter.get('error', '')}")
+            print(f"{len(letters)} dead letter(s)")
+        elif args.action == "replay":
+            print(f"replayed {_admin_request(args, 'POST', '/dead-letters/replay')['replayed']} message(s)")
+        else:
+            print(f"purged {_admin_request(args, 'POST', '/dead-letters/purge')['purged']} message(s)")
+    except ConnectionError as error:
+        print(str(error), file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve_emulator(kind: str, args: argparse.Namespace) -> None:
+    import signal
+
+    from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if kind == "whatsapp":
+        whatsapp = WhatsAppEmulator(throughput=args.rate, webhook_url=args.webhook_url, app_secret=os.environ.get("WHATSAPP_APP_SECRET"))
+        async with whatsapp:
+            print(f"WhatsApp Cloud API emulator at {whatsapp.base_url}")
+            print(f"  phone number id {whatsapp.phone_number_id}; access token {whatsapp.access_token}")
+            print(f"  throughput {args.rate}/s; status webhooks to {args.webhook_url or '(none)'}; Ctrl-C stops")
+            await stop.wait()
+            print(f"accepted {len(whatsapp.accepted)} message(s); answers {dict(whatsapp.answers)}")
+    else:
+        from sluiceway.examples.property_bot import SHEETS
+
+        sheets = SheetsEmulator(port=args.port)
+        async with sheets:
+            for name, path in SHEETS.items():
+                sheets.load_csv(args.spreadsheet_id, name, path)
+            print(f"Google Sheets API emulator at {sheets.url}")
+            print(f"  spreadsheet {args.spreadsheet_id!r} with sheets {', '.join(SHEETS)}; Ctrl-C stops")
+            await stop.wait()
+            print(f"requests: {dict(sheets.requests)}")
+
+
+def _emulate(args: argparse.Namespace) -> int:
+    _run_async(_serve_emulator(args.api, args))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``sluiceway`` command."""
+    parser = argparse.ArgumentParser(
+        prog="sluiceway",
+        description="Move WhatsApp chat messages fast and safely.",
+    )
+    parser.add_argument("--version", action="version", version=f"sluiceway {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a bot: webhook ingress, workers, sender and monitor")
+    run.add_argument("bot", help="the bot to run, as module:attribute (e.g. myapp:bot)")
+    _settings_flags(run)
+    run.set_defaults(func=_run)
+
+    demo = commands.add_parser("demo", help="the property bot end to end against local emulators")
+    demo.add_argument("--conversations", type=int, default=1000, help="simulated tenants (default 1000)")
+    demo.add_argument("--messages", type=int, default=3, help="messages per tenant (default 3)")
+    demo.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    demo.add_argument("--rate", type=int, default=80, help="the WhatsApp emulator's messages/s cap (default 80)")
+    demo.add_argument("--faults", action="store_true", help="inject 5xx, 429s, an outage and a worker SIGKILL")
+    demo.add_argument("--report-dir", default=".", help="where demo-report.html and .json go (default .)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the tenants' scripts")
+    demo.add_argument("--no-live", action="store_true", help="no live view (for logs and CI)")
+    demo.set_defaults(func=_demo)
+
+    dlq = commands.add_parser("dlq", help="dead letters of a running bot")
+    dlq.add_argument("action", choices=["list", "replay", "purge"])
+    dlq.add_argument("--admin-url", help="the bot's admin address (default http://127.0.0.1:<admin_port>)")
+    dlq.add_argument("--config", metavar="PATH", help="settings file to read admin_port from")
+    dlq.set_defaults(func=_dlq)
+
+    emulate = commands.add_parser("emulate", help="run the WhatsApp or Sheets API emulator alone")
+    emulate.add_argument("api", choices=["whatsapp", "sheets"])
+    emulate.add_argument("--rate", type=float, default=80.0, help="whatsapp: messages/s cap (default 80)")
+    emulate.add_argument("--webhook-url", help="whatsapp: where to post status webhooks")
+    emulate.add_argument("--port", type=int, default=0, help="sheets: port (default: a free one)")
+    emulate.add_argument("--spreadsheet-id", default="demo-property-sheet", help="sheets: id of the sample spreadsheet")
+    emulate.set_defaults(func=_emulate)
+
+    config = commands.add_parser("config", help="inspect the effective settings")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", help="print the effective settings, secrets masked")
+    _settings_flags(check)
+    check.set_defaults(func=_config_check)
+
+    bench = commands.add_parser("bench", help="run the benchmark suite (python -m bench)")
+    bench.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sluiceway`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""The ``sluiceway`` command line: help, version, config check, bad settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sluiceway import __version__
+from sluiceway.cli import EXIT_USAGE, main
+
+
+def test_version_and_help_run_as_a_program() -> None:
+    """``python -m sluiceway.cli --version`` prints the version; ``--help`` lists the commands."""
+    version = subprocess.run([sys.executable, "-m", "sluiceway.cli", "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout.strip() == f"sluiceway {__version__}"
+    usage = subprocess.run([sys.executable, "-m", "sluiceway.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0
+    for command in ("run", "demo", "bench", "dlq", "emulate", "config"):
+        assert command in usage.stdout
+    for command in (["run"], ["demo"], ["dlq"], ["emulate"], ["config", "check"], ["bench"]):
+        sub = subprocess.run([sys.executable, "-m", "sluiceway.cli", *command, "--help"], capture_output=True, text=True, timeout=60)
+        assert sub.returncode == 0 and "usage: sluiceway" in sub.stdout
+
+
+def test_config_check_masks_secrets(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """config check prints effective settings with flags applied and every secret masked."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WHATSAPP_ACCESS_TOKEN", "EAAG-very-secret")
+    monkeypatch.setenv("WHATSAPP_APP_SECRET", "app-secret-value")
+    assert main(["config", "check", "--port", "9001"]) == 0
+    out = capsys.readouterr().out
+    assert "very-secret" not in out and "app-secret-value" not in out
+    assert "**********" in out
+    assert "port" in out and "9001" in out
+
+
+def test_config_check_reports_invalid_settings(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An invalid setting exits with the usage code and a message naming it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sluiceway.toml").write_text("dedup_window = -5\n")
+    assert main(["config", "check"]) == EXIT_USAGE
+    assert "dedup_window" in capsys.readouterr().err
+
+
+def test_subcommand_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    """Running with no command is a usage error, not a crash."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == EXIT_USAGE
+
+
+def test_dlq_without_a_running_bot_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """dlq against an address where no bot answers exits 1 with a message saying so."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main(["dlq", "list", "--admin-url", f"http://127.0.0.1:{port}"]) == 1
+    assert "no running bot answers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["run", "no_such_module_xyz:bot"], "cannot import"),
+        (["run", "sluiceway.testing.bots:echo_bot", "--port", "70000"], "port"),
+        (["demo", "--conversations", "0"], "conversations"),
+    ],
+)
+def test_bad_run_and_demo_arguments(argv: list[str], problem: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """run and demo refuse bad input with the usage exit code and a message naming the problem."""
+    monkeypatch.chdir(tmp_path)
+    # `run` puts the working directory on the import path (for itself and its workers): undo that after.
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    assert main(argv) == EXIT_USAGE
+    assert problem in capsys.readouterr().err
