@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from sluiceway.engine.errors import EngineNotRunning
 from sluiceway.engine.hooks import EngineHooks, EngineView
 from sluiceway.histogram import LatencyHistogram
 from sluiceway.monitor.alerts import Alert, AlertLevel, AlertManager
@@ -367,7 +368,7 @@ class PerformanceMonitor(EngineHooks):
             return
         log.info("scaling workers %d → %d: %s", decision.old, decision.new, decision.reason)
         self._remember_decision(decision)
-        self._scaling_task = self._spawn(engine.scale_to(decision.new))
+        self._scaling_task = self._spawn(_scale(engine, decision.new))
         # Cooldowns count from when the new workers are running, not from the request.
         self._scaling_task.add_done_callback(lambda _: policy.note_change(self._clock()))
 
@@ -494,6 +495,14 @@ def _latency_window(window: SlidingWindow) -> LatencyWindow:
         p95=h.quantile(0.95),
         p99=h.quantile(0.99),
     )
+
+
+async def _scale(engine: EngineView, n: int) -> None:
+    """``engine.scale_to(n)``; an engine that began shutting down meanwhile is no failure."""
+    try:
+        await engine.scale_to(n)
+    except EngineNotRunning:
+        log.info("scaling to %d skipped: the engine has stopped", n)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
