@@ -67,8 +67,9 @@ class PriorityQueue:
 class ByteLRU:
     """A least-recently-used cache of ``str`` keys to ``bytes`` values under an exact byte budget.
 
-    An entry costs ``len(key.encode()) + len(value) + sum(len(tag.encode()) for tag in set(tags))
-    + ByteLRU.ENTRY_OVERHEAD`` bytes; ``bytes_used`` is the sum over held entries and
+    An entry costs ``len(key.encode()) + len(value) + sum(len(tag.encode()) + ByteLRU.TAG_OVERHEAD
+    for tag in set(tags)) + ByteLRU.ENTRY_OVERHEAD`` bytes (the constants cover the cache's own
+    bookkeeping and the key and value objects' headers); ``bytes_used`` is the sum over held entries and
     never exceeds ``max_bytes`` (least recently used entries are evicted to make room).
     An entry is fresh for ``ttl`` seconds, then stale for ``stale_ttl`` seconds, then
     expired: ``get`` returns fresh entries only, ``lookup`` stale ones too, and an
@@ -77,6 +78,7 @@ class ByteLRU:
     """
 
     ENTRY_OVERHEAD: Final[int]
+    TAG_OVERHEAD: Final[int]
 
     def __new__(cls, max_bytes: int, default_ttl: float | None = None) -> ByteLRU: ...
     @property

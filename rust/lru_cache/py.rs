@@ -20,11 +20,21 @@ type PyStore = Store<Py<PyString>, Py<PyBytes>>;
 /// rounded up.
 const TABLE_BYTES_PER_ENTRY: usize = 8;
 
+/// CPython's headers of the key `str` (a compact ASCII str: 40-byte header, 8-byte
+/// hash and state, the NUL) and the value `bytes` (32-byte header and the NUL),
+/// which the cache keeps alive and so holds in memory beside the characters counted.
+const OBJECT_HEADER_BYTES: usize = 49 + 33;
+
 /// Fixed bytes charged per entry on top of its key, value and tag bytes: one slab
-/// slot (key and value pointers, deadlines, cost, list links, hash, tag handle)
-/// plus its share of the hash table.
-pub const ENTRY_OVERHEAD: u64 =
-    (slot_bytes::<Py<PyString>, Py<PyBytes>>() + TABLE_BYTES_PER_ENTRY) as u64;
+/// slot (key and value pointers, deadlines, cost, list links, hash, tag handle),
+/// its share of the hash table, and the key and value objects' headers.
+pub const ENTRY_OVERHEAD: u64 = (slot_bytes::<Py<PyString>, Py<PyBytes>>()
+    + TABLE_BYTES_PER_ENTRY
+    + OBJECT_HEADER_BYTES) as u64;
+
+/// Bytes charged per tag of an entry on top of the tag's name: the entry's tag
+/// record and link, its place in the tag's member list, and allocator rounding.
+pub const TAG_OVERHEAD: u64 = 48;
 
 /// A least-recently-used cache of `str` keys to `bytes` values under an exact byte budget.
 ///
@@ -59,12 +69,14 @@ pub const ENTRY_OVERHEAD: u64 =
 /// Byte accounting
 /// ---------------
 /// An entry costs exactly
-/// `len(key.encode()) + len(value) + sum(len(t.encode()) for t in set(tags)) + ByteLRU.ENTRY_OVERHEAD`
-/// bytes, and `bytes_used` is the sum over held entries. `ENTRY_OVERHEAD` (64 bytes on
-/// 64-bit builds) is this cache's own bookkeeping: one slot (key and value
-/// pointers, two deadlines, cost, list links, hash, tag handle) plus its share of
-/// the hash table. The Python objects' headers are not counted. An entry costing
-/// more than `max_bytes` on its own is refused with `ValueError`.
+/// `len(key.encode()) + len(value) + sum(len(t.encode()) + ByteLRU.TAG_OVERHEAD for t in set(tags)) + ByteLRU.ENTRY_OVERHEAD`
+/// bytes, and `bytes_used` is the sum over held entries. `ENTRY_OVERHEAD` (146 bytes on
+/// 64-bit builds) is one slot (key and value pointers, two deadlines, cost, list
+/// links, hash, tag handle), its share of the hash table and the CPython headers of
+/// the key and value objects the cache keeps alive; `TAG_OVERHEAD` (48) is the tag
+/// index's bookkeeping per tag of an entry. So `bytes_used` tracks the memory the
+/// entries really hold, not just their payload. An entry costing more than
+/// `max_bytes` on its own is refused with `ValueError`.
 ///
 /// Tags
 /// ----
@@ -94,10 +106,9 @@ pub const ENTRY_OVERHEAD: u64 =
 /// >>> cache.invalidate_tag("sheet:1")
 /// 1
 ///
-/// Warning: the budget counts key, value and tag bytes plus `ENTRY_OVERHEAD`,
-/// not the Python object headers of the key and value (about 80 bytes per
-/// entry more in the process), and expired entries hold their bytes until a
-/// read touches them or `purge_expired()` runs.
+/// Warning: the per-entry constants assume compact ASCII keys; a non-ASCII key's
+/// larger header is not charged. Expired entries hold their bytes until a read
+/// touches them or `purge_expired()` runs.
 #[pyclass(name = "ByteLRU", module = "sluiceway._core", frozen)]
 pub struct PyByteLRU {
     max_bytes: u64,
@@ -290,9 +301,13 @@ impl PyByteLRU {
 
 #[pymethods]
 impl PyByteLRU {
-    /// Fixed bytes charged per entry for this cache's bookkeeping.
+    /// Fixed bytes charged per entry: this cache's bookkeeping and the key and value objects' headers.
     #[classattr]
     const ENTRY_OVERHEAD: u64 = ENTRY_OVERHEAD;
+
+    /// Fixed bytes charged per tag of an entry for the tag index's bookkeeping.
+    #[classattr]
+    const TAG_OVERHEAD: u64 = TAG_OVERHEAD;
 
     #[new]
     #[pyo3(signature = (max_bytes, default_ttl=None))]
@@ -358,7 +373,7 @@ impl PyByteLRU {
         exact_key!(key = key);
         let key_bytes = key.to_str()?.len() as u64;
         let value_bytes = value.as_bytes().len() as u64;
-        let tag_bytes: u64 = names.iter().map(|t| t.len() as u64).sum();
+        let tag_bytes: u64 = names.iter().map(|t| t.len() as u64 + TAG_OVERHEAD).sum();
         let cost = key_bytes + value_bytes + tag_bytes + ENTRY_OVERHEAD;
         // SAFETY: `key` is an exact `str`.
         let hash = unsafe { hash32(key.as_ptr()) };

@@ -17,6 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from sluiceway._core import ByteLRU
 
 OVERHEAD = ByteLRU.ENTRY_OVERHEAD
+TAG_OVERHEAD = ByteLRU.TAG_OVERHEAD
 KEYS = ["a", "b", "sheet:1!A1:C9", "ключ", "k😀", "longer-key-" * 3]
 TAGS = ["t", "sheet:1", "é"]
 INF = math.inf
@@ -24,7 +25,7 @@ INF = math.inf
 
 def cost(key: str, value: bytes, tags: Iterable[str] = ()) -> int:
     """The documented price of an entry."""
-    return len(key.encode()) + len(value) + sum(len(t.encode()) for t in set(tags)) + OVERHEAD
+    return len(key.encode()) + len(value) + sum(len(t.encode()) + TAG_OVERHEAD for t in set(tags)) + OVERHEAD
 
 
 @dataclass
@@ -306,7 +307,7 @@ def test_cost_is_exact_for_multibyte_keys_and_tags() -> None:
     """bytes_used is the documented formula, counting UTF-8 bytes and each distinct tag once."""
     cache = ByteLRU(10_000)
     cache.set("ключ", b"12345", tags=["é", "é", "t"])
-    assert cache.bytes_used == len("ключ".encode()) + 5 + len("é".encode()) + 1 + OVERHEAD
+    assert cache.bytes_used == len("ключ".encode()) + 5 + len("é".encode()) + 1 + 2 * TAG_OVERHEAD + OVERHEAD
     assert cache.bytes_used == cost("ключ", b"12345", ["é", "t"])
 
 
