@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from sluiceway.engine.statistics import LATENCY_SLICES, LATENCY_WINDOW, LatencyWindow, ThroughputMeter
 from sluiceway.engine.transport import FrameReader, encode_frame
+from sluiceway.histogram import LatencyHistogram
 
 samples = st.lists(st.tuples(st.floats(0.01, 5.0), st.integers(0, 1000)), min_size=1, max_size=60)
 
@@ -63,3 +64,28 @@ def test_frames_survive_any_split_of_the_byte_stream(sent: list[list[Any]], cuts
     for start, end in zip(points, points[1:]):
         reader.data_received(stream[start:end])
     assert received == sent
+
+
+_latencies = st.one_of(st.floats(min_value=0.0, max_value=3600.0), st.sampled_from([-1.0, float("inf"), float("nan")]))
+
+
+@given(st.lists(st.lists(_latencies, max_size=20), max_size=5))
+def test_record_many_counts_exactly_as_record_one_at_a_time(batches: list[list[float]]) -> None:
+    """Recording a batch at once gives the same histogram as recording its values one by one, errors included."""
+    batched, single = LatencyHistogram(), LatencyHistogram()
+    for batch in batches:
+        batch_error = single_error = None
+        try:
+            batched.record_many(batch)
+        except ValueError as exc:
+            batch_error = str(exc)
+        try:
+            for value in batch:
+                single.record(value)
+        except ValueError as exc:
+            single_error = str(exc)
+        assert batch_error == single_error
+    assert (batched.buckets, batched.zeros, batched.count, batched.min, batched.max) == (
+        single.buckets, single.zeros, single.count, single.min, single.max,
+    )
+    assert batched.sum == single.sum

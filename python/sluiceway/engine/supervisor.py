@@ -10,6 +10,7 @@ delivery at-least-once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import pickle
 import sys
@@ -446,27 +447,25 @@ class MessageParallelizer:
         held = worker.held
         now = self._clock()
         assert self._latency is not None
-        record = self._latency.current.record
-        settled = 0
-        for seq in done:
-            entry = held.pop(seq, None)
-            if entry is None:
-                continue
-            settled += 1
-            record(now - entry.enqueued)
+        # One pass over the ack frame collecting enqueue times, then one histogram call:
+        # per-message Python here is the supervisor's serial bottleneck.
+        pop = held.pop
+        settled_entries = [entry for entry in map(pop, done, _nones(len(done))) if entry is not None]
+        for entry in settled_entries:
             if entry.key is not None:
                 self._release_key(entry.key)
         for seq, result in results:
-            entry = held.pop(seq, None)
+            entry = pop(seq, None)
             if entry is None:
                 continue
-            settled += 1
-            record(now - entry.enqueued)
+            settled_entries.append(entry)
             if entry.future is not None and not entry.future.done():
                 entry.future.set_result(result)
             if entry.key is not None:
                 self._release_key(entry.key)
+        settled = len(settled_entries)
         if settled:
+            self._latency.current.record_many([now - entry.enqueued for entry in settled_entries])
             worker.completed += settled
             self._completed += settled
             self._in_flight -= settled
@@ -820,6 +819,11 @@ class MessageParallelizer:
             f"{self._engine_id}-{entry.seq}", _decoder.decode(entry.payload), _PRIORITIES[entry.priority],
             entry.attempt, entry.enqueued_at, entry.key,
         )
+
+
+def _nones(count: int) -> itertools.repeat[None]:
+    """``count`` Nones: the default argument of ``dict.pop`` when mapped over a frame's seqs."""
+    return itertools.repeat(None, count)
 
 
 def _handler_exception(letter: DeadLetter, pickled: bytes | None) -> BaseException:

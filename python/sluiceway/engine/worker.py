@@ -104,6 +104,8 @@ class Worker:
         self.retiring = False
         self.finished: asyncio.Future[None] = self.loop.create_future()
         self.histogram = LatencyHistogram()
+        #: Handler durations not yet counted in ``histogram``: counted in one call per flush.
+        self.durations: list[float] = []
         self.context = context.RemoteWorkerContext(settings["index"], self._send_broadcast)
 
     async def start(self, settings: dict[str, Any]) -> None:
@@ -198,7 +200,7 @@ class Worker:
     # -- outcomes --------------------------------------------------------------------------
 
     def succeed(self, seq: int, result: Any, want_result: bool, started: float) -> None:
-        self.histogram.record(time.perf_counter() - started)
+        self.durations.append(time.perf_counter() - started)
         if want_result:
             try:
                 encoded = msgspec.Raw(_result_encoder.encode(result))
@@ -211,7 +213,7 @@ class Worker:
 
     def fail(self, seq: int, kind: str, exc: BaseException, want_result: bool, started: float | None) -> None:
         if started is not None:
-            self.histogram.record(time.perf_counter() - started)
+            self.durations.append(time.perf_counter() - started)
         pickled = None
         if want_result:
             try:
@@ -225,6 +227,7 @@ class Worker:
     def flush(self) -> None:
         """Report every outcome gathered since the last flush in one frame."""
         self.flush_scheduled = False
+        self._count_durations()
         if self.done or self.results or self.failures:
             self.writer.send([transport.REPORT, self.done, self.results, self.failures, None, None])
             self.done = []
@@ -234,6 +237,7 @@ class Worker:
 
     def heartbeat(self) -> None:
         """Prove the loop is alive, and ship the latency histogram delta and memory use."""
+        self._count_durations()
         wire = self.histogram.to_wire() if self.histogram.count else None
         self.histogram.reset()
         self.writer.send([transport.REPORT, self.done, self.results, self.failures, wire, _rss_bytes()])
@@ -241,6 +245,11 @@ class Worker:
         self.results = []
         self.failures = []
         self.loop.call_later(self.heartbeat_interval, self.heartbeat)
+
+    def _count_durations(self) -> None:
+        if self.durations:
+            self.histogram.record_many(self.durations)
+            self.durations = []
 
     def _maybe_finish(self) -> None:
         if self.retiring and not self.running and not self.waiting and not self.finished.done():
