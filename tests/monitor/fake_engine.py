@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from sluiceway.engine.errors import EngineNotRunning
+
 
 @dataclass
 class FakeStatistics:
@@ -27,6 +29,8 @@ class FakeEngine:
         self.stats = FakeStatistics(worker_count=min_workers)
         self.scaled_to: list[int] = []
         self.pids: list[int] = []
+        #: Set by a test to play an engine that has shut down: ``scale_to`` then raises.
+        self.stopped = False
 
     def get_statistics(self) -> Any:
         return self.stats
@@ -35,5 +39,7 @@ class FakeEngine:
         return self.pids
 
     async def scale_to(self, n: int) -> None:
+        if self.stopped:
+            raise EngineNotRunning("scale_to needs a running engine")
         self.scaled_to.append(n)
         self.stats.worker_count = n

@@ -243,6 +243,31 @@ def test_autoscaling_drives_the_engine_up_and_down() -> None:
     asyncio.run(scenario())
 
 
+def test_a_scaling_decision_after_the_engine_stopped_is_no_failure(caplog: pytest.LogCaptureFixture) -> None:
+    """When the engine shuts down before a scaling decision lands, the monitor logs no error."""
+
+    async def scenario() -> None:
+        clock = ManualClock()
+        engine = FakeEngine(min_workers=2, max_workers=8)
+        monitor = make(clock, autoscale=AutoscaleConfig(scale_up_sustain=10, scale_up_cooldown=10))
+        monitor.on_start(engine)
+        engine.stopped = True
+        for i in range(10):
+            engine.stats.queue_depths = [0, 2000 + 500 * i, 0]
+            engine.stats.in_flight = 4 * engine.stats.worker_count
+            clock.advance(INTERVAL)
+            monitor.tick()
+            await asyncio.sleep(0)
+        assert monitor.current_report().scaling, "the backlog should have led to a scaling decision"
+        assert engine.scaled_to == []
+        await monitor.on_stop()
+
+    with caplog.at_level("INFO", logger="sluiceway.monitor"):
+        asyncio.run(scenario())
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert any("engine has stopped" in r.getMessage() for r in caplog.records)
+
+
 def test_no_autoscaling_when_auto_optimize_disabled() -> None:
     """With auto_optimize_enabled off, a backlog never calls scale_to."""
 
