@@ -14,7 +14,7 @@ buckets stay few (about 1,400 cover 1 µs to 1 hour at 1%).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 #: Guaranteed bound on |reported - true| / true for any quantile of positive values.

@@ -271,7 +271,7 @@ def _rss_bytes() -> int:
         with open("/proc/self/statm", "rb") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
-        import psutil  # type: ignore[import-untyped]
+        import psutil
 
         return int(psutil.Process().memory_info().rss)
 
