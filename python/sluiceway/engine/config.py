@@ -10,6 +10,8 @@ import math
 
 import msgspec
 
+from sluiceway._validation import integer_at_least, non_negative, positive
+
 
 class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
     """How many workers run, how much they may hold, and how failures are retried.
@@ -66,21 +68,21 @@ class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
     statistics_interval: float = 1.0
 
     def __post_init__(self) -> None:
-        _require_int(self, "default_worker_count", 1)
-        _require_int(self, "min_workers", 1)
-        _require_int(self, "max_workers", 1)
-        _require_int(self, "queue_high_water_mark", 1)
-        _require_int(self, "queue_low_water_mark", 0)
-        _require_int(self, "worker_concurrency", 1)
-        _require_int(self, "worker_prefetch", 0)
-        _require_int(self, "max_attempts", 1)
-        _require_int(self, "max_messages_per_worker", 0)
-        _require_int(self, "max_worker_rss_bytes", 0)
-        _require_seconds(self, "worker_timeout", positive=True)
-        _require_seconds(self, "retry_initial_backoff", positive=False)
-        _require_seconds(self, "retry_max_backoff", positive=False)
-        _require_seconds(self, "heartbeat_interval", positive=True)
-        _require_seconds(self, "statistics_interval", positive=True)
+        integer_at_least("default_worker_count", self.default_worker_count, 1)
+        integer_at_least("min_workers", self.min_workers, 1)
+        integer_at_least("max_workers", self.max_workers, 1)
+        integer_at_least("queue_high_water_mark", self.queue_high_water_mark, 1)
+        integer_at_least("queue_low_water_mark", self.queue_low_water_mark, 0)
+        integer_at_least("worker_concurrency", self.worker_concurrency, 1)
+        integer_at_least("worker_prefetch", self.worker_prefetch, 0)
+        integer_at_least("max_attempts", self.max_attempts, 1)
+        integer_at_least("max_messages_per_worker", self.max_messages_per_worker, 0)
+        integer_at_least("max_worker_rss_bytes", self.max_worker_rss_bytes, 0)
+        positive("worker_timeout", self.worker_timeout)
+        non_negative("retry_initial_backoff", self.retry_initial_backoff)
+        non_negative("retry_max_backoff", self.retry_max_backoff)
+        positive("heartbeat_interval", self.heartbeat_interval)
+        positive("statistics_interval", self.statistics_interval)
         if not isinstance(self.enable_auto_scaling, bool):
             raise ValueError(f"enable_auto_scaling must be a bool, got {self.enable_auto_scaling!r}")
         if not (isinstance(self.retry_backoff_factor, (int, float)) and math.isfinite(self.retry_backoff_factor)
@@ -115,17 +117,3 @@ class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
     def prefetch(self) -> int:
         """The effective per-worker prefetch (``worker_prefetch`` or its default)."""
         return self.worker_prefetch or 2 * self.worker_concurrency
-
-
-def _require_int(config: ParallelizerConfig, name: str, minimum: int) -> None:
-    value = getattr(config, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _require_seconds(config: ParallelizerConfig, name: str, *, positive: bool) -> None:
-    value = getattr(config, name)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")

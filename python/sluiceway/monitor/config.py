@@ -11,6 +11,8 @@ import math
 
 import msgspec
 
+from sluiceway._validation import non_negative, ordered, percent, positive
+
 #: How long the finest history tier keeps every collected point (seconds)...
 HISTORY_RECENT_SPAN = 3600.0
 #: ...but never more than this many points per series (short intervals cover less).
@@ -21,19 +23,7 @@ HISTORY_MINUTE_TIER = (60.0, 86_400.0)
 HISTORY_COARSE_RESOLUTION = 900.0
 
 
-def _positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
-
-def _percent(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and 0 < value <= 100):
-        raise ValueError(f"{name} must be a percentage in (0, 100], got {value!r}")
-
-
-def _ordered(low_name: str, low: float, high_name: str, high: float) -> None:
-    if low > high:
-        raise ValueError(f"{low_name} ({low!r}) must not exceed {high_name} ({high!r})")
 
 
 class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,8 +54,8 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
     hysteresis: float = 0.1
 
     def __post_init__(self) -> None:
-        _positive("message_latency_warning", self.message_latency_warning)
-        _positive("message_latency_critical", self.message_latency_critical)
+        positive("message_latency_warning", self.message_latency_warning)
+        positive("message_latency_critical", self.message_latency_critical)
         for name in (
             "cpu_warning_percent",
             "cpu_critical_percent",
@@ -74,11 +64,11 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
             "error_rate_warning_percent",
             "error_rate_critical_percent",
         ):
-            _percent(name, getattr(self, name))
-        _ordered("message_latency_warning", self.message_latency_warning, "message_latency_critical", self.message_latency_critical)
-        _ordered("cpu_warning_percent", self.cpu_warning_percent, "cpu_critical_percent", self.cpu_critical_percent)
-        _ordered("memory_warning_percent", self.memory_warning_percent, "memory_critical_percent", self.memory_critical_percent)
-        _ordered(
+            percent(name, getattr(self, name))
+        ordered("message_latency_warning", self.message_latency_warning, "message_latency_critical", self.message_latency_critical)
+        ordered("cpu_warning_percent", self.cpu_warning_percent, "cpu_critical_percent", self.cpu_critical_percent)
+        ordered("memory_warning_percent", self.memory_warning_percent, "memory_critical_percent", self.memory_critical_percent)
+        ordered(
             "error_rate_warning_percent",
             self.error_rate_warning_percent,
             "error_rate_critical_percent",
@@ -119,12 +109,10 @@ class AutoscaleConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         for name in ("backlog_per_worker", "target_drain_time", "scale_up_step"):
-            _positive(name, getattr(self, name))
+            positive(name, getattr(self, name))
         for name in ("scale_up_sustain", "scale_up_cooldown", "idle_sustain", "scale_down_cooldown"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        _percent("cpu_ceiling_percent", self.cpu_ceiling_percent)
+            non_negative(name, getattr(self, name))
+        percent("cpu_ceiling_percent", self.cpu_ceiling_percent)
         if not 0 <= self.idle_utilization < 1:
             raise ValueError(f"idle_utilization must be in [0, 1), got {self.idle_utilization!r}")
         if self.trend_samples < 2:
@@ -170,15 +158,15 @@ class MonitorConfig(msgspec.Struct, frozen=True, kw_only=True):
     http_port: int = 9464
 
     def __post_init__(self) -> None:
-        _positive("metric_collection_interval", self.metric_collection_interval)
-        _positive("performance_check_interval", self.performance_check_interval)
-        _positive("anomaly_sigma", self.anomaly_sigma)
+        positive("metric_collection_interval", self.metric_collection_interval)
+        positive("performance_check_interval", self.performance_check_interval)
+        positive("anomaly_sigma", self.anomaly_sigma)
         if not 0 < self.anomaly_alpha <= 1:
             raise ValueError(f"anomaly_alpha must be in (0, 1], got {self.anomaly_alpha!r}")
         if self.anomaly_warmup < 2:
             raise ValueError(f"anomaly_warmup must be >= 2, got {self.anomaly_warmup!r}")
-        _positive("auto_profile_seconds", self.auto_profile_seconds)
-        _positive("history_retention", self.history_retention)
+        positive("auto_profile_seconds", self.auto_profile_seconds)
+        positive("history_retention", self.history_retention)
         if self.history_retention < self.metric_collection_interval:
             raise ValueError(
                 f"history_retention ({self.history_retention!r}) must be at least "

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import msgspec
+
+from sluiceway._validation import integer_at_least, non_negative, positive, require
 
 #: Google's documented Sheets quotas (https://developers.google.com/sheets/api/limits):
 #: 300 read and 300 write requests per minute per project, and 60 of each per minute
@@ -14,13 +14,6 @@ GOOGLE_READS_PER_MINUTE_PER_USER = 60
 GOOGLE_WRITES_PER_MINUTE_PER_USER = 60
 
 
-def _require(ok: bool, field: str, value: object, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"{field} must be {rule}, got {value!r}")
-
-
-def _finite_positive(field: str, value: float) -> None:
-    _require(math.isfinite(value) and value > 0, field, value, "a positive finite number of seconds")
 
 
 class CacheConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,20 +36,15 @@ class CacheConfig(msgspec.Struct, frozen=True, kw_only=True):
     stale_while_revalidate: float = 300.0
 
     def __post_init__(self) -> None:
-        _finite_positive("default_ttl", self.default_ttl)
-        _require(self.max_memory_bytes > 0, "max_memory_bytes", self.max_memory_bytes, "a positive number of bytes")
-        _require(
+        positive("default_ttl", self.default_ttl)
+        require(self.max_memory_bytes > 0, "max_memory_bytes", self.max_memory_bytes, "a positive number of bytes")
+        require(
             self.compression_threshold_bytes >= 0,
             "compression_threshold_bytes",
             self.compression_threshold_bytes,
             "zero or a positive number of bytes",
         )
-        _require(
-            math.isfinite(self.stale_while_revalidate) and self.stale_while_revalidate >= 0,
-            "stale_while_revalidate",
-            self.stale_while_revalidate,
-            "zero or a positive finite number of seconds",
-        )
+        non_negative("stale_while_revalidate", self.stale_while_revalidate)
 
 
 class SheetsClientConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,15 +76,9 @@ class SheetsClientConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         for field in ("read_requests_per_minute", "write_requests_per_minute", "max_batch_ranges", "max_workers"):
-            value = getattr(self, field)
-            _require(isinstance(value, int) and value > 0, field, value, "a positive integer")
-        _require(self.max_retries >= 0, "max_retries", self.max_retries, "zero or a positive integer")
-        _require(
-            math.isfinite(self.coalesce_window) and self.coalesce_window >= 0,
-            "coalesce_window",
-            self.coalesce_window,
-            "zero or a positive finite number of seconds",
-        )
-        _finite_positive("initial_backoff", self.initial_backoff)
-        _finite_positive("max_backoff", self.max_backoff)
-        _finite_positive("request_timeout", self.request_timeout)
+            integer_at_least(field, getattr(self, field), 1)
+        require(self.max_retries >= 0, "max_retries", self.max_retries, "zero or a positive integer")
+        non_negative("coalesce_window", self.coalesce_window)
+        positive("initial_backoff", self.initial_backoff)
+        positive("max_backoff", self.max_backoff)
+        positive("request_timeout", self.request_timeout)

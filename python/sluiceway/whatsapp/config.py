@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import msgspec
+
+from sluiceway._validation import fraction, non_negative, positive
 
 #: The Cloud API's default throughput per business phone number (messages per second);
 #: numbers can be upgraded to 1,000 (https://developers.facebook.com/docs/whatsapp/throughput).
 CLOUD_API_MPS = 80
 
 
-def _positive(name: str, value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
 
-
-def _non_negative(name: str, value: float) -> None:
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-
-
-def _fraction(name: str, value: float, *, closed_right: bool = True) -> None:
-    if not (0 < value <= 1 if closed_right else 0 < value < 1):
-        raise ValueError(f"{name} must be in (0, 1{']' if closed_right else ')'}, got {value!r}")
 
 
 class RateLimits(msgspec.Struct, frozen=True):
@@ -67,7 +55,7 @@ class RecipientLimit(msgspec.Struct, frozen=True):
     def __post_init__(self) -> None:
         if not isinstance(self.limit, int) or self.limit < 1:
             raise ValueError(f"per_recipient.limit must be a positive integer, got {self.limit!r}")
-        _positive("per_recipient.window", self.window)
+        positive("per_recipient.window", self.window)
 
 
 class BreakerConfig(msgspec.Struct, frozen=True):
@@ -86,9 +74,9 @@ class BreakerConfig(msgspec.Struct, frozen=True):
     half_open_trials: int = 3
 
     def __post_init__(self) -> None:
-        _fraction("breaker.failure_rate_threshold", self.failure_rate_threshold)
-        _positive("breaker.window", self.window)
-        _positive("breaker.open_duration", self.open_duration)
+        fraction("breaker.failure_rate_threshold", self.failure_rate_threshold)
+        positive("breaker.window", self.window)
+        positive("breaker.open_duration", self.open_duration)
         if self.minimum_calls < 1:
             raise ValueError(f"breaker.minimum_calls must be at least 1, got {self.minimum_calls}")
         if self.half_open_trials < 1:
@@ -156,20 +144,20 @@ class SenderConfig(msgspec.Struct, frozen=True):
             )
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {self.max_retries!r}")
-        _non_negative("min_delay_between_batches", self.min_delay_between_batches)
-        _positive("initial_backoff", self.initial_backoff)
-        _positive("max_backoff", self.max_backoff)
+        non_negative("min_delay_between_batches", self.min_delay_between_batches)
+        positive("initial_backoff", self.initial_backoff)
+        positive("max_backoff", self.max_backoff)
         if self.max_backoff < self.initial_backoff:
             raise ValueError(f"max_backoff ({self.max_backoff}) must be at least initial_backoff ({self.initial_backoff})")
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be in [0, 1], got {self.jitter!r}")
-        _fraction("throttle_decrease", self.throttle_decrease, closed_right=False)
-        _fraction("throttle_recovery", self.throttle_recovery)
-        _positive("message_ttl", self.message_ttl)
-        _non_negative("idempotency_window", self.idempotency_window)
+        fraction("throttle_decrease", self.throttle_decrease, closed_right=False)
+        fraction("throttle_recovery", self.throttle_recovery)
+        positive("message_ttl", self.message_ttl)
+        non_negative("idempotency_window", self.idempotency_window)
         if self.confirmation_timeout is not None:
-            _positive("confirmation_timeout", self.confirmation_timeout)
-        _non_negative("shutdown_timeout", self.shutdown_timeout)
+            positive("confirmation_timeout", self.confirmation_timeout)
+        non_negative("shutdown_timeout", self.shutdown_timeout)
 
     @classmethod
     def cloud_api(cls, per_second: int = CLOUD_API_MPS, **overrides: object) -> SenderConfig:
