@@ -38,7 +38,7 @@ from sluiceway.engine.errors import (
 )
 from sluiceway.engine.handler import spec_of
 from sluiceway.engine.hooks import EngineHooks, call_all
-from sluiceway.engine.message import Message, Priority
+from sluiceway.engine.message import Message, MessageIds, Priority
 from sluiceway.engine.retry import RetryPolicy
 from sluiceway.engine.statistics import (
     LatencyWindow,
@@ -311,10 +311,7 @@ class MessageParallelizer:
     ) -> str:
         """Like ``enqueue_message`` but raises ``Backpressure`` instead of waiting."""
         if self._backpressure:
-            raise Backpressure(
-                f"{self._queued()} messages queued: over the high-water mark "
-                f"({self.config.queue_high_water_mark}), not yet back at the low one ({self.config.queue_low_water_mark})"
-            )
+            raise self._backpressure_error()
         return self._accept(payload, priority, ordering_key, None)
 
     async def submit(
@@ -340,13 +337,7 @@ class MessageParallelizer:
             await self._accepting.wait()
 
     def _accept(self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None) -> str:
-        if not self._open:
-            raise EngineNotRunning("the engine is not running (call start() first; shutdown() stops it)")
-        level = _PRIORITY_VALUES.get(priority) if isinstance(priority, int) else None
-        if level is None:
-            raise ValueError(f"priority must be a Priority (0..{len(_PRIORITIES) - 1}), got {priority!r}")
-        if key is not None and not isinstance(key, str):
-            raise ValueError(f"ordering_key must be a str or None, got {type(key).__name__}")
+        level = self._check_accept(priority, key)
         try:
             raw = msgspec.Raw(_payload_encoder.encode(payload))
         except (TypeError, ValueError, OverflowError) as exc:
@@ -354,21 +345,44 @@ class MessageParallelizer:
         seq = self._next_seq = self._next_seq + 1
         now = self._clock()
         entry = _Entry(seq, raw, level, now, now + self._wall_offset, key, future)
-        self._unfinished += 1
-        if self._unfinished == 1:
-            assert self._idle is not None
-            self._idle.clear()
         if key is not None:
-            line = self._keys.get(key)
-            if line is not None:
-                line.append(entry)
-            else:
-                self._keys[key] = deque()
-                self._staged[entry.priority].append(entry)
-                self._staged_count += 1
+            self._stage_keyed(entry)
         else:
+            self._staged[level].append(entry)
+            self._staged_count += 1
+        self._accepted(1)
+        return f"{self._engine_id}-{seq}"
+
+    def _check_accept(self, priority: Priority | int, key: str | None) -> int:
+        """The priority level, after checking the engine is open and the arguments are valid."""
+        if not self._open:
+            raise EngineNotRunning("the engine is not running (call start() first; shutdown() stops it)")
+        level = _PRIORITY_VALUES.get(priority) if isinstance(priority, int) else None
+        if level is None:
+            raise ValueError(f"priority must be a Priority (0..{len(_PRIORITIES) - 1}), got {priority!r}")
+        if key is not None and not isinstance(key, str):
+            raise ValueError(f"ordering_key must be a str or None, got {type(key).__name__}")
+        return level
+
+    def _stage_keyed(self, entry: _Entry) -> None:
+        """Stage ``entry`` if its key has nothing in flight or queued, else park it behind the key's line."""
+        key = entry.key
+        assert key is not None
+        line = self._keys.get(key)
+        if line is not None:
+            line.append(entry)
+        else:
+            self._keys[key] = deque()
             self._staged[entry.priority].append(entry)
             self._staged_count += 1
+
+    def _accepted(self, count: int) -> None:
+        """Account ``count`` newly staged messages: idle flag, backpressure, and a dispatch soon."""
+        was_idle = self._unfinished == 0
+        self._unfinished += count
+        if was_idle:
+            assert self._idle is not None
+            self._idle.clear()
         if not self._backpressure and self._unfinished - self._in_flight >= self._high_water_mark:
             self._backpressure = True
             assert self._accepting is not None
@@ -377,7 +391,79 @@ class MessageParallelizer:
             self._dispatch_scheduled = True
             assert self._loop is not None
             self._loop.call_soon(self._dispatch)
-        return f"{self._engine_id}-{seq}"
+
+    async def enqueue_many(
+        self, payloads: Iterable[Any], priority: Priority | int = Priority.NORMAL, *, ordering_key: str | None = None
+    ) -> MessageIds:
+        """Accept every payload, in order, with one priority and key; returns their ids.
+
+        Every payload is encoded before any is accepted, so one that msgpack cannot encode
+        refuses the whole batch (``UnencodablePayload`` naming its index). The batch goes in
+        in slices that fill the queue up to the high-water mark, waiting while backpressure
+        is on between slices, as a loop over ``enqueue_message`` would but at a fraction of
+        its per-message cost.
+
+        Example::
+
+            ids = await engine.enqueue_many([{"n": n} for n in range(10_000)], Priority.LOW)
+            ids[0], len(ids)      # ('3f2a9c1d0b7e-1', 10000)
+        """
+        level = self._check_accept(priority, ordering_key)
+        raws = _encode_all(payloads)
+        first = self._next_seq + 1
+        start = 0
+        while start < len(raws):
+            if self._backpressure:
+                await self._wait_for_room()
+                level = self._check_accept(priority, ordering_key)  # the engine may have closed meanwhile
+            room = max(1, self._high_water_mark - self._queued())
+            end = min(len(raws), start + room)
+            batch_first = self._stage_batch(raws[start:end], level, ordering_key)
+            if start == 0:
+                first = batch_first
+            start = end
+        return MessageIds(self._engine_id, first, len(raws))
+
+    def enqueue_many_nowait(
+        self, payloads: Iterable[Any], priority: Priority | int = Priority.NORMAL, *, ordering_key: str | None = None
+    ) -> MessageIds:
+        """Like ``enqueue_many`` but all or nothing: ``Backpressure`` if it is on, else the whole batch goes in.
+
+        Warning:
+            The batch is accepted whole even when it takes the queue past the high-water
+            mark (backpressure then switches on for what follows); bound batch sizes if the
+            mark must hold exactly.
+        """
+        level = self._check_accept(priority, ordering_key)
+        if self._backpressure:
+            raise self._backpressure_error()
+        raws = _encode_all(payloads)
+        return MessageIds(self._engine_id, self._stage_batch(raws, level, ordering_key), len(raws))
+
+    def _stage_batch(self, raws: list[msgspec.Raw], level: int, key: str | None) -> int:
+        """Accept encoded payloads as consecutive seqs; returns the first seq."""
+        first = self._next_seq + 1
+        count = len(raws)
+        if not count:
+            return first
+        self._next_seq += count
+        now = self._clock()
+        wall = now + self._wall_offset
+        entries = [_Entry(seq, raw, level, now, wall, key, None) for seq, raw in zip(range(first, first + count), raws)]
+        if key is None:
+            self._staged[level].extend(entries)
+            self._staged_count += count
+        else:
+            for entry in entries:
+                self._stage_keyed(entry)
+        self._accepted(count)
+        return first
+
+    def _backpressure_error(self) -> Backpressure:
+        return Backpressure(
+            f"{self._queued()} messages queued: over the high-water mark "
+            f"({self.config.queue_high_water_mark}), not yet back at the low one ({self.config.queue_low_water_mark})"
+        )
 
     # -- dispatch --------------------------------------------------------------------------
 
@@ -819,6 +905,23 @@ class MessageParallelizer:
             f"{self._engine_id}-{entry.seq}", _decoder.decode(entry.payload), _PRIORITIES[entry.priority],
             entry.attempt, entry.enqueued_at, entry.key,
         )
+
+
+def _encode_all(payloads: Iterable[Any]) -> list[msgspec.Raw]:
+    """Each payload's msgpack bytes; ``UnencodablePayload`` naming the first that cannot be encoded."""
+    encode = _payload_encoder.encode
+    raw = msgspec.Raw
+    raws: list[msgspec.Raw] = []
+    append = raws.append
+    payload = None
+    try:
+        for payload in payloads:
+            append(raw(encode(payload)))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise UnencodablePayload(
+            f"payload {len(raws)} of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
+        ) from exc
+    return raws
 
 
 def _nones(count: int) -> itertools.repeat[None]:
