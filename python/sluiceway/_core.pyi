@@ -11,6 +11,7 @@ from typing import Any, Final, Self, final
 __version__: Final[str]
 
 __all__ = [
+    "AckSettler",
     "ByteLRU",
     "KeyedLimiter",
     "PriorityQueue",
@@ -188,3 +189,17 @@ class KeyedLimiter:
     def stats(self) -> dict[str, int]:
         """keys, max_keys, idle_evictions (lossless), active_evictions (relaxed that key's guarantee)."""
     def __len__(self) -> int: ...
+
+@final
+class AckSettler:
+    """Settles the engine's ack frames and counts latencies into a ``LatencyHistogram``, one call per frame.
+
+    Built with the histogram's ``RELATIVE_ERROR`` and ``MIN_VALUE``; it writes the
+    histogram's public fields (``buckets``, ``zeros``, ``count``, ``sum``, ``min``, ``max``).
+    """
+
+    def __new__(cls, relative_error: float, min_value: float) -> Self: ...
+    def record(self, histogram: Any, values: Iterable[float]) -> None:
+        """``histogram.record_many(values)``, counted in Rust (``ValueError`` for a negative or non-finite value)."""
+    def settle(self, held: dict[int, Any], seqs: list[int], now: float, histogram: Any) -> tuple[int, list[Any]]:
+        """Pop each seq from ``held``, count ``now - entry.enqueued``; returns (settled, those whose ``key`` is not None)."""

@@ -28,11 +28,15 @@ from typing import Any
 
 import msgspec
 
+from sluiceway import histogram
+from sluiceway._core import AckSettler
 from sluiceway.engine import context, handler, transport
 from sluiceway.engine.message import Message, Priority
 from sluiceway.histogram import LatencyHistogram
 
 _PRIORITIES = tuple(Priority)
+#: Counts handler durations into the histogram in Rust, one call per flush.
+_settler = AckSettler(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
 _COROUTINE = types.CoroutineType
 _result_encoder = msgspec.msgpack.Encoder()
 
@@ -290,7 +294,7 @@ class Worker:
 
     def _count_durations(self) -> None:
         if self.durations:
-            self.histogram.record_many(self.durations)
+            _settler.record(self.histogram, self.durations)
             self.durations = []
 
     def _maybe_finish(self) -> None:
