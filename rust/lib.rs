@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _core {
     #[pymodule_export]
-    use crate::dispatch::py::PyAckSettler;
+    use crate::dispatch::{inline::PyInlineRunner, py::PyAckSettler};
     #[pymodule_export]
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
     #[pymodule_export]

@@ -33,54 +33,55 @@ use super::tally::{InvalidLatency, Tally};
 ///     `max`) directly, so it must be built with that histogram's own constants.
 #[pyclass(name = "AckSettler", module = "sluiceway._core", frozen)]
 pub struct PyAckSettler {
-    log_gamma: f64,
-    min_value: f64,
+    pub(crate) log_gamma: f64,
+    pub(crate) min_value: f64,
 }
 
-fn invalid(py: Python<'_>, bad: InvalidLatency) -> PyErr {
+/// The `ValueError` that `LatencyHistogram.record_many` raises for `bad`.
+pub(crate) fn invalid_latency(py: Python<'_>, bad: InvalidLatency) -> PyErr {
     let shown = PyFloat::new(py, bad.0).repr().map(|r| r.to_string()).unwrap_or_else(|_| bad.0.to_string());
     PyValueError::new_err(format!("a latency must be a finite non-negative number, got {shown}"))
 }
 
-impl PyAckSettler {
-    fn tally_for(&self, histogram: &Bound<'_, PyAny>) -> PyResult<Tally> {
-        let py = histogram.py();
-        Ok(Tally::new(
-            self.log_gamma,
-            self.min_value,
-            histogram.getattr(intern!(py, "zeros"))?.extract()?,
-            histogram.getattr(intern!(py, "count"))?.extract()?,
-            histogram.getattr(intern!(py, "sum"))?.extract()?,
-            histogram.getattr(intern!(py, "min"))?.extract()?,
-            histogram.getattr(intern!(py, "max"))?.extract()?,
-        ))
-    }
+/// A tally continuing `histogram`'s totals (its `zeros`, `count`, `sum`, `min`, `max`).
+pub(crate) fn tally_for(log_gamma: f64, min_value: f64, histogram: &Bound<'_, PyAny>) -> PyResult<Tally> {
+    let py = histogram.py();
+    Ok(Tally::new(
+        log_gamma,
+        min_value,
+        histogram.getattr(intern!(py, "zeros"))?.extract()?,
+        histogram.getattr(intern!(py, "count"))?.extract()?,
+        histogram.getattr(intern!(py, "sum"))?.extract()?,
+        histogram.getattr(intern!(py, "min"))?.extract()?,
+        histogram.getattr(intern!(py, "max"))?.extract()?,
+    ))
+}
 
-    fn apply(tally: &Tally, histogram: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = histogram.py();
-        let buckets = histogram.getattr(intern!(py, "buckets"))?;
-        let buckets = buckets.cast::<PyDict>()?;
-        for (&index, &n) in &tally.buckets {
-            let before: u64 = match buckets.get_item(index)? {
-                Some(old) => old.extract()?,
-                None => 0,
-            };
-            buckets.set_item(index, before + n)?;
-        }
-        histogram.setattr(intern!(py, "zeros"), tally.zeros)?;
-        histogram.setattr(intern!(py, "count"), tally.count)?;
-        histogram.setattr(intern!(py, "sum"), tally.sum)?;
-        histogram.setattr(intern!(py, "min"), tally.min)?;
-        histogram.setattr(intern!(py, "max"), tally.max)?;
-        Ok(())
+/// Add `tally`'s bucket counts to `histogram.buckets` and store its totals.
+pub(crate) fn apply_tally(tally: &Tally, histogram: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = histogram.py();
+    let buckets = histogram.getattr(intern!(py, "buckets"))?;
+    let buckets = buckets.cast::<PyDict>()?;
+    for (&index, &n) in &tally.buckets {
+        let before: u64 = match buckets.get_item(index)? {
+            Some(old) => old.extract()?,
+            None => 0,
+        };
+        buckets.set_item(index, before + n)?;
     }
+    histogram.setattr(intern!(py, "zeros"), tally.zeros)?;
+    histogram.setattr(intern!(py, "count"), tally.count)?;
+    histogram.setattr(intern!(py, "sum"), tally.sum)?;
+    histogram.setattr(intern!(py, "min"), tally.min)?;
+    histogram.setattr(intern!(py, "max"), tally.max)?;
+    Ok(())
 }
 
 #[pymethods]
 impl PyAckSettler {
     #[new]
     #[pyo3(signature = (relative_error, min_value))]
-    fn new(relative_error: f64, min_value: f64) -> PyResult<Self> {
+    pub(crate) fn new(relative_error: f64, min_value: f64) -> PyResult<Self> {
         if !(relative_error > 0.0 && relative_error < 1.0) {
             return Err(PyValueError::new_err(format!("relative_error must be within (0, 1), got {relative_error}")));
         }
@@ -96,24 +97,24 @@ impl PyAckSettler {
     /// `ValueError` for a negative or non-finite value; the values before it are counted.
     fn record(&self, histogram: &Bound<'_, PyAny>, values: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = histogram.py();
-        let mut tally = self.tally_for(histogram)?;
+        let mut tally = tally_for(self.log_gamma, self.min_value, histogram)?;
         let mut outcome = Ok(());
         if let Ok(list) = values.cast::<PyList>() {
             for value in list.iter() {
                 if let Err(bad) = tally.add(value.extract()?) {
-                    outcome = Err(invalid(py, bad));
+                    outcome = Err(invalid_latency(py, bad));
                     break;
                 }
             }
         } else {
             for value in values.try_iter()? {
                 if let Err(bad) = tally.add(value?.extract()?) {
-                    outcome = Err(invalid(py, bad));
+                    outcome = Err(invalid_latency(py, bad));
                     break;
                 }
             }
         }
-        Self::apply(&tally, histogram)?;
+        apply_tally(&tally, histogram)?;
         outcome
     }
 
@@ -130,7 +131,7 @@ impl PyAckSettler {
         histogram: &Bound<'py, PyAny>,
     ) -> PyResult<(usize, Bound<'py, PyList>)> {
         let py = held.py();
-        let mut tally = self.tally_for(histogram)?;
+        let mut tally = tally_for(self.log_gamma, self.min_value, histogram)?;
         let keyed = PyList::empty(py);
         let mut settled = 0usize;
         let enqueued_name = intern!(py, "enqueued");
@@ -148,7 +149,7 @@ impl PyAckSettler {
                 keyed.append(entry)?;
             }
         }
-        Self::apply(&tally, histogram)?;
+        apply_tally(&tally, histogram)?;
         Ok((settled, keyed))
     }
 }

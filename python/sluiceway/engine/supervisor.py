@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import pickle
 import sys
 import time
@@ -53,6 +54,7 @@ _log = logging.getLogger("sluiceway.engine")
 _payload_encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 _PRIORITIES = tuple(Priority)
+_seq_of = operator.attrgetter("seq")
 #: Settles ack frames and counts latencies in Rust (the supervisor's per-message hot path).
 _settler = AckSettler(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
 #: Accepted priority values (ints or Priority members), mapped to plain ints.
@@ -64,20 +66,26 @@ Handler = Callable[[Message], Any]
 REPLACEMENT_ATTEMPTS = 3
 
 
-class _Entry(msgspec.Struct):
-    """The supervisor's record of one accepted message (a C-level struct: one is made per message)."""
+class _Entry(msgspec.Struct, array_like=True):
+    """The supervisor's record of one accepted message (a C-level struct: one is made per message).
+
+    It is also its own wire form: DISPATCH frames carry entries as they are (``array_like``:
+    a msgpack array of the fields in this order), so dispatch builds nothing per message.
+    ``future`` goes out as ``true`` (the supervisor wants the result) or nil (see
+    ``transport``); ``enqueued`` rides along unread.
+    """
 
     seq: int
-    payload: msgspec.Raw
+    #: Deliveries so far.
+    attempt: int
     priority: int
-    #: Supervisor clock at acceptance, for latency.
-    enqueued: float
     #: Wall clock at acceptance, shown to handlers.
     enqueued_at: float
     key: str | None
     future: asyncio.Future[Any] | None
-    #: Deliveries so far.
-    attempt: int = 0
+    payload: msgspec.Raw
+    #: Supervisor clock at acceptance, for latency.
+    enqueued: float
 
 
 class ShutdownSummary(msgspec.Struct, frozen=True):
@@ -346,7 +354,7 @@ class MessageParallelizer:
             raise UnencodablePayload(f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}") from exc
         seq = self._next_seq = self._next_seq + 1
         now = self._clock()
-        entry = _Entry(seq, raw, level, now, now + self._wall_offset, key, future)
+        entry = _Entry(seq, 0, level, now + self._wall_offset, key, future, raw, now)
         if key is not None:
             self._stage_keyed(entry)
         else:
@@ -451,7 +459,7 @@ class MessageParallelizer:
         self._next_seq += count
         now = self._clock()
         wall = now + self._wall_offset
-        entries = [_Entry(seq, raw, level, now, wall, key, None) for seq, raw in zip(range(first, first + count), raws)]
+        entries = [_Entry(seq, 0, level, wall, key, None, raw, now) for seq, raw in zip(range(first, first + count), raws)]
         if key is None:
             self._staged[level].extend(entries)
             self._staged_count += count
@@ -500,16 +508,11 @@ class MessageParallelizer:
         self._staged_count = 0
 
     def _send(self, worker: WorkerHandle, entries: list[_Entry]) -> None:
-        held = worker.held
-        items = []
         for entry in entries:
             entry.attempt += 1
-            held[entry.seq] = entry
-            items.append(
-                (entry.seq, entry.attempt, entry.priority, entry.enqueued_at, entry.key, entry.future is not None, entry.payload)
-            )
+        worker.held.update(zip(map(_seq_of, entries), entries))
         self._in_flight += len(entries)
-        worker.send([transport.DISPATCH, items])
+        worker.send([transport.DISPATCH, entries])
 
     # -- frames from workers ---------------------------------------------------------------
 

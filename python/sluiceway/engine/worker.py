@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from sluiceway import histogram
-from sluiceway._core import AckSettler
+from sluiceway._core import AckSettler, InlineRunner
 from sluiceway.engine import context, handler, transport
 from sluiceway.engine.message import Message, Priority
 from sluiceway.histogram import LatencyHistogram
@@ -37,7 +37,6 @@ from sluiceway.histogram import LatencyHistogram
 _PRIORITIES = tuple(Priority)
 #: Counts handler durations into the histogram in Rust, one call per flush.
 _settler = AckSettler(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
-_COROUTINE = types.CoroutineType
 _result_encoder = msgspec.msgpack.Encoder()
 
 # Failure kinds carried in REPORT frames.
@@ -55,7 +54,11 @@ def _resume(coro: Any, awaiting: Any) -> Generator[Any, Any, Any]:
 
     The task running this generator sees exactly what the coroutine yields, so it waits on
     the same futures and delivers cancellation into the coroutine, as ``await coro`` would.
+    ``InlineRunner`` cleared the first future's "awaited" mark (so that other handlers of
+    the batch could await it too): it is set again as the task takes it.
     """
+    if getattr(awaiting, "_asyncio_future_blocking", None) is False:
+        awaiting._asyncio_future_blocking = True
     while True:
         try:
             sent = yield awaiting
@@ -99,6 +102,8 @@ class Worker:
         self.heartbeat_interval: float = settings["heartbeat_interval"]
         self.loop = asyncio.get_running_loop()
         self.handler: Callable[[Message], Any] = lambda message: None
+        #: Runs DISPATCH batches inline; made once the handler is loaded.
+        self.runner: InlineRunner | None = None
         self.teardown: Callable[[], Any] | None = None
         self.waiting: deque[list[Any]] = deque()
         self.running = 0
@@ -125,6 +130,10 @@ class Worker:
         else:
             self.loop.set_default_executor(ThreadPoolExecutor(self.concurrency, "sluiceway-handler"))
             self.handler = _sync_adapter(target)
+        self.runner = InlineRunner(
+            self.handler, Message, _PRIORITIES, self.engine_id + "-", types.CoroutineType,
+            histogram.RELATIVE_ERROR, histogram.MIN_VALUE,
+        )
         if settings["setup"]:
             outcome = handler.load(settings["setup"])()
             if inspect.isawaitable(outcome):
@@ -154,50 +163,27 @@ class Worker:
     def receive(self, items: list[list[Any]]) -> None:
         """Run a DISPATCH batch: inline where a handler finishes without suspending, else as tasks.
 
-        The loop body is the worker's per-message cost, so it is one flat loop: the handler
-        duration is the gap between consecutive clock reads (one read per message), and a
-        plain success is just its seq appended to the next REPORT.
+        The inline part is one Rust call for the whole batch (``InlineRunner``): it builds
+        each ``Message``, starts the handler's coroutine without raising ``StopIteration``,
+        appends plain successes to the next REPORT and counts their durations; only results,
+        errors and suspended handlers come back here.
         """
-        handler = self.handler
-        prefix = self.engine_id + "-"
-        done = self.done
-        durations = self.durations
-        clock = time.perf_counter
-        concurrency = self.concurrency
-        waiting = self.waiting
-        started = clock()
-        for item in items:
-            if self.running >= concurrency:
-                waiting.append(item)
-                continue
-            seq, attempt, priority, enqueued_at, key, want_result, payload = item
-            message = Message(prefix + str(seq), payload, _PRIORITIES[priority], attempt, enqueued_at, key)
-            try:
-                coro = handler(message)
-                if type(coro) is not _COROUTINE:  # a plain function returning a value
-                    self.succeed(seq, coro, want_result, started)
-                    started = clock()
-                    continue
-                awaiting = coro.send(None)
-            except StopIteration as stop:
-                if want_result:
-                    self.succeed(seq, stop.value, want_result, started)
-                else:
-                    done.append(seq)
-                    ended = clock()
-                    durations.append(ended - started)
-                    started = ended
-                    continue
-            except Exception as exc:
-                self.fail(seq, FAILED_ERROR, exc, want_result, started)
-            else:
-                self._suspended(seq, want_result, started, coro, awaiting)
-            started = clock()
+        assert self.runner is not None
+        slots = self.concurrency - self.running if not self.waiting else 0
+        consumed, returned, raised, suspended = self.runner.run(items, max(0, slots), self.done, self.histogram)
+        for item, value in returned:
+            self.succeed(item[0], value, item[5], None)
+        for item, exc in raised:
+            self.fail(item[0], FAILED_ERROR, exc, item[5], None)
+        for item, coro, awaiting, started in suspended:
+            self._suspended(item[0], item[5], started, coro, awaiting)
+        if consumed < len(items):
+            self.waiting.extend(items[consumed:])
         self.flush()
 
     def run(self, item: list[Any]) -> None:
         """Start one message taken from ``waiting`` once a slot frees up."""
-        seq, attempt, priority, enqueued_at, key, want_result, payload = item
+        seq, attempt, priority, enqueued_at, key, want_result, payload, _ = item
         message = Message(
             f"{self.engine_id}-{seq}", payload, _PRIORITIES[priority], attempt, enqueued_at, key
         )
@@ -245,8 +231,10 @@ class Worker:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    def succeed(self, seq: int, result: Any, want_result: bool, started: float) -> None:
-        self.durations.append(time.perf_counter() - started)
+    def succeed(self, seq: int, result: Any, want_result: bool, started: float | None) -> None:
+        """Report success; ``started`` is None when the duration was already counted."""
+        if started is not None:
+            self.durations.append(time.perf_counter() - started)
         if want_result:
             try:
                 encoded = msgspec.Raw(_result_encoder.encode(result))
