@@ -37,7 +37,7 @@ impl Tally {
 
     /// Count one value; a negative, NaN or infinite one is refused and changes nothing.
     pub fn add(&mut self, value: f64) -> Result<(), InvalidLatency> {
-        if !(value >= 0.0) || value == f64::INFINITY {
+        if value.is_nan() || value < 0.0 || value == f64::INFINITY {
             return Err(InvalidLatency(value));
         }
         self.count += 1;
