@@ -66,8 +66,13 @@ Handler = Callable[[Message], Any]
 REPLACEMENT_ATTEMPTS = 3
 
 
-class _Entry(msgspec.Struct, array_like=True):
+class _Entry(msgspec.Struct, array_like=True, gc=False):
     """The supervisor's record of one accepted message (a C-level struct: one is made per message).
+
+    Not tracked by the cyclic GC (``gc=False``): a full backlog is tens of thousands of
+    entries, and every full collection would walk them all (measured: 1.2 µs per accept
+    becomes 4.6 µs). Safe because an entry is never part of a reference cycle: nothing it
+    holds (payload bytes, key string, a ``submit`` future) refers back to it.
 
     It is also its own wire form: DISPATCH frames carry entries as they are (``array_like``:
     a msgpack array of the fields in this order), so dispatch builds nothing per message.

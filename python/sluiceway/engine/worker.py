@@ -12,6 +12,7 @@ for tasks); a heartbeat REPORT carries the latency histogram delta once per inte
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import os
 import pickle
@@ -342,6 +343,9 @@ async def serve(read_fd: int, write_fd: int) -> None:
         await writer.aclose()
         raise SystemExit(3) from None
     worker = candidate
+    # Everything loaded so far (interpreter, handler module, clients opened by setup) lives
+    # as long as the process: keep it out of the collector's full passes.
+    gc.freeze()
     writer.send([transport.READY, os.getpid()])
     for frame in early:
         worker.on_frame(frame)
