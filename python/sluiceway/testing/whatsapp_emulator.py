@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import hashlib
 import hmac
 import itertools
 import os
@@ -26,9 +25,11 @@ import time
 from collections.abc import Callable
 from types import TracebackType
 
-import aiohttp
 import msgspec
+import yarl
 from aiohttp import web
+
+from sluiceway.http import HttpClient, HttpError
 
 from sluiceway.whatsapp.messages import (
     Change,
@@ -141,7 +142,7 @@ class WhatsAppEmulator:
         self._pairs: dict[str, _Bucket] = {}
         self._wamids = itertools.count(1)
         self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._webhooks: HttpClient | None = None  # to the origin of ``webhook_url``
         self._background: set[asyncio.Task[None]] = set()
         self.port = 0
 
@@ -193,8 +194,8 @@ class WhatsAppEmulator:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+        if self._webhooks is not None:
+            await self._webhooks.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -291,25 +292,33 @@ class WhatsAppEmulator:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _post_statuses(self, wamid: str, to: str, kinds: list[str]) -> None:
+    def _webhook_target(self) -> tuple[HttpClient, str]:
+        """The client for ``webhook_url``'s origin (made again if the URL moved) and its path."""
         assert self.webhook_url is not None
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10.0))
+        url = yarl.URL(self.webhook_url)
+        origin = str(url.origin())
+        if self._webhooks is None or self._webhooks.base_url != origin:
+            if self._webhooks is not None:
+                self._spawn(self._webhooks.aclose())
+            self._webhooks = HttpClient(origin, timeout=10.0)
+        return self._webhooks, url.raw_path_qs
+
+    async def _post_statuses(self, wamid: str, to: str, kinds: list[str]) -> None:
         for kind in kinds:
             if self.status_delay:
                 await asyncio.sleep(self.status_delay)
+            if self.webhook_url is None:
+                return
             errors = [StatusError(131026, "Message undeliverable", "Message undeliverable")] if kind == "failed" else None
             status = Status(id=wamid, status=kind, timestamp=str(int(time.time())), recipient_id=to, errors=errors)  # type: ignore[arg-type]
             body = _encode(self.webhook_body([status]))
-            headers = {"Content-Type": "application/json"}
+            headers = {}
             if self._app_secret is not None:
-                digest = hmac.new(self._app_secret.encode(), body, hashlib.sha256).hexdigest()
-                headers["X-Hub-Signature-256"] = f"sha256={digest}"
+                headers["X-Hub-Signature-256"] = "sha256=" + hmac.digest(self._app_secret.encode(), body, "sha256").hex()
+            client, path = self._webhook_target()
             try:
-                async with self._session.post(self.webhook_url, data=body, headers=headers) as response:
-                    await response.read()
-                    ok = response.status < 300
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+                ok = (await client.post(path, body, headers=headers)).status < 300
+            except HttpError:
                 ok = False
             if ok:
                 self.webhooks_posted += 1
