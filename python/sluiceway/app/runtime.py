@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import signal
+import typing
 from collections.abc import Callable
 
 import msgspec
@@ -29,6 +30,7 @@ from aiohttp import web
 from sluiceway.app.admin import ADMIN_HOST, admin_app
 from sluiceway.app.context import HandlerResult
 from sluiceway.app.engine_sink import EngineSink
+from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.ingress import WebhookIngress
 from sluiceway.app.settings import Settings
 from sluiceway.app.webhook_payloads import InboundMessage, WebhookStatus
@@ -36,8 +38,12 @@ from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.monitor import MonitorConfig, PerformanceMonitor
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
+from sluiceway.whatsapp.messages import Status, StatusKind
 
 logger = logging.getLogger("sluiceway.app")
+
+#: The status kinds the sender understands.
+STATUS_KINDS = frozenset(typing.get_args(StatusKind))
 
 #: Seconds each shutdown phase may take before the runtime moves on and reports what is left.
 DRAIN_TIMEOUT = 30.0
@@ -210,9 +216,14 @@ class Runtime:
         )
 
     def handle_status(self, status: WebhookStatus) -> object:
-        """Status webhooks go to the sender (the runtime is the ingress's status sink)."""
+        """Status webhooks go to the sender (the runtime is the ingress's status sink).
+
+        A kind the sender does not know (one Meta adds later) settles nothing and is skipped.
+        """
         assert self.sender is not None
-        return self.sender.handle_status(msgspec.to_builtins(status))
+        if status.status not in STATUS_KINDS:
+            return False
+        return self.sender.handle_status(msgspec.convert(status, Status, from_attributes=True))
 
     async def stop(self, timeout: float = DRAIN_TIMEOUT) -> RuntimeSummary:
         """Drain and stop everything (see the module docstring for the order); return the summary."""
@@ -245,6 +256,7 @@ async def serve(runtime: Runtime) -> RuntimeSummary:
         loop.add_signal_handler(signum, stop.set)
     try:
         await runtime.start()
+        tune_for_serving()
         await stop.wait()
         logger.info("draining")
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -49,7 +49,7 @@ class HttpConnectionError(HttpError):
     """Connecting failed, or the connection broke or sent something that is not HTTP/1.1."""
 
 
-class Response:
+class ClientResponse:
     """A complete response: ``status``, lower-cased ``headers`` and the raw ``body``."""
 
     __slots__ = ("body", "headers", "status")
@@ -60,7 +60,7 @@ class Response:
         self.body = body
 
     def __repr__(self) -> str:
-        return f"Response(status={self.status}, {len(self.body)} bytes)"
+        return f"ClientResponse(status={self.status}, {len(self.body)} bytes)"
 
 
 class _Connection(asyncio.Protocol):
@@ -70,7 +70,7 @@ class _Connection(asyncio.Protocol):
         self._client = client
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[Response] | None = None
+        self.waiter: asyncio.Future[ClientResponse] | None = None
         self.idle_since = 0.0
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
@@ -114,7 +114,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         waiter = self.waiter
-        response = Response(self._parser.get_status_code(), self._headers, b"".join(self._body))
+        response = ClientResponse(self._parser.get_status_code(), self._headers, b"".join(self._body))
         keep_alive = self._parser.should_keep_alive()
         self.waiter = None
         self._headers, self._body, self._size = {}, [], 0
@@ -127,7 +127,7 @@ class _Connection(asyncio.Protocol):
 
     # -- used by the client ---------------------------------------------------------------
 
-    def send(self, request: bytes, waiter: asyncio.Future[Response]) -> None:
+    def send(self, request: bytes, waiter: asyncio.Future[ClientResponse]) -> None:
         assert self.transport is not None
         self.waiter = waiter
         self.transport.write(request)
@@ -216,18 +216,23 @@ class HttpClient:
 
     async def post(
         self, path: str, body: bytes, *, content_type: str = "application/json", headers: Mapping[str, str] | None = None
-    ) -> Response:
-        """``POST`` ``body`` to ``path`` (relative to the base URL's path)."""
-        extra = {"Content-Type": content_type, **headers} if headers else {"Content-Type": content_type}
+    ) -> ClientResponse:
+        """``POST`` ``body`` to ``path`` (relative to the base URL's path); a Content-Type in ``headers`` wins."""
+        if not headers:
+            extra: Mapping[str, str] = {"Content-Type": content_type}
+        elif any(name.lower() == "content-type" for name in headers):
+            extra = headers
+        else:
+            extra = {"Content-Type": content_type, **headers}
         return await self.request("POST", path, body, headers=extra)
 
-    async def get(self, path: str, *, headers: Mapping[str, str] | None = None) -> Response:
+    async def get(self, path: str, *, headers: Mapping[str, str] | None = None) -> ClientResponse:
         """``GET`` ``path`` (relative to the base URL's path)."""
         return await self.request("GET", path, headers=headers)
 
     async def request(
         self, method: str, path: str, body: bytes = b"", *, headers: Mapping[str, str] | None = None
-    ) -> Response:
+    ) -> ClientResponse:
         """Send one request and return the complete response; ``HttpError`` if none arrives."""
         if self._closed:
             raise HttpConnectionError(f"client for {self.origin} is closed")
@@ -242,7 +247,7 @@ class HttpClient:
             _header_lines(headers) if headers else b"",
         )
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Response] = loop.create_future()
+        waiter: asyncio.Future[ClientResponse] = loop.create_future()
         timer = loop.call_later(self.timeout, _expire, waiter, self)
         connection: _Connection | None = None
         try:
@@ -260,8 +265,10 @@ class HttpClient:
             timer.cancel()
             if not waiter.done():
                 waiter.cancel()
+            elif not waiter.cancelled():
+                waiter.exception()  # a timeout that raced a cancellation: mark it seen, not "never retrieved"
 
-    async def _acquire(self, waiter: asyncio.Future[Response]) -> _Connection:
+    async def _acquire(self, waiter: asyncio.Future[ClientResponse]) -> _Connection:
         """A usable idle connection, a new one, or the next one freed; fails with ``waiter``."""
         while True:
             now = self._clock()
@@ -274,12 +281,18 @@ class HttpClient:
                 return await self._connect(waiter)
             turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiting.append(turn)
-            await asyncio.wait((turn, waiter), return_when=asyncio.FIRST_COMPLETED)
-            if waiter.done():
-                turn.cancel()
-                waiter.result()  # raises the timeout
+            try:
+                await asyncio.wait((turn, waiter), return_when=asyncio.FIRST_COMPLETED)
+                if waiter.done():
+                    waiter.result()  # raises the timeout
+            except BaseException:
+                if turn.done():
+                    self._wake_one()  # a connection came free for us: hand it to the next in line
+                else:
+                    turn.cancel()
+                raise
 
-    async def _connect(self, waiter: asyncio.Future[Response]) -> _Connection:
+    async def _connect(self, waiter: asyncio.Future[ClientResponse]) -> _Connection:
         loop = asyncio.get_running_loop()
         self._connecting += 1
         try:
@@ -340,7 +353,7 @@ class HttpClient:
         await self.aclose()
 
 
-def _expire(waiter: asyncio.Future[Response], client: HttpClient) -> None:
+def _expire(waiter: asyncio.Future[ClientResponse], client: HttpClient) -> None:
     if not waiter.done():
         waiter.set_exception(HttpTimeout(f"no complete response from {client.origin} within {client.timeout} s"))
 
