@@ -36,6 +36,7 @@ from sluiceway.app.settings import Settings
 from sluiceway.app.webhook_payloads import InboundMessage, WebhookStatus
 from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
+from sluiceway.http import HttpServer
 from sluiceway.monitor import MonitorConfig, PerformanceMonitor
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
 from sluiceway.whatsapp.messages import Status, StatusKind
@@ -121,7 +122,7 @@ class Runtime:
         self.monitor: PerformanceMonitor | None = None
         self.sink: EngineSink | None = None
         self.ingress: WebhookIngress | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: HttpServer | None = None
         self._admin_runner: web.AppRunner | None = None
         self.webhook_url = ""
         self.admin_url = ""
@@ -172,14 +173,9 @@ class Runtime:
             on_handled=self._on_handled,
         )
         self.ingress = WebhookIngress.from_settings(settings, self.sink, status_sink=self)
-        app = web.Application()
-        self.ingress.add_routes(app)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, settings.host, settings.port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.webhook_url = f"http://{host}:{port}{settings.webhook_path}"
+        self._server = HttpServer(self.ingress.handle, max_body_bytes=settings.max_body_bytes)
+        await self._server.start(settings.host, settings.port)
+        self.webhook_url = f"{self._server.url}{settings.webhook_path}"
         self._admin_runner = web.AppRunner(admin_app(self), access_log=None, handle_signals=False)
         await self._admin_runner.setup()
         await web.TCPSite(self._admin_runner, ADMIN_HOST, settings.admin_port).start()
@@ -228,7 +224,7 @@ class Runtime:
     async def stop(self, timeout: float = DRAIN_TIMEOUT) -> RuntimeSummary:
         """Drain and stop everything (see the module docstring for the order); return the summary."""
         assert self.engine is not None and self.sender is not None and self.sink is not None
-        assert self.ingress is not None and self._runner is not None
+        assert self.ingress is not None and self._server is not None
         self.running = False
         self.ingress.stop_accepting()
         engine_summary = await self.engine.shutdown(drain=True, timeout=timeout)
@@ -240,7 +236,7 @@ class Runtime:
         close = getattr(self._transport_in_use, "aclose", None)
         if close is not None:
             await close()
-        await self._runner.cleanup()
+        await self._server.stop()
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
         summary = self.status(left_queued=len(engine_summary.remaining) + len(left_over))
