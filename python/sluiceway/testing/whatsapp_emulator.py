@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import hmac
 import itertools
 import os
 import time
@@ -29,6 +28,7 @@ import msgspec
 import yarl
 from aiohttp import web
 
+from sluiceway.app.ingress import SIGNATURE_HEADER, sign
 from sluiceway.http import HttpClient, HttpError
 
 from sluiceway.whatsapp.messages import (
@@ -314,7 +314,7 @@ class WhatsAppEmulator:
             body = _encode(self.webhook_body([status]))
             headers = {}
             if self._app_secret is not None:
-                headers["X-Hub-Signature-256"] = "sha256=" + hmac.digest(self._app_secret.encode(), body, "sha256").hex()
+                headers[SIGNATURE_HEADER] = sign(body, self._app_secret.encode())
             client, path = self._webhook_target()
             try:
                 ok = (await client.post(path, body, headers=headers)).status < 300
