@@ -84,7 +84,8 @@ class Runtime:
         summary = await runtime.stop()
 
     ``transport`` replaces the Cloud API (the demo passes one pointed at the emulator); the
-    runtime closes it on ``stop``. The configs default to the components' own defaults.
+    runtime closes it on ``stop``. The sender's config defaults to the Cloud API preset at
+    ``settings.messages_per_second``; the others to the components' own defaults.
     """
 
     def __init__(
@@ -112,7 +113,7 @@ class Runtime:
         self.settings = settings = msgspec.structs.replace(settings, workers=engine_config.default_worker_count)
         self._transport = transport
         self._transport_in_use: Transport | None = None
-        self._sender_config = sender_config
+        self.sender_config = sender_config or SenderConfig.cloud_api(settings.messages_per_second)
         self._monitor_config = monitor_config or MonitorConfig(
             http_host=settings.monitor_host, http_port=settings.monitor_port
         )
@@ -152,7 +153,7 @@ class Runtime:
         # Spawned workers inherit the environment: this is how they learn which bot to run.
         os.environ[BOT_ENV] = self.bot_spec
         os.environ[SETTINGS_ENV] = settings.worker_json().decode()
-        self.sender = BatchSender(transport, self._sender_config)
+        self.sender = BatchSender(transport, self.sender_config)
         await self.sender.start()
         self.monitor = PerformanceMonitor(self._monitor_config)
         self.monitor.add_source("sender", self.sender.stats)
