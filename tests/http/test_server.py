@@ -288,3 +288,30 @@ def test_bad_arguments_are_refused_by_name() -> None:
         HttpServer(echo, max_body_bytes=0)
     with pytest.raises(ValueError, match="keepalive_timeout"):
         HttpServer(echo, keepalive_timeout=0)
+
+
+def test_stop_cancels_handlers_that_outlive_the_timeout() -> None:
+    """A handler still running when ``stop``'s timeout ends is cancelled, and ``stop`` returns."""
+
+    async def scenario() -> None:
+        started, cancelled = asyncio.Event(), asyncio.Event()
+
+        async def hang(request: Request) -> Response:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return Response()
+
+        server = HttpServer(hang)
+        await server.start()
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await started.wait()
+        await server.stop(timeout=0.05)
+        assert cancelled.is_set() and server.connections == 0
+        writer.close()
+
+    asyncio.run(scenario())

@@ -335,7 +335,7 @@ class HttpServer:
                 connection.close()
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Stop listening, let handlers in progress answer (for up to ``timeout`` s), then close every connection."""
+        """Stop listening, let handlers in progress answer for up to ``timeout`` s, cancel the rest, close every connection."""
         self.stopping = True
         if self._server is not None:
             self._server.close()
@@ -344,7 +344,11 @@ class HttpServer:
         for connection in [c for c in self._connections if not c.busy]:
             connection.close()
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+            await asyncio.wait(list(self._tasks), timeout=timeout) if timeout > 0 else None
+            late = list(self._tasks)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         for connection in list(self._connections):
             connection.close()
         if self._server is not None:
