@@ -416,7 +416,8 @@ class MessageParallelizer:
         refuses the whole batch (``UnencodablePayload`` naming its index). The batch goes in
         in slices that fill the queue up to the high-water mark, waiting while backpressure
         is on between slices, as a loop over ``enqueue_message`` would but at a fraction of
-        its per-message cost.
+        its per-message cost. If the engine shuts down during such a wait, the slices
+        already accepted stay accepted and ``EngineNotRunning`` is raised for the rest.
 
         Example::
 
