@@ -142,3 +142,28 @@ def test_message_ids_behave_like_the_list_of_ids(first: int, count: int, index: 
     else:
         with pytest.raises(IndexError):
             ids[index]
+
+
+def test_enqueue_many_waiting_when_the_engine_shuts_down_raises_and_keeps_what_it_accepted(
+    run: Run, config: Config, tmp_path: Path
+) -> None:
+    """A batch waiting on backpressure when shutdown comes raises EngineNotRunning; its accepted slices are reported."""
+    gate = tmp_path / "gate"
+
+    async def scenario() -> None:
+        cfg = config(default_worker_count=1, worker_concurrency=1, worker_prefetch=1, queue_high_water_mark=10, queue_low_water_mark=4)
+        engine = MessageParallelizer(SCRIPTED, cfg)
+        await engine.start()
+        batch = asyncio.ensure_future(engine.enqueue_many([{"gate": str(gate)} for _ in range(25)]))
+        await wait_until(lambda: engine.get_statistics().backpressure, what="backpressure on")
+        accepted = engine.get_statistics().enqueued
+        assert 0 < accepted < 25
+        shutdown = asyncio.ensure_future(engine.shutdown(drain=False))
+        with pytest.raises(EngineNotRunning):
+            await asyncio.wait_for(batch, 60)
+        gate.touch()
+        summary = await asyncio.wait_for(shutdown, 60)
+        assert summary.completed + len(summary.remaining) == accepted
+        assert engine.get_statistics().enqueued == accepted
+
+    run(scenario())
