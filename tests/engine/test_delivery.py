@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from sluiceway.engine import (
+    Backpressure,
     EngineNotRunning,
     HandlerError,
     MessageParallelizer,
@@ -21,6 +22,7 @@ from sluiceway.engine import (
 from sluiceway.errors import SluicewayError
 from sluiceway.testing import handlers
 from sluiceway.testing.handlers import read_log
+from sluiceway.testing.waiting import wait_until
 
 SCRIPTED = "sluiceway.testing.handlers:scripted"
 
@@ -36,6 +38,33 @@ def test_submit_returns_the_handler_result_from_a_worker_process(run: Run, confi
             assert await engine.submit({"result": {"answer": [1, 2]}}) == {"answer": [1, 2]}
             pid = await engine.submit({"result": "pid"})
             assert pid in engine.worker_pids() and pid != os.getpid()
+
+    run(scenario())
+
+
+def test_submit_nowait_returns_a_future_or_refuses_at_once(run: Run, config: Config, tmp_path: Path) -> None:
+    """submit_nowait accepts synchronously and returns the result's future; under backpressure it raises, accepting nothing."""
+    gate = tmp_path / "gate"
+
+    async def scenario() -> None:
+        cfg = config(default_worker_count=1, worker_concurrency=1, worker_prefetch=1, queue_high_water_mark=3, queue_low_water_mark=1)
+        async with MessageParallelizer(SCRIPTED, cfg) as engine:
+            first = engine.submit_nowait({"gate": str(gate), "result": "first"})
+            await wait_until(lambda: engine.get_statistics().in_flight == 1, what="first message in flight")
+            queued: list[Any] = []
+            with pytest.raises(Backpressure, match="high-water mark"):
+                for i in range(10):
+                    queued.append(engine.submit_nowait({"result": i}, Priority.HIGH, ordering_key="k"))
+            assert engine.get_statistics().queued == 3
+            enqueued = engine.get_statistics().enqueued
+            with pytest.raises(Backpressure):
+                engine.submit_nowait({"result": "refused"})
+            assert engine.get_statistics().enqueued == enqueued
+            gate.touch()
+            assert await first == "first"
+            assert [await f for f in queued] == list(range(len(queued)))
+            with pytest.raises(UnencodablePayload):
+                engine.submit_nowait({"bad": object()})
 
     run(scenario())
 

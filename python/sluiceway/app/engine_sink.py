@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import msgspec
 from sluiceway.app.context import HandlerResult
 from sluiceway.app.priority import PriorityLevel
 from sluiceway.app.webhook_payloads import InboundMessage
-from sluiceway.engine import MessageParallelizer, Priority
+from sluiceway.engine import Backpressure, MessageParallelizer, Priority
 from sluiceway.whatsapp.messages import OutboundMessage
 
 logger = logging.getLogger("sluiceway.app")
@@ -93,7 +94,6 @@ class EngineSink:
         self._open.set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self._clock = clock
         self.dead_letters: list[FailedMessage] = []
         self._cache_by_worker: dict[int, tuple[int, int]] = {}
@@ -103,29 +103,37 @@ class EngineSink:
         """Put ``payload`` into the engine; waits while ``high_water`` messages are outstanding."""
         while not self._open.is_set():
             await self._open.wait()
-        # submit() checks and accepts synchronously in its first step (and raises there if
-        # the engine is not running), so start it now and let errors reach the ingress.
-        submission = asyncio.ensure_future(
-            self._engine.submit(msgspec.to_builtins(payload), _PRIORITY[priority], ordering_key=ordering_key)
-        )
-        await asyncio.sleep(0)
-        if submission.done() and submission.exception() is not None:
-            raise submission.exception()  # type: ignore[misc]
+        builtins = msgspec.to_builtins(payload)
+        try:
+            # Accepted now, settled by a callback: no task and no extra loop turn per message.
+            submission: asyncio.Future[Any] = self._engine.submit_nowait(
+                builtins, _PRIORITY[priority], ordering_key=ordering_key
+            )
+        except Backpressure:
+            # The engine's own queue is full: wait for room as submit() does. submit() accepts
+            # in its first step, so start it and let an error there reach the ingress.
+            submission = asyncio.ensure_future(self._engine.submit(builtins, _PRIORITY[priority], ordering_key=ordering_key))
+            await asyncio.sleep(0)
+            if submission.done() and submission.exception() is not None:
+                raise submission.exception()  # type: ignore[misc]
         self.stats.accepted += 1
         self.stats.outstanding += 1
         self._idle.clear()
         if self.stats.outstanding >= self._high:
             self._open.clear()
-        task = asyncio.ensure_future(self._settle(payload, submission))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        submission.add_done_callback(functools.partial(self._settle, payload))
         return payload.id
 
-    async def _settle(self, inbound: InboundMessage, submission: asyncio.Future[Any]) -> None:
+    def _settle(self, inbound: InboundMessage, submission: asyncio.Future[Any]) -> None:
         result: HandlerResult | None = None
         try:
-            result = msgspec.convert(await submission, HandlerResult)
-        except Exception as error:
+            if submission.cancelled():
+                raise asyncio.CancelledError("the engine dropped the message")
+            error = submission.exception()
+            if error is not None:
+                raise error
+            result = msgspec.convert(submission.result(), HandlerResult)
+        except (Exception, asyncio.CancelledError) as error:
             self.stats.failed += 1
             self.dead_letters.append(FailedMessage(inbound, f"{type(error).__name__}: {error}", self._clock()))
             logger.error("message %s from %s got no reply: %s", inbound.id, inbound.sender, error)

@@ -345,6 +345,22 @@ class MessageParallelizer:
         self._accept(payload, priority, ordering_key, future)
         return await future
 
+    def submit_nowait(
+        self, payload: Any, priority: Priority | int = Priority.NORMAL, *, ordering_key: str | None = None
+    ) -> asyncio.Future[Any]:
+        """Like ``submit`` but accepts now or raises (``Backpressure``, ``UnencodablePayload``...);
+        returns the future of the handler's result.
+
+        For callers that track many results with callbacks rather than a task each (the bot
+        runtime hands every inbound message to the engine this way).
+        """
+        if self._backpressure:
+            raise self._backpressure_error()
+        assert self._loop is not None
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._accept(payload, priority, ordering_key, future)
+        return future
+
     async def _wait_for_room(self) -> None:
         """Wait while backpressure is on (returns at once if the engine stops meanwhile)."""
         while self._backpressure and self._running:
@@ -693,6 +709,8 @@ class MessageParallelizer:
             await asyncio.wait_for(asyncio.shield(worker.ready), STARTUP_TIMEOUT)
         except BaseException:
             await asyncio.gather(spawn, return_exceptions=True)
+            if not worker.ready.done():
+                worker.exit_reason = worker.exit_reason or "retired"  # stopped on purpose, not failed
             worker.kill()
             if worker in self._workers:
                 self._workers.remove(worker)

@@ -92,7 +92,11 @@ class WorkerHandle:
         """A worker that dies before READY (killed, crashed in import) fails its start at once."""
         code = await process.wait()
         await self._pipe_closed  # a STARTUP_FAILED frame it sent first says more: let it land
-        if not self.ready.done():
+        if self.ready.done():
+            return
+        if self.exit_reason == "retired":
+            self.ready.cancel()  # stopped on purpose (another worker failed to start): no error to report
+        else:
             self.ready.set_exception(WorkerStartupError(f"worker {self.pid} exited with code {code} before it was ready"))
 
     def _frame(self, frame: list[Any]) -> None:
