@@ -116,6 +116,22 @@ def test_garbage_fails_the_request_and_the_connection(wire: bytes) -> None:
         loop.close()
 
 
+def test_a_reset_during_a_close_delimited_body_is_an_error() -> None:
+    """A body delimited by the connection closing fails with HttpError if the connection was reset, not closed."""
+    loop = asyncio.new_event_loop()
+    try:
+        conn = _Connection()
+        conn.connection_made(_FakeTransport())  # type: ignore[arg-type]
+        waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+        conn.send(b"", waiter)
+        conn.data_received(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"mess")
+        conn.connection_lost(ConnectionResetError("reset by peer"))
+        with pytest.raises(HttpError, match="ConnectionResetError"):
+            waiter.result()
+    finally:
+        loop.close()
+
+
 # --- against a real socket ---------------------------------------------------------------
 
 Answer = Callable[[bytes, int], Any]

@@ -81,7 +81,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            if self._until_close and self._head_done:
+            if self._until_close and self._head_done and exc is None:
                 self._complete(bytes(self._buf))
             else:
                 reason = f": {type(exc).__name__}: {exc}" if exc is not None else ""
@@ -266,7 +266,8 @@ class KeepAlivePool:
         if url.scheme == "https":
             self._ssl = ssl_context or _ssl.create_default_context()
         default_port = self.port == (443 if url.scheme == "https" else 80)
-        self.host_header = url.host if default_port else f"{url.host}:{self.port}"
+        host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 literal
+        self.host_header = host if default_port else f"{host}:{self.port}"
         self.max_connections = max_connections
         self.timeout = timeout
         self.keepalive_timeout = keepalive_timeout
@@ -348,9 +349,12 @@ class KeepAlivePool:
             self._waiters.append(waiter)
             try:
                 await waiter
-            finally:
-                if not waiter.done():
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken just as we gave up: pass the turn on
+                else:
                     waiter.cancel()
+                raise
 
     def _done(self, conn: _Connection) -> None:
         """A request finished on ``conn``: keep it for the next one, or count it closed."""
