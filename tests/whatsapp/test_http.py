@@ -48,6 +48,25 @@ def _frame(status: int, body: bytes, framing: str, chunks: list[int], extra_head
     return b"".join(out)
 
 
+class _Wire:
+    """A ``_Connection`` on a fake socket, on a loop that is closed on exit."""
+
+    def __enter__(self) -> _Wire:
+        self.loop = asyncio.new_event_loop()
+        self.conn, self.fake = _Connection(), _FakeTransport()
+        self.conn.connection_made(self.fake)  # type: ignore[arg-type]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.close()
+
+    def ask(self) -> asyncio.Future[tuple[int, bytes]]:
+        """Put one request in flight; its answer's future."""
+        waiter: asyncio.Future[tuple[int, bytes]] = self.loop.create_future()
+        self.conn.send(b"POST / HTTP/1.1\r\n\r\n", waiter)
+        return waiter
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     status=st.sampled_from([200, 400, 401, 500, 503]),
@@ -62,37 +81,26 @@ def test_any_framing_split_anywhere_parses_to_the_body(
 ) -> None:
     """A response with any framing, delivered in any pieces (after an optional 100 Continue), yields its status and body."""
     wire = (b"HTTP/1.1 100 Continue\r\n\r\n" if interim else b"") + _frame(status, body, framing, chunks)
-    loop = asyncio.new_event_loop()
-    try:
-        for _ in range(2):  # twice on one connection: the parser resets between answers
-            conn, fake = _Connection(), _FakeTransport()
-            conn.connection_made(fake)  # type: ignore[arg-type]
-            waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
-            conn.send(b"POST / HTTP/1.1\r\n\r\n", waiter)
-            cuts = sorted({min(s, len(wire)) for s in splits} | {0, len(wire)})
+    cuts = sorted({min(s, len(wire)) for s in splits} | {0, len(wire)})
+    with _Wire() as w:
+        # Twice on one connection when it stays open: the parser resets between answers.
+        for _ in range(1 if framing == "close" else 2):
+            waiter = w.ask()
             for a, b in zip(cuts, cuts[1:]):
-                conn.data_received(wire[a:b])
+                w.conn.data_received(wire[a:b])
             if framing == "close":
                 assert not waiter.done()
-                conn.connection_lost(None)
+                w.conn.connection_lost(None)
             assert waiter.result() == (status, body)
-            assert fake.aborted == (framing == "close")
-    finally:
-        loop.close()
+            assert w.fake.aborted == (framing == "close")
 
 
 def test_gzip_bodies_are_decoded() -> None:
     """A gzip-encoded answer comes back decoded, whether or not we asked for it."""
-    loop = asyncio.new_event_loop()
-    try:
-        conn = _Connection()
-        conn.connection_made(_FakeTransport())  # type: ignore[arg-type]
-        waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
-        conn.send(b"", waiter)
-        conn.data_received(_frame(200, gzip.compress(b'{"ok":1}'), "length", [], b"Content-Encoding: gzip\r\n"))
+    with _Wire() as w:
+        waiter = w.ask()
+        w.conn.data_received(_frame(200, gzip.compress(b'{"ok":1}'), "length", [], b"Content-Encoding: gzip\r\n"))
         assert waiter.result() == (200, b'{"ok":1}')
-    finally:
-        loop.close()
 
 
 @pytest.mark.parametrize(
@@ -102,34 +110,22 @@ def test_gzip_bodies_are_decoded() -> None:
 )
 def test_garbage_fails_the_request_and_the_connection(wire: bytes) -> None:
     """Bytes that are not an HTTP/1.x answer fail the request with HttpError and drop the connection."""
-    loop = asyncio.new_event_loop()
-    try:
-        conn, fake = _Connection(), _FakeTransport()
-        conn.connection_made(fake)  # type: ignore[arg-type]
-        waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
-        conn.send(b"", waiter)
-        conn.data_received(wire)
+    with _Wire() as w:
+        waiter = w.ask()
+        w.conn.data_received(wire)
         with pytest.raises(HttpError, match="malformed"):
             waiter.result()
-        assert fake.aborted and conn.closed
-    finally:
-        loop.close()
+        assert w.fake.aborted and w.conn.closed
 
 
 def test_a_reset_during_a_close_delimited_body_is_an_error() -> None:
     """A body delimited by the connection closing fails with HttpError if the connection was reset, not closed."""
-    loop = asyncio.new_event_loop()
-    try:
-        conn = _Connection()
-        conn.connection_made(_FakeTransport())  # type: ignore[arg-type]
-        waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
-        conn.send(b"", waiter)
-        conn.data_received(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"mess")
-        conn.connection_lost(ConnectionResetError("reset by peer"))
+    with _Wire() as w:
+        waiter = w.ask()
+        w.conn.data_received(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"mess")
+        w.conn.connection_lost(ConnectionResetError("reset by peer"))
         with pytest.raises(HttpError, match="ConnectionResetError"):
             waiter.result()
-    finally:
-        loop.close()
 
 
 # --- against a real socket ---------------------------------------------------------------
