@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import gzip
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -174,11 +177,14 @@ def _ok(body: bytes = b'{"ok":true}') -> bytes:
 
 
 @contextlib.asynccontextmanager
-async def _serving(answer: Answer, **pool: Any) -> AsyncIterator[tuple[_Server, KeepAlivePool]]:
+async def _serving(
+    answer: Answer, server_ssl: ssl.SSLContext | None = None, **pool: Any
+) -> AsyncIterator[tuple[_Server, KeepAlivePool]]:
     server = _Server(answer)
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=server_ssl)
     port = listener.sockets[0].getsockname()[1]
-    client = KeepAlivePool(f"http://127.0.0.1:{port}", **{"timeout": 5.0, **pool})
+    scheme = "https" if server_ssl is not None else "http"
+    client = KeepAlivePool(f"{scheme}://127.0.0.1:{port}", **{"timeout": 5.0, **pool})
     try:
         yield server, client
     finally:
@@ -312,3 +318,47 @@ def test_header_injection_is_refused() -> None:
     with pytest.raises(ValueError, match="line break"):
         pool.request_head("/", {"Authorization": "Bearer x\r\nEvil: 1"})
     assert pool.request_head("/p", {"A": "b"}) == b"POST /p HTTP/1.1\r\nHost: graph.facebook.com\r\nA: b\r\nContent-Length: "
+
+
+def _self_signed(tmp_path: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh certificate for 127.0.0.1 and a client context trusting only it."""
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return server, ssl.create_default_context(cadata=cert_pem.decode())
+
+
+def test_https_verifies_the_server_and_reuses_the_connection(tmp_path: Any) -> None:
+    """Over TLS, requests reuse one verified connection; a client that does not trust the certificate gets HttpError."""
+    server_ssl, client_ssl = _self_signed(tmp_path)
+
+    async def scenario() -> None:
+        async with _serving(lambda req, n: _ok(b"%d" % n), server_ssl, ssl_context=client_ssl) as (server, pool):
+            assert [await pool.post("/", b"x", HEADERS) for _ in range(3)] == [(200, b"1"), (200, b"2"), (200, b"3")]
+            assert server.connections == 1
+        async with _serving(lambda req, n: _ok(), server_ssl) as (server, pool):
+            with pytest.raises(HttpError, match="CERTIFICATE_VERIFY_FAILED"):
+                await pool.post("/", b"x", HEADERS)
+
+    asyncio.run(scenario())
