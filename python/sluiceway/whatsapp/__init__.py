@@ -2,7 +2,8 @@
 
 ``BatchSender`` (dispatch rounds under global and per-recipient limits, adaptive
 throttling, retries, circuit breaker, dead letters) over a ``Transport`` such as
-``WhatsAppCloudTransport``; messages are msgspec Structs mirroring the API's JSON.
+``WhatsAppCloudTransport`` (keep-alive HTTP/1.1 straight on asyncio protocols,
+:mod:`sluiceway.whatsapp.http`); messages are msgspec Structs mirroring the API's JSON.
 """
 
 from sluiceway.whatsapp.batch_sender import PRIORITIES as PRIORITIES
