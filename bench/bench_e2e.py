@@ -13,8 +13,10 @@ Google's project quota) and answer with the property bot's logic. The emulator's
 relaxed (100 per second per recipient): the sender benchmark measures pair-rate handling.
 Writes ``bench/results/e2e.json``.
 
-Caveats: the load generator runs in the benchmark's own process and shares the 2 cores with
-both bots; each run lasts ``RUN_SECONDS`` (scaled by ``SLUICEWAY_BENCH_SCALE``).
+Every process runs on uvloop (``sluiceway run`` does; the naive bot gets it too). Caveats:
+the WhatsApp emulator (with its status webhooks: two per reply, as Meta posts them) and the
+load generator run in two processes of their own but share the 2 cores with the bot under
+test; each run lasts ``RUN_SECONDS`` (scaled by ``SLUICEWAY_BENCH_SCALE``).
 """
 
 from __future__ import annotations
@@ -25,18 +27,22 @@ import multiprocessing
 import secrets
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import msgspec
+import uvloop
+import yarl
 from aiohttp import web
 
 from bench.harness import REPEAT, Comparison, Report, header, scaled
 from sluiceway.app.demo.local import emulated_runtime
+from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.ingress import sign
 from sluiceway.app.webhook_payloads import DECODER, inbound_messages
 from sluiceway.examples.property_bot import SHEETS
+from sluiceway.http import HttpClient, HttpError
 from sluiceway.examples.property_bot.answers import PropertyDesk
 from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
 from sluiceway.testing.webhooks import text_message
@@ -55,58 +61,110 @@ SPREADSHEET = "bench-sheet"
 QUESTIONS = ["is 3D available?", "rent for unit 12", "2 bed under 2k", "any studios?", "how much is rent for 4B"]
 
 
-class _Traffic:
-    """The WhatsApp emulator and the simulated tenants, in a process of their own.
+class _Child:
+    """A spawned process running ``main(pipe, *args)``, driven by commands over a pipe."""
 
-    Run in the benchmark's process they would share its interpreter with the bot under test;
-    here they only share the machine. Commands go over a pipe: ``offer(...)`` returns the
-    replies/s and the reply latencies measured at the emulator.
-    """
-
-    def __init__(self, cap: int, secret: str) -> None:
+    def __init__(self, main: Callable[..., None], *args: object) -> None:
         context = multiprocessing.get_context("spawn")
         self._pipe, child = context.Pipe()
-        self._process = context.Process(target=_traffic_main, args=(child, cap, secret), daemon=True)
-
-    async def __aenter__(self) -> _Traffic:
+        self._process = context.Process(target=main, args=(child, *args), daemon=True)
         self._process.start()
-        self.base_url, self.phone_number_id, self.access_token = await self._call(None)
-        return self
 
-    async def _call(self, command: Any) -> Any:
-        if command is not None:
+    async def call(self, *command: object) -> Any:
+        """Send ``command`` (none: just await the child's ready message) and return its answer."""
+        if command:
             self._pipe.send(command)
         return await asyncio.get_running_loop().run_in_executor(None, self._pipe.recv)
 
-    async def offer(self, url: str, rate: float, seconds: float, tag: str) -> tuple[float, list[float]]:
-        return tuple(await self._call(("offer", url, rate, seconds, tag)))  # type: ignore[return-value]
-
-    def set_webhook(self, url: str) -> None:
-        self._pipe.send(("webhook", url))
-
-    async def __aexit__(self, *exc: object) -> None:
+    async def stop(self) -> None:
         self._pipe.send(("stop",))
         await asyncio.get_running_loop().run_in_executor(None, self._process.join, 30)
 
 
-def _traffic_main(pipe: Any, cap: int, secret: str) -> None:
-    asyncio.run(_traffic(pipe, cap, secret))
+def _serve_commands(pipe: Any, ready: Callable[[], Awaitable[Any]], handle: Callable[..., Awaitable[Any]]) -> None:
+    """A child's main loop on uvloop: send ``ready()``, then answer each command with ``handle(*command)``."""
 
-
-async def _traffic(pipe: Any, cap: int, secret: str) -> None:
-    api = WhatsAppEmulator(throughput=float(cap), pair_limit=100, pair_window=1.0, app_secret=secret)
-    async with api:
-        pipe.send((api.base_url, api.phone_number_id, api.access_token))
+    async def run() -> None:
         loop = asyncio.get_running_loop()
+        pipe.send(await ready())
         while True:
             command = await loop.run_in_executor(None, pipe.recv)
             if command[0] == "stop":
                 return
-            if command[0] == "webhook":
-                api.webhook_url = command[1]
-                continue
-            _, url, rate, seconds, tag = command
-            pipe.send(await offer(url, api, secret, rate, seconds, tag))
+            pipe.send(await handle(*command))
+
+    uvloop.run(run())
+
+
+class _Traffic:
+    """Meta's side, in two processes of their own: the WhatsApp emulator and the simulated tenants.
+
+    Run in the benchmark's process they would share its interpreter with the bot under test,
+    and in one process together the emulator's answers would queue behind the tenants'
+    posts; here they only share the machine. ``offer(...)`` returns the replies/s and the
+    reply latencies measured at the emulator.
+    """
+
+    def __init__(self, cap: int, secret: str) -> None:
+        self._cap, self._secret = cap, secret
+
+    async def __aenter__(self) -> _Traffic:
+        self._api = _Child(_emulator_main, self._cap, self._secret)
+        self._tenants = _Child(_tenants_main, self._secret)
+        self.base_url, self.phone_number_id, self.access_token = await self._api.call()
+        await self._tenants.call()
+        return self
+
+    async def set_webhook(self, url: str) -> None:
+        await self._api.call("webhook", url)
+
+    async def offer(self, url: str, rate: float, seconds: float, tag: str) -> tuple[float, list[float]]:
+        """Post ``rate`` signed messages/s for ``seconds`` (open loop); return (replies/s after warm-up, latencies)."""
+        first = await self._api.call("count")
+        start, end, posted = await self._tenants.call("offer", url, rate, seconds, tag)
+        records: list[tuple[float, str]] = await self._api.call("replies", first, int(rate * seconds))
+        in_window = [at for at, _ in records if start + WARMUP <= at <= end]
+        throughput = len(in_window) / max(end - start - WARMUP, 1e-9)
+        latencies = sorted(at - posted[wamid] for at, wamid in records if wamid in posted)
+        return throughput, latencies
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._tenants.stop()
+        await self._api.stop()
+
+
+def _emulator_main(pipe: Any, cap: int, secret: str) -> None:
+    api = WhatsAppEmulator(throughput=float(cap), pair_limit=100, pair_window=1.0, app_secret=secret)
+
+    async def ready() -> tuple[str, str, str]:
+        await api.__aenter__()
+        return api.base_url, api.phone_number_id, api.access_token
+
+    async def handle(command: str, *args: Any) -> Any:
+        if command == "webhook":
+            api.webhook_url = args[0]
+        elif command == "count":
+            return len(api.accepted)
+        elif command == "replies":
+            # Let the replies in flight land (bounded), then report (time accepted, inbound wamid).
+            first, expected = args
+            deadline = time.monotonic() + 30
+            while len(api.accepted) - first < expected and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            return [(r.at, r.message.context.message_id) for r in api.accepted[first:] if r.message.context is not None]
+        return None
+
+    _serve_commands(pipe, ready, handle)
+
+
+def _tenants_main(pipe: Any, secret: str) -> None:
+    async def ready() -> None:
+        return None
+
+    async def handle(command: str, *args: Any) -> Any:
+        return await offer(*args, secret=secret)
+
+    _serve_commands(pipe, ready, handle)
 
 
 @contextlib.contextmanager
@@ -140,7 +198,8 @@ async def ours(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
                 enable_auto_scaling=False,
             )
             await runtime.start()
-            api.set_webhook(runtime.webhook_url)
+            tune_for_serving()  # as `sluiceway run` does
+            await api.set_webhook(runtime.webhook_url)
             try:
                 yield runtime.webhook_url, api
             finally:
@@ -204,22 +263,21 @@ async def naive(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
                 await runner.cleanup()
 
 
-async def offer(url: str, api: WhatsAppEmulator, secret: str, rate: float, seconds: float, tag: str) -> tuple[float, list[float]]:
-    """Post ``rate`` signed messages/s for ``seconds`` (open loop); return (replies/s after warm-up, latencies)."""
+async def offer(url: str, rate: float, seconds: float, tag: str, *, secret: str) -> tuple[float, float, dict[str, float]]:
+    """Post ``rate`` signed messages/s for ``seconds`` (open loop); return (start, end, post time per wamid)."""
     count = int(rate * seconds)
     bodies = []
     for i in range(count):
         body = msgspec.json.encode(text_message(f"1555{i % TENANTS:07d}", f"wamid.{tag}.{i}", QUESTIONS[i % len(QUESTIONS)]))
         bodies.append((f"wamid.{tag}.{i}", body, {"X-Hub-Signature-256": sign(body, secret.encode()), "Content-Type": "application/json"}))
     posted: dict[str, float] = {}
-    first = len(api.accepted)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+    target = yarl.URL(url)
+    async with HttpClient(str(target.origin()), max_connections=256) as http:
 
         async def post(wamid: str, body: bytes, headers: dict[str, str]) -> None:
             posted[wamid] = time.monotonic()
-            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with session.post(url, data=body, headers=headers) as response:
-                    await response.read()
+            with contextlib.suppress(HttpError):
+                await http.post(target.raw_path_qs, body, headers=headers)
 
         start = time.monotonic()
         tasks = []
@@ -230,19 +288,7 @@ async def offer(url: str, api: WhatsAppEmulator, secret: str, rate: float, secon
             tasks.append(asyncio.ensure_future(post(wamid, body, headers)))
         end = time.monotonic()
         await asyncio.gather(*tasks)
-    # Let the replies in flight land (bounded), then count those inside the offered window.
-    deadline = time.monotonic() + 30
-    while len(api.accepted) - first < count and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    records = api.accepted[first:]
-    in_window = [r for r in records if start + WARMUP <= r.at <= end]
-    throughput = len(in_window) / max(end - start - WARMUP, 1e-9)
-    latencies = sorted(
-        r.at - posted[r.message.context.message_id]
-        for r in records
-        if r.message.context is not None and r.message.context.message_id in posted
-    )
-    return throughput, latencies
+    return start, end, posted
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -288,7 +334,7 @@ def main() -> None:
     report = Report("e2e")
     header("end to end: webhook in -> reply at the WhatsApp emulator")
     for cap in TIERS:
-        asyncio.run(_tier(report, cap))
+        uvloop.run(_tier(report, cap))
     report.write()
 
 

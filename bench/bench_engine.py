@@ -2,14 +2,21 @@
 
 With 2 workers on this machine it measures, medians of ``REPEAT`` interleaved runs:
 
-- no-op handler throughput (``NOOP_MESSAGES`` messages through ``enqueue_message``, then
-  ``wait_for_completion``) vs ``multiprocessing.Pool.imap_unordered`` at chunksize 1 and
-  256 and ``ProcessPoolExecutor.map``; and, when ``redis-server`` is installed, vs dramatiq
-  and arq on a private local Redis (fewer messages: they are two orders slower);
+- no-op handler throughput (``NOOP_MESSAGES`` messages, then ``wait_for_completion``) on
+  two paths: one ``enqueue_message`` per message, and ``enqueue_many`` in batches of
+  ``BATCH`` (the fair match for ``imap_unordered``, which is handed the whole iterable at
+  once too); vs ``multiprocessing.Pool.imap_unordered`` at chunksize 1 and 256 and
+  ``ProcessPoolExecutor.map``; and, when ``redis-server`` is installed, vs dramatiq and arq
+  on a private local Redis (fewer messages: they are two orders slower). The batch path
+  runs once more with ``worker_prefetch=TUNED_PREFETCH`` (a figure, not the default: it
+  shows what the per-worker credit bound costs). The supervisor's and the workers' CPU
+  time per message are recorded too (where the time goes);
 - a 5 ms ``asyncio.sleep`` handler's throughput against the Little's-law bound
   ``workers * worker_concurrency / 5 ms``;
 - open-loop latency p50/p99 (scheduled send to result, so a stall counts against us) at
-  1,000 and 10,000 msg/s offered, beside ``Pool.apply_async`` at the same schedule;
+  1,000 and 10,000 msg/s offered, beside ``Pool.apply_async`` at the same schedule; also
+  the sender's own lateness (the event loop's timers tick in milliseconds) and p99 from
+  the actual submit, to tell the generator's delay from the engine's;
 - the raw IPC floor of the transport (msgpack frames over a pipe, one message per write
   and 256 per frame), and our no-op throughput as a share of it.
 
@@ -26,8 +33,11 @@ import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import Any
 
+import msgspec
+import psutil
 import uvloop
 
 from bench.engine import ipc, redis_peers, tasks
@@ -39,6 +49,8 @@ from sluiceway.histogram import LatencyHistogram
 WORKERS = 2
 #: Messages per no-op throughput run (ours and the multiprocessing peers).
 NOOP_MESSAGES = scaled(200_000)
+#: Payloads per ``enqueue_many`` call on the batch path.
+BATCH = 10_000
 #: Messages per run for ProcessPoolExecutor.map, dramatiq and arq (each far slower).
 SLOW_PEER_MESSAGES = scaled(5_000)
 #: Messages per run of the 5 ms I/O handler.
@@ -50,6 +62,11 @@ LATENCY_SECONDS = 3.0 * max(0.2, min(1.0, float(os.environ.get("SLUICEWAY_BENCH_
 CONFIG = ParallelizerConfig(
     default_worker_count=WORKERS, min_workers=1, max_workers=WORKERS, queue_high_water_mark=20_000, queue_low_water_mark=10_000
 )
+#: The batch path once more with a deeper per-worker prefetch (frames of up to this many,
+#: like imap's chunks): what the credit bound costs in throughput. Not the default: a
+#: worker holding more delays a later high-priority message longer.
+TUNED_PREFETCH = 512
+TUNED = msgspec.structs.replace(CONFIG, worker_prefetch=TUNED_PREFETCH)
 NOOP = "sluiceway.testing.handlers:noop"
 SLEEP_5MS = "sluiceway.testing.handlers:sleep_5ms"
 
@@ -65,50 +82,107 @@ TARGET_P99 = {1_000: 0.002, 10_000: 0.010}
 class Engine:
     """One started engine on its own uvloop, reused across repetitions of a case."""
 
-    def __init__(self, handler: str) -> None:
+    def __init__(self, handler: str, config: ParallelizerConfig = CONFIG) -> None:
         self.loop = uvloop.new_event_loop()
-        self.engine = MessageParallelizer(handler, CONFIG)
+        self.engine = MessageParallelizer(handler, config)
         self.loop.run_until_complete(self.engine.start())
+        #: (supervisor, all workers) CPU microseconds per message, one pair per throughput run.
+        self.cpu: list[tuple[float, float]] = []
 
     def throughput(self, messages: int) -> int:
+        """One ``enqueue_message`` per message."""
+
         async def run() -> None:
             enqueue = self.engine.enqueue_message
             for _ in range(messages):
                 await enqueue(None)
             await self.engine.wait_for_completion()
 
+        return self._timed_cpu(run, messages)
+
+    def batch_throughput(self, messages: int) -> int:
+        """``enqueue_many`` in batches of ``BATCH``."""
+        payloads = [None] * min(BATCH, messages)
+
+        async def run() -> None:
+            enqueue_many = self.engine.enqueue_many
+            for start in range(0, messages, BATCH):
+                await enqueue_many(payloads[: min(BATCH, messages - start)])
+            await self.engine.wait_for_completion()
+
+        return self._timed_cpu(run, messages)
+
+    def _timed_cpu(self, run: Callable[[], Any], messages: int) -> int:
+        """Run, adding the supervisor's and the workers' CPU microseconds per message to ``cpu``."""
+        processes = [psutil.Process()] + [psutil.Process(pid) for pid in self.engine.worker_pids()]
+        before = [_cpu_seconds(p) for p in processes]
         self.loop.run_until_complete(run())
+        after = [_cpu_seconds(p) for p in processes]
+        spent = [(a - b) / messages * 1e6 for a, b in zip(after, before)]
+        self.cpu.append((spent[0], sum(spent[1:])))
         return messages
 
-    def open_loop(self, rate: int, seconds: float) -> LatencyHistogram:
-        """Submit at ``rate`` per second on a fixed schedule; latency from scheduled time to result."""
-        histogram = LatencyHistogram()
+    def open_loop(self, rate: int, seconds: float) -> OpenLoop:
+        """Submit at ``rate`` per second on a fixed schedule; latency from scheduled time to result.
+
+        Futures are not kept (a done callback counts them), so the sender adds no garbage
+        for the collector to walk beyond what the engine itself makes.
+        """
+        measured = OpenLoop()
 
         async def run() -> None:
             loop = asyncio.get_running_loop()
             count = int(rate * seconds)
+            all_done = loop.create_future()
+            outstanding = 0
+
+            def finished(_: asyncio.Future[Any], due: float, sent: float) -> None:
+                nonlocal outstanding
+                now = time.perf_counter()
+                measured.scheduled.record(now - due)
+                measured.submitted.record(now - sent)
+                outstanding -= 1
+                if outstanding == 0 and not all_done.done():
+                    all_done.set_result(None)
+
             start = time.perf_counter() + 0.05
-            pending: list[asyncio.Future[Any]] = []
             i = 0
             while i < count:
                 now = time.perf_counter()
                 # Send every message already due (timers tick in milliseconds), then wait for the next.
                 while i < count and start + i / rate <= now:
                     due = start + i / rate
+                    sent = time.perf_counter()
+                    measured.lateness.record(sent - due)
                     future = asyncio.ensure_future(self.engine.submit(None))
-                    future.add_done_callback(lambda _, due=due: histogram.record(time.perf_counter() - due))
-                    pending.append(future)
+                    future.add_done_callback(partial(finished, due=due, sent=sent))
+                    outstanding += 1
                     i += 1
                 if i < count:
                     await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            await asyncio.gather(*pending)
+            if outstanding:
+                await all_done
 
         self.loop.run_until_complete(run())
-        return histogram
+        return measured
 
     def close(self) -> None:
         self.loop.run_until_complete(self.engine.shutdown())
         self.loop.close()
+
+
+class OpenLoop:
+    """One open-loop run: latency from the scheduled send, from the actual submit, and the sender's lateness."""
+
+    def __init__(self) -> None:
+        self.scheduled = LatencyHistogram()
+        self.submitted = LatencyHistogram()
+        self.lateness = LatencyHistogram()
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def _pool_open_loop(pool: Any, rate: int, seconds: float) -> LatencyHistogram:
@@ -130,6 +204,7 @@ def _pool_open_loop(pool: Any, rate: int, seconds: float) -> LatencyHistogram:
 def noop_throughput(report: Report) -> float:
     header(f"no-op handler throughput, {WORKERS} workers [msg/s]")
     ours = Engine(NOOP)
+    tuned = Engine(NOOP, TUNED)
     context = multiprocessing.get_context("spawn")
     pool = context.Pool(WORKERS)
     executor = ProcessPoolExecutor(WORKERS, mp_context=context)
@@ -153,6 +228,8 @@ def noop_throughput(report: Report) -> float:
         rates = interleaved_rates(
             {
                 "ours": lambda: ours.throughput(NOOP_MESSAGES),
+                "ours_batch": lambda: ours.batch_throughput(NOOP_MESSAGES),
+                "ours_tuned": lambda: tuned.batch_throughput(NOOP_MESSAGES),
                 "imap1": imap(1),
                 "imap256": imap(256),
                 "executor": executor_map,
@@ -160,21 +237,42 @@ def noop_throughput(report: Report) -> float:
         )
     finally:
         ours.close()
+        tuned.close()
         pool.terminate()
         executor.shutdown()
     mine, mine_samples = rates["ours"]
+    batch, batch_samples = rates["ours_batch"]
     for key, peer, target in (
         ("imap1", "Pool.imap_unordered cs=1", TARGET_VS_IMAP_1),
-        ("imap256", "Pool.imap_unordered cs=256", TARGET_VS_IMAP_256),
+        ("imap256", "Pool.imap_unordered cs=256", None),
         ("executor", "ProcessPoolExecutor.map", None),
     ):
         theirs, samples = rates[key]
         report.add(Comparison("no-op throughput", peer, mine, theirs, "msg/s", True, target, mine_samples, samples))
+    imap256, imap256_samples = rates["imap256"]
+    report.add(
+        Comparison("no-op throughput, enqueue_many", "Pool.imap_unordered cs=256", batch, imap256, "msg/s", True,
+                   TARGET_VS_IMAP_256, batch_samples, imap256_samples)
+    )
+    tuned_rate, tuned_samples = rates["ours_tuned"]
+    report.add(
+        Comparison(f"enqueue_many, worker_prefetch={TUNED_PREFETCH}", "Pool.imap_unordered cs=256", tuned_rate, imap256,
+                   "msg/s", True, None, tuned_samples, imap256_samples)
+    )
+    report.add(Comparison("enqueue_many vs enqueue_message", "enqueue_message", batch, mine, "msg/s", True, None, batch_samples, mine_samples))
+    # Throughput runs alternate single, batch, single, batch... (interleaved_rates).
+    for name, runs in (
+        ("enqueue_message", ours.cpu[0::2]),
+        ("enqueue_many", ours.cpu[1::2]),
+        (f"enqueue_many, prefetch {TUNED_PREFETCH}", tuned.cpu),
+    ):
+        report.figure(f"CPU per message, {name}: supervisor [µs]", statistics.median(s for s, _ in runs))
+        report.figure(f"CPU per message, {name}: workers [µs]", statistics.median(w for _, w in runs))
     if redis_peers.available():
         _redis_rows(report, mine, mine_samples)
     else:
         print("  (redis-server not installed: dramatiq and arq rows skipped)")
-    return mine
+    return batch
 
 
 def _redis_rows(report: Report, mine: float, mine_samples: list[float]) -> None:
@@ -209,11 +307,13 @@ def open_loop_latency(report: Report) -> None:
     pool.map(tasks.noop, range(100))
     try:
         for rate in sorted(TARGET_P99):
-            p50s, p99s, pool_p50s, pool_p99s = [], [], [], []
+            p50s, p99s, submitted_p99s, late_p99s, pool_p50s, pool_p99s = [], [], [], [], [], []
             for _ in range(REPEAT):
-                h = ours.open_loop(rate, LATENCY_SECONDS)
-                p50s.append(h.quantile(0.5) * 1000)
-                p99s.append(h.quantile(0.99) * 1000)
+                run = ours.open_loop(rate, LATENCY_SECONDS)
+                p50s.append(run.scheduled.quantile(0.5) * 1000)
+                p99s.append(run.scheduled.quantile(0.99) * 1000)
+                submitted_p99s.append(run.submitted.quantile(0.99) * 1000)
+                late_p99s.append(run.lateness.quantile(0.99) * 1000)
                 h = _pool_open_loop(pool, rate, LATENCY_SECONDS)
                 pool_p50s.append(h.quantile(0.5) * 1000)
                 pool_p99s.append(h.quantile(0.99) * 1000)
@@ -221,6 +321,8 @@ def open_loop_latency(report: Report) -> None:
             report.add(Comparison(f"p99 @ {rate:,} msg/s", f"bound {TARGET_P99[rate] * 1000:g} ms", p99, TARGET_P99[rate] * 1000, "ms", False, 1.0, p99s, []))
             report.add(Comparison(f"p99 @ {rate:,} msg/s", "Pool.apply_async", p99, statistics.median(pool_p99s), "ms", False, None, p99s, pool_p99s))
             report.figure(f"p50 @ {rate:,} msg/s ours [ms]", p50)
+            report.figure(f"p99 @ {rate:,} msg/s ours, from actual submit [ms]", statistics.median(submitted_p99s))
+            report.figure(f"p99 @ {rate:,} msg/s sender lateness [ms]", statistics.median(late_p99s))
             report.figure(f"p50 @ {rate:,} msg/s Pool.apply_async [ms]", statistics.median(pool_p50s))
     finally:
         ours.close()
@@ -228,6 +330,7 @@ def open_loop_latency(report: Report) -> None:
 
 
 def ipc_floor(report: Report, noop_rate: float) -> None:
+    """``noop_rate`` is the batch path's: the IPC floor is measured in frames too."""
     header("raw IPC floor of the transport (pipe, msgspec msgpack) [msg/s]")
     single = statistics.median(ipc.rate(scaled(100_000), 1) for _ in range(REPEAT))
     framed = statistics.median(ipc.rate(scaled(2_000_000), ipc.FRAME) for _ in range(REPEAT))

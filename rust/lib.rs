@@ -5,6 +5,7 @@
 //! one `#[pymodule]` and only lists what Python sees.
 
 pub mod clock;
+pub mod dispatch;
 pub mod errors;
 pub mod lru_cache;
 pub mod priority_queue;
@@ -14,6 +15,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 mod _core {
+    #[pymodule_export]
+    use crate::dispatch::{inline::PyInlineRunner, py::PyAckSettler};
     #[pymodule_export]
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
     #[pymodule_export]

@@ -11,7 +11,9 @@ from typing import Any, Final, Self, final
 __version__: Final[str]
 
 __all__ = [
+    "AckSettler",
     "ByteLRU",
+    "InlineRunner",
     "KeyedLimiter",
     "PriorityQueue",
     "QueueEmpty",
@@ -188,3 +190,43 @@ class KeyedLimiter:
     def stats(self) -> dict[str, int]:
         """keys, max_keys, idle_evictions (lossless), active_evictions (relaxed that key's guarantee)."""
     def __len__(self) -> int: ...
+
+@final
+class AckSettler:
+    """Settles the engine's ack frames and counts latencies into a ``LatencyHistogram``, one call per frame.
+
+    Built with the histogram's ``RELATIVE_ERROR`` and ``MIN_VALUE``; it writes the
+    histogram's public fields (``buckets``, ``zeros``, ``count``, ``sum``, ``min``, ``max``).
+    """
+
+    def __new__(cls, relative_error: float, min_value: float) -> Self: ...
+    def record(self, histogram: Any, values: Iterable[float]) -> None:
+        """``histogram.record_many(values)``, counted in Rust (``ValueError`` for a negative or non-finite value)."""
+    def settle(self, held: dict[int, Any], seqs: list[int], now: float, histogram: Any) -> tuple[int, list[Any]]:
+        """Pop each seq from ``held``, count ``now - entry.enqueued``; returns (settled, those whose ``key`` is not None)."""
+
+@final
+class InlineRunner:
+    """Runs a worker's DISPATCH items inline in one call, handing back only what needs Python.
+
+    ``run(items, slots, done, histogram)`` starts items in order until ``slots`` have
+    suspended; returns ``(consumed, returned, raised, suspended)``: plain successes append
+    their seq to ``done`` (or go to ``returned`` as ``(item, value)`` when the item wants its
+    result), ``Exception``s go to ``raised`` as ``(item, exc)`` (other ``BaseException``s
+    propagate), suspended handlers to ``suspended`` as ``(item, coroutine, awaited, started)``;
+    durations of the finished ones are counted into ``histogram``.
+    """
+
+    def __new__(
+        cls,
+        handler: Any,
+        message_type: Any,
+        priorities: tuple[Any, ...],
+        prefix: str,
+        coroutine_type: type,
+        relative_error: float,
+        min_value: float,
+    ) -> Self: ...
+    def run(
+        self, items: list[Any], slots: int, done: list[int], histogram: Any
+    ) -> tuple[int, list[tuple[Any, Any]], list[tuple[Any, BaseException]], list[tuple[Any, Any, Any, float]]]: ...

@@ -16,6 +16,7 @@ from sluiceway.app.ingress import SIGNATURE_HEADER, WebhookIngress
 from sluiceway.app.priority import KeywordClassifier, PriorityLevel
 from sluiceway.app.secret import Secret
 from sluiceway.app.webhook_payloads import InboundMessage, WebhookStatus
+from sluiceway.http import HttpServer
 from sluiceway.testing import ManualClock
 from sluiceway.testing.webhooks import signed, status_update, text_message, text_messages
 
@@ -74,15 +75,32 @@ async def serve(engine: FakeEngine, sender: FakeSender | None = None, **options:
     options.setdefault("verify_token", Secret(VERIFY))
     options.setdefault("classify", KeywordClassifier(["emergency", "leak", "flood", "fire", "gas"]))
     ingress = WebhookIngress(sink=engine, status_sink=sender, **options)
-    app = web.Application()
-    ingress.add_routes(app)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
+    if FRONT_END == "aiohttp":
+        app = web.Application()
+        ingress.add_routes(app)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        base, close = str(server.make_url("")).rstrip("/"), server.close
+    else:
+        lean = HttpServer(ingress.handle, max_body_bytes=ingress.max_body_bytes)
+        await lean.start()
+        base, close = lean.url, lean.stop
     try:
         async with ClientSession() as session:
-            yield Client(session, str(server.make_url("")).rstrip("/"), ingress)
+            yield Client(session, base, ingress)
     finally:
-        await server.close()
+        await close()
+
+
+#: The HTTP server the ingress runs on in the current test (every test runs on both).
+FRONT_END = "httptools"
+
+
+@pytest.fixture(autouse=True, params=["httptools", "aiohttp"])
+def front_end(request: pytest.FixtureRequest) -> None:
+    """Run each test with the ingress on sluiceway.http.HttpServer and on an aiohttp application."""
+    global FRONT_END
+    FRONT_END = request.param
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:

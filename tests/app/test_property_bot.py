@@ -156,6 +156,17 @@ def test_availability_answer() -> None:
     assert "couldn't find unit 9Z" in ask(desk, "is 9Z available")
 
 
+def test_a_changed_units_sheet_is_parsed_again() -> None:
+    """The desk remembers the parsed sheet only while its rows are unchanged: an edit shows in the next answer."""
+    sheets = MemorySheets()
+    desk = PropertyDesk(sheets, "sheet")
+    assert "currently let" in ask(desk, "is 1A available?")
+    row = next(r for r in sheets.sheets["Units"] if r[0] == "1A")
+    row[4] = "available"
+    assert "1A (Maple Court" in ask(desk, "is 1A available?") and "is available" in ask(desk, "is 1A available?")
+    assert "currently let" not in ask(PropertyDesk(sheets, "sheet"), "is 1A available?")
+
+
 def test_search_answer_filters_and_sorts() -> None:
     """Search lists only available units matching size and budget, cheapest first."""
     desk = PropertyDesk(MemorySheets(), "sheet")

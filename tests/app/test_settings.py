@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sluiceway.app.runtime import Runtime
 from sluiceway.app.secret import MASK, Secret
 from sluiceway.app.settings import Settings, env_name, load_settings
 
@@ -18,6 +19,7 @@ def test_defaults_when_nothing_is_set(tmp_path: Path) -> None:
     assert settings == Settings()
     assert settings.host == "127.0.0.1"
     assert settings.webhook_path == "/webhook"
+    assert settings.messages_per_second == 80  # the Cloud API's default throughput tier
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -97,6 +99,7 @@ def test_toml_file_is_read(tmp_path: Path) -> None:
         ({"flags": {"dedup_window": -1.0}}, "dedup_window"),
         ({"flags": {"workers": 0}}, "workers"),
         ({"flags": {"sheets_read_requests_per_minute": 0}}, "sheets_read_requests_per_minute"),
+        ({"environ": {"SLUICEWAY_MESSAGES_PER_SECOND": "0"}}, "messages_per_second"),
         ({"flags": {"admin_port": -1}}, "admin_port"),
         ({"flags": {"log_level": "LOUD"}}, "log_level"),
         ({"environ": {"SLUICEWAY_PORT": "eighty"}}, "port"),
@@ -159,3 +162,10 @@ def test_worker_settings_round_trip_without_secrets(tmp_path: Path) -> None:
     assert (rebuilt.workers, rebuilt.spreadsheet_id, rebuilt.high_priority_keywords) == (3, "x", settings.high_priority_keywords)
     with pytest.raises(ValueError, match="JSON object"):
         worker_settings_from_json(b"[1]")
+
+
+def test_runtime_sends_at_the_configured_throughput_tier() -> None:
+    """Without an explicit SenderConfig, ``sluiceway run`` sends within ``messages_per_second`` (the number's Cloud API tier)."""
+    runtime = Runtime("sluiceway.examples.property_bot.app:bot", Settings(messages_per_second=1000))
+    assert runtime.sender_config.rate_limit.per_second == 1000
+    assert Runtime("sluiceway.examples.property_bot.app:bot", Settings()).sender_config.rate_limit.per_second == 80

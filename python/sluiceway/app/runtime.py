@@ -21,6 +21,7 @@ import asyncio
 import logging
 import os
 import signal
+import typing
 from collections.abc import Callable
 
 import msgspec
@@ -29,15 +30,21 @@ from aiohttp import web
 from sluiceway.app.admin import ADMIN_HOST, admin_app
 from sluiceway.app.context import HandlerResult
 from sluiceway.app.engine_sink import EngineSink
+from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.ingress import WebhookIngress
 from sluiceway.app.settings import Settings
 from sluiceway.app.webhook_payloads import InboundMessage, WebhookStatus
 from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
+from sluiceway.http import HttpServer
 from sluiceway.monitor import MonitorConfig, PerformanceMonitor
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
+from sluiceway.whatsapp.messages import Status, StatusKind
 
 logger = logging.getLogger("sluiceway.app")
+
+#: The status kinds the sender understands.
+STATUS_KINDS = frozenset(typing.get_args(StatusKind))
 
 #: Seconds each shutdown phase may take before the runtime moves on and reports what is left.
 DRAIN_TIMEOUT = 30.0
@@ -77,7 +84,8 @@ class Runtime:
         summary = await runtime.stop()
 
     ``transport`` replaces the Cloud API (the demo passes one pointed at the emulator); the
-    runtime closes it on ``stop``. The configs default to the components' own defaults.
+    runtime closes it on ``stop``. The sender's config defaults to the Cloud API preset at
+    ``settings.messages_per_second``; the others to the components' own defaults.
     """
 
     def __init__(
@@ -105,7 +113,7 @@ class Runtime:
         self.settings = settings = msgspec.structs.replace(settings, workers=engine_config.default_worker_count)
         self._transport = transport
         self._transport_in_use: Transport | None = None
-        self._sender_config = sender_config
+        self.sender_config = sender_config or SenderConfig.cloud_api(settings.messages_per_second)
         self._monitor_config = monitor_config or MonitorConfig(
             http_host=settings.monitor_host, http_port=settings.monitor_port
         )
@@ -115,7 +123,7 @@ class Runtime:
         self.monitor: PerformanceMonitor | None = None
         self.sink: EngineSink | None = None
         self.ingress: WebhookIngress | None = None
-        self._runner: web.AppRunner | None = None
+        self._server: HttpServer | None = None
         self._admin_runner: web.AppRunner | None = None
         self.webhook_url = ""
         self.admin_url = ""
@@ -145,7 +153,7 @@ class Runtime:
         # Spawned workers inherit the environment: this is how they learn which bot to run.
         os.environ[BOT_ENV] = self.bot_spec
         os.environ[SETTINGS_ENV] = settings.worker_json().decode()
-        self.sender = BatchSender(transport, self._sender_config)
+        self.sender = BatchSender(transport, self.sender_config)
         await self.sender.start()
         self.monitor = PerformanceMonitor(self._monitor_config)
         self.monitor.add_source("sender", self.sender.stats)
@@ -166,14 +174,9 @@ class Runtime:
             on_handled=self._on_handled,
         )
         self.ingress = WebhookIngress.from_settings(settings, self.sink, status_sink=self)
-        app = web.Application()
-        self.ingress.add_routes(app)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, settings.host, settings.port)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.webhook_url = f"http://{host}:{port}{settings.webhook_path}"
+        self._server = HttpServer(self.ingress.handle, max_body_bytes=settings.max_body_bytes)
+        await self._server.start(settings.host, settings.port)
+        self.webhook_url = f"{self._server.url}{settings.webhook_path}"
         self._admin_runner = web.AppRunner(admin_app(self), access_log=None, handle_signals=False)
         await self._admin_runner.setup()
         await web.TCPSite(self._admin_runner, ADMIN_HOST, settings.admin_port).start()
@@ -210,14 +213,19 @@ class Runtime:
         )
 
     def handle_status(self, status: WebhookStatus) -> object:
-        """Status webhooks go to the sender (the runtime is the ingress's status sink)."""
+        """Status webhooks go to the sender (the runtime is the ingress's status sink).
+
+        A kind the sender does not know (one Meta adds later) settles nothing and is skipped.
+        """
         assert self.sender is not None
-        return self.sender.handle_status(msgspec.to_builtins(status))
+        if status.status not in STATUS_KINDS:
+            return False
+        return self.sender.handle_status(msgspec.convert(status, Status, from_attributes=True))
 
     async def stop(self, timeout: float = DRAIN_TIMEOUT) -> RuntimeSummary:
         """Drain and stop everything (see the module docstring for the order); return the summary."""
         assert self.engine is not None and self.sender is not None and self.sink is not None
-        assert self.ingress is not None and self._runner is not None
+        assert self.ingress is not None and self._server is not None
         self.running = False
         self.ingress.stop_accepting()
         engine_summary = await self.engine.shutdown(drain=True, timeout=timeout)
@@ -229,7 +237,7 @@ class Runtime:
         close = getattr(self._transport_in_use, "aclose", None)
         if close is not None:
             await close()
-        await self._runner.cleanup()
+        await self._server.stop()
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
         summary = self.status(left_queued=len(engine_summary.remaining) + len(left_over))
@@ -245,6 +253,7 @@ async def serve(runtime: Runtime) -> RuntimeSummary:
         loop.add_signal_handler(signum, stop.set)
     try:
         await runtime.start()
+        tune_for_serving()
         await stop.wait()
         logger.info("draining")
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -74,6 +74,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Graph API version in the request path.
     whatsapp_api_version: str = "v21.0"
     whatsapp_base_url: str = "https://graph.facebook.com"
+    #: The business phone number's Cloud API throughput tier: 80 messages/s by default, up to
+    #: 1,000 after Meta upgrades it. The sender stays at or below it (``SenderConfig.cloud_api``).
+    messages_per_second: int = 80
     # Google Sheets
     #: Path to a service-account JSON key file.
     google_application_credentials: str | None = None
@@ -117,7 +120,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"webhook_path must start with '/', got {self.webhook_path!r}")
         if self.max_body_bytes <= 0:
             raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
-        for name in ("sheets_read_requests_per_minute", "sheets_write_requests_per_minute"):
+        for name in ("sheets_read_requests_per_minute", "sheets_write_requests_per_minute", "messages_per_second"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.dedup_window <= 0:

@@ -17,6 +17,7 @@ from sluiceway.engine.errors import UnencodablePayload as UnencodablePayload
 from sluiceway.engine.errors import WorkerStartupError as WorkerStartupError
 from sluiceway.engine.hooks import EngineHooks as EngineHooks
 from sluiceway.engine.message import Message as Message
+from sluiceway.engine.message import MessageIds as MessageIds
 from sluiceway.engine.message import Priority as Priority
 from sluiceway.engine.retry import RetryPolicy as RetryPolicy
 from sluiceway.engine.runner import run as run
@@ -33,6 +34,7 @@ __all__ = [
     "HandlerError",
     "Message",
     "MessageDeadLettered",
+    "MessageIds",
     "MessageParallelizer",
     "ParallelizerConfig",
     "Priority",

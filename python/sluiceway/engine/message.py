@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 import msgspec
 
@@ -30,3 +31,53 @@ class Message(msgspec.Struct, frozen=True):
     attempt: int
     enqueued_at: float
     ordering_key: str | None = None
+
+
+class MessageIds(Sequence[str]):
+    """The ids of a batch from ``enqueue_many``: a read-only sequence, each id made when read.
+
+    A batch's seqs are consecutive, so the batch is kept as a prefix, its first seq and its
+    length rather than as one string per message.
+
+    Example::
+
+        ids = await engine.enqueue_many(payloads)
+        ids[0], ids[-1], len(ids), list(ids)
+    """
+
+    __slots__ = ("_count", "_first", "_prefix")
+
+    def __init__(self, engine_id: str, first: int, count: int) -> None:
+        self._prefix = engine_id + "-"
+        self._first = first
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self._prefix + str(self._first + i) for i in range(*index.indices(self._count))]
+        if not -self._count <= index < self._count:
+            raise IndexError(f"message id index {index} out of range for a batch of {self._count}")
+        return self._prefix + str(self._first + index % self._count)
+
+    def __iter__(self) -> Iterator[str]:
+        prefix = self._prefix
+        return (prefix + str(seq) for seq in range(self._first, self._first + self._count))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MessageIds):
+            return list(self) == list(other)
+        if isinstance(other, (list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"MessageIds({self[:3]}{'...' if self._count > 3 else ''}, {self._count} ids)"

@@ -10,8 +10,8 @@ delivery at-least-once.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
+import operator
 import pickle
 import sys
 import time
@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from sluiceway._core import PriorityQueue
+from sluiceway._core import AckSettler, PriorityQueue
 from sluiceway.engine import transport
 from sluiceway.engine.broadcast import BroadcastRelay
 from sluiceway.engine.config import ParallelizerConfig
@@ -38,7 +38,7 @@ from sluiceway.engine.errors import (
 )
 from sluiceway.engine.handler import spec_of
 from sluiceway.engine.hooks import EngineHooks, call_all
-from sluiceway.engine.message import Message, Priority
+from sluiceway.engine.message import Message, MessageIds, Priority
 from sluiceway.engine.retry import RetryPolicy
 from sluiceway.engine.statistics import (
     LatencyWindow,
@@ -47,12 +47,16 @@ from sluiceway.engine.statistics import (
     WorkerStatistics,
 )
 from sluiceway.engine.worker_handle import EXITED, READY, RETIRING, STARTING, STARTUP_TIMEOUT, WorkerHandle
+from sluiceway import histogram
 from sluiceway.histogram import LatencyHistogram
 
 _log = logging.getLogger("sluiceway.engine")
 _payload_encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 _PRIORITIES = tuple(Priority)
+_seq_of = operator.attrgetter("seq")
+#: Settles ack frames and counts latencies in Rust (the supervisor's per-message hot path).
+_settler = AckSettler(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
 #: Accepted priority values (ints or Priority members), mapped to plain ints.
 _PRIORITY_VALUES = {int(p): int(p) for p in Priority}
 
@@ -62,20 +66,31 @@ Handler = Callable[[Message], Any]
 REPLACEMENT_ATTEMPTS = 3
 
 
-class _Entry(msgspec.Struct):
-    """The supervisor's record of one accepted message (a C-level struct: one is made per message)."""
+class _Entry(msgspec.Struct, array_like=True, gc=False):
+    """The supervisor's record of one accepted message (a C-level struct: one is made per message).
+
+    Not tracked by the cyclic GC (``gc=False``): a full backlog is tens of thousands of
+    entries, and every full collection would walk them all (measured: 1.2 µs per accept
+    becomes 4.6 µs). Safe because an entry is never part of a reference cycle: nothing it
+    holds (payload bytes, key string, a ``submit`` future) refers back to it.
+
+    It is also its own wire form: DISPATCH frames carry entries as they are (``array_like``:
+    a msgpack array of the fields in this order), so dispatch builds nothing per message.
+    ``future`` goes out as ``true`` (the supervisor wants the result) or nil (see
+    ``transport``); ``enqueued`` rides along unread.
+    """
 
     seq: int
-    payload: msgspec.Raw
+    #: Deliveries so far.
+    attempt: int
     priority: int
-    #: Supervisor clock at acceptance, for latency.
-    enqueued: float
     #: Wall clock at acceptance, shown to handlers.
     enqueued_at: float
     key: str | None
     future: asyncio.Future[Any] | None
-    #: Deliveries so far.
-    attempt: int = 0
+    payload: msgspec.Raw
+    #: Supervisor clock at acceptance, for latency.
+    enqueued: float
 
 
 class ShutdownSummary(msgspec.Struct, frozen=True):
@@ -311,10 +326,7 @@ class MessageParallelizer:
     ) -> str:
         """Like ``enqueue_message`` but raises ``Backpressure`` instead of waiting."""
         if self._backpressure:
-            raise Backpressure(
-                f"{self._queued()} messages queued: over the high-water mark "
-                f"({self.config.queue_high_water_mark}), not yet back at the low one ({self.config.queue_low_water_mark})"
-            )
+            raise self._backpressure_error()
         return self._accept(payload, priority, ordering_key, None)
 
     async def submit(
@@ -340,6 +352,24 @@ class MessageParallelizer:
             await self._accepting.wait()
 
     def _accept(self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None) -> str:
+        level = self._check_accept(priority, key)
+        try:
+            raw = msgspec.Raw(_payload_encoder.encode(payload))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise UnencodablePayload(f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}") from exc
+        seq = self._next_seq = self._next_seq + 1
+        now = self._clock()
+        entry = _Entry(seq, 0, level, now + self._wall_offset, key, future, raw, now)
+        if key is not None:
+            self._stage_keyed(entry)
+        else:
+            self._staged[level].append(entry)
+            self._staged_count += 1
+        self._accepted(1)
+        return f"{self._engine_id}-{seq}"
+
+    def _check_accept(self, priority: Priority | int, key: str | None) -> int:
+        """The priority level, after checking the engine is open and the arguments are valid."""
         if not self._open:
             raise EngineNotRunning("the engine is not running (call start() first; shutdown() stops it)")
         level = _PRIORITY_VALUES.get(priority) if isinstance(priority, int) else None
@@ -347,28 +377,27 @@ class MessageParallelizer:
             raise ValueError(f"priority must be a Priority (0..{len(_PRIORITIES) - 1}), got {priority!r}")
         if key is not None and not isinstance(key, str):
             raise ValueError(f"ordering_key must be a str or None, got {type(key).__name__}")
-        try:
-            raw = msgspec.Raw(_payload_encoder.encode(payload))
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise UnencodablePayload(f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}") from exc
-        seq = self._next_seq = self._next_seq + 1
-        now = self._clock()
-        entry = _Entry(seq, raw, level, now, now + self._wall_offset, key, future)
-        self._unfinished += 1
-        if self._unfinished == 1:
-            assert self._idle is not None
-            self._idle.clear()
-        if key is not None:
-            line = self._keys.get(key)
-            if line is not None:
-                line.append(entry)
-            else:
-                self._keys[key] = deque()
-                self._staged[entry.priority].append(entry)
-                self._staged_count += 1
+        return level
+
+    def _stage_keyed(self, entry: _Entry) -> None:
+        """Stage ``entry`` if its key has nothing in flight or queued, else park it behind the key's line."""
+        key = entry.key
+        assert key is not None
+        line = self._keys.get(key)
+        if line is not None:
+            line.append(entry)
         else:
+            self._keys[key] = deque()
             self._staged[entry.priority].append(entry)
             self._staged_count += 1
+
+    def _accepted(self, count: int) -> None:
+        """Account ``count`` newly staged messages: idle flag, backpressure, and a dispatch soon."""
+        was_idle = self._unfinished == 0
+        self._unfinished += count
+        if was_idle:
+            assert self._idle is not None
+            self._idle.clear()
         if not self._backpressure and self._unfinished - self._in_flight >= self._high_water_mark:
             self._backpressure = True
             assert self._accepting is not None
@@ -377,7 +406,80 @@ class MessageParallelizer:
             self._dispatch_scheduled = True
             assert self._loop is not None
             self._loop.call_soon(self._dispatch)
-        return f"{self._engine_id}-{seq}"
+
+    async def enqueue_many(
+        self, payloads: Iterable[Any], priority: Priority | int = Priority.NORMAL, *, ordering_key: str | None = None
+    ) -> MessageIds:
+        """Accept every payload, in order, with one priority and key; returns their ids.
+
+        Every payload is encoded before any is accepted, so one that msgpack cannot encode
+        refuses the whole batch (``UnencodablePayload`` naming its index). The batch goes in
+        in slices that fill the queue up to the high-water mark, waiting while backpressure
+        is on between slices, as a loop over ``enqueue_message`` would but at a fraction of
+        its per-message cost. If the engine shuts down during such a wait, the slices
+        already accepted stay accepted and ``EngineNotRunning`` is raised for the rest.
+
+        Example::
+
+            ids = await engine.enqueue_many([{"n": n} for n in range(10_000)], Priority.LOW)
+            ids[0], len(ids)      # ('3f2a9c1d0b7e-1', 10000)
+        """
+        level = self._check_accept(priority, ordering_key)
+        raws = _encode_all(payloads)
+        first = self._next_seq + 1
+        start = 0
+        while start < len(raws):
+            if self._backpressure:
+                await self._wait_for_room()
+                level = self._check_accept(priority, ordering_key)  # the engine may have closed meanwhile
+            room = max(1, self._high_water_mark - self._queued())
+            end = min(len(raws), start + room)
+            batch_first = self._stage_batch(raws[start:end], level, ordering_key)
+            if start == 0:
+                first = batch_first
+            start = end
+        return MessageIds(self._engine_id, first, len(raws))
+
+    def enqueue_many_nowait(
+        self, payloads: Iterable[Any], priority: Priority | int = Priority.NORMAL, *, ordering_key: str | None = None
+    ) -> MessageIds:
+        """Like ``enqueue_many`` but all or nothing: ``Backpressure`` if it is on, else the whole batch goes in.
+
+        Warning:
+            The batch is accepted whole even when it takes the queue past the high-water
+            mark (backpressure then switches on for what follows); bound batch sizes if the
+            mark must hold exactly.
+        """
+        level = self._check_accept(priority, ordering_key)
+        if self._backpressure:
+            raise self._backpressure_error()
+        raws = _encode_all(payloads)
+        return MessageIds(self._engine_id, self._stage_batch(raws, level, ordering_key), len(raws))
+
+    def _stage_batch(self, raws: list[msgspec.Raw], level: int, key: str | None) -> int:
+        """Accept encoded payloads as consecutive seqs; returns the first seq."""
+        first = self._next_seq + 1
+        count = len(raws)
+        if not count:
+            return first
+        self._next_seq += count
+        now = self._clock()
+        wall = now + self._wall_offset
+        entries = [_Entry(seq, 0, level, wall, key, None, raw, now) for seq, raw in zip(range(first, first + count), raws)]
+        if key is None:
+            self._staged[level].extend(entries)
+            self._staged_count += count
+        else:
+            for entry in entries:
+                self._stage_keyed(entry)
+        self._accepted(count)
+        return first
+
+    def _backpressure_error(self) -> Backpressure:
+        return Backpressure(
+            f"{self._queued()} messages queued: over the high-water mark "
+            f"({self.config.queue_high_water_mark}), not yet back at the low one ({self.config.queue_low_water_mark})"
+        )
 
     # -- dispatch --------------------------------------------------------------------------
 
@@ -412,16 +514,11 @@ class MessageParallelizer:
         self._staged_count = 0
 
     def _send(self, worker: WorkerHandle, entries: list[_Entry]) -> None:
-        held = worker.held
-        items = []
         for entry in entries:
             entry.attempt += 1
-            held[entry.seq] = entry
-            items.append(
-                (entry.seq, entry.attempt, entry.priority, entry.enqueued_at, entry.key, entry.future is not None, entry.payload)
-            )
+        worker.held.update(zip(map(_seq_of, entries), entries))
         self._in_flight += len(entries)
-        worker.send([transport.DISPATCH, items])
+        worker.send([transport.DISPATCH, entries])
 
     # -- frames from workers ---------------------------------------------------------------
 
@@ -447,13 +544,14 @@ class MessageParallelizer:
         held = worker.held
         now = self._clock()
         assert self._latency is not None
-        # One pass over the ack frame collecting enqueue times, then one histogram call:
+        # Plain acks are settled in Rust in one call (pops, latencies, histogram):
         # per-message Python here is the supervisor's serial bottleneck.
+        latency = self._latency.current
+        settled, keyed = _settler.settle(held, done, now, latency)
+        for entry in keyed:
+            self._release_key(entry.key)
         pop = held.pop
-        settled_entries = [entry for entry in map(pop, done, _nones(len(done))) if entry is not None]
-        for entry in settled_entries:
-            if entry.key is not None:
-                self._release_key(entry.key)
+        settled_entries: list[_Entry] = []
         for seq, result in results:
             entry = pop(seq, None)
             if entry is None:
@@ -463,9 +561,10 @@ class MessageParallelizer:
                 entry.future.set_result(result)
             if entry.key is not None:
                 self._release_key(entry.key)
-        settled = len(settled_entries)
+        if settled_entries:
+            _settler.record(latency, [now - entry.enqueued for entry in settled_entries])
+            settled += len(settled_entries)
         if settled:
-            self._latency.current.record_many([now - entry.enqueued for entry in settled_entries])
             worker.completed += settled
             self._completed += settled
             self._in_flight -= settled
@@ -821,9 +920,21 @@ class MessageParallelizer:
         )
 
 
-def _nones(count: int) -> itertools.repeat[None]:
-    """``count`` Nones: the default argument of ``dict.pop`` when mapped over a frame's seqs."""
-    return itertools.repeat(None, count)
+def _encode_all(payloads: Iterable[Any]) -> list[msgspec.Raw]:
+    """Each payload's msgpack bytes; ``UnencodablePayload`` naming the first that cannot be encoded."""
+    encode = _payload_encoder.encode
+    raw = msgspec.Raw
+    raws: list[msgspec.Raw] = []
+    append = raws.append
+    payload = None
+    try:
+        for payload in payloads:
+            append(raw(encode(payload)))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise UnencodablePayload(
+            f"payload {len(raws)} of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
+        ) from exc
+    return raws
 
 
 def _handler_exception(letter: DeadLetter, pickled: bytes | None) -> BaseException:

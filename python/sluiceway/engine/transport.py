@@ -23,7 +23,8 @@ import msgspec
 # Supervisor → worker frames.
 #: ``[INIT, settings]``: the first frame a worker reads.
 INIT = 1
-#: ``[DISPATCH, [[seq, attempt, priority, enqueued_at, key, want_result, payload], ...]]``.
+#: ``[DISPATCH, [[seq, attempt, priority, enqueued_at, key, want_result, payload, enqueued], ...]]``
+#: (the supervisor's entries as they are; ``want_result`` is ``true`` or nil, ``enqueued`` unread).
 DISPATCH = 2
 #: ``[RETIRE]``: finish what you hold, report it, run teardown and exit.
 RETIRE = 3
@@ -49,7 +50,16 @@ PIPE_BUFFER_BYTES = 1 << 20
 
 _log = logging.getLogger("sluiceway.engine")
 _HEADER = struct.Struct("<I")
-_encoder = msgspec.msgpack.Encoder()
+
+
+def _wire_value(value: Any) -> Any:
+    """A pending future in a DISPATCH entry goes out as ``true``: "send me the result"."""
+    if isinstance(value, asyncio.Future):
+        return True
+    raise NotImplementedError(f"cannot send a {type(value).__name__} to a worker")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_wire_value)
 _decoder = msgspec.msgpack.Decoder()
 
 

@@ -12,6 +12,7 @@ for tasks); a heartbeat REPORT carries the latency histogram delta once per inte
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import os
 import pickle
@@ -28,11 +29,15 @@ from typing import Any
 
 import msgspec
 
+from sluiceway import histogram
+from sluiceway._core import AckSettler, InlineRunner
 from sluiceway.engine import context, handler, transport
 from sluiceway.engine.message import Message, Priority
 from sluiceway.histogram import LatencyHistogram
 
 _PRIORITIES = tuple(Priority)
+#: Counts handler durations into the histogram in Rust, one call per flush.
+_settler = AckSettler(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
 _result_encoder = msgspec.msgpack.Encoder()
 
 # Failure kinds carried in REPORT frames.
@@ -50,7 +55,11 @@ def _resume(coro: Any, awaiting: Any) -> Generator[Any, Any, Any]:
 
     The task running this generator sees exactly what the coroutine yields, so it waits on
     the same futures and delivers cancellation into the coroutine, as ``await coro`` would.
+    ``InlineRunner`` cleared the first future's "awaited" mark (so that other handlers of
+    the batch could await it too): it is set again as the task takes it.
     """
+    if getattr(awaiting, "_asyncio_future_blocking", None) is False:
+        awaiting._asyncio_future_blocking = True
     while True:
         try:
             sent = yield awaiting
@@ -94,6 +103,8 @@ class Worker:
         self.heartbeat_interval: float = settings["heartbeat_interval"]
         self.loop = asyncio.get_running_loop()
         self.handler: Callable[[Message], Any] = lambda message: None
+        #: Runs DISPATCH batches inline; made once the handler is loaded.
+        self.runner: InlineRunner | None = None
         self.teardown: Callable[[], Any] | None = None
         self.waiting: deque[list[Any]] = deque()
         self.running = 0
@@ -120,6 +131,10 @@ class Worker:
         else:
             self.loop.set_default_executor(ThreadPoolExecutor(self.concurrency, "sluiceway-handler"))
             self.handler = _sync_adapter(target)
+        self.runner = InlineRunner(
+            self.handler, Message, _PRIORITIES, self.engine_id + "-", types.CoroutineType,
+            histogram.RELATIVE_ERROR, histogram.MIN_VALUE,
+        )
         if settings["setup"]:
             outcome = handler.load(settings["setup"])()
             if inspect.isawaitable(outcome):
@@ -147,15 +162,29 @@ class Worker:
             self.finished.set_result(None)
 
     def receive(self, items: list[list[Any]]) -> None:
-        for item in items:
-            if self.running < self.concurrency:
-                self.run(item)
-            else:
-                self.waiting.append(item)
+        """Run a DISPATCH batch: inline where a handler finishes without suspending, else as tasks.
+
+        The inline part is one Rust call for the whole batch (``InlineRunner``): it builds
+        each ``Message``, starts the handler's coroutine without raising ``StopIteration``,
+        appends plain successes to the next REPORT and counts their durations; only results,
+        errors and suspended handlers come back here.
+        """
+        assert self.runner is not None
+        slots = self.concurrency - self.running if not self.waiting else 0
+        consumed, returned, raised, suspended = self.runner.run(items, max(0, slots), self.done, self.histogram)
+        for item, value in returned:
+            self.succeed(item[0], value, item[5], None)
+        for item, exc in raised:
+            self.fail(item[0], FAILED_ERROR, exc, item[5], None)
+        for item, coro, awaiting, started in suspended:
+            self._suspended(item[0], item[5], started, coro, awaiting)
+        if consumed < len(items):
+            self.waiting.extend(items[consumed:])
         self.flush()
 
     def run(self, item: list[Any]) -> None:
-        seq, attempt, priority, enqueued_at, key, want_result, payload = item
+        """Start one message taken from ``waiting`` once a slot frees up."""
+        seq, attempt, priority, enqueued_at, key, want_result, payload, _ = item
         message = Message(
             f"{self.engine_id}-{seq}", payload, _PRIORITIES[priority], attempt, enqueued_at, key
         )
@@ -172,6 +201,10 @@ class Worker:
         except Exception as exc:
             self.fail(seq, FAILED_ERROR, exc, want_result, started)
             return
+        self._suspended(seq, want_result, started, coro, awaiting)
+
+    def _suspended(self, seq: int, want_result: bool, started: float, coro: Any, awaiting: Any) -> None:
+        """The handler awaited something: it continues as a task, cancelled after ``worker_timeout``."""
         self.running += 1
         task = self.loop.create_task(_continue(coro, awaiting))
         timer = self.loop.call_later(self.timeout, task.cancel)
@@ -199,8 +232,10 @@ class Worker:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    def succeed(self, seq: int, result: Any, want_result: bool, started: float) -> None:
-        self.durations.append(time.perf_counter() - started)
+    def succeed(self, seq: int, result: Any, want_result: bool, started: float | None) -> None:
+        """Report success; ``started`` is None when the duration was already counted."""
+        if started is not None:
+            self.durations.append(time.perf_counter() - started)
         if want_result:
             try:
                 encoded = msgspec.Raw(_result_encoder.encode(result))
@@ -248,7 +283,7 @@ class Worker:
 
     def _count_durations(self) -> None:
         if self.durations:
-            self.histogram.record_many(self.durations)
+            _settler.record(self.histogram, self.durations)
             self.durations = []
 
     def _maybe_finish(self) -> None:
@@ -308,6 +343,9 @@ async def serve(read_fd: int, write_fd: int) -> None:
         await writer.aclose()
         raise SystemExit(3) from None
     worker = candidate
+    # Everything loaded so far (interpreter, handler module, clients opened by setup) lives
+    # as long as the process: keep it out of the collector's full passes.
+    gc.freeze()
     writer.send([transport.READY, os.getpid()])
     for frame in early:
         worker.on_frame(frame)

@@ -18,17 +18,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import hashlib
-import hmac
 import itertools
 import os
 import time
 from collections.abc import Callable
 from types import TracebackType
 
-import aiohttp
 import msgspec
-from aiohttp import web
+import yarl
+
+from sluiceway.app.ingress import SIGNATURE_HEADER, sign
+from sluiceway.http import HttpClient, HttpError, HttpServer, Request, Response
 
 from sluiceway.whatsapp.messages import (
     Change,
@@ -140,8 +140,8 @@ class WhatsAppEmulator:
         self._throughput = _Bucket(throughput, throughput, clock())
         self._pairs: dict[str, _Bucket] = {}
         self._wamids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._server: HttpServer | None = None
+        self._webhooks: HttpClient | None = None  # to the origin of ``webhook_url``
         self._background: set[asyncio.Task[None]] = set()
         self.port = 0
 
@@ -180,23 +180,18 @@ class WhatsAppEmulator:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/{version}/{phone_number_id}/messages", self._handle)
-        app.router.add_get("/_emulator/stats", self._stats)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._server = HttpServer(self._route)
+        await self._server.start("127.0.0.1", 0)
+        self.port = self._server.port
 
     async def stop(self) -> None:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._webhooks is not None:
+            await self._webhooks.aclose()
+        if self._server is not None:
+            await self._server.stop(timeout=0.0)  # a hung request (``hang_next``) must not hold up the test
 
     async def __aenter__(self) -> WhatsAppEmulator:
         await self.start()
@@ -209,7 +204,15 @@ class WhatsAppEmulator:
 
     # --- the endpoint ---------------------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    async def _route(self, request: Request) -> Response:
+        parts = request.path.split("/")  # "", version, phone number id, "messages"
+        if request.method == "POST" and len(parts) == 4 and parts[3] == "messages":
+            return await self._handle(parts[2], request.headers.get("authorization", ""), request.body)
+        if request.method == "GET" and request.path == "/_emulator/stats":
+            return self._stats()
+        return self._error(404, 2500, f"Unknown path components: {request.path}", "OAuthException")
+
+    async def _handle(self, phone_number_id: str, authorization: str, body: bytes) -> Response:
         if self.latency:
             await asyncio.sleep(self.latency)
         now = self._clock()
@@ -221,15 +224,14 @@ class WhatsAppEmulator:
         if self._hang_next:
             self._hang_next -= 1
             await asyncio.sleep(self.hang_seconds)
-        header = request.headers.get("Authorization", "")
-        if not self._token_valid or header != f"Bearer {self.access_token}":
+        if not self._token_valid or authorization != f"Bearer {self.access_token}":
             return self._error(
                 401, 190, "Error validating access token: Session has expired.", "OAuthException", subcode=463
             )
-        if request.match_info["phone_number_id"] != self.phone_number_id:
+        if phone_number_id != self.phone_number_id:
             return self._error(400, 100, "Unsupported post request. Object does not exist.", "GraphMethodException")
         try:
-            message = _decode_message(await request.read())
+            message = _decode_message(body)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             return self._error(400, 100, "(#100) Invalid parameter", "OAuthException", details=str(exc))
         if not self._throughput.take(now):
@@ -255,20 +257,20 @@ class WhatsAppEmulator:
         if self.webhook_url is not None:
             kinds = ["sent", "failed"] if invalid else ["sent", "delivered", *(["read"] if self.send_read else [])]
             self._spawn(self._post_statuses(wamid, message.to, kinds))
-        body = SendResponse(
+        answer = SendResponse(
             messages=[ResponseMessage(wamid, "accepted" if message.type == "template" else None)],
             contacts=[ResponseContact(message.to, message.to.lstrip("+"))],
         )
-        return web.Response(body=_encode(body), content_type="application/json")
+        return Response(200, _encode(answer), content_type="application/json")
 
-    async def _stats(self, request: web.Request) -> web.Response:
+    def _stats(self) -> Response:
         """``GET /_emulator/stats``: the answers so far and how many messages were accepted (for other processes)."""
         body = {"accepted": len(self.accepted), "answers": {str(k): v for k, v in self.answers.items()}}
-        return web.Response(body=_encode(body), content_type="application/json")
+        return Response(200, _encode(body), content_type="application/json")
 
     def _error(
         self, status: int, code: int, message: str, kind: str, *, details: str | None = None, subcode: int | None = None
-    ) -> web.Response:
+    ) -> Response:
         self.answers[code] += 1
         error = GraphError(
             message=message,
@@ -278,7 +280,7 @@ class WhatsAppEmulator:
             error_data=ErrorData("whatsapp", details) if details else None,
             fbtrace_id=base64.b64encode(os.urandom(9)).decode(),
         )
-        return web.Response(status=status, body=_encode(ErrorEnvelope(error)), content_type="application/json")
+        return Response(status, _encode(ErrorEnvelope(error)), content_type="application/json")
 
     def _new_wamid(self, to: str) -> str:
         raw = f"{to}\x15\x02\x00\x11\x18{next(self._wamids):020d}".encode()
@@ -291,25 +293,33 @@ class WhatsAppEmulator:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _post_statuses(self, wamid: str, to: str, kinds: list[str]) -> None:
+    def _webhook_target(self) -> tuple[HttpClient, str]:
+        """The client for ``webhook_url``'s origin (made again if the URL moved) and its path."""
         assert self.webhook_url is not None
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10.0))
+        url = yarl.URL(self.webhook_url)
+        origin = str(url.origin())
+        if self._webhooks is None or self._webhooks.base_url != origin:
+            if self._webhooks is not None:
+                self._spawn(self._webhooks.aclose())
+            self._webhooks = HttpClient(origin, timeout=10.0)
+        return self._webhooks, url.raw_path_qs
+
+    async def _post_statuses(self, wamid: str, to: str, kinds: list[str]) -> None:
         for kind in kinds:
             if self.status_delay:
                 await asyncio.sleep(self.status_delay)
+            if self.webhook_url is None:
+                return
             errors = [StatusError(131026, "Message undeliverable", "Message undeliverable")] if kind == "failed" else None
             status = Status(id=wamid, status=kind, timestamp=str(int(time.time())), recipient_id=to, errors=errors)  # type: ignore[arg-type]
             body = _encode(self.webhook_body([status]))
-            headers = {"Content-Type": "application/json"}
+            headers = {}
             if self._app_secret is not None:
-                digest = hmac.new(self._app_secret.encode(), body, hashlib.sha256).hexdigest()
-                headers["X-Hub-Signature-256"] = f"sha256={digest}"
+                headers[SIGNATURE_HEADER] = sign(body, self._app_secret.encode())
+            client, path = self._webhook_target()
             try:
-                async with self._session.post(self.webhook_url, data=body, headers=headers) as response:
-                    await response.read()
-                    ok = response.status < 300
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+                ok = (await client.post(path, body, headers=headers)).status < 300
+            except HttpError:
                 ok = False
             if ok:
                 self.webhooks_posted += 1

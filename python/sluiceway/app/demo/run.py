@@ -30,6 +30,7 @@ from sluiceway.app.demo.snapshot import Snapshot
 from sluiceway.app.demo.tenants import Sent, TenantCrowd, conversation
 from sluiceway.app.demo.verify import Verdict, quantile, verify
 from sluiceway.app.demo.view import live_panel, summary_table
+from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.runtime import Runtime
 from sluiceway.examples.property_bot import SHEETS
 from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
@@ -140,6 +141,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
     started = time.monotonic()
     try:
         await runtime.start()
+        tune_for_serving()
         whatsapp.webhook_url = runtime.webhook_url
         # Spread the messages so that all tenants together offer OFFERED_LOAD × the cap.
         duration = expected / (OFFERED_LOAD * options.rate)

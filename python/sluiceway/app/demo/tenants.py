@@ -7,9 +7,10 @@ import random
 import time
 from collections.abc import Callable
 
-import aiohttp
 import msgspec
+import yarl
 
+from sluiceway.http import HttpClient, HttpError
 from sluiceway.testing.webhooks import signed, text_message
 
 #: What simulated tenants write (weighted toward the questions a property bot mostly gets).
@@ -96,32 +97,30 @@ class TenantCrowd:
 
     async def run(self) -> None:
         """Post every conversation; returns when every message was accepted."""
-        connector = aiohttp.TCPConnector(limit=200)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
-            await asyncio.gather(*(self._tenant(session, c) for c in self.conversations))
+        url = yarl.URL(self.url)
+        async with HttpClient(str(url.origin()), max_connections=200, timeout=60.0) as http:
+            await asyncio.gather(*(self._tenant(http, url.raw_path_qs, c) for c in self.conversations))
 
-    async def _tenant(self, session: aiohttp.ClientSession, messages: list[Sent]) -> None:
+    async def _tenant(self, http: HttpClient, path: str, messages: list[Sent]) -> None:
         start = self._clock()
         due = sorted(self._rng.random() * self._duration for _ in messages)
         for message, at in zip(messages, due):
             await asyncio.sleep(max(0.0, start + at - self._clock()))
             message.posted_at = self._clock()
-            await self._post(session, message)
+            await self._post(http, path, message)
             message.accepted_at = self._clock()
             if self._rng.random() < self._redeliver:
                 self.redelivered += 1
-                await self._post(session, message)
+                await self._post(http, path, message)
 
-    async def _post(self, session: aiohttp.ClientSession, message: Sent) -> None:
+    async def _post(self, http: HttpClient, path: str, message: Sent) -> None:
         body, headers = signed(text_message(message.tenant, message.wamid, message.text), self._secret)
         while True:
             message.attempts += 1
             self.posted += 1
             try:
-                async with session.post(self.url, data=body, headers=headers) as response:
-                    await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+                status = (await http.post(path, body, headers=headers)).status
+            except HttpError:
                 self.errors += 1
                 status = 0
             if status == 200:

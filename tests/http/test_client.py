@@ -1,0 +1,330 @@
+"""HttpClient against real aiohttp servers on 127.0.0.1: answers, keep-alive, limits, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sluiceway.http import HttpClient, HttpConnectionError, HttpTimeout
+from sluiceway.testing.waiting import wait_until
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOKEN = "Bearer do-not-leak-me"
+
+
+class Server:
+    """An aiohttp app on a free port that records each request and the connection it came on."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.peers: list[object] = []
+        self.url = ""
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler, **runner: Any) -> AsyncIterator[Server]:
+    server = Server()
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        server.requests.append((request.method, request.path, dict(request.headers), body))
+        server.peers.append(request.transport.get_extra_info("peername") if request.transport else None)
+        return await handler(request)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    app_runner = web.AppRunner(app, access_log=None, **runner)
+    await app_runner.setup()
+    await web.TCPSite(app_runner, "127.0.0.1", 0).start()
+    host, port = app_runner.addresses[0][:2]
+    server.url = f"http://{host}:{port}"
+    try:
+        yield server
+    finally:
+        await app_runner.cleanup()
+
+
+async def ok(request: web.Request) -> web.StreamResponse:
+    return web.Response(body=b'{"ok":true}', content_type="application/json", headers={"X-Answer": "42"})
+
+
+def test_post_sends_headers_and_body_and_returns_the_answer() -> None:
+    """A POST carries Host, the client's and the call's headers and the body; the answer comes back whole."""
+
+    async def scenario() -> None:
+        async with serving(ok) as server, HttpClient(server.url + "/v21.0", headers={"Authorization": TOKEN}) as http:
+            response = await http.post("/123/messages", b'{"to":"1"}', headers={"X-Request": "a"})
+            assert (response.status, response.body, response.headers["x-answer"]) == (200, b'{"ok":true}', "42")
+            method, path, headers, body = server.requests[0]
+            assert (method, path, body) == ("POST", "/v21.0/123/messages", b'{"to":"1"}')
+            assert headers["Authorization"] == TOKEN
+            assert headers["Content-Type"] == "application/json"
+            assert headers["X-Request"] == "a"
+            assert headers["Host"] == server.url.removeprefix("http://")
+            get = await http.get("/health")
+            assert get.status == 200 and server.requests[1][:2] == ("GET", "/v21.0/health")
+
+    asyncio.run(scenario())
+
+
+def test_sequential_requests_reuse_one_connection() -> None:
+    """Keep-alive: twenty requests one after another travel over a single connection."""
+
+    async def scenario() -> None:
+        async with serving(ok) as server, HttpClient(server.url) as http:
+            for i in range(20):
+                assert (await http.post("/x", str(i).encode())).status == 200
+            assert len(set(server.peers)) == 1
+            assert http.open_connections == 1
+
+    asyncio.run(scenario())
+
+
+def test_connection_close_answer_is_not_reused() -> None:
+    """A response with ``Connection: close`` ends its connection; the next request opens a new one and succeeds."""
+
+    async def closing(request: web.Request) -> web.StreamResponse:
+        response = web.Response(text="bye")
+        response.force_close()
+        return response
+
+    async def scenario() -> None:
+        async with serving(closing) as server, HttpClient(server.url) as http:
+            for _ in range(3):
+                assert (await http.post("/x", b"")).body == b"bye"
+            assert len(set(server.peers)) == 3
+
+    asyncio.run(scenario())
+
+
+@settings(max_examples=15)
+@given(
+    answers=st.lists(
+        st.tuples(
+            st.sampled_from([200, 201, 204, 400, 404, 429, 500, 503]),
+            st.binary(max_size=70_000),
+            st.booleans(),  # chunked
+            st.booleans(),  # close the connection after
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_every_answer_arrives_exactly_as_sent(answers: list[tuple[int, bytes, bool, bool]]) -> None:
+    """Whatever mix of statuses, sizes, chunked or sized bodies and closes the server sends, each response is returned exactly."""
+    queue = list(answers)
+
+    async def scripted(request: web.Request) -> web.StreamResponse:
+        status, body, chunked, close = queue.pop(0)
+        if status == 204:
+            body = b""
+        response = web.StreamResponse(status=status)
+        if chunked and status != 204:
+            response.enable_chunked_encoding()
+        else:
+            response.content_length = len(body)
+        if close:
+            response.force_close()
+        await response.prepare(request)
+        for start in range(0, len(body), 16_384):
+            await response.write(body[start : start + 16_384])
+        await response.write_eof()
+        return response
+
+    async def scenario() -> None:
+        async with serving(scripted) as server, HttpClient(server.url, max_connections=2) as http:
+            for status, body, _, _ in answers:
+                response = await http.post("/x", b"q")
+                assert response.status == status
+                assert response.body == (b"" if status == 204 else body)
+                assert http.open_connections <= 2
+
+    asyncio.run(scenario())
+
+
+@settings(max_examples=6)
+@given(limit=st.integers(1, 5), requests=st.integers(1, 20))
+def test_never_more_connections_than_the_limit(limit: int, requests: int) -> None:
+    """With ``max_connections`` = n, at most n requests are ever in flight at the server, and all complete."""
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        in_flight = peak = 0
+
+        async def held(request: web.Request) -> web.StreamResponse:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await gate.wait()
+            in_flight -= 1
+            return web.Response(text="done")
+
+        async with serving(held) as server, HttpClient(server.url, max_connections=limit) as http:
+            calls = [asyncio.ensure_future(http.post("/x", b"")) for _ in range(requests)]
+            await wait_until(lambda: in_flight == min(limit, requests), what="the server to hold the limit's worth")
+            for _ in range(3):
+                await asyncio.sleep(0)  # give an over-eager client every chance to exceed the limit
+            gate.set()
+            assert [r.body for r in await asyncio.gather(*calls)] == [b"done"] * requests
+            assert peak == min(limit, requests)
+            assert len(set(server.peers)) <= limit
+
+    asyncio.run(scenario())
+
+
+def test_a_hung_server_times_out_and_its_connection_is_dropped() -> None:
+    """No answer within ``timeout`` raises HttpTimeout; that connection is closed, and the next request works."""
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+
+        async def maybe_hang(request: web.Request) -> web.StreamResponse:
+            if request.path == "/hang":
+                await never.wait()
+            return web.Response(text="fine")
+
+        async with serving(maybe_hang) as server, HttpClient(server.url, timeout=0.3) as http:
+            with pytest.raises(HttpTimeout, match="within 0.3 s"):
+                await http.post("/hang", b"")
+            assert http.open_connections == 0
+            assert (await http.post("/ok", b"")).body == b"fine"
+            never.set()
+
+    asyncio.run(scenario())
+
+
+def test_waiting_for_a_free_connection_counts_against_the_timeout() -> None:
+    """When every connection is busy past the timeout, a waiting request times out instead of waiting forever."""
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+
+        async def hang(request: web.Request) -> web.StreamResponse:
+            await never.wait()
+            return web.Response()
+
+        async with serving(hang) as server, HttpClient(server.url, max_connections=1, timeout=0.3) as http:
+            results = await asyncio.gather(http.post("/a", b""), http.post("/b", b""), return_exceptions=True)
+            assert all(isinstance(r, HttpTimeout) for r in results)
+            assert len(server.requests) == 1
+            never.set()
+
+    asyncio.run(scenario())
+
+
+def test_cancelling_a_request_does_not_leave_its_connection_for_reuse() -> None:
+    """A caller cancelled mid-request loses that connection: a late answer can never be read by the next request."""
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def slow(request: web.Request) -> web.StreamResponse:
+            if request.path == "/slow":
+                await release.wait()
+                return web.Response(text="late")
+            return web.Response(text="mine")
+
+        async with serving(slow) as server, HttpClient(server.url, max_connections=1) as http:
+            call = asyncio.ensure_future(http.post("/slow", b""))
+            await wait_until(lambda: len(server.requests) == 1, what="the slow request to arrive")
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            release.set()
+            assert (await http.post("/fast", b"")).body == b"mine"
+
+    asyncio.run(scenario())
+
+
+def test_server_closing_an_idle_connection_is_survived() -> None:
+    """When the server closes a kept-alive connection, the client notices and the next request opens a fresh one."""
+
+    async def scenario() -> None:
+        async with serving(ok, keepalive_timeout=0.2) as server, HttpClient(server.url) as http:
+            assert (await http.post("/x", b"")).status == 200
+            await wait_until(lambda: http.open_connections == 0, what="the server to close the idle connection")
+            assert (await http.post("/x", b"")).status == 200
+            assert len(set(server.peers)) == 2
+
+    asyncio.run(scenario())
+
+
+def test_connection_broken_mid_response_is_an_error() -> None:
+    """A server that drops the connection before answering raises HttpConnectionError naming the origin."""
+
+    async def drop(request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
+
+    async def scenario() -> None:
+        async with serving(drop) as server, HttpClient(server.url) as http:
+            with pytest.raises(HttpConnectionError, match="closed before the response was complete") as raised:
+                await http.post("/x", b"")
+            assert server.url.removeprefix("http://") in str(raised.value)
+
+    asyncio.run(scenario())
+
+
+def test_refused_connection_and_oversized_answers_are_errors_without_secrets() -> None:
+    """Nothing listening, or an answer over ``max_response_bytes``, raise HttpConnectionError; no header value appears in them."""
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"x" * 5000)
+
+    async def scenario() -> None:
+        async with serving(big) as server:
+            async with HttpClient(server.url, headers={"Authorization": TOKEN}, max_response_bytes=1000) as http:
+                with pytest.raises(HttpConnectionError, match="over 1000 bytes") as too_big:
+                    await http.post("/x", b"")
+            port = int(server.url.rsplit(":", 1)[1])
+        async with HttpClient(f"http://127.0.0.1:{port}", headers={"Authorization": TOKEN}) as http:
+            with pytest.raises(HttpConnectionError, match="cannot connect") as refused:
+                await http.post("/x", b"")
+        for error in (too_big.value, refused.value):
+            assert "do-not-leak-me" not in str(error) and error.__cause__ is None
+
+    asyncio.run(scenario())
+
+
+def test_bad_arguments_are_refused_by_name() -> None:
+    """Wrong URLs, limits and header values raise ValueError naming the problem, before any I/O."""
+    with pytest.raises(ValueError, match="base_url"):
+        HttpClient("ftp://example.com")
+    with pytest.raises(ValueError, match="max_connections"):
+        HttpClient("http://127.0.0.1:1", max_connections=0)
+    with pytest.raises(ValueError, match="timeout"):
+        HttpClient("http://127.0.0.1:1", timeout=0)
+    with pytest.raises(ValueError, match="header"):
+        HttpClient("http://127.0.0.1:1", headers={"X-Evil": "a\r\nInjected: yes"})
+
+    async def scenario() -> None:
+        async with HttpClient("http://127.0.0.1:1") as http:
+            with pytest.raises(ValueError, match="path"):
+                await http.post("no-slash", b"")
+            with pytest.raises(ValueError, match="header"):
+                await http.post("/x", b"", headers={"X-Evil": "a\nb"})
+
+    asyncio.run(scenario())
+
+
+def test_closed_client_refuses_requests() -> None:
+    """After ``aclose`` a request fails with HttpConnectionError instead of opening connections again."""
+
+    async def scenario() -> None:
+        async with serving(ok) as server:
+            http = HttpClient(server.url)
+            await http.post("/x", b"")
+            await http.aclose()
+            assert http.open_connections == 0
+            with pytest.raises(HttpConnectionError, match="closed"):
+                await http.post("/x", b"")
+
+    asyncio.run(scenario())
