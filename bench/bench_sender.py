@@ -9,8 +9,8 @@ Measures, with the emulator in its own process (so the client's CPU is the clien
   aiohttp + aiolimiter + tenacity sender (target: ours ≤ 0.5× theirs), both sides
   timed from building their messages to the last answer, measured with
   ``time.process_time()`` of the client process alone (every thread of it), with
-  two floors for scale: bare aiohttp posts and bare posts through our
-  ``KeepAlivePool`` (no limiter, so both meet the emulator's cap: that only shows
+  two floors for scale: bare aiohttp posts and bare posts through
+  ``sluiceway.http.HttpClient`` (no limiter, so both meet the emulator's cap: that only shows
   what one HTTP round trip costs each client);
 * success-path overhead per call of our retry and breaker against a tenacity
   ``@retry`` and a pybreaker ``CircuitBreaker.call`` (targets: ≤ 0.1× tenacity,
@@ -187,22 +187,20 @@ async def _floor(emu: EmulatorProcess, cap: int, messages: int) -> tuple[int, fl
 
 
 async def _pool_floor(emu: EmulatorProcess, cap: int, messages: int) -> tuple[int, float, float]:
-    """The same bare posts as ``_floor`` through our ``KeepAlivePool``: the transport's HTTP cost alone."""
-    from sluiceway.whatsapp.http import KeepAlivePool
+    """The same bare posts as ``_floor`` through ``sluiceway.http.HttpClient``: the transport's HTTP cost alone."""
+    from sluiceway.http import HttpClient
 
-    pool = KeepAlivePool(emu.base_url, max_connections=BASELINE_CONCURRENCY)
-    head = pool.request_head(f"/v23.0/{emu.phone_number_id}/messages",
-                             {"Authorization": f"Bearer {emu.token}", "Content-Type": "application/json"})
+    path = f"/v23.0/{emu.phone_number_id}/messages"
+    headers = {"Authorization": f"Bearer {emu.token}", "Content-Type": "application/json"}
     bodies = [b'{"messaging_product":"whatsapp","to":"%012d","type":"text","text":{"body":"hi"}}' % i for i in range(messages)]
+    async with HttpClient(emu.base_url, headers=headers, max_connections=BASELINE_CONCURRENCY) as client:
 
-    async def one(body: bytes) -> None:
-        await pool.send(head, body)
+        async def one(body: bytes) -> None:
+            await client.request("POST", path, body)
 
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(one(b) for b in bodies))
-    wall, cpu_s = time.perf_counter() - t0, time.process_time() - cpu0
-    await pool.close()
-    return messages, wall, cpu_s
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(one(b) for b in bodies))
+        return messages, time.perf_counter() - t0, time.process_time() - cpu0
 
 
 # --- sections ------------------------------------------------------------------------------------
@@ -255,10 +253,10 @@ def cpu(report: Report) -> None:
     for kind, errors in rate_errors.items():
         report.figure(f"{kind}: 130429/131056 answers per run (median)", statistics.median(errors))
     report.figure("bare aiohttp floor: ms CPU per 1,000 posts (no limits, no retries)", statistics.median(floor))
-    report.figure("bare KeepAlivePool floor (our transport's HTTP client): ms CPU per 1,000 posts",
+    report.figure("bare HttpClient floor (our transport's HTTP client): ms CPU per 1,000 posts",
                   statistics.median(samples["pool_floor"]))
     # What each sender adds on top of its own HTTP client's bare posts.
-    report.figure("ours above the KeepAlivePool floor: ms CPU per 1,000 messages",
+    report.figure("ours above the HttpClient floor: ms CPU per 1,000 messages",
                   statistics.median(ours) - statistics.median(samples["pool_floor"]))
     report.figure("baseline above the aiohttp floor: ms CPU per 1,000 messages", statistics.median(theirs) - statistics.median(floor))
 
