@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -29,7 +32,7 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def serving(handler: Handler, **runner: Any) -> AsyncIterator[Server]:
+async def serving(handler: Handler, ssl_context: ssl.SSLContext | None = None, **runner: Any) -> AsyncIterator[Server]:
     server = Server()
 
     async def record(request: web.Request) -> web.StreamResponse:
@@ -42,9 +45,9 @@ async def serving(handler: Handler, **runner: Any) -> AsyncIterator[Server]:
     app.router.add_route("*", "/{tail:.*}", record)
     app_runner = web.AppRunner(app, access_log=None, **runner)
     await app_runner.setup()
-    await web.TCPSite(app_runner, "127.0.0.1", 0).start()
+    await web.TCPSite(app_runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
     host, port = app_runner.addresses[0][:2]
-    server.url = f"http://{host}:{port}"
+    server.url = f"{'https' if ssl_context else 'http'}://{host}:{port}"
     try:
         yield server
     finally:
@@ -326,5 +329,52 @@ def test_closed_client_refuses_requests() -> None:
             assert http.open_connections == 0
             with pytest.raises(HttpConnectionError, match="closed"):
                 await http.post("/x", b"")
+
+    asyncio.run(scenario())
+
+
+def _self_signed(tmp_path: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a fresh certificate for 127.0.0.1 and a client context trusting only it."""
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return server, ssl.create_default_context(cadata=cert_pem.decode())
+
+
+def test_https_verifies_the_server_and_keeps_the_connection(tmp_path: Any) -> None:
+    """Over https, requests reuse one verified connection; a client that does not trust the certificate gets a connection error."""
+    server_ssl, client_ssl = _self_signed(tmp_path)
+
+    async def scenario() -> None:
+        async with serving(ok, server_ssl) as server:
+            async with HttpClient(server.url, ssl=client_ssl) as http:
+                for i in range(3):
+                    assert (await http.post("/x", str(i).encode())).body == b'{"ok":true}'
+                assert len(set(server.peers)) == 1
+            async with HttpClient(server.url) as untrusting:
+                with pytest.raises(HttpConnectionError, match="cannot connect"):
+                    await untrusting.post("/x", b"")
+            assert len(server.requests) == 3
 
     asyncio.run(scenario())

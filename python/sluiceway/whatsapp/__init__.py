@@ -2,7 +2,7 @@
 
 ``BatchSender`` (dispatch rounds under global and per-recipient limits, adaptive
 throttling, retries, circuit breaker, dead letters) over a ``Transport`` such as
-``WhatsAppCloudTransport``; messages are msgspec Structs mirroring the API's JSON.
+``WhatsAppCloudTransport`` (on :class:`sluiceway.http.HttpClient`); messages are msgspec Structs mirroring the API's JSON.
 """
 
 from sluiceway.whatsapp.batch_sender import PRIORITIES as PRIORITIES

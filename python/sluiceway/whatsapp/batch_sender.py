@@ -429,7 +429,8 @@ class BatchSender:
                             self._rounds.add(task)
                             task.add_done_callback(self._round_done)
                             continue
-                        wait = _earliest(wait, blocked)
+                        # The round may have parked recipients on new timers: wait for those too.
+                        wait = _earliest(self._next_timer(now), blocked)
             await self._pause(wait)
 
     async def _pause(self, delay: float | None) -> None:
