@@ -39,13 +39,14 @@ from aiohttp import web
 from bench.harness import REPEAT, Comparison, Report, header, scaled
 from sluiceway.app.demo.local import emulated_runtime
 from sluiceway.app.gc_tuning import tune_for_serving
+from sluiceway.app.inbound import inbound_messages
 from sluiceway.app.ingress import sign
-from sluiceway.app.webhook_payloads import DECODER, inbound_messages
 from sluiceway.examples.property_bot import SHEETS
-from sluiceway.http import HttpClient, HttpError
 from sluiceway.examples.property_bot.answers import PropertyDesk
+from sluiceway.http import HttpClient, HttpError
 from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
 from sluiceway.testing.webhooks import text_message
+from sluiceway.whatsapp.webhooks import DECODER
 
 #: Emulator caps measured (messages per second).
 TIERS = (80, 1000)

@@ -8,8 +8,8 @@ import pytest
 
 from sluiceway.app.bot import Bot, load_bot
 from sluiceway.app.context import Context, HandlerResult
+from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.settings import Settings
-from sluiceway.app.webhook_payloads import InboundMessage
 from sluiceway.whatsapp import OutboundMessage
 from sluiceway.whatsapp.messages import Language, Template
 

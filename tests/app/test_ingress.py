@@ -12,13 +12,14 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
+from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.ingress import SIGNATURE_HEADER, WebhookIngress
 from sluiceway.app.priority import KeywordClassifier, PriorityLevel
 from sluiceway.app.secret import Secret
-from sluiceway.app.webhook_payloads import InboundMessage, WebhookStatus
 from sluiceway.http import HttpServer
 from sluiceway.testing import ManualClock
 from sluiceway.testing.webhooks import signed, status_update, text_message, text_messages
+from sluiceway.whatsapp.webhooks import Status
 
 SECRET = "app-secret-for-tests"
 VERIFY = "verify-me"
@@ -43,10 +44,10 @@ class FakeEngine:
 
 class FakeSender:
     def __init__(self, fail: bool = False) -> None:
-        self.statuses: list[WebhookStatus] = []
+        self.statuses: list[Status] = []
         self.fail = fail
 
-    def handle_status(self, status: WebhookStatus) -> None:
+    def handle_status(self, status: Status) -> None:
         if self.fail:
             raise RuntimeError("sender bug")
         self.statuses.append(status)

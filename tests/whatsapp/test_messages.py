@@ -73,6 +73,18 @@ def test_status_webhook_decodes() -> None:
     assert statuses[1].errors is not None and statuses[1].errors[0].code == 131026
 
 
+def test_webhooks_are_lenient_and_encode_like_meta() -> None:
+    """A status kind Meta adds later still decodes (the sender ignores it); encoded bodies keep
+    ``messaging_product`` and leave out what is empty, as Meta's do."""
+    body = b"""{"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages",
+      "value": {"messaging_product": "whatsapp", "statuses": [{"id": "wamid.C", "status": "warned",
+      "timestamp": "1", "recipient_id": "157", "new_field": 1}]}}]}]}"""
+    payload = msgspec.json.decode(body, type=WebhookPayload)
+    assert [(s.id, s.status) for s in payload.statuses()] == [("wamid.C", "warned")]
+    value = msgspec.json.decode(msgspec.json.encode(payload))["entry"][0]["changes"][0]["value"]
+    assert value == {"messaging_product": "whatsapp", "statuses": [{"id": "wamid.C", "status": "warned", "timestamp": "1", "recipient_id": "157"}]}
+
+
 @pytest.mark.parametrize(
     ("code", "http", "category"),
     [

@@ -6,8 +6,8 @@ ingress, the engine's workers running the bot, the sender and the monitor.
 
 from sluiceway.app.bot import Bot as Bot
 from sluiceway.app.context import Context as Context
+from sluiceway.app.inbound import InboundMessage as InboundMessage
 from sluiceway.app.settings import Settings as Settings
 from sluiceway.app.settings import load_settings as load_settings
-from sluiceway.app.webhook_payloads import InboundMessage as InboundMessage
 
 __all__ = ["Bot", "Context", "InboundMessage", "Settings", "load_settings"]

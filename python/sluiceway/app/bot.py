@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sluiceway.app.context import Context
+from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.settings import Settings, load_settings
-from sluiceway.app.webhook_payloads import InboundMessage
 
 MessageHandler = Callable[[InboundMessage, Context], Awaitable[None]]
 #: A per-worker hook: called with the worker's ``Resources`` (its settings and clients).

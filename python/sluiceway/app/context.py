@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.settings import Settings
-from sluiceway.app.webhook_payloads import InboundMessage
 from sluiceway.whatsapp.messages import Context as ReplyContext
 from sluiceway.whatsapp.messages import OutboundMessage, Text
 

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import msgspec
 
 from sluiceway.app.context import HandlerResult
+from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.priority import PriorityLevel
-from sluiceway.app.webhook_payloads import InboundMessage
 from sluiceway.engine import Backpressure, MessageParallelizer, Priority
 from sluiceway.whatsapp.messages import OutboundMessage
 

@@ -38,12 +38,13 @@ from typing import Protocol
 import msgspec
 from aiohttp import web
 
+from sluiceway.app.inbound import InboundMessage, inbound_messages
 from sluiceway.app.priority import KeywordClassifier, PriorityLevel
 from sluiceway.app.recent_ids import RecentIds
 from sluiceway.app.secret import Secret
 from sluiceway.app.settings import Settings
-from sluiceway.app.webhook_payloads import DECODER, InboundMessage, WebhookStatus, inbound_messages, statuses
 from sluiceway.http import Request, Response
+from sluiceway.whatsapp.webhooks import DECODER, Status
 
 logger = logging.getLogger("sluiceway.ingress")
 
@@ -80,7 +81,7 @@ class MessageSink(Protocol):
 class StatusSink(Protocol):
     """Where status webhooks go (the BatchSender, or a fake in tests)."""
 
-    def handle_status(self, status: WebhookStatus) -> object:
+    def handle_status(self, status: Status) -> object:
         """Record a sent/delivered/read/failed status; may return an awaitable."""
 
 
@@ -260,7 +261,7 @@ class WebhookIngress:
 
         messages = inbound_messages(payload, self._wall_clock())
         if messages and not self._accepting:
-            await self._hand_over_statuses(statuses(payload))
+            await self._hand_over_statuses(payload.statuses())
             self.stats.backpressured += 1
             return self._busy(0)
         accepted = duplicates = 0
@@ -288,14 +289,14 @@ class WebhookIngress:
         self.stats.accepted += accepted
         self.stats.duplicates += duplicates
 
-        handled = await self._hand_over_statuses(statuses(payload))
+        handled = await self._hand_over_statuses(payload.statuses())
         return Response(200, _ANSWER.encode(Answer(accepted, duplicates, handled)), content_type="application/json")
 
     def _busy(self, accepted: int) -> Response:
         self.stats.accepted += accepted
         return Response.text(503, "engine busy: retry later", headers={"Retry-After": "1"})
 
-    async def _hand_over_statuses(self, items: list[WebhookStatus]) -> int:
+    async def _hand_over_statuses(self, items: list[Status]) -> int:
         if self._status_sink is None:
             return 0
         for status in items:

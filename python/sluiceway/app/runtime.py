@@ -21,7 +21,6 @@ import asyncio
 import logging
 import os
 import signal
-import typing
 from collections.abc import Callable
 
 import msgspec
@@ -31,20 +30,17 @@ from sluiceway.app.admin import ADMIN_HOST, admin_app
 from sluiceway.app.context import HandlerResult
 from sluiceway.app.engine_sink import EngineSink
 from sluiceway.app.gc_tuning import tune_for_serving
+from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.ingress import WebhookIngress
 from sluiceway.app.settings import Settings
-from sluiceway.app.webhook_payloads import InboundMessage, WebhookStatus
 from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
 from sluiceway.monitor import MonitorConfig, PerformanceMonitor
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
-from sluiceway.whatsapp.messages import Status, StatusKind
+from sluiceway.whatsapp.webhooks import Status
 
 logger = logging.getLogger("sluiceway.app")
-
-#: The status kinds the sender understands.
-STATUS_KINDS = frozenset(typing.get_args(StatusKind))
 
 #: Seconds each shutdown phase may take before the runtime moves on and reports what is left.
 DRAIN_TIMEOUT = 30.0
@@ -212,15 +208,13 @@ class Runtime:
             left_queued=left_queued,
         )
 
-    def handle_status(self, status: WebhookStatus) -> object:
+    def handle_status(self, status: Status) -> object:
         """Status webhooks go to the sender (the runtime is the ingress's status sink).
 
-        A kind the sender does not know (one Meta adds later) settles nothing and is skipped.
+        A kind the sender does not know (one Meta adds later) settles nothing.
         """
         assert self.sender is not None
-        if status.status not in STATUS_KINDS:
-            return False
-        return self.sender.handle_status(msgspec.convert(status, Status, from_attributes=True))
+        return self.sender.handle_status(status)
 
     async def stop(self, timeout: float = DRAIN_TIMEOUT) -> RuntimeSummary:
         """Drain and stop everything (see the module docstring for the order); return the summary."""

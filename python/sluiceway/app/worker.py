@@ -17,8 +17,8 @@ import msgspec
 
 from sluiceway.app.bot import Bot, load_bot
 from sluiceway.app.context import Context, HandlerResult
+from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.settings import Settings, worker_settings_from_json
-from sluiceway.app.webhook_payloads import InboundMessage
 from sluiceway.engine import Message, current_worker
 
 #: Environment variable naming the bot to run (``module:attribute``).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sluiceway.app.bot import Bot
 from sluiceway.app.context import Context
-from sluiceway.app.webhook_payloads import InboundMessage
+from sluiceway.app.inbound import InboundMessage
 
 #: Answers every message with its own text.
 echo_bot = Bot()

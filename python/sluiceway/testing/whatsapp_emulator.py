@@ -29,23 +29,16 @@ import yarl
 
 from sluiceway.app.ingress import SIGNATURE_HEADER, sign
 from sluiceway.http import HttpClient, HttpError, HttpServer, Request, Response
-
 from sluiceway.whatsapp.messages import (
-    Change,
-    ChangeValue,
-    Entry,
     ErrorData,
     ErrorEnvelope,
     GraphError,
-    Metadata,
     OutboundMessage,
     ResponseContact,
     ResponseMessage,
     SendResponse,
-    Status,
-    StatusError,
-    WebhookPayload,
 )
+from sluiceway.whatsapp.webhooks import Change, ChangeValue, Entry, Metadata, Status, StatusError, WebhookPayload
 
 #: The token the emulator accepts unless told otherwise (a test value, not a secret).
 DEFAULT_TOKEN = "emulator-access-token"
@@ -310,8 +303,8 @@ class WhatsAppEmulator:
                 await asyncio.sleep(self.status_delay)
             if self.webhook_url is None:
                 return
-            errors = [StatusError(131026, "Message undeliverable", "Message undeliverable")] if kind == "failed" else None
-            status = Status(id=wamid, status=kind, timestamp=str(int(time.time())), recipient_id=to, errors=errors)  # type: ignore[arg-type]
+            errors = [StatusError(131026, "Message undeliverable", "Message undeliverable")] if kind == "failed" else []
+            status = Status(id=wamid, status=kind, timestamp=str(int(time.time())), recipient_id=to, errors=errors)
             body = _encode(self.webhook_body([status]))
             headers = {}
             if self._app_secret is not None:

@@ -22,10 +22,10 @@ from sluiceway.whatsapp.messages import InteractiveText as InteractiveText
 from sluiceway.whatsapp.messages import Language as Language
 from sluiceway.whatsapp.messages import Media as Media
 from sluiceway.whatsapp.messages import OutboundMessage as OutboundMessage
-from sluiceway.whatsapp.messages import Status as Status
 from sluiceway.whatsapp.messages import Template as Template
 from sluiceway.whatsapp.messages import Text as Text
-from sluiceway.whatsapp.messages import WebhookPayload as WebhookPayload
+from sluiceway.whatsapp.webhooks import Status as Status
+from sluiceway.whatsapp.webhooks import WebhookPayload as WebhookPayload
 from sluiceway.whatsapp.outcomes import DeadLetter as DeadLetter
 from sluiceway.whatsapp.outcomes import LeftOver as LeftOver
 from sluiceway.whatsapp.outcomes import MessageState as MessageState

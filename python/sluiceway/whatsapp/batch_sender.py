@@ -32,7 +32,8 @@ from sluiceway.whatsapp.breaker import BreakerState, CircuitBreaker
 from sluiceway.whatsapp.config import SenderConfig
 from sluiceway.whatsapp.errors import ErrorCategory, SendError
 from sluiceway.whatsapp.limits import GlobalLimit, RecipientLimits
-from sluiceway.whatsapp.messages import MAX_TEXT_LENGTH, MEDIA_TYPES, OutboundMessage, Status, Text, WebhookPayload
+from sluiceway.whatsapp.messages import MAX_TEXT_LENGTH, MEDIA_TYPES, OutboundMessage, Text
+from sluiceway.whatsapp.webhooks import Status, WebhookPayload
 from sluiceway.whatsapp.outcomes import LIVE_STATES, DeadLetter, LeftOver, MessageState
 from sluiceway.whatsapp.retry import RetryPolicy
 from sluiceway.whatsapp.transport import Transport

@@ -1,13 +1,11 @@
-"""The Cloud API's JSON as msgspec Structs: outbound messages, send responses, status webhooks.
+"""The Cloud API's send calls as msgspec Structs: outbound messages, responses, error envelopes.
 
 Field names and nesting mirror the ``POST /{version}/{phone_number_id}/messages``
 request body and response documented in Meta's messages reference
-(https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages) and the
-``statuses`` objects of the ``messages`` webhook
-(https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components), so
-``msgspec.json.encode(message)`` *is* the request body and a webhook body decodes
-straight into :class:`WebhookPayload`. Every Struct omits unset optional fields, as
-the API expects.
+(https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages), so
+``msgspec.json.encode(message)`` *is* the request body. Every Struct omits unset optional
+fields, as the API expects. The webhooks Meta posts back are in
+:mod:`sluiceway.whatsapp.webhooks`.
 """
 
 from __future__ import annotations
@@ -198,65 +196,3 @@ class ErrorEnvelope(msgspec.Struct, frozen=True):
     """``{"error": {...}}``, the body of every failed call."""
 
     error: GraphError
-
-
-# --- status webhooks -----------------------------------------------------------------
-
-StatusKind = Literal["sent", "delivered", "read", "failed", "deleted"]
-
-
-class StatusError(msgspec.Struct, frozen=True, omit_defaults=True):
-    """An entry of a failed status's ``errors`` list (e.g. code 131026, undeliverable)."""
-
-    code: int
-    title: str = ""
-    message: str | None = None
-    error_data: ErrorData | None = None
-
-
-class Status(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One ``statuses`` object of the messages webhook: ``id`` is the ``wamid`` it reports on.
-
-    ``timestamp`` is a Unix time in seconds, sent as a string by the API.
-    """
-
-    id: str
-    status: StatusKind
-    timestamp: str
-    recipient_id: str
-    errors: list[StatusError] | None = None
-    biz_opaque_callback_data: str | None = None
-
-
-class Metadata(msgspec.Struct, frozen=True):
-    display_phone_number: str
-    phone_number_id: str
-
-
-class ChangeValue(msgspec.Struct, frozen=True, omit_defaults=True):
-    messaging_product: str
-    metadata: Metadata
-    statuses: list[Status] | None = None
-    messages: list[dict[str, Any]] | None = None
-    contacts: list[dict[str, Any]] | None = None
-
-
-class Change(msgspec.Struct, frozen=True):
-    field: str
-    value: ChangeValue
-
-
-class Entry(msgspec.Struct, frozen=True):
-    id: str
-    changes: list[Change]
-
-
-class WebhookPayload(msgspec.Struct, frozen=True):
-    """A whole ``messages`` webhook body (``object: "whatsapp_business_account"``)."""
-
-    object: str
-    entry: list[Entry]
-
-    def statuses(self) -> list[Status]:
-        """Every status update in the payload, in order."""
-        return [s for e in self.entry for c in e.changes for s in (c.value.statuses or ())]

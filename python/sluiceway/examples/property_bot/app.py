@@ -6,7 +6,7 @@ like the CSVs in ``data/``) and the WhatsApp settings; ``sluiceway demo`` runs i
 
 from sluiceway.app.bot import Bot
 from sluiceway.app.context import Context
-from sluiceway.app.webhook_payloads import InboundMessage
+from sluiceway.app.inbound import InboundMessage
 from sluiceway.examples.property_bot.answers import PropertyDesk
 
 bot = Bot()
