@@ -8,6 +8,10 @@ a synchronous google-api-python-client Sheets read, then an awaited send):
 * the share of the cap sustained while tenants offer 1.2 × the cap (open loop);
 * p50/p99 reply latency (the tenant's POST → the emulator accepting the reply) at 0.8 × the cap.
 
+Each run starts the bot afresh (with its own emulators) and warms it up with 20 messages, so a naive bot still working off the previous run's backlog does not leak into the
+next run. The naive bot reads the sheet on every message, so at the 1,000 mps tier the Sheets
+quota (300 reads a minute) caps it far below the cap whatever its speed.
+
 Both bots read the property example's sheet from the Sheets emulator (300 reads/min, like
 Google's project quota) and answer with the property bot's logic. The emulator's pair rate is
 relaxed (100 per second per recipient): the sender benchmark measures pair-rate handling.
@@ -48,6 +52,9 @@ from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
 from sluiceway.testing.webhooks import text_message
 from sluiceway.whatsapp.webhooks import DECODER
 
+#: A bot under test: started for one run, yielding its webhook URL and Meta's side.
+Bot = Callable[[int, str], contextlib.AbstractAsyncContextManager[tuple[str, "_Traffic"]]]
+
 #: Emulator caps measured (messages per second).
 TIERS = (80, 1000)
 #: Seconds each measured run offers load.
@@ -56,6 +63,12 @@ RUN_SECONDS = 10
 SATURATION, BELOW_CAP = 1.2, 0.8
 #: Distinct tenants the load cycles through.
 TENANTS = 1000
+#: Targets from issue 7: share of the cap sustained, p99 reply latency below the cap (seconds),
+#: and throughput over the naive bot's at the 1,000 mps tier.
+TARGET_SHARE, TARGET_P99, TARGET_VS_NAIVE = 0.99, 1.0, 10.0
+#: Before each measured run the fresh bot gets ``WARM_UP_RATE`` messages/s for ``WARM_UP_SECONDS``
+#: (few enough to leave the naive bot most of its Sheets quota).
+WARM_UP_RATE, WARM_UP_SECONDS = 20.0, 1.0
 #: Replies in the first second are warm-up and not counted.
 WARMUP = 1.0
 SPREADSHEET = "bench-sheet"
@@ -273,7 +286,8 @@ async def offer(url: str, rate: float, seconds: float, tag: str, *, secret: str)
         bodies.append((f"wamid.{tag}.{i}", body, {"X-Hub-Signature-256": sign(body, secret.encode()), "Content-Type": "application/json"}))
     posted: dict[str, float] = {}
     target = yarl.URL(url)
-    async with HttpClient(str(target.origin()), max_connections=256) as http:
+    # A tenant gives up on a webhook after 10 s (the bot may still answer it later, which counts).
+    async with HttpClient(str(target.origin()), max_connections=256, timeout=10.0) as http:
 
         async def post(wamid: str, body: bytes, headers: dict[str, str]) -> None:
             posted[wamid] = time.monotonic()
@@ -296,25 +310,38 @@ def _quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("inf")
 
 
+async def _measure(bot: Bot, cap: int, secret: str, rate: float, seconds: float, tag: str) -> tuple[float, list[float]]:
+    """One run on a freshly started ``bot``: a naive bot's backlog or spent Sheets quota from
+    an earlier run must not count against (or for) the next one."""
+    async with bot(cap, secret) as (url, api):
+        # A production bot is warm: its caches filled, its connections open. Both bots get the same warm-up.
+        await api.offer(url, WARM_UP_RATE, WARM_UP_SECONDS, f"{tag}-warm")
+        return await api.offer(url, rate, seconds, tag)
+
+
 async def _tier(report: Report, cap: int) -> None:
     secret = secrets.token_hex(8)
     seconds = scaled(RUN_SECONDS)
     samples: dict[str, dict[str, list[float]]] = {name: {"share": [], "p50": [], "p99": []} for name in ("ours", "naive")}
-    async with ours(cap, secret) as (our_url, our_api), naive(cap, secret) as (naive_url, naive_api):
-        for round_ in range(REPEAT):
-            for name, url, api in (("ours", our_url, our_api), ("naive", naive_url, naive_api)):
-                rate, _ = await api.offer(url, SATURATION * cap, seconds, f"{name}-s{cap}-{round_}")
-                _, latencies = await api.offer(url, BELOW_CAP * cap, seconds, f"{name}-l{cap}-{round_}")
-                samples[name]["share"].append(rate / cap)
-                samples[name]["p50"].append(_quantile(latencies, 0.50))
-                samples[name]["p99"].append(_quantile(latencies, 0.99))
-                await asyncio.sleep(1.0)  # let the per-minute Sheets quota and the sender settle
+    for round_ in range(REPEAT):
+        for name, bot in (("ours", ours), ("naive", naive)):
+            rate, _ = await _measure(bot, cap, secret, SATURATION * cap, seconds, f"{name}-s{cap}-{round_}")
+            _, latencies = await _measure(bot, cap, secret, BELOW_CAP * cap, seconds, f"{name}-l{cap}-{round_}")
+            samples[name]["share"].append(rate / cap)
+            samples[name]["p50"].append(_quantile(latencies, 0.50))
+            samples[name]["p99"].append(_quantile(latencies, 0.99))
     med = {name: {k: statistics.median(v) for k, v in figures.items()} for name, figures in samples.items()}
-    if med["naive"]["share"] == 0:
-        report.figure(f"naive bot: share of {cap} mps cap (sent nothing: Sheets quota)", 0.0)
+    report.add(Comparison(
+        f"share of {cap} mps cap sustained", "the cap", med["ours"]["share"], 1.0, "share", target=TARGET_SHARE,
+        samples_ours=samples["ours"]["share"],
+    ))
+    report.add(Comparison(
+        f"p99 reply latency at 0.8 x {cap} mps", "bound 1 s", med["ours"]["p99"] * 1000, TARGET_P99 * 1000, "ms",
+        higher_is_better=False, target=1.0, samples_ours=[s * 1000 for s in samples["ours"]["p99"]],
+    ))
     report.add(Comparison(
         f"share of {cap} mps cap sustained", "naive aiohttp bot", med["ours"]["share"] * 100, med["naive"]["share"] * 100,
-        "% of cap", target=10.0 if cap == 1000 else None,
+        "% of cap", target=TARGET_VS_NAIVE if cap == 1000 else None,
         samples_ours=[s * 100 for s in samples["ours"]["share"]], samples_theirs=[s * 100 for s in samples["naive"]["share"]],
     ))
     for q in ("p50", "p99"):
@@ -327,8 +354,6 @@ async def _tier(report: Report, cap: int) -> None:
             "ms", higher_is_better=False,
             samples_ours=[s * 1000 for s in samples["ours"][q]], samples_theirs=[s * 1000 for s in samples["naive"][q]],
         ))
-    report.figure(f"ours: share of {cap} mps cap (target >= 99 %)", med["ours"]["share"] * 100)
-    report.figure(f"ours: p99 reply latency at 0.8 x {cap} mps, ms (target <= 1000)", med["ours"]["p99"] * 1000)
 
 
 def main() -> None:
