@@ -343,8 +343,9 @@ class HttpServer:
             self._sweeper.cancel()
         for connection in [c for c in self._connections if not c.busy]:
             connection.close()
+        if self._tasks and timeout > 0:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout) if timeout > 0 else None
             late = list(self._tasks)
             for task in late:
                 task.cancel()

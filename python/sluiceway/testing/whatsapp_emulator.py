@@ -135,6 +135,8 @@ class WhatsAppEmulator:
         self._wamids = itertools.count(1)
         self._server: HttpServer | None = None
         self._webhooks: HttpClient | None = None  # to the origin of ``webhook_url``
+        self._webhooks_for = ""  # the ``webhook_url`` that client and path were made for
+        self._webhooks_path = ""
         self._background: set[asyncio.Task[None]] = set()
         self.port = 0
 
@@ -287,15 +289,15 @@ class WhatsAppEmulator:
         task.add_done_callback(self._background.discard)
 
     def _webhook_target(self) -> tuple[HttpClient, str]:
-        """The client for ``webhook_url``'s origin (made again if the URL moved) and its path."""
+        """The client for ``webhook_url``'s origin and its path, made again only when the URL changes."""
         assert self.webhook_url is not None
-        url = yarl.URL(self.webhook_url)
-        origin = str(url.origin())
-        if self._webhooks is None or self._webhooks.base_url != origin:
+        if self._webhooks is None or self._webhooks_for != self.webhook_url:
             if self._webhooks is not None:
                 self._spawn(self._webhooks.aclose())
-            self._webhooks = HttpClient(origin, timeout=10.0)
-        return self._webhooks, url.raw_path_qs
+            url = yarl.URL(self.webhook_url)
+            self._webhooks = HttpClient(str(url.origin()), timeout=10.0)
+            self._webhooks_for, self._webhooks_path = self.webhook_url, url.raw_path_qs
+        return self._webhooks, self._webhooks_path
 
     async def _post_statuses(self, wamid: str, to: str, kinds: list[str]) -> None:
         for kind in kinds:
