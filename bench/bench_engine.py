@@ -8,15 +8,15 @@ With 2 workers on this machine it measures, medians of ``REPEAT`` interleaved ru
   once too); vs ``multiprocessing.Pool.imap_unordered`` at chunksize 1 and 256 and
   ``ProcessPoolExecutor.map``; and, when ``redis-server`` is installed, vs dramatiq and arq
   on a private local Redis (fewer messages: they are two orders slower). The batch path
-  runs once more with ``worker_prefetch=TUNED_PREFETCH`` (a figure, not the default: it
-  shows what the per-worker credit bound costs). The supervisor's and the workers' CPU
-  time per message are recorded too (where the time goes);
+  runs once more with the prefetch fixed at its floor, ``2 * worker_concurrency`` (what
+  the adaptive prefetch buys). The supervisor's and the workers' CPU time per message
+  are recorded too (where the time goes);
 - a 5 ms ``asyncio.sleep`` handler's throughput against the Little's-law bound
   ``workers * worker_concurrency / 5 ms``;
 - open-loop latency p50/p99 (scheduled send to result, so a stall counts against us) at
-  1,000 and 10,000 msg/s offered, beside ``Pool.apply_async`` at the same schedule; also
-  the sender's own lateness (the event loop's timers tick in milliseconds) and p99 from
-  the actual submit, to tell the generator's delay from the engine's;
+  1,000 and 10,000 msg/s offered, beside ``Pool.apply_async`` at the same schedule (each
+  kept by a sleeping thread); also the sender's own lateness and p99 from the actual
+  submit, to tell the generator's delay from the engine's;
 - the raw IPC floor of the transport (msgpack frames over a pipe, one message per write
   and 256 per frame), and our no-op throughput as a share of it.
 
@@ -30,6 +30,7 @@ import importlib
 import multiprocessing
 import os
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -42,7 +43,7 @@ import uvloop
 
 from bench.engine import ipc, redis_peers, tasks
 from bench.harness import REPEAT, Comparison, Report, header, interleaved_rates, scaled
-from sluiceway.engine import MessageParallelizer, ParallelizerConfig
+from sluiceway.engine import Backpressure, MessageParallelizer, ParallelizerConfig
 from sluiceway.histogram import LatencyHistogram
 
 #: Worker processes on every side.
@@ -62,11 +63,10 @@ LATENCY_SECONDS = 3.0 * max(0.2, min(1.0, float(os.environ.get("SLUICEWAY_BENCH_
 CONFIG = ParallelizerConfig(
     default_worker_count=WORKERS, min_workers=1, max_workers=WORKERS, queue_high_water_mark=20_000, queue_low_water_mark=10_000
 )
-#: The batch path once more with a deeper per-worker prefetch (frames of up to this many,
-#: like imap's chunks): what the credit bound costs in throughput. Not the default: a
-#: worker holding more delays a later high-priority message longer.
-TUNED_PREFETCH = 512
-TUNED = msgspec.structs.replace(CONFIG, worker_prefetch=TUNED_PREFETCH)
+#: The batch path once more with the prefetch fixed at the adaptive one's floor: what
+#: sizing it to a worker's pace buys.
+FIXED_PREFETCH = CONFIG.prefetch
+FIXED = msgspec.structs.replace(CONFIG, worker_prefetch=FIXED_PREFETCH)
 NOOP = "sluiceway.testing.handlers:noop"
 SLEEP_5MS = "sluiceway.testing.handlers:sleep_5ms"
 
@@ -125,45 +125,56 @@ class Engine:
     def open_loop(self, rate: int, seconds: float) -> OpenLoop:
         """Submit at ``rate`` per second on a fixed schedule; latency from scheduled time to result.
 
+        The schedule is kept by a thread that sleeps until each send is due and hands the
+        submit to the engine's loop (as a socket event would wake it): the loop's own
+        timers tick in milliseconds, which would make the sender, not the engine, late.
         Futures are not kept (a done callback counts them), so the sender adds no garbage
         for the collector to walk beyond what the engine itself makes.
         """
         measured = OpenLoop()
+        loop = self.loop
+        count = int(rate * seconds)
+        all_done = loop.create_future()
+        outstanding = count
 
-        async def run() -> None:
-            loop = asyncio.get_running_loop()
-            count = int(rate * seconds)
-            all_done = loop.create_future()
-            outstanding = 0
+        def settled() -> None:
+            nonlocal outstanding
+            outstanding -= 1
+            if outstanding == 0:
+                all_done.set_result(None)
 
-            def finished(_: asyncio.Future[Any], due: float, sent: float) -> None:
-                nonlocal outstanding
-                now = time.perf_counter()
-                measured.scheduled.record(now - due)
-                measured.submitted.record(now - sent)
-                outstanding -= 1
-                if outstanding == 0 and not all_done.done():
-                    all_done.set_result(None)
+        def finished(_: asyncio.Future[Any], due: float, sent: float) -> None:
+            now = time.perf_counter()
+            measured.scheduled.record(now - due)
+            measured.submitted.record(now - sent)
+            settled()
 
+        def submit(due: float) -> None:
+            sent = time.perf_counter()
+            measured.lateness.record(sent - due)
+            try:
+                future = self.engine.submit_nowait(None)
+            except Backpressure:
+                measured.refused += 1
+                settled()
+                return
+            future.add_done_callback(partial(finished, due=due, sent=sent))
+
+        def schedule() -> None:
             start = time.perf_counter() + 0.05
-            i = 0
-            while i < count:
-                now = time.perf_counter()
-                # Send every message already due (timers tick in milliseconds), then wait for the next.
-                while i < count and start + i / rate <= now:
-                    due = start + i / rate
-                    sent = time.perf_counter()
-                    measured.lateness.record(sent - due)
-                    future = asyncio.ensure_future(self.engine.submit(None))
-                    future.add_done_callback(partial(finished, due=due, sent=sent))
-                    outstanding += 1
-                    i += 1
-                if i < count:
-                    await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-            if outstanding:
-                await all_done
+            for i in range(count):
+                due = start + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                loop.call_soon_threadsafe(submit, due)
 
-        self.loop.run_until_complete(run())
+        sender = threading.Thread(target=schedule, name="open-loop sender")
+        sender.start()
+        try:
+            loop.run_until_complete(all_done)
+        finally:
+            sender.join()
         return measured
 
     def close(self) -> None:
@@ -178,6 +189,8 @@ class OpenLoop:
         self.scheduled = LatencyHistogram()
         self.submitted = LatencyHistogram()
         self.lateness = LatencyHistogram()
+        #: Submits refused by backpressure (the engine fell behind the schedule).
+        self.refused = 0
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
@@ -204,7 +217,7 @@ def _pool_open_loop(pool: Any, rate: int, seconds: float) -> LatencyHistogram:
 def noop_throughput(report: Report) -> float:
     header(f"no-op handler throughput, {WORKERS} workers [msg/s]")
     ours = Engine(NOOP)
-    tuned = Engine(NOOP, TUNED)
+    fixed = Engine(NOOP, FIXED)
     context = multiprocessing.get_context("spawn")
     pool = context.Pool(WORKERS)
     executor = ProcessPoolExecutor(WORKERS, mp_context=context)
@@ -229,7 +242,7 @@ def noop_throughput(report: Report) -> float:
             {
                 "ours": lambda: ours.throughput(NOOP_MESSAGES),
                 "ours_batch": lambda: ours.batch_throughput(NOOP_MESSAGES),
-                "ours_tuned": lambda: tuned.batch_throughput(NOOP_MESSAGES),
+                "ours_fixed": lambda: fixed.batch_throughput(NOOP_MESSAGES),
                 "imap1": imap(1),
                 "imap256": imap(256),
                 "executor": executor_map,
@@ -237,7 +250,7 @@ def noop_throughput(report: Report) -> float:
         )
     finally:
         ours.close()
-        tuned.close()
+        fixed.close()
         pool.terminate()
         executor.shutdown()
     mine, mine_samples = rates["ours"]
@@ -254,17 +267,17 @@ def noop_throughput(report: Report) -> float:
         Comparison("no-op throughput, enqueue_many", "Pool.imap_unordered cs=256", batch, imap256, "msg/s", True,
                    TARGET_VS_IMAP_256, batch_samples, imap256_samples)
     )
-    tuned_rate, tuned_samples = rates["ours_tuned"]
+    fixed_rate, fixed_samples = rates["ours_fixed"]
     report.add(
-        Comparison(f"enqueue_many, worker_prefetch={TUNED_PREFETCH}", "Pool.imap_unordered cs=256", tuned_rate, imap256,
-                   "msg/s", True, None, tuned_samples, imap256_samples)
+        Comparison("enqueue_many, adaptive prefetch", f"worker_prefetch={FIXED_PREFETCH} (fixed)", batch, fixed_rate,
+                   "msg/s", True, None, batch_samples, fixed_samples)
     )
     report.add(Comparison("enqueue_many vs enqueue_message", "enqueue_message", batch, mine, "msg/s", True, None, batch_samples, mine_samples))
     # Throughput runs alternate single, batch, single, batch... (interleaved_rates).
     for name, runs in (
         ("enqueue_message", ours.cpu[0::2]),
         ("enqueue_many", ours.cpu[1::2]),
-        (f"enqueue_many, prefetch {TUNED_PREFETCH}", tuned.cpu),
+        (f"enqueue_many, worker_prefetch={FIXED_PREFETCH}", fixed.cpu),
     ):
         report.figure(f"CPU per message, {name}: supervisor [µs]", statistics.median(s for s, _ in runs))
         report.figure(f"CPU per message, {name}: workers [µs]", statistics.median(w for _, w in runs))
@@ -314,6 +327,8 @@ def open_loop_latency(report: Report) -> None:
                 p99s.append(run.scheduled.quantile(0.99) * 1000)
                 submitted_p99s.append(run.submitted.quantile(0.99) * 1000)
                 late_p99s.append(run.lateness.quantile(0.99) * 1000)
+                if run.refused:
+                    print(f"  {run.refused} of {int(rate * LATENCY_SECONDS)} submits refused by backpressure at {rate:,} msg/s")
                 h = _pool_open_loop(pool, rate, LATENCY_SECONDS)
                 pool_p50s.append(h.quantile(0.5) * 1000)
                 pool_p99s.append(h.quantile(0.99) * 1000)

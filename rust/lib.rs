@@ -16,7 +16,12 @@ use pyo3::prelude::*;
 #[pymodule]
 mod _core {
     #[pymodule_export]
-    use crate::dispatch::{inline::PyInlineRunner, py::PyAckSettler};
+    use crate::dispatch::{
+        entry::{PyEntry, PyPayloadBatch},
+        inline::PyInlineRunner,
+        ledger::{PyEntryQueue, PyInFlight},
+        py::PyAckSettler,
+    };
     #[pymodule_export]
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
     #[pymodule_export]

@@ -13,8 +13,12 @@ __version__: Final[str]
 __all__ = [
     "AckSettler",
     "ByteLRU",
+    "Entry",
+    "EntryQueue",
+    "InFlight",
     "InlineRunner",
     "KeyedLimiter",
+    "PayloadBatch",
     "PriorityQueue",
     "QueueEmpty",
     "QueueFull",
@@ -193,7 +197,7 @@ class KeyedLimiter:
 
 @final
 class AckSettler:
-    """Settles the engine's ack frames and counts latencies into a ``LatencyHistogram``, one call per frame.
+    """Counts latencies into a ``LatencyHistogram``, one call per frame.
 
     Built with the histogram's ``RELATIVE_ERROR`` and ``MIN_VALUE``; it writes the
     histogram's public fields (``buckets``, ``zeros``, ``count``, ``sum``, ``min``, ``max``).
@@ -202,8 +206,88 @@ class AckSettler:
     def __new__(cls, relative_error: float, min_value: float) -> Self: ...
     def record(self, histogram: Any, values: Iterable[float]) -> None:
         """``histogram.record_many(values)``, counted in Rust (``ValueError`` for a negative or non-finite value)."""
-    def settle(self, held: dict[int, Any], seqs: list[int], now: float, histogram: Any) -> tuple[int, list[Any]]:
-        """Pop each seq from ``held``, count ``now - entry.enqueued``; returns (settled, those whose ``key`` is not None)."""
+
+@final
+class PayloadBatch:
+    """Payloads encoded as one msgpack array and split once (``ValueError`` for anything else)."""
+
+    def __new__(cls, encoded: bytes) -> Self: ...
+    def __len__(self) -> int: ...
+
+@final
+class Entry:
+    """One accepted message as the supervisor keeps it (pushing it into an ``EntryQueue`` copies it in)."""
+
+    def __new__(
+        cls, seq: int, priority: int, enqueued_at: float, key: str | None, future: Any, payload: bytes,
+        enqueued: float, attempt: int = 0,
+    ) -> Self: ...
+    @staticmethod
+    def batch(
+        batch: PayloadBatch, start: int, stop: int, first_seq: int, priority: int, enqueued_at: float,
+        key: str | None, enqueued: float,
+    ) -> list[Entry]:
+        """One entry per payload of ``batch[start:stop]``, seqs from ``first_seq`` on."""
+    @property
+    def seq(self) -> int: ...
+    @property
+    def attempt(self) -> int:
+        """Deliveries so far."""
+    @attempt.setter
+    def attempt(self, value: int) -> None: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def enqueued_at(self) -> float:
+        """Wall clock at acceptance."""
+    @property
+    def key(self) -> str | None: ...
+    @property
+    def future(self) -> Any:
+        """The ``submit`` future waiting for the result, or None."""
+    @property
+    def payload(self) -> bytes:
+        """The payload's msgpack bytes."""
+    @property
+    def enqueued(self) -> float:
+        """Supervisor clock at acceptance."""
+
+@final
+class InFlight:
+    """The entries dispatched to one worker and not yet settled, by seq."""
+
+    def __new__(cls, relative_error: float, min_value: float) -> Self: ...
+    def __len__(self) -> int: ...
+    def __bool__(self) -> bool: ...
+    def __contains__(self, seq: int, /) -> bool: ...
+    def hold(self, entry: Entry) -> bytes:
+        """Hold a copy of ``entry`` with its delivery counted; returns its DISPATCH frame of one."""
+    def pop(self, seq: int) -> Entry | None: ...
+    def take_all(self) -> list[Entry]:
+        """Remove every entry, lowest seq first."""
+    def settle(self, seqs: list[int], now: float, histogram: Any) -> tuple[int, list[str]]:
+        """Remove each held seq, count ``now - enqueued`` into ``histogram``; returns (settled, their ordering keys)."""
+
+@final
+class EntryQueue:
+    """Accepted messages waiting for a worker: strict priority (level 0 first), FIFO within a level."""
+
+    def __new__(cls, levels: int) -> Self: ...
+    def __len__(self) -> int: ...
+    def __bool__(self) -> bool: ...
+    def depths(self) -> list[int]: ...
+    def accept(self, seq: int, priority: int, enqueued_at: float, future: Any, payload: bytes, enqueued: float) -> None:
+        """Queue one message without an ordering key."""
+    def accept_batch(
+        self, batch: PayloadBatch, start: int, stop: int, first_seq: int, priority: int, enqueued_at: float, enqueued: float
+    ) -> int:
+        """Queue ``batch[start:stop]`` (no ordering key), seqs from ``first_seq`` on; returns how many."""
+    def push(self, entry: Entry) -> None:
+        """Queue a copy of ``entry`` at the back of its priority's line."""
+    def dispatch(self, held: InFlight, count: int) -> bytes | None:
+        """Pop up to ``count``, count a delivery each, move them into ``held``; their DISPATCH frame, or None."""
+    def take_all(self) -> list[Entry]:
+        """Remove every queued entry, in dispatch order."""
 
 @final
 class InlineRunner:

@@ -1,13 +1,18 @@
 //! The engine supervisor's and workers' per-message bookkeeping, one call per frame.
 //!
-//! `tally.rs` holds the algorithm (pure Rust: counting latencies into the log buckets of
-//! `sluiceway.histogram.LatencyHistogram`); `py.rs` binds it to Python as
-//! `sluiceway._core.AckSettler`, which settles a whole ack frame (pops the acknowledged
-//! messages from a worker's in-flight map and counts their latencies) in one call;
-//! `inline.rs` is `sluiceway._core.InlineRunner`, which runs a worker's whole DISPATCH
-//! frame of handlers that finish without suspending in one call.
+//! `entry.rs` is one accepted message and its DISPATCH wire form (`msgpack.rs` writes
+//! it and splits batches of payloads); `ledger.rs` binds the supervisor's hot path to
+//! Python as `sluiceway._core.EntryQueue` (accepted messages by priority, popped
+//! straight into DISPATCH frames) and `InFlight` (what each worker holds, settled an ack
+//! frame at a time). `tally.rs` counts latencies into the log buckets of
+//! `sluiceway.histogram.LatencyHistogram`; `py.rs` binds it as `AckSettler`; `inline.rs`
+//! is `InlineRunner`, which runs a worker's whole DISPATCH frame of handlers that finish
+//! without suspending in one call.
 
+pub mod entry;
 pub mod inline;
+pub mod ledger;
+pub mod msgpack;
 pub mod py;
 pub mod tally;
 

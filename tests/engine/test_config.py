@@ -36,6 +36,8 @@ def test_defaults_follow_the_seed() -> None:
         ({"retry_initial_backoff": 5.0, "retry_max_backoff": 1.0}, "retry_max_backoff"),
         ({"heartbeat_interval": 40.0}, "heartbeat_interval"),
         ({"max_worker_rss_bytes": -1}, "max_worker_rss_bytes"),
+        ({"prefetch_window": -0.001}, "prefetch_window"),
+        ({"prefetch_window": float("inf")}, "prefetch_window"),
         ({"min_workers": True}, "min_workers"),
         ({"enable_auto_scaling": "yes"}, "enable_auto_scaling"),
     ],

@@ -23,9 +23,11 @@ class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
             await engine.enqueue_message({"from": "+15550100", "text": "hi"})
 
     Warning:
-        ``worker_prefetch`` trades priority latency for throughput: a worker holds up to
-        that many dispatched messages, so a high-priority message may wait behind at most
-        ``worker_prefetch`` messages per worker that were dispatched before it arrived.
+        Prefetch trades priority latency for throughput: a high-priority message may wait
+        behind what each worker already holds. By default that is about
+        ``prefetch_window`` seconds of the worker's own work (at least
+        ``2 * worker_concurrency`` messages, at most 1,024); a set ``worker_prefetch``
+        holds exactly that many instead.
     """
 
     #: Workers started by ``start()``.
@@ -46,8 +48,14 @@ class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
     #: Handlers in flight at once in one worker process.
     worker_concurrency: int = 64
     #: Messages dispatched to a worker and not yet acknowledged, at most (credit-based
-    #: prefetch); 0 means ``2 * worker_concurrency``.
+    #: prefetch); 0 means adaptive: ``prefetch_window`` seconds of the worker's measured
+    #: pace, never below ``2 * worker_concurrency``.
     worker_prefetch: int = 0
+    #: Seconds of its own work an adaptive prefetch lets a worker hold (see the warning
+    #: above); 0 keeps it at ``2 * worker_concurrency``. Measured with a no-op handler on
+    #: 2 cores: 2 ms lets a worker hold ~600 messages, and the engine runs 1.5x as fast
+    #: as at 128, while a 5 ms handler stays at its floor.
+    prefetch_window: float = 0.002
     #: Deliveries of one message before it is dead-lettered (the first try included).
     max_attempts: int = 4
     #: Backoff before the first retry, in seconds.
@@ -79,6 +87,7 @@ class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
         integer_at_least("max_messages_per_worker", self.max_messages_per_worker, 0)
         integer_at_least("max_worker_rss_bytes", self.max_worker_rss_bytes, 0)
         positive("worker_timeout", self.worker_timeout)
+        non_negative("prefetch_window", self.prefetch_window)
         non_negative("retry_initial_backoff", self.retry_initial_backoff)
         non_negative("retry_max_backoff", self.retry_max_backoff)
         positive("heartbeat_interval", self.heartbeat_interval)
@@ -115,5 +124,5 @@ class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def prefetch(self) -> int:
-        """The effective per-worker prefetch (``worker_prefetch`` or its default)."""
+        """The per-worker prefetch: ``worker_prefetch``, or the adaptive one's floor."""
         return self.worker_prefetch or 2 * self.worker_concurrency

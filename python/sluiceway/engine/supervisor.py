@@ -1,8 +1,10 @@
 """``MessageParallelizer``: the supervisor that queues, dispatches, tracks and settles messages.
 
 Every message accepted is held by exactly one of: the priority queue, its ordering key's
-parking line, a retry timer, the crash-suspect line, or one worker's ``held`` map, until a
-worker reports it done or it is dead-lettered. A worker's exit (any exit: SIGKILL, a crash,
+parking line, a retry timer, the crash-suspect line, or one worker's ``held`` table, until a
+worker reports it done or it is dead-lettered. The queue and the ``held`` tables are Rust
+(``EntryQueue``, ``InFlight``): a batch goes from accept to DISPATCH frame to settled ack
+with no Python object per message, since this one process serves every worker. A worker's exit (any exit: SIGKILL, a crash,
 being killed as unresponsive) puts everything it held back in line, which is what makes
 delivery at-least-once.
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 import pickle
 import sys
 import time
@@ -22,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from sluiceway._core import AckSettler, PriorityQueue
+from sluiceway._core import AckSettler, Entry, EntryQueue, PayloadBatch
 from sluiceway.engine import transport
 from sluiceway.engine.broadcast import BroadcastRelay
 from sluiceway.engine.config import ParallelizerConfig
@@ -39,6 +40,7 @@ from sluiceway.engine.errors import (
 from sluiceway.engine.handler import spec_of
 from sluiceway.engine.hooks import EngineHooks, call_all
 from sluiceway.engine.message import Message, MessageIds, Priority
+from sluiceway.engine.prefetch import Prefetch
 from sluiceway.engine.retry import RetryPolicy
 from sluiceway.engine.statistics import (
     LatencyWindow,
@@ -54,8 +56,7 @@ _log = logging.getLogger("sluiceway.engine")
 _payload_encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 _PRIORITIES = tuple(Priority)
-_seq_of = operator.attrgetter("seq")
-#: Settles ack frames and counts latencies in Rust (the supervisor's per-message hot path).
+#: Counts the latencies of acks that carry a result (plain acks are counted by ``InFlight.settle``).
 _settler = AckSettler(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
 #: Accepted priority values (ints or Priority members), mapped to plain ints.
 _PRIORITY_VALUES = {int(p): int(p) for p in Priority}
@@ -64,33 +65,6 @@ Handler = Callable[[Message], Any]
 
 #: Tries to start a replacement for a worker that died before giving up on that slot.
 REPLACEMENT_ATTEMPTS = 3
-
-
-class _Entry(msgspec.Struct, array_like=True, gc=False):
-    """The supervisor's record of one accepted message (a C-level struct: one is made per message).
-
-    Not tracked by the cyclic GC (``gc=False``): a full backlog is tens of thousands of
-    entries, and every full collection would walk them all (measured: 1.2 µs per accept
-    becomes 4.6 µs). Safe because an entry is never part of a reference cycle: nothing it
-    holds (payload bytes, key string, a ``submit`` future) refers back to it.
-
-    It is also its own wire form: DISPATCH frames carry entries as they are (``array_like``:
-    a msgpack array of the fields in this order), so dispatch builds nothing per message.
-    ``future`` goes out as ``true`` (the supervisor wants the result) or nil (see
-    ``transport``); ``enqueued`` rides along unread.
-    """
-
-    seq: int
-    #: Deliveries so far.
-    attempt: int
-    priority: int
-    #: Wall clock at acceptance, shown to handlers.
-    enqueued_at: float
-    key: str | None
-    future: asyncio.Future[Any] | None
-    payload: msgspec.Raw
-    #: Supervisor clock at acceptance, for latency.
-    enqueued: float
 
 
 class ShutdownSummary(msgspec.Struct, frozen=True):
@@ -145,17 +119,12 @@ class MessageParallelizer:
         self._hooks: list[EngineHooks] = ([monitor] if monitor is not None else []) + list(hooks)
         self._clock = clock
         self._retry = RetryPolicy(self.config)
-        self._prefetch = self.config.prefetch
         self._engine_id = uuid.uuid4().hex[:12]
-        self._queue = PriorityQueue(len(_PRIORITIES))
-        # New messages wait here, per priority, until the next dispatch moves them into the
-        # Rust queue in one push_many per level (a push per message costs far more).
-        self._staged: tuple[list[_Entry], ...] = tuple([] for _ in _PRIORITIES)
-        self._staged_count = 0
+        self._queue = EntryQueue(len(_PRIORITIES))
         self._wall_offset = 0.0
-        self._suspects: deque[_Entry] = deque()
-        self._keys: dict[str, deque[_Entry]] = {}
-        self._retry_timers: dict[int, tuple[asyncio.TimerHandle, _Entry]] = {}
+        self._suspects: deque[Entry] = deque()
+        self._keys: dict[str, deque[Entry]] = {}
+        self._retry_timers: dict[int, tuple[asyncio.TimerHandle, Entry]] = {}
         self._workers: list[WorkerHandle] = []
         #: Every worker whose process has not been reaped yet (``_workers`` drops them earlier).
         self._spawned: set[WorkerHandle] = set()
@@ -290,10 +259,9 @@ class MessageParallelizer:
                 _log.exception("hook %r failed in on_stop", hook)
         return summary
 
-    def _take_waiting(self) -> list[_Entry]:
+    def _take_waiting(self) -> list[Entry]:
         """Remove every accepted message not held by a worker (queued, parked, suspect, awaiting retry)."""
-        self._flush_staged()
-        entries: list[_Entry] = list(self._queue.pop_many(len(self._queue)))
+        entries: list[Entry] = self._queue.take_all()
         entries += self._suspects
         self._suspects.clear()
         for line in self._keys.values():
@@ -370,17 +338,15 @@ class MessageParallelizer:
     def _accept(self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None) -> str:
         level = self._check_accept(priority, key)
         try:
-            raw = msgspec.Raw(_payload_encoder.encode(payload))
+            encoded = _payload_encoder.encode(payload)
         except (TypeError, ValueError, OverflowError) as exc:
             raise UnencodablePayload(f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}") from exc
         seq = self._next_seq = self._next_seq + 1
         now = self._clock()
-        entry = _Entry(seq, 0, level, now + self._wall_offset, key, future, raw, now)
-        if key is not None:
-            self._stage_keyed(entry)
+        if key is None:
+            self._queue.accept(seq, level, now + self._wall_offset, future, encoded, now)
         else:
-            self._staged[level].append(entry)
-            self._staged_count += 1
+            self._stage_keyed(Entry(seq, level, now + self._wall_offset, key, future, encoded, now))
         self._accepted(1)
         return f"{self._engine_id}-{seq}"
 
@@ -395,8 +361,8 @@ class MessageParallelizer:
             raise ValueError(f"ordering_key must be a str or None, got {type(key).__name__}")
         return level
 
-    def _stage_keyed(self, entry: _Entry) -> None:
-        """Stage ``entry`` if its key has nothing in flight or queued, else park it behind the key's line."""
+    def _stage_keyed(self, entry: Entry) -> None:
+        """Queue ``entry`` if its key has nothing in flight or queued, else park it behind the key's line."""
         key = entry.key
         assert key is not None
         line = self._keys.get(key)
@@ -404,8 +370,7 @@ class MessageParallelizer:
             line.append(entry)
         else:
             self._keys[key] = deque()
-            self._staged[entry.priority].append(entry)
-            self._staged_count += 1
+            self._queue.push(entry)
 
     def _accepted(self, count: int) -> None:
         """Account ``count`` newly staged messages: idle flag, backpressure, and a dispatch soon."""
@@ -441,20 +406,20 @@ class MessageParallelizer:
             ids[0], len(ids)      # ('3f2a9c1d0b7e-1', 10000)
         """
         level = self._check_accept(priority, ordering_key)
-        raws = _encode_all(payloads)
+        batch = _encode_batch(payloads)
         first = self._next_seq + 1
         start = 0
-        while start < len(raws):
+        while start < len(batch):
             if self._backpressure:
                 await self._wait_for_room()
                 level = self._check_accept(priority, ordering_key)  # the engine may have closed meanwhile
             room = max(1, self._high_water_mark - self._queued())
-            end = min(len(raws), start + room)
-            batch_first = self._stage_batch(raws[start:end], level, ordering_key)
+            end = min(len(batch), start + room)
+            batch_first = self._stage_batch(batch, start, end, level, ordering_key)
             if start == 0:
                 first = batch_first
             start = end
-        return MessageIds(self._engine_id, first, len(raws))
+        return MessageIds(self._engine_id, first, len(batch))
 
     def enqueue_many_nowait(
         self, payloads: Iterable[Any], priority: Priority | int = Priority.NORMAL, *, ordering_key: str | None = None
@@ -469,24 +434,22 @@ class MessageParallelizer:
         level = self._check_accept(priority, ordering_key)
         if self._backpressure:
             raise self._backpressure_error()
-        raws = _encode_all(payloads)
-        return MessageIds(self._engine_id, self._stage_batch(raws, level, ordering_key), len(raws))
+        batch = _encode_batch(payloads)
+        return MessageIds(self._engine_id, self._stage_batch(batch, 0, len(batch), level, ordering_key), len(batch))
 
-    def _stage_batch(self, raws: list[msgspec.Raw], level: int, key: str | None) -> int:
-        """Accept encoded payloads as consecutive seqs; returns the first seq."""
+    def _stage_batch(self, batch: PayloadBatch, start: int, end: int, level: int, key: str | None) -> int:
+        """Accept ``batch[start:end]`` as consecutive seqs; returns the first seq."""
         first = self._next_seq + 1
-        count = len(raws)
+        count = end - start
         if not count:
             return first
         self._next_seq += count
         now = self._clock()
         wall = now + self._wall_offset
-        entries = [_Entry(seq, 0, level, wall, key, None, raw, now) for seq, raw in zip(range(first, first + count), raws)]
         if key is None:
-            self._staged[level].extend(entries)
-            self._staged_count += count
+            self._queue.accept_batch(batch, start, end, first, level, wall, now)
         else:
-            for entry in entries:
+            for entry in Entry.batch(batch, start, end, first, level, wall, key, now):
                 self._stage_keyed(entry)
         self._accepted(count)
         return first
@@ -500,41 +463,37 @@ class MessageParallelizer:
     # -- dispatch --------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Give each ready worker up to its free credit of messages, highest priority first."""
+        """Give each ready worker up to its free credit of messages, highest priority first.
+
+        Credit goes out in frames of half a worker's prefetch at most, so that a worker
+        has the next frame in its pipe while it runs one: it never idles for the round
+        trip of its report.
+        """
         self._dispatch_scheduled = False
-        if self._staged_count:
-            self._flush_staged()
         queue = self._queue
         for worker in self._workers:
             if worker.state != READY or worker.isolating:
                 continue
-            if self._suspects and not worker.held:
-                entry = self._suspects.popleft()
+            held = worker.held
+            if self._suspects and not held:
                 worker.isolating = True
-                self._send(worker, [entry])
+                self._in_flight += 1
+                worker.send_encoded(held.hold(self._suspects.popleft()))
                 continue
-            credit = self._prefetch - len(worker.held)
-            if credit <= 0 or not queue:
-                continue
-            self._send(worker, queue.pop_many(credit))
+            prefetch = worker.prefetch
+            credit = prefetch.limit - len(held)
+            while credit > 0 and queue:
+                before = len(held)
+                frame = queue.dispatch(held, min(credit, prefetch.frame_size))
+                assert frame is not None
+                worker.send_encoded(frame)
+                sent = len(held) - before
+                self._in_flight += sent
+                credit -= sent
         if self._backpressure and self._unfinished - self._in_flight <= self.config.queue_low_water_mark:
             self._backpressure = False
             assert self._accepting is not None
             self._accepting.set()
-
-    def _flush_staged(self) -> None:
-        for level, staged in enumerate(self._staged):
-            if staged:
-                self._queue.push_many(staged, level)
-                staged.clear()
-        self._staged_count = 0
-
-    def _send(self, worker: WorkerHandle, entries: list[_Entry]) -> None:
-        for entry in entries:
-            entry.attempt += 1
-        worker.held.update(zip(map(_seq_of, entries), entries))
-        self._in_flight += len(entries)
-        worker.send([transport.DISPATCH, entries])
 
     # -- frames from workers ---------------------------------------------------------------
 
@@ -563,13 +522,13 @@ class MessageParallelizer:
         # Plain acks are settled in Rust in one call (pops, latencies, histogram):
         # per-message Python here is the supervisor's serial bottleneck.
         latency = self._latency.current
-        settled, keyed = _settler.settle(held, done, now, latency)
-        for entry in keyed:
-            self._release_key(entry.key)
+        settled, keys = held.settle(done, now, latency)
+        for key in keys:
+            self._release_key(key)
         pop = held.pop
-        settled_entries: list[_Entry] = []
+        settled_entries: list[Entry] = []
         for seq, result in results:
-            entry = pop(seq, None)
+            entry = pop(seq)
             if entry is None:
                 continue
             settled_entries.append(entry)
@@ -580,13 +539,14 @@ class MessageParallelizer:
         if settled_entries:
             _settler.record(latency, [now - entry.enqueued for entry in settled_entries])
             settled += len(settled_entries)
+        worker.prefetch.completed(settled + len(failures), now)
         if settled:
             worker.completed += settled
             self._completed += settled
             self._in_flight -= settled
             self._unfinished -= settled
         for seq, reason, error_type, text, traceback_text, pickled in failures:
-            entry = held.pop(seq, None)
+            entry = held.pop(seq)
             if entry is None:
                 continue
             worker.failed_attempts += 1
@@ -605,7 +565,7 @@ class MessageParallelizer:
             self._idle.set()
         if worker.state == READY and self._should_recycle(worker):
             self._background_task(self._recycle(worker))
-        if self._staged_count or self._queue or self._suspects:
+        if self._queue or self._suspects:
             self._dispatch()
         elif self._backpressure:
             self._dispatch()  # re-checks the low-water mark
@@ -613,8 +573,7 @@ class MessageParallelizer:
     def _release_key(self, key: str) -> None:
         line = self._keys[key]
         if line:
-            entry = line.popleft()
-            self._queue.push(entry, entry.priority)
+            self._queue.push(line.popleft())
             if not self._dispatch_scheduled:
                 self._dispatch_scheduled = True
                 assert self._loop is not None
@@ -624,13 +583,13 @@ class MessageParallelizer:
 
     # -- failures, retries, dead letters ---------------------------------------------------
 
-    def _failed(self, entry: _Entry, reason: str, error: str, traceback_text: str, pickled: bytes | None) -> None:
+    def _failed(self, entry: Entry, reason: str, error: str, traceback_text: str, pickled: bytes | None) -> None:
         """One delivery of ``entry`` failed: schedule its retry or dead-letter it."""
         self._failed_attempts += 1
         if self._retry.should_retry(entry.attempt):
             self._retried += 1
             if not self._running:  # shutting down: it goes back to the queue, reported as remaining
-                self._queue.push(entry, entry.priority)
+                self._queue.push(entry)
                 return
             delay = self._retry.delay(entry.attempt)
             assert self._loop is not None
@@ -662,12 +621,12 @@ class MessageParallelizer:
             assert self._idle is not None
             self._idle.set()
 
-    def _requeue(self, entry: _Entry, alone: bool) -> None:
+    def _requeue(self, entry: Entry, alone: bool) -> None:
         self._retry_timers.pop(entry.seq, None)
         if alone:
             self._suspects.append(entry)
         else:
-            self._queue.push(entry, entry.priority)
+            self._queue.push(entry)
         self._dispatch()
 
     def dead_letters(self) -> list[DeadLetter]:
@@ -698,7 +657,7 @@ class MessageParallelizer:
         """Start one worker and wait for READY; it joins dispatch from then on."""
         index = self._next_worker_index
         self._next_worker_index += 1
-        worker = WorkerHandle(index, self._on_frame, self._clock)
+        worker = WorkerHandle(index, self._on_frame, self._clock, Prefetch(self.config, self._clock()))
         self._workers.append(worker)
         self._spawned.add(worker)
         # Spawning runs to its end even if this start is cancelled, so that whatever it
@@ -767,8 +726,7 @@ class MessageParallelizer:
                 _log.exception("could not replace worker %d (attempt %d of %d)", worker.pid, attempt, REPLACEMENT_ATTEMPTS)
 
     def _redeliver(self, worker: WorkerHandle, reason: str, code: int | None) -> None:
-        entries = list(worker.held.values())
-        worker.held.clear()
+        entries = worker.held.take_all()
         self._in_flight -= len(entries)
         if len(entries) == 1 and (worker.isolating or reason in ("crashed", "unresponsive")):
             # It ran alone, so its death is its own: count the attempt.
@@ -781,7 +739,7 @@ class MessageParallelizer:
                 if reason in ("crashed", "unresponsive"):
                     self._suspects.append(entry)
                 else:
-                    self._queue.push(entry, entry.priority)
+                    self._queue.push(entry)
         if entries:
             self._dispatch()
 
@@ -889,7 +847,7 @@ class MessageParallelizer:
             dead_lettered=self._dead_lettered,
             in_flight=self._in_flight,
             queued=self._queued(),
-            queue_depths=[depth + len(staged) for depth, staged in zip(self._queue.depths(), self._staged)],
+            queue_depths=self._queue.depths(),
             backpressure=self._backpressure,
             worker_count=sum(1 for w in self._workers if w.state in (STARTING, READY)),
             workers=workers,
@@ -931,28 +889,27 @@ class MessageParallelizer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _message_of(self, entry: _Entry) -> Message:
+    def _message_of(self, entry: Entry) -> Message:
         return Message(
             f"{self._engine_id}-{entry.seq}", _decoder.decode(entry.payload), _PRIORITIES[entry.priority],
             entry.attempt, entry.enqueued_at, entry.key,
         )
 
 
-def _encode_all(payloads: Iterable[Any]) -> list[msgspec.Raw]:
-    """Each payload's msgpack bytes; ``UnencodablePayload`` naming the first that cannot be encoded."""
-    encode = _payload_encoder.encode
-    raw = msgspec.Raw
-    raws: list[msgspec.Raw] = []
-    append = raws.append
-    payload = None
+def _encode_batch(payloads: Iterable[Any]) -> PayloadBatch:
+    """The payloads as one msgpack array, split; ``UnencodablePayload`` naming the first that cannot be encoded."""
+    payloads = payloads if isinstance(payloads, list) else list(payloads)
     try:
-        for payload in payloads:
-            append(raw(encode(payload)))
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise UnencodablePayload(
-            f"payload {len(raws)} of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
-        ) from exc
-    return raws
+        return PayloadBatch(_payload_encoder.encode(payloads))
+    except (TypeError, ValueError, OverflowError) as batch_error:
+        for index, payload in enumerate(payloads):
+            try:
+                _payload_encoder.encode(payload)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise UnencodablePayload(
+                    f"payload {index} of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
+                ) from exc
+        raise UnencodablePayload(f"the payloads cannot be encoded with msgpack together: {batch_error}") from batch_error
 
 
 def _handler_exception(letter: DeadLetter, pickled: bytes | None) -> BaseException:

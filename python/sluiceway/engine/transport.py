@@ -24,7 +24,7 @@ import msgspec
 #: ``[INIT, settings]``: the first frame a worker reads.
 INIT = 1
 #: ``[DISPATCH, [[seq, attempt, priority, enqueued_at, key, want_result, payload, enqueued], ...]]``
-#: (the supervisor's entries as they are; ``want_result`` is ``true`` or nil, ``enqueued`` unread).
+#: (written by the Rust ``EntryQueue``; ``want_result`` is ``true`` or nil, ``enqueued`` unread).
 DISPATCH = 2
 #: ``[RETIRE]``: finish what you hold, report it, run teardown and exit.
 RETIRE = 3
@@ -52,14 +52,7 @@ _log = logging.getLogger("sluiceway.engine")
 _HEADER = struct.Struct("<I")
 
 
-def _wire_value(value: Any) -> Any:
-    """A pending future in a DISPATCH entry goes out as ``true``: "send me the result"."""
-    if isinstance(value, asyncio.Future):
-        return True
-    raise NotImplementedError(f"cannot send a {type(value).__name__} to a worker")
-
-
-_encoder = msgspec.msgpack.Encoder(enc_hook=_wire_value)
+_encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 
 
@@ -124,8 +117,12 @@ class FrameWriter:
         self._protocol = protocol
 
     def send(self, frame: Any) -> None:
+        self.send_encoded(encode_frame(frame))
+
+    def send_encoded(self, frame: bytes | bytearray) -> None:
+        """Write a frame that is already encoded (header included)."""
         if not self._transport.is_closing():
-            self._transport.write(encode_frame(frame))
+            self._transport.write(frame)
 
     def close(self) -> None:
         self._transport.close()

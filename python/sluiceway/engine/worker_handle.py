@@ -10,8 +10,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from sluiceway import histogram
+from sluiceway._core import InFlight
 from sluiceway.engine import transport
 from sluiceway.engine.errors import WorkerStartupError
+from sluiceway.engine.prefetch import Prefetch
 from sluiceway.histogram import LatencyHistogram
 
 #: Seconds a new worker may take to import its handler and answer READY (a loaded machine
@@ -28,13 +31,17 @@ EXITED = "exited"
 class WorkerHandle:
     """One worker: its process, its frame writer, and the messages dispatched to it and not yet settled."""
 
-    def __init__(self, index: int, on_frame: Callable[[WorkerHandle, list[Any]], None], clock: Callable[[], float]) -> None:
+    def __init__(
+        self, index: int, on_frame: Callable[[WorkerHandle, list[Any]], None], clock: Callable[[], float], prefetch: Prefetch
+    ) -> None:
         self.index = index
         self.pid = 0
         self.state = STARTING
         #: Why the worker is leaving, once that is decided ("retired", "recycled", "unresponsive").
         self.exit_reason: str | None = None
-        self.held: dict[int, Any] = {}
+        #: What was dispatched to it and not yet settled.
+        self.held = InFlight(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
+        self.prefetch = prefetch
         #: Running a message suspected of crashing workers, alone: no other dispatch until it settles.
         self.isolating = False
         self.completed = 0
@@ -122,6 +129,11 @@ class WorkerHandle:
             self.writer.send(frame)
         else:
             self._unsent.append(frame)
+
+    def send_encoded(self, frame: bytes) -> None:
+        """Send a frame encoded elsewhere (``EntryQueue.dispatch``); only once the worker is ready."""
+        assert self.writer is not None
+        self.writer.send_encoded(frame)
 
     def kill(self) -> None:
         """SIGKILL the process (its messages are re-delivered when its exit is handled)."""
