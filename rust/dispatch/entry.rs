@@ -25,7 +25,11 @@ pub struct Payload {
 
 impl Payload {
     pub fn whole(bytes: &[u8]) -> Self {
-        Payload { buffer: Arc::from(bytes), start: 0, end: bytes.len() }
+        Payload {
+            buffer: Arc::from(bytes),
+            start: 0,
+            end: bytes.len(),
+        }
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -43,10 +47,19 @@ pub fn split_payloads(encoded: &[u8]) -> PyResult<Vec<Payload>> {
             MsgpackError::TrailingBytes => "followed by stray bytes".to_string(),
             MsgpackError::TooDeep => "nested too deep".to_string(),
         };
-        PyValueError::new_err(format!("payloads must be one msgpack array: input is {what}"))
+        PyValueError::new_err(format!(
+            "payloads must be one msgpack array: input is {what}"
+        ))
     })?;
     let buffer: Arc<[u8]> = Arc::from(encoded);
-    Ok(ranges.into_iter().map(|(start, end)| Payload { buffer: buffer.clone(), start, end }).collect())
+    Ok(ranges
+        .into_iter()
+        .map(|(start, end)| Payload {
+            buffer: buffer.clone(),
+            start,
+            end,
+        })
+        .collect())
 }
 
 /// A batch of payloads, encoded as one msgpack array and split once.
@@ -64,7 +77,10 @@ impl PyPayloadBatch {
     /// The payloads `start..stop` (`ValueError` for a range outside the batch).
     pub fn range(&self, start: usize, stop: usize) -> PyResult<&[Payload]> {
         self.payloads.get(start..stop).ok_or_else(|| {
-            PyValueError::new_err(format!("range {start}..{stop} is outside a batch of {}", self.payloads.len()))
+            PyValueError::new_err(format!(
+                "range {start}..{stop} is outside a batch of {}",
+                self.payloads.len()
+            ))
         })
     }
 }
@@ -74,7 +90,9 @@ impl PyPayloadBatch {
     /// `ValueError` unless `encoded` is exactly one msgpack array.
     #[new]
     fn new(encoded: &[u8]) -> PyResult<Self> {
-        Ok(PyPayloadBatch { payloads: split_payloads(encoded)? })
+        Ok(PyPayloadBatch {
+            payloads: split_payloads(encoded)?,
+        })
     }
 
     fn __len__(&self) -> usize {
@@ -192,7 +210,18 @@ impl PyEntry {
         enqueued: f64,
         attempt: u32,
     ) -> Self {
-        PyEntry { data: EntryData { seq, attempt, priority, enqueued_at, key, future, payload: Payload::whole(payload), enqueued } }
+        PyEntry {
+            data: EntryData {
+                seq,
+                attempt,
+                priority,
+                enqueued_at,
+                key,
+                future,
+                payload: Payload::whole(payload),
+                enqueued,
+            },
+        }
     }
 
     /// One entry per payload of `batch[start:stop]`, with seqs from `first_seq` on.
@@ -210,19 +239,23 @@ impl PyEntry {
         key: Option<Py<PyString>>,
         enqueued: f64,
     ) -> PyResult<Bound<'py, PyList>> {
-        let entries = batch.range(start, stop)?.iter().enumerate().map(|(i, payload)| {
-            let data = EntryData {
-                seq: first_seq + i as u64,
-                attempt: 0,
-                priority,
-                enqueued_at,
-                key: key.as_ref().map(|k| k.clone_ref(py)),
-                future: None,
-                payload: payload.clone(),
-                enqueued,
-            };
-            Py::new(py, PyEntry { data })
-        });
+        let entries = batch
+            .range(start, stop)?
+            .iter()
+            .enumerate()
+            .map(|(i, payload)| {
+                let data = EntryData {
+                    seq: first_seq + i as u64,
+                    attempt: 0,
+                    priority,
+                    enqueued_at,
+                    key: key.as_ref().map(|k| k.clone_ref(py)),
+                    future: None,
+                    payload: payload.clone(),
+                    enqueued,
+                };
+                Py::new(py, PyEntry { data })
+            });
         PyList::new(py, entries.collect::<PyResult<Vec<_>>>()?)
     }
 
@@ -277,6 +310,9 @@ impl PyEntry {
     }
 
     fn __repr__(&self) -> String {
-        format!("Entry(seq={}, attempt={}, priority={})", self.data.seq, self.data.attempt, self.data.priority)
+        format!(
+            "Entry(seq={}, attempt={}, priority={})",
+            self.data.seq, self.data.attempt, self.data.priority
+        )
     }
 }

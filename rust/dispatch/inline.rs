@@ -73,8 +73,12 @@ fn start_coroutine(coro: Bound<'_, PyAny>) -> Started<'_> {
     // RETURN and NEXT, and none (with an exception set) for ERROR.
     let outcome = unsafe { ffi::PyIter_Send(coro.as_ptr(), ffi::Py_None(), &mut result) };
     match outcome {
-        ffi::PySendResult::PYGEN_RETURN => Started::Returned(unsafe { Bound::from_owned_ptr(py, result) }),
-        ffi::PySendResult::PYGEN_NEXT => Started::Suspended(coro, unsafe { Bound::from_owned_ptr(py, result) }),
+        ffi::PySendResult::PYGEN_RETURN => {
+            Started::Returned(unsafe { Bound::from_owned_ptr(py, result) })
+        }
+        ffi::PySendResult::PYGEN_NEXT => {
+            Started::Suspended(coro, unsafe { Bound::from_owned_ptr(py, result) })
+        }
         ffi::PySendResult::PYGEN_ERROR => Started::Raised(PyErr::fetch(py)),
     }
 }
@@ -111,7 +115,12 @@ impl PyInlineRunner {
         slots: usize,
         done: &Bound<'py, PyList>,
         histogram: &Bound<'py, PyAny>,
-    ) -> PyResult<(usize, Bound<'py, PyList>, Bound<'py, PyList>, Bound<'py, PyList>)> {
+    ) -> PyResult<(
+        usize,
+        Bound<'py, PyList>,
+        Bound<'py, PyList>,
+        Bound<'py, PyList>,
+    )> {
         let py = items.py();
         let handler = self.handler.bind(py);
         let message_type = self.message_type.bind(py);
@@ -168,7 +177,10 @@ impl PyInlineRunner {
                     // it; another handler of this batch awaiting the same future must not see
                     // that mark (asyncio refuses it), so it is cleared here and set again
                     // when the coroutine's task starts (`worker._resume`).
-                    if awaited.getattr(intern!(py, "_asyncio_future_blocking")).is_ok_and(|b| b.is_truthy().unwrap_or(false)) {
+                    if awaited
+                        .getattr(intern!(py, "_asyncio_future_blocking"))
+                        .is_ok_and(|b| b.is_truthy().unwrap_or(false))
+                    {
                         awaited.setattr(intern!(py, "_asyncio_future_blocking"), false)?;
                     }
                     suspended.append((&item, coro, awaited, started))?;

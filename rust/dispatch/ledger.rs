@@ -32,14 +32,17 @@ pub struct PyEntryQueue {
 impl PyEntryQueue {
     fn push_data(&mut self, data: EntryData) -> PyResult<()> {
         let priority = data.priority;
-        self.levels.push(data, priority).map_err(|(err, _)| self.push_error(err, priority))
+        self.levels
+            .push(data, priority)
+            .map_err(|(err, _)| self.push_error(err, priority))
     }
 
     fn push_error(&self, err: PushError, priority: usize) -> PyErr {
         match err {
-            PushError::Priority => {
-                PyValueError::new_err(format!("priority must be within 0..{}, got {priority}", self.levels.levels() - 1))
-            }
+            PushError::Priority => PyValueError::new_err(format!(
+                "priority must be within 0..{}, got {priority}",
+                self.levels.levels() - 1
+            )),
             // The queue is built unbounded.
             PushError::Full => PyValueError::new_err("queue full"),
         }
@@ -50,8 +53,12 @@ impl PyEntryQueue {
 impl PyEntryQueue {
     #[new]
     fn new(levels: usize) -> PyResult<Self> {
-        let levels = Levels::new(levels, 0, 0)
-            .map_err(|_| PyValueError::new_err(format!("levels must be within 1..={}, got {levels}", crate::priority_queue::MAX_LEVELS)))?;
+        let levels = Levels::new(levels, 0, 0).map_err(|_| {
+            PyValueError::new_err(format!(
+                "levels must be within 1..={}, got {levels}",
+                crate::priority_queue::MAX_LEVELS
+            ))
+        })?;
         Ok(PyEntryQueue { levels })
     }
 
@@ -80,7 +87,16 @@ impl PyEntryQueue {
         enqueued: f64,
     ) -> PyResult<()> {
         let payload = Payload::whole(payload);
-        self.push_data(EntryData { seq, attempt: 0, priority, enqueued_at, key: None, future, payload, enqueued })
+        self.push_data(EntryData {
+            seq,
+            attempt: 0,
+            priority,
+            enqueued_at,
+            key: None,
+            future,
+            payload,
+            enqueued,
+        })
     }
 
     /// Queue the payloads `batch[start:stop]` as messages without an ordering key, with
@@ -113,7 +129,9 @@ impl PyEntryQueue {
             })
             .collect();
         let count = entries.len();
-        self.levels.push_all(&mut entries, priority).map_err(|err| self.push_error(err, priority))?;
+        self.levels
+            .push_all(&mut entries, priority)
+            .map_err(|err| self.push_error(err, priority))?;
         Ok(count)
     }
 
@@ -125,7 +143,12 @@ impl PyEntryQueue {
 
     /// Pop up to `count` entries, count a delivery for each, move them into `held` and
     /// return their DISPATCH frame (length header included); None when nothing was queued.
-    fn dispatch<'py>(&mut self, py: Python<'py>, held: &mut PyInFlight, count: usize) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn dispatch<'py>(
+        &mut self,
+        py: Python<'py>,
+        held: &mut PyInFlight,
+        count: usize,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let n = count.min(self.levels.len());
         if n == 0 {
             return Ok(None);
@@ -142,7 +165,12 @@ impl PyEntryQueue {
 
     /// Remove every queued entry, in dispatch order.
     fn take_all<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let entries = self.levels.take_all().into_iter().flatten().map(|data| Py::new(py, PyEntry { data }));
+        let entries = self
+            .levels
+            .take_all()
+            .into_iter()
+            .flatten()
+            .map(|data| Py::new(py, PyEntry { data }));
         PyList::new(py, entries.collect::<PyResult<Vec<_>>>()?)
     }
 }
@@ -165,7 +193,11 @@ impl PyInFlight {
     #[new]
     fn new(relative_error: f64, min_value: f64) -> PyResult<Self> {
         let settler = super::py::PyAckSettler::new(relative_error, min_value)?;
-        Ok(PyInFlight { entries: HashMap::new(), log_gamma: settler.log_gamma, min_value: settler.min_value })
+        Ok(PyInFlight {
+            entries: HashMap::new(),
+            log_gamma: settler.log_gamma,
+            min_value: settler.min_value,
+        })
     }
 
     fn __len__(&self) -> usize {
@@ -220,11 +252,17 @@ impl PyInFlight {
         let mut keys: Vec<Py<PyString>> = Vec::new();
         let mut settled = 0usize;
         for seq in seqs.iter() {
-            let Some(entry) = self.entries.remove(&seq.extract::<u64>()?) else { continue };
+            let Some(entry) = self.entries.remove(&seq.extract::<u64>()?) else {
+                continue;
+            };
             settled += 1;
             let latency = now - entry.enqueued;
             // The ack is never lost over a clock that went back (or NaN): add() cannot refuse it.
-            let _ = tally.add(if latency >= 0.0 && latency.is_finite() { latency } else { 0.0 });
+            let _ = tally.add(if latency >= 0.0 && latency.is_finite() {
+                latency
+            } else {
+                0.0
+            });
             if let Some(key) = entry.key {
                 keys.push(key);
             }

@@ -163,7 +163,9 @@ fn skip(input: &[u8], pos: usize) -> Result<usize, MsgpackError> {
             0xde => (2, 0, 2 * be(input, pos + 1, 2)?),
             0xdf => (4, 0, 2 * be(input, pos + 1, 4)?),
         };
-        let end = (pos as u64 + 1 + header as u64).checked_add(body).ok_or(MsgpackError::Truncated)?;
+        let end = (pos as u64 + 1 + header as u64)
+            .checked_add(body)
+            .ok_or(MsgpackError::Truncated)?;
         if end > input.len() as u64 {
             return Err(MsgpackError::Truncated);
         }
@@ -196,18 +198,18 @@ mod tests {
         let mut big_str = Vec::new();
         write_str(&mut big_str, &"x".repeat(300));
         let items: Vec<&[u8]> = vec![
-            &[0xc0],                                      // nil
-            &[0x05],                                      // fixint
-            &[0xff],                                      // negative fixint
-            &[0xcd, 0x01, 0x00],                          // uint16
-            &[0xcb, 0, 0, 0, 0, 0, 0, 0, 0],              // float64
-            &[0xa2, b'h', b'i'],                          // fixstr
-            &big_str,                                     // str16
-            &[0xc4, 0x02, 1, 2],                          // bin8
-            &[0x92, 0x01, 0x91, 0xc3],                    // nested array
-            &[0x81, 0xa1, b'k', 0x80],                    // map with an empty map
-            &[0xd6, 0xff, 0, 0, 0, 1],                    // fixext4 (timestamp)
-            &[0xc7, 0x01, 0x05, 0xaa],                    // ext8
+            &[0xc0],                         // nil
+            &[0x05],                         // fixint
+            &[0xff],                         // negative fixint
+            &[0xcd, 0x01, 0x00],             // uint16
+            &[0xcb, 0, 0, 0, 0, 0, 0, 0, 0], // float64
+            &[0xa2, b'h', b'i'],             // fixstr
+            &big_str,                        // str16
+            &[0xc4, 0x02, 1, 2],             // bin8
+            &[0x92, 0x01, 0x91, 0xc3],       // nested array
+            &[0x81, 0xa1, b'k', 0x80],       // map with an empty map
+            &[0xd6, 0xff, 0, 0, 0, 1],       // fixext4 (timestamp)
+            &[0xc7, 0x01, 0x05, 0xaa],       // ext8
         ];
         let input = array_of(&items);
         let ranges = split_array(&input).unwrap();
@@ -232,11 +234,25 @@ mod tests {
         assert_eq!(split_array(&[]), Err(MsgpackError::Truncated));
         assert_eq!(split_array(&[0xc0]), Err(MsgpackError::NotAnArray));
         assert_eq!(split_array(&[0x92, 0xc0]), Err(MsgpackError::Truncated));
-        assert_eq!(split_array(&[0x91, 0xc1]), Err(MsgpackError::InvalidByte(0xc1)));
-        assert_eq!(split_array(&[0x91, 0xc0, 0xc0]), Err(MsgpackError::TrailingBytes));
-        assert_eq!(split_array(&[0x91, 0xdb, 0xff, 0xff, 0xff, 0xff]), Err(MsgpackError::Truncated));
-        assert_eq!(split_array(&[0xdd, 0xff, 0xff, 0xff, 0xff]), Err(MsgpackError::Truncated));
-        let deep: Vec<u8> = std::iter::once(0x91).chain(std::iter::repeat(0x91).take(5000)).collect();
+        assert_eq!(
+            split_array(&[0x91, 0xc1]),
+            Err(MsgpackError::InvalidByte(0xc1))
+        );
+        assert_eq!(
+            split_array(&[0x91, 0xc0, 0xc0]),
+            Err(MsgpackError::TrailingBytes)
+        );
+        assert_eq!(
+            split_array(&[0x91, 0xdb, 0xff, 0xff, 0xff, 0xff]),
+            Err(MsgpackError::Truncated)
+        );
+        assert_eq!(
+            split_array(&[0xdd, 0xff, 0xff, 0xff, 0xff]),
+            Err(MsgpackError::Truncated)
+        );
+        let deep: Vec<u8> = std::iter::once(0x91)
+            .chain(std::iter::repeat(0x91).take(5000))
+            .collect();
         assert_eq!(split_array(&deep), Err(MsgpackError::TooDeep));
     }
 

@@ -36,12 +36,21 @@ pub struct PyAckSettler {
 
 /// The `ValueError` that `LatencyHistogram.record_many` raises for `bad`.
 pub(crate) fn invalid_latency(py: Python<'_>, bad: InvalidLatency) -> PyErr {
-    let shown = PyFloat::new(py, bad.0).repr().map(|r| r.to_string()).unwrap_or_else(|_| bad.0.to_string());
-    PyValueError::new_err(format!("a latency must be a finite non-negative number, got {shown}"))
+    let shown = PyFloat::new(py, bad.0)
+        .repr()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| bad.0.to_string());
+    PyValueError::new_err(format!(
+        "a latency must be a finite non-negative number, got {shown}"
+    ))
 }
 
 /// A tally continuing `histogram`'s totals (its `zeros`, `count`, `sum`, `min`, `max`).
-pub(crate) fn tally_for(log_gamma: f64, min_value: f64, histogram: &Bound<'_, PyAny>) -> PyResult<Tally> {
+pub(crate) fn tally_for(
+    log_gamma: f64,
+    min_value: f64,
+    histogram: &Bound<'_, PyAny>,
+) -> PyResult<Tally> {
     let py = histogram.py();
     Ok(Tally::new(
         log_gamma,
@@ -80,13 +89,20 @@ impl PyAckSettler {
     #[pyo3(signature = (relative_error, min_value))]
     pub(crate) fn new(relative_error: f64, min_value: f64) -> PyResult<Self> {
         if !(relative_error > 0.0 && relative_error < 1.0) {
-            return Err(PyValueError::new_err(format!("relative_error must be within (0, 1), got {relative_error}")));
+            return Err(PyValueError::new_err(format!(
+                "relative_error must be within (0, 1), got {relative_error}"
+            )));
         }
         if !(min_value >= 0.0 && min_value.is_finite()) {
-            return Err(PyValueError::new_err(format!("min_value must be a finite number >= 0, got {min_value}")));
+            return Err(PyValueError::new_err(format!(
+                "min_value must be a finite number >= 0, got {min_value}"
+            )));
         }
         let gamma = (1.0 + relative_error) / (1.0 - relative_error);
-        Ok(PyAckSettler { log_gamma: gamma.ln(), min_value })
+        Ok(PyAckSettler {
+            log_gamma: gamma.ln(),
+            min_value,
+        })
     }
 
     /// Count each of `values` into `histogram`, as `histogram.record_many(values)` does.

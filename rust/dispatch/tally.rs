@@ -26,8 +26,25 @@ pub struct Tally {
 
 impl Tally {
     /// A tally continuing a histogram whose totals are `zeros`, `count`, `sum`, `min`, `max`.
-    pub fn new(log_gamma: f64, min_value: f64, zeros: u64, count: u64, sum: f64, min: f64, max: f64) -> Self {
-        Tally { log_gamma, min_value, buckets: HashMap::new(), zeros, count, sum, min, max }
+    pub fn new(
+        log_gamma: f64,
+        min_value: f64,
+        zeros: u64,
+        count: u64,
+        sum: f64,
+        min: f64,
+        max: f64,
+    ) -> Self {
+        Tally {
+            log_gamma,
+            min_value,
+            buckets: HashMap::new(),
+            zeros,
+            count,
+            sum,
+            min,
+            max,
+        }
     }
 
     /// The bucket index of a value above `min_value`.
@@ -72,7 +89,10 @@ mod tests {
         let gamma: f64 = 1.01 / 0.99;
         for v in [1e-6, 3.3e-4, 0.5, 1.0, 42.0] {
             let i = t.index(v);
-            assert!(gamma.powi(i as i32 - 1) < v * (1.0 + 1e-12) && v <= gamma.powi(i as i32) * (1.0 + 1e-12));
+            assert!(
+                gamma.powi(i as i32 - 1) < v * (1.0 + 1e-12)
+                    && v <= gamma.powi(i as i32) * (1.0 + 1e-12)
+            );
             t.add(v).unwrap();
         }
         assert_eq!(t.count, 5);
@@ -105,6 +125,9 @@ mod tests {
         let gamma: f64 = 1.01 / 0.99;
         let mut t = Tally::new(gamma.ln(), 1e-9, 3, 10, 2.5, 0.01, 0.9);
         t.add(1.5).unwrap();
-        assert_eq!((t.count, t.zeros, t.sum, t.min, t.max), (11, 3, 4.0, 0.01, 1.5));
+        assert_eq!(
+            (t.count, t.zeros, t.sum, t.min, t.max),
+            (11, 3, 4.0, 0.01, 1.5)
+        );
     }
 }
