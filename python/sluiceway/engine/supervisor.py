@@ -2,11 +2,13 @@
 
 Every message accepted is held by exactly one of: the priority queue, its ordering key's
 parking line, a retry timer, the crash-suspect line, or one worker's ``held`` table, until a
-worker reports it done or it is dead-lettered. The queue and the ``held`` tables are Rust
-(``EntryQueue``, ``InFlight``): a batch goes from accept to DISPATCH frame to settled ack
-with no Python object per message, since this one process serves every worker. A worker's exit (any exit: SIGKILL, a crash,
+worker reports it done or it is dead-lettered. A worker's exit (any exit: SIGKILL, a crash,
 being killed as unresponsive) puts everything it held back in line, which is what makes
 delivery at-least-once.
+
+The queue and the ``held`` tables are Rust (``EntryQueue``, ``InFlight``): a batch goes
+from accept to DISPATCH frame to settled ack with no Python object per message, because
+this one process serves every worker and its per-message cost caps the engine's rate.
 """
 
 from __future__ import annotations
