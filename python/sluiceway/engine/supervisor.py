@@ -375,7 +375,7 @@ class MessageParallelizer:
             self._queue.push(entry)
 
     def _accepted(self, count: int) -> None:
-        """Account ``count`` newly staged messages: idle flag, backpressure, and a dispatch soon."""
+        """Account ``count`` newly accepted messages: idle flag, backpressure, and a dispatch soon."""
         was_idle = self._unfinished == 0
         self._unfinished += count
         if was_idle:
