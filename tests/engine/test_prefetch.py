@@ -15,7 +15,8 @@ reports = st.lists(st.tuples(st.integers(0, 5_000), st.floats(0.0, 0.05)), max_s
 def test_an_adaptive_limit_stays_within_its_floor_and_max_and_follows_each_measured_span(
     window: float, concurrency: int, reports: list[tuple[int, float]]
 ) -> None:
-    """Each span of at least MEASURE_SECONDS sets limit = clamp(rate * window); frames carry half of it (rounded up)."""
+    """Each span of at least MEASURE_SECONDS sets limit = clamp(rate * window); frames carry half of it
+    (rounded up) at most and, while the queue is long, a quarter at least."""
     config = ParallelizerConfig(worker_concurrency=concurrency, prefetch_window=window)
     now = 100.0
     prefetch = Prefetch(config, now)
@@ -31,6 +32,7 @@ def test_an_adaptive_limit_stays_within_its_floor_and_max_and_follows_each_measu
         assert prefetch.limit == expected
         assert floor <= prefetch.limit <= max(floor, MAX_PREFETCH)
         assert prefetch.frame_size == (prefetch.limit + 1) // 2 >= 1
+        assert prefetch.least_frame == max(1, prefetch.limit // 4) <= prefetch.frame_size
 
 
 @given(fixed=st.integers(1, 5_000), reports=reports)
@@ -40,7 +42,7 @@ def test_a_set_worker_prefetch_never_moves(fixed: int, reports: list[tuple[int, 
     for settled, step in reports:
         now += step
         prefetch.completed(settled, now)
-        assert (prefetch.limit, prefetch.frame_size) == (fixed, (fixed + 1) // 2)
+        assert (prefetch.limit, prefetch.frame_size, prefetch.least_frame) == (fixed, (fixed + 1) // 2, max(1, fixed // 4))
 
 
 def test_a_fast_worker_may_hold_its_window_of_work_and_a_slow_one_its_floor() -> None:

@@ -37,6 +37,7 @@ class Prefetch:
         self._since = now
         self.limit = self._floor
         self.frame_size = _frame_size(self.limit)
+        self.least_frame = _least_frame(self.limit)
 
     def completed(self, count: int, now: float) -> None:
         """Count ``count`` settled deliveries (done or failed) at ``now``; adapts the limit."""
@@ -49,6 +50,7 @@ class Prefetch:
         rate = self._count / elapsed
         self.limit = max(self._floor, min(MAX_PREFETCH, int(rate * self._window)))
         self.frame_size = _frame_size(self.limit)
+        self.least_frame = _least_frame(self.limit)
         self._count = 0
         self._since = now
 
@@ -56,3 +58,8 @@ class Prefetch:
 def _frame_size(limit: int) -> int:
     """Half the limit (rounded up): two frames in the pipe, so the worker never waits for a round trip."""
     return (limit + 1) // 2
+
+
+def _least_frame(limit: int) -> int:
+    """A quarter of the limit (at least 1): the smallest frame sent while the queue could fill a bigger one."""
+    return max(1, limit // 4)

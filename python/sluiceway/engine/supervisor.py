@@ -469,7 +469,9 @@ class MessageParallelizer:
 
         Credit goes out in frames of half a worker's prefetch at most, so that a worker
         has the next frame in its pipe while it runs one: it never idles for the round
-        trip of its report.
+        trip of its report. While the queue is long, a frame carries at least a quarter
+        of the prefetch: topping a busy worker up a few messages at a time would cost a
+        frame (two system calls each side) per few messages.
         """
         self._dispatch_scheduled = False
         queue = self._queue
@@ -485,6 +487,8 @@ class MessageParallelizer:
             prefetch = worker.prefetch
             credit = prefetch.limit - len(held)
             while credit > 0 and queue:
+                if credit < prefetch.least_frame <= len(queue):
+                    break  # it still holds plenty: top it up in a fuller frame later
                 before = len(held)
                 frame = queue.dispatch(held, min(credit, prefetch.frame_size))
                 assert frame is not None
