@@ -132,7 +132,8 @@ impl EntryData {
     }
 
     /// Append the wire form: `[seq, attempt, priority, enqueued_at, key, want_result, payload, enqueued]`
-    /// (`want_result` is `true` with a future, nil without).
+    /// (`want_result` is `true` with a future, nil without). Cannot fail for an entry made
+    /// through `Entry` (its key was checked there) or `EntryQueue` (no key).
     pub fn write(&self, py: Python<'_>, out: &mut Vec<u8>) -> PyResult<()> {
         msgpack::write_array_header(out, 8);
         msgpack::write_uint(out, self.seq);
@@ -181,6 +182,15 @@ impl DispatchFrame {
     }
 }
 
+/// `key` if it is text UTF-8 can carry (`UnicodeEncodeError` for lone surrogates), so that
+/// writing it into a DISPATCH frame later cannot fail.
+fn checked_key(py: Python<'_>, key: Option<Py<PyString>>) -> PyResult<Option<Py<PyString>>> {
+    if let Some(key) = &key {
+        key.bind(py).to_str()?;
+    }
+    Ok(key)
+}
+
 /// One accepted message, as the supervisor's Python code sees it.
 ///
 /// Made by the supervisor for messages that wait outside the queue (behind their
@@ -206,22 +216,23 @@ impl PyEntry {
         enqueued_at: f64,
         key: Option<Py<PyString>>,
         future: Option<Py<PyAny>>,
-        payload: &[u8],
+        payload: &Bound<'_, PyBytes>,
         enqueued: f64,
         attempt: u32,
-    ) -> Self {
-        PyEntry {
+    ) -> PyResult<Self> {
+        let py = payload.py();
+        Ok(PyEntry {
             data: EntryData {
                 seq,
                 attempt,
                 priority,
                 enqueued_at,
-                key,
+                key: checked_key(py, key)?,
                 future,
-                payload: Payload::whole(payload),
+                payload: Payload::whole(payload.as_bytes()),
                 enqueued,
             },
-        }
+        })
     }
 
     /// One entry per payload of `batch[start:stop]`, with seqs from `first_seq` on.
@@ -239,6 +250,7 @@ impl PyEntry {
         key: Option<Py<PyString>>,
         enqueued: f64,
     ) -> PyResult<Bound<'py, PyList>> {
+        let key = checked_key(py, key)?;
         let entries = batch
             .range(start, stop)?
             .iter()

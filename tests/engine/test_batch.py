@@ -74,6 +74,8 @@ def test_enqueue_many_refuses_a_batch_with_an_unencodable_payload_whole(run: Run
                 await engine.enqueue_many([{}], priority=7)
             with pytest.raises(ValueError, match="ordering_key"):
                 engine.enqueue_many_nowait([{}], ordering_key=5)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="ordering_key must be encodable"):
+                await engine.enqueue_many([{}], ordering_key="\udfff")
             assert engine.get_statistics().enqueued == 0
             assert len(await engine.enqueue_many([])) == 0
 

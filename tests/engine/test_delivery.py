@@ -164,7 +164,11 @@ def test_unencodable_payload_is_refused_at_enqueue(run: Run, config: Config) -> 
                 await engine.enqueue_message({}, priority=7)
             with pytest.raises(ValueError, match="ordering_key"):
                 await engine.enqueue_message({}, ordering_key=42)  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="ordering_key must be encodable as UTF-8"):
+                await engine.enqueue_message({}, ordering_key="+1555\ud800")
             assert engine.get_statistics().enqueued == 0
+            # Non-ASCII keys that are text are fine.
+            assert await engine.submit({"result": "ok"}, ordering_key="inquilino-ñ-东") == "ok"
 
     run(scenario())
 

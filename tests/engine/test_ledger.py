@@ -220,6 +220,14 @@ def test_a_batch_that_is_not_one_msgpack_array_is_refused(encoded: bytes, match:
         PayloadBatch(encoded)
 
 
+def test_a_key_utf8_cannot_carry_is_refused_when_the_entry_is_made() -> None:
+    """A lone surrogate would make the DISPATCH frame unwritable later: it is refused up front."""
+    with pytest.raises(UnicodeEncodeError):
+        Entry(1, 0, 0.0, "k\ud800", None, b"\xc0", 0.0)
+    with pytest.raises(UnicodeEncodeError):
+        Entry.batch(PayloadBatch(b"\x91\xc0"), 0, 1, 1, 0, 0.0, "\udfff", 0.0)
+
+
 def test_bad_ranges_and_priorities_are_refused_and_change_nothing() -> None:
     queue = EntryQueue(LEVELS)
     batch = PayloadBatch(msgspec.msgpack.encode([1, 2]))

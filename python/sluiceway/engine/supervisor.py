@@ -359,8 +359,14 @@ class MessageParallelizer:
         level = _PRIORITY_VALUES.get(priority) if isinstance(priority, int) else None
         if level is None:
             raise ValueError(f"priority must be a Priority (0..{len(_PRIORITIES) - 1}), got {priority!r}")
-        if key is not None and not isinstance(key, str):
-            raise ValueError(f"ordering_key must be a str or None, got {type(key).__name__}")
+        if key is not None:
+            if not isinstance(key, str):
+                raise ValueError(f"ordering_key must be a str or None, got {type(key).__name__}")
+            if not key.isascii():
+                try:
+                    key.encode()
+                except UnicodeEncodeError as exc:
+                    raise ValueError(f"ordering_key must be encodable as UTF-8, got {key!r}: {exc.reason}") from None
         return level
 
     def _stage_keyed(self, entry: Entry) -> None:
