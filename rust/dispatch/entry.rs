@@ -74,14 +74,40 @@ pub struct PyPayloadBatch {
 }
 
 impl PyPayloadBatch {
-    /// The payloads `start..stop` (`ValueError` for a range outside the batch).
-    pub fn range(&self, start: usize, stop: usize) -> PyResult<&[Payload]> {
-        self.payloads.get(start..stop).ok_or_else(|| {
+    /// New entries (no delivery yet) for the payloads `start..stop`, seqs from `first_seq`
+    /// on; `ValueError` for a range outside the batch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn entries(
+        &self,
+        py: Python<'_>,
+        start: usize,
+        stop: usize,
+        first_seq: u64,
+        priority: usize,
+        enqueued_at: f64,
+        key: Option<&Py<PyString>>,
+        enqueued: f64,
+    ) -> PyResult<Vec<EntryData>> {
+        let payloads = self.payloads.get(start..stop).ok_or_else(|| {
             PyValueError::new_err(format!(
                 "range {start}..{stop} is outside a batch of {}",
                 self.payloads.len()
             ))
-        })
+        })?;
+        Ok(payloads
+            .iter()
+            .enumerate()
+            .map(|(i, payload)| EntryData {
+                seq: first_seq + i as u64,
+                attempt: 0,
+                priority,
+                enqueued_at,
+                key: key.map(|k| k.clone_ref(py)),
+                future: None,
+                payload: payload.clone(),
+                enqueued,
+            })
+            .collect())
     }
 }
 
@@ -252,22 +278,18 @@ impl PyEntry {
     ) -> PyResult<Bound<'py, PyList>> {
         let key = checked_key(py, key)?;
         let entries = batch
-            .range(start, stop)?
-            .iter()
-            .enumerate()
-            .map(|(i, payload)| {
-                let data = EntryData {
-                    seq: first_seq + i as u64,
-                    attempt: 0,
-                    priority,
-                    enqueued_at,
-                    key: key.as_ref().map(|k| k.clone_ref(py)),
-                    future: None,
-                    payload: payload.clone(),
-                    enqueued,
-                };
-                Py::new(py, PyEntry { data })
-            });
+            .entries(
+                py,
+                start,
+                stop,
+                first_seq,
+                priority,
+                enqueued_at,
+                key.as_ref(),
+                enqueued,
+            )?
+            .into_iter()
+            .map(|data| Py::new(py, PyEntry { data }));
         PyList::new(py, entries.collect::<PyResult<Vec<_>>>()?)
     }
 

@@ -105,6 +105,7 @@ impl PyEntryQueue {
     #[allow(clippy::too_many_arguments)]
     fn accept_batch(
         &mut self,
+        py: Python<'_>,
         batch: &PyPayloadBatch,
         start: usize,
         stop: usize,
@@ -113,21 +114,16 @@ impl PyEntryQueue {
         enqueued_at: f64,
         enqueued: f64,
     ) -> PyResult<usize> {
-        let mut entries: Vec<EntryData> = batch
-            .range(start, stop)?
-            .iter()
-            .enumerate()
-            .map(|(i, payload)| EntryData {
-                seq: first_seq + i as u64,
-                attempt: 0,
-                priority,
-                enqueued_at,
-                key: None,
-                future: None,
-                payload: payload.clone(),
-                enqueued,
-            })
-            .collect();
+        let mut entries = batch.entries(
+            py,
+            start,
+            stop,
+            first_seq,
+            priority,
+            enqueued_at,
+            None,
+            enqueued,
+        )?;
         let count = entries.len();
         self.levels
             .push_all(&mut entries, priority)
