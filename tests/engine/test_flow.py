@@ -153,6 +153,27 @@ def test_workers_are_recycled_after_max_messages(run: Run, config: Config, tmp_p
     assert len(per_pid) >= 4 and sum(per_pid.values()) >= 200
 
 
+def test_adaptive_prefetch_grows_for_a_fast_worker_and_stays_at_its_floor_for_a_slow_one(run: Run, config: Config) -> None:
+    """With a 1 s window any fast worker outgrows 2 x concurrency; one that cannot finish
+    200 messages a second holds no more than its floor under a 2 ms window."""
+
+    async def scenario() -> None:
+        fast = config(default_worker_count=1, worker_concurrency=1, prefetch_window=1.0)
+        async with MessageParallelizer("sluiceway.testing.handlers:noop", fast) as engine:
+            await engine.enqueue_many([None] * 3000)
+            await engine.wait_for_completion(timeout=60)
+            (worker,) = engine.get_statistics().workers
+            assert worker.prefetch > 2
+        slow = config(default_worker_count=1, worker_concurrency=1, prefetch_window=0.002)
+        async with MessageParallelizer(SCRIPTED, slow) as engine:
+            await engine.enqueue_many([{"sleep": 0.005}] * 20)
+            await engine.wait_for_completion(timeout=60)
+            (worker,) = engine.get_statistics().workers
+            assert worker.prefetch == 2
+
+    run(scenario())
+
+
 def test_broadcast_reaches_every_worker_before_it_returns(run: Run, config: Config, tmp_path: Path) -> None:
     """current_worker().broadcast from a handler returns only after every live worker applied it."""
     notes = tmp_path / "notes"

@@ -23,6 +23,8 @@ class WorkerStatistics(msgspec.Struct, frozen=True):
     index: int
     state: str
     in_flight: int
+    #: Messages it may hold now (see ``ParallelizerConfig.prefetch_window``).
+    prefetch: int
     completed: int
     failed_attempts: int
     rss_bytes: int

@@ -845,7 +845,8 @@ class MessageParallelizer:
         latency = self._latency.merged() if self._latency is not None else LatencyHistogram()
         workers = [
             WorkerStatistics(
-                pid=w.pid, index=w.index, state=w.state, in_flight=len(w.held), completed=w.completed,
+                pid=w.pid, index=w.index, state=w.state, in_flight=len(w.held), prefetch=w.prefetch.limit,
+                completed=w.completed,
                 failed_attempts=w.failed_attempts, rss_bytes=w.rss_bytes,
                 handler_p50=w.handler_latency.quantile(0.5), handler_p99=w.handler_latency.quantile(0.99),
             )
