@@ -6,6 +6,8 @@
 //! inline costs no task, no exception and no interpreted loop iteration; one that suspends
 //! is handed back, started, for the worker to continue as a task.
 
+use std::fmt::Write;
+
 use pyo3::exceptions::PyException;
 use pyo3::ffi;
 use pyo3::intern;
@@ -131,6 +133,9 @@ impl PyInlineRunner {
         let suspended = PyList::empty(py);
         let mut tally: Tally = tally_for(self.log_gamma, self.min_value, histogram)?;
         let mut consumed = 0usize;
+        // One buffer for every id of the batch ("<prefix><seq>"): no allocation per message.
+        let mut id_buffer = String::with_capacity(self.prefix.len() + 20);
+        id_buffer.push_str(&self.prefix);
         let mut outcome: PyResult<()> = Ok(());
         for item in items.iter() {
             if suspended.len() >= slots {
@@ -139,7 +144,9 @@ impl PyInlineRunner {
             let fields = item.cast::<PyList>()?;
             let seq = fields.get_item(0)?;
             let seq_number: i64 = seq.extract()?;
-            let id = PyString::new(py, &format!("{}{}", self.prefix, seq_number));
+            id_buffer.truncate(self.prefix.len());
+            let _ = write!(id_buffer, "{seq_number}"); // writing to a String cannot fail
+            let id = PyString::new(py, &id_buffer);
             let priority = priorities.get_item(fields.get_item(2)?.extract::<usize>()?)?;
             let message = message_type.call1((
                 id,
