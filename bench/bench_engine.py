@@ -136,6 +136,8 @@ class Engine:
         measured = OpenLoop()
         loop = self.loop
         count = int(rate * seconds)
+        if not count:
+            return measured
         all_done = loop.create_future()
         outstanding = count
 
