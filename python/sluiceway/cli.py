@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sluiceway.app.demo.run import DemoOptions, run_demo
+    from sluiceway.demo.run import DemoOptions, run_demo
 
     try:
         options = DemoOptions(

@@ -68,7 +68,7 @@ def test_dlq_without_a_running_bot_says_so(capsys: pytest.CaptureFixture[str]) -
     ("argv", "problem"),
     [
         (["run", "no_such_module_xyz:bot"], "cannot import"),
-        (["run", "sluiceway.testing.bots:echo_bot", "--port", "70000"], "port"),
+        (["run", "sample_bots:echo_bot", "--port", "70000"], "port"),
         (["demo", "--conversations", "0"], "conversations"),
     ],
 )
