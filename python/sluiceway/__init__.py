@@ -119,8 +119,8 @@ if TYPE_CHECKING:
     from sluiceway.whatsapp import OutboundMessage as OutboundMessage
     from sluiceway.whatsapp import RateLimits as RateLimits
     from sluiceway.whatsapp import RecipientLimit as RecipientLimit
-    from sluiceway.whatsapp import SendError as SendError
     from sluiceway.whatsapp import SenderConfig as SenderConfig
+    from sluiceway.whatsapp import SendError as SendError
     from sluiceway.whatsapp import WhatsAppCloudTransport as WhatsAppCloudTransport
 else:
     from sluiceway._lazy import lazy_exports
