@@ -64,10 +64,11 @@ def _source_checkout() -> Path | None:
 def _repository_url() -> str:
     from importlib.metadata import PackageNotFoundError, metadata
 
+    urls: list[str] = []
     try:
         urls = metadata("sluiceway").get_all("Project-URL") or []
     except PackageNotFoundError:
-        urls = []
+        pass
     # Entries read "Label, https://..."; a source link is what `git clone` needs.
     for label, _, url in (entry.partition(", ") for entry in urls):
         if label.lower() in {"repository", "source", "source code"}:
