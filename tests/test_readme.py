@@ -72,7 +72,8 @@ def line_pattern(shown: str) -> re.Pattern[str]:
 
 
 def run(script: Path) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, str(script)], cwd=script.parent, capture_output=True, text=True, timeout=240)
+    command = [sys.executable, str(script)]
+    result = subprocess.run(command, cwd=script.parent, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, f"{script.read_text()}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
     return result
 
@@ -123,7 +124,8 @@ def test_the_ten_line_bot_answers_from_the_sheet(tmp_path: Path) -> None:
         "        return [['1A'], ['1B'], ['2C']]\n"
         "async def reply(text, **options):\n"
         "    replies.append(text)\n"
-        "ctx = types.SimpleNamespace(sheets=Sheets(), settings=types.SimpleNamespace(spreadsheet_id='book'), reply=reply)\n"
+        "settings = types.SimpleNamespace(spreadsheet_id='book')\n"
+        "ctx = types.SimpleNamespace(sheets=Sheets(), settings=settings, reply=reply)\n"
         "asyncio.run(load_bot('myapp:bot').handler(types.SimpleNamespace(text='is 4B free?'), ctx))\n"
         "print(reads, replies)\n"
     )
