@@ -34,7 +34,7 @@ def modules_after(code: str) -> list[str]:
     return names
 
 
-def test_the_heavy_list_is_what_the_client_and_the_demo_load() -> None:
+def test_the_sheets_client_the_emulators_and_rich_load_the_heavy_modules() -> None:
     """Using the Sheets client and the emulators does load these modules (so the checks below can fail)."""
     loaded = modules_after("import rich, sluiceway.testing\nsluiceway.SheetsClient\nsluiceway.testing.SheetsEmulator")
     assert {name.split(".")[0] for name in heavy_modules(loaded)} >= {"googleapiclient", "httplib2", "aiohttp", "rich"}
