@@ -9,7 +9,6 @@ import statistics
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from sluiceway.monitor.anomaly import AnomalyDetector, fit_window_length
 from sluiceway.testing import ManualClock
 

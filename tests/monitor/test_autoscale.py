@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from sluiceway.monitor.autoscale import AutoscalePolicy, ScalingDecision, ScalingInputs
 from sluiceway.monitor.config import AutoscaleConfig
 
@@ -28,7 +28,9 @@ def policy(min_workers: int = 2, max_workers: int = 16, config: AutoscaleConfig 
     return AutoscalePolicy(config, min_workers=min_workers, max_workers=max_workers, latency_warning=0.5)
 
 
-def run(p: AutoscalePolicy, stream: list[dict[str, float]], workers: int, interval: float = 5.0) -> list[ScalingDecision]:
+def run(
+    p: AutoscalePolicy, stream: list[dict[str, float]], workers: int, interval: float = 5.0
+) -> list[ScalingDecision]:
     """Feed samples every ``interval`` seconds, applying each decision to the worker count."""
     decisions = []
     for i, fields in enumerate(stream):
@@ -82,7 +84,8 @@ def test_workers_added_follow_the_projected_need() -> None:
     config = msgspec.structs.replace(CONFIG, scale_up_step=2.0)  # up to 4 more at once
     assert [d.new for d in run(policy(config=config), draining(300, 20, 1.0, 3), workers=2, interval=1.0)] == [3]
     assert [d.new for d in run(policy(config=config), draining(1000, 20, 1.0, 3), workers=2, interval=1.0)] == [6]
-    assert [d.new for d in run(policy(max_workers=5, config=config), draining(1000, 20, 1.0, 3), workers=2, interval=1.0)] == [5]
+    capped = policy(max_workers=5, config=config)
+    assert [d.new for d in run(capped, draining(1000, 20, 1.0, 3), workers=2, interval=1.0)] == [5]
 
 
 def test_sustain_delays_the_scale_up() -> None:
@@ -116,7 +119,7 @@ def test_cooldown_between_scale_ups() -> None:
     stream = [{"backlog": 10_000 + 500 * i, "in_flight": 8, "cpu_percent": 40.0} for i in range(40)]
     decisions = run(policy(), stream, workers=2)
     assert len(decisions) >= 3
-    assert all(b.at - a.at >= CONFIG.scale_up_cooldown for a, b in zip(decisions, decisions[1:]))
+    assert all(b.at - a.at >= CONFIG.scale_up_cooldown for a, b in itertools.pairwise(decisions))
     assert [d.new for d in decisions][:3] == [3, 5, 8]
 
 
@@ -126,7 +129,7 @@ def test_idle_scales_down_one_at_a_time_to_min() -> None:
     decisions = run(policy(min_workers=2), stream, workers=5)
     assert [(d.old, d.new) for d in decisions] == [(5, 4), (4, 3), (3, 2)]
     assert decisions[0].at >= CONFIG.idle_sustain
-    assert all(b.at - a.at >= CONFIG.scale_down_cooldown for a, b in zip(decisions, decisions[1:]))
+    assert all(b.at - a.at >= CONFIG.scale_down_cooldown for a, b in itertools.pairwise(decisions))
 
 
 def test_busy_but_not_backlogged_holds() -> None:

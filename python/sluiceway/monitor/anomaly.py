@@ -6,22 +6,24 @@ flags every one of them. So each metric keeps its last ``window`` samples (the s
 EWMA of weight ``alpha``: 39 at 0.05) and fits a least-squares line through them; the
 next sample is expected on that line, one step on.
 
-**What σ is.** The spread of the window's samples around their line, estimated robustly:
-the larger of 1.4826 × their median absolute residual (MAD) and √(π/2) × their mean
-absolute residual (both equal the standard deviation for Gaussian noise; the MAD alone
-is zero for a quantised series that sits on one value most of the time), and never
-less than an EWMA (weight ``alpha``) of the previous windows' σ, since 39 samples can
-happen to be calm or happen to line up into a slope that explains their noise. The band of
-ordinary values is ``sigma`` σ, widened by the line's own uncertainty one step past the
-window (a prediction interval, ×1.05 for 39 samples). A sample outside the band is an
-anomaly, unless it merely continues the series' last samples: within the band of the
-previous sample, of the previous sample plus the fitted slope, or of the straight
-continuation of the last two samples if the previous one was off its line too (a new
-course, not noise). So the first sample of a spike, a step or a bend
-is flagged, and the samples that carry on from it are the new behaviour, not one anomaly
-each until the line catches up (a backlog that drains to zero and stays there raises
-none). A flagged sample is learned at the band's edge, so a spike does not tilt the line
-the next samples are judged against.
+**What σ is.** The spread of the window's samples around their line: the larger of
+1.4826 × their median absolute residual (MAD, which a spike in the window does not move)
+and √(π/2) × their mean absolute residual (the MAD is zero for a quantised series that
+sits on one value most of the time); both equal the standard deviation for Gaussian
+noise. It never drops below an EWMA (weight ``alpha``) of the previous windows' σ,
+since 39 samples can happen to be calm, or happen to line up into a slope that
+explains their noise.
+
+**What is flagged.** The band of ordinary values is ``sigma`` σ around the line's next
+value, widened by the line's own uncertainty one step past the window (a prediction
+interval: ×1.05 for 39 samples). A sample outside the band is an anomaly unless it merely
+carries on from the last samples: it lies within the band around the previous sample,
+around the previous sample plus the fitted slope, or, if the previous sample was off the
+line too (a new course rather than noise), around the straight continuation of the last
+two. So the first sample of a spike, a step or a bend is flagged, and the samples that
+carry on from it are the new behaviour, not one anomaly each until the line catches up
+(a backlog that drains to zero and stays there raises none). A flagged sample is learned
+at the band's edge, so a spike does not tilt the line the next samples are judged against.
 
 σ never falls below ``MIN_RELATIVE_STD`` of the magnitude of the window or of the sample,
 nor below ``MIN_STD``: a flat series with float-sized noise has a σ of (nearly) zero, and
@@ -38,7 +40,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-#: σ is at least this fraction of the window's median magnitude (flat series, float noise)...
+#: σ is at least this fraction of the window's median magnitude or of the sample's (float noise)...
 MIN_RELATIVE_STD = 0.01
 #: ...and at least this, for series that sit at zero.
 MIN_STD = 1e-9
@@ -141,8 +143,8 @@ class AnomalyDetector:
         now and then by construction; alert on anomalies that persist rather than on a
         single flag. Samples are taken as evenly spaced in time (one per collection). A
         spike is surely caught once it lies ``sigma`` σ beyond the trend *and* beyond the
-        previous sample's own noise (about (sigma + 3)·σ for Gaussian noise): the price of
-        not flagging a series that merely carries on from where it went.
+        previous sample's own noise (a few σ more): the price of not flagging a series that
+        merely carries on from where it went.
     """
 
     def __init__(
@@ -171,9 +173,9 @@ class AnomalyDetector:
             window.add(value, value, off_line=False)
             return None
         expected = expect_next(window.learned)
+        memory = window.std_memory if window.std_memory is not None else expected.std
         # The floor relative to magnitude also counts the new sample: a series stepping from
         # zero onto a level with float-sized noise must not alarm on every wobble of it.
-        memory = window.std_memory if window.std_memory is not None else expected.std
         std = max(expected.std, memory, MIN_RELATIVE_STD * abs(value))
         window.std_memory = memory + self._alpha * (expected.std - memory)
         band = self._sigma * std * expected.spread

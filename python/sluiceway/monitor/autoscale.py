@@ -118,7 +118,8 @@ class AutoscalePolicy:
         now, workers = sample.now, sample.workers
         if workers < self.min_workers or workers > self.max_workers:
             target = min(max(workers, self.min_workers), self.max_workers)
-            return self._change(now, workers, target, f"{workers} workers is outside {self.min_workers}..{self.max_workers}")
+            bounds = f"{self.min_workers}..{self.max_workers}"
+            return self._change(now, workers, target, f"{workers} workers is outside {bounds}")
 
         drain_rate = self._drain_rate(sample)
         if sample.backlog > 0 and drain_rate is not None:

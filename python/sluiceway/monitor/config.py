@@ -23,9 +23,6 @@ HISTORY_MINUTE_TIER = (60.0, 86_400.0)
 HISTORY_COARSE_RESOLUTION = 900.0
 
 
-
-
-
 class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
     """Warning and critical levels for the metrics the monitor alerts on.
 
@@ -65,9 +62,19 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
             "error_rate_critical_percent",
         ):
             percent(name, getattr(self, name))
-        ordered("message_latency_warning", self.message_latency_warning, "message_latency_critical", self.message_latency_critical)
+        ordered(
+            "message_latency_warning",
+            self.message_latency_warning,
+            "message_latency_critical",
+            self.message_latency_critical,
+        )
         ordered("cpu_warning_percent", self.cpu_warning_percent, "cpu_critical_percent", self.cpu_critical_percent)
-        ordered("memory_warning_percent", self.memory_warning_percent, "memory_critical_percent", self.memory_critical_percent)
+        ordered(
+            "memory_warning_percent",
+            self.memory_warning_percent,
+            "memory_critical_percent",
+            self.memory_critical_percent,
+        )
         ordered(
             "error_rate_warning_percent",
             self.error_rate_warning_percent,
@@ -188,9 +195,8 @@ class MonitorConfig(msgspec.Struct, frozen=True, kw_only=True):
     def history_tiers(self) -> list[tuple[float, int]]:
         """``(resolution, capacity)`` per history tier, finest first; resolution 0 keeps every point."""
         tiers: list[tuple[float, int]] = []
-        recent_points = min(
-            HISTORY_RECENT_MAX_POINTS, math.ceil(min(HISTORY_RECENT_SPAN, self.history_retention) / self.metric_collection_interval)
-        )
+        recent_span = min(HISTORY_RECENT_SPAN, self.history_retention)
+        recent_points = min(HISTORY_RECENT_MAX_POINTS, math.ceil(recent_span / self.metric_collection_interval))
         tiers.append((0.0, max(2, recent_points)))
         covered, resolution = recent_points * self.metric_collection_interval, self.metric_collection_interval
         for tier_resolution, span in (HISTORY_MINUTE_TIER, (HISTORY_COARSE_RESOLUTION, self.history_retention)):
