@@ -71,6 +71,13 @@ def test_a_backlog_seen_once_is_no_evidence() -> None:
     assert run(policy(), stream, workers=2) == []
 
 
+def test_workers_still_starting_give_no_drain_rate() -> None:
+    """A backlog with nothing in flight (workers not taking messages yet) is no evidence of their capacity."""
+    stream = [{"backlog": 5000, "in_flight": 0, "cpu_percent": 40.0}] * 5
+    stream += [{"backlog": 5000 - 10 * i, "in_flight": 4, "cpu_percent": 40.0} for i in range(3)]
+    assert [(d.old, d.new, d.at) for d in run(policy(), stream, workers=2)] == [(2, 3, 30.0)]
+
+
 def test_growing_backlog_scales_up_by_the_step_at_the_second_sample() -> None:
     """A backlog that grows has no end: the full step is added as soon as two samples show it."""
     stream = [{"backlog": 1000 + 200 * i, "in_flight": 8, "cpu_percent": 40.0} for i in range(5)]
@@ -162,7 +169,7 @@ def test_invariants_on_any_stream(
     """On any stream: counts stay within bounds, steps follow their rules, cooldowns hold, CPU ceiling holds."""
     high = low + extra
     p = policy(low, high)
-    workers, last_change, previous_backlog = low, None, 0
+    workers, last_change, was_working = low, None, False
     for i, (backlog, in_flight, latency, cpu, start) in enumerate(stream):
         now = 5.0 * i
         d = p.decide(
@@ -177,14 +184,14 @@ def test_invariants_on_any_stream(
                 worker_start_seconds=start,
             )
         )
-        was_backlogged, previous_backlog = previous_backlog > 0, backlog
+        working_before, was_working = was_working, backlog > 0 and in_flight > 0
         if d is None:
             continue
         assert low <= d.new <= high and d.new != d.old
         if d.new > d.old:
             assert cpu is None or cpu < CONFIG.cpu_ceiling_percent
             assert d.new - d.old <= max(1, math.ceil(d.old * CONFIG.scale_up_step))
-            assert was_backlogged and backlog > 0  # a drain rate needs two backlogged samples in a row
+            assert working_before and was_working  # a drain rate needs two working, backlogged samples in a row
             assert last_change is None or now - last_change >= CONFIG.scale_up_cooldown
         else:
             assert d.old - d.new == 1 and backlog == 0

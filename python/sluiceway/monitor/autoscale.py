@@ -10,10 +10,10 @@ The policy, in order:
 2. Pressure: at least ``backlog_per_worker`` per worker wait and the backlog's projected
    drain time exceeds ``target_drain_time``, or the p95 latency is at the warning
    threshold while messages wait. The drain rate is the least-squares slope of the
-   backlog over the last ``trend_samples`` samples, counted only while the backlog
-   stayed non-empty and the worker count unchanged (the workers' capacity is what it
-   measures), so it exists from the second such sample on: pressure is evident within
-   two samples. A backlog that grows or holds has no end. Pressure that has lasted
+   backlog over the last ``trend_samples`` samples, counted only while messages stayed
+   both queued and in flight and the worker count unchanged (the running workers'
+   capacity is what it measures; workers still starting take no messages), so it exists
+   from the second such sample on: pressure is evident within two samples. A backlog that grows or holds has no end. Pressure that has lasted
    ``scale_up_sustain`` seconds (0 by default: act once evident) adds workers, unless
    - the projected drain time is under ``worker_start_margin`` × the measured worker
      start time (``ScalingInputs.worker_start_seconds``): the backlog would be (nearly)
@@ -101,7 +101,8 @@ class AutoscalePolicy:
         self.config = config
         self.min_workers, self.max_workers = min_workers, max_workers
         self.latency_warning = latency_warning
-        #: ``(time, backlog)`` of the current run of non-empty samples with an unchanged worker count.
+        #: ``(time, backlog)`` of the current run of samples with messages both waiting and in flight
+        #: and an unchanged worker count.
         self._backlog: deque[tuple[float, float]] = deque(maxlen=config.trend_samples)
         self._backlog_workers = 0
         self._pressure_since: float | None = None
@@ -133,10 +134,13 @@ class AutoscalePolicy:
 
     def _drain_rate(self, sample: ScalingInputs) -> float | None:
         """Messages per second the backlog shrinks by (negative: grows); ``None`` until two samples show it."""
-        if sample.backlog == 0 or sample.workers != self._backlog_workers:
+        # Nothing in flight with messages waiting: the workers are not taking messages yet
+        # (starting) or at all, so the backlog's course says nothing about what they can do.
+        working = sample.backlog > 0 and sample.in_flight > 0
+        if not working or sample.workers != self._backlog_workers:
             self._backlog.clear()
         self._backlog_workers = sample.workers
-        if sample.backlog == 0:
+        if not working:
             return None
         self._backlog.append((sample.now, float(sample.backlog)))
         if len(self._backlog) < 2 or self._backlog[-1][0] == self._backlog[0][0]:
