@@ -7,13 +7,14 @@ of the recent past, so scripted metric streams test it without an engine or a cl
 The policy, in order:
 
 1. Out of bounds: a worker count outside ``min_workers..max_workers`` is brought back.
-2. Pressure: at least ``backlog_per_worker`` per worker wait and the backlog's projected
-   drain time exceeds ``target_drain_time``, or the p95 latency is at the warning
-   threshold while messages wait. The drain rate is the least-squares slope of the
-   backlog over the last ``trend_samples`` samples, counted only while messages stayed
-   both queued and in flight and the worker count unchanged (the running workers'
-   capacity is what it measures; workers still starting take no messages), so it exists
-   from the second such sample on: pressure is evident within two samples. A backlog that grows or holds has no end. Pressure that has lasted
+2. Pressure: the backlog's projected drain time exceeds ``target_drain_time`` while
+   at least ``backlog_per_worker`` per worker wait, or while the p95 latency is at the
+   warning threshold. The projection divides the backlog by its drain rate, the
+   least-squares slope of the backlog over the last ``trend_samples`` samples; a backlog
+   that grows or holds has no end. The rate counts only samples with messages both
+   queued and in flight and an unchanged worker count (it measures the running workers;
+   workers still starting take no messages), so it exists from the second such sample
+   on: pressure is evident within two samples. Pressure that has lasted
    ``scale_up_sustain`` seconds (0 by default: act once evident) adds workers, unless
    - the projected drain time is under ``worker_start_margin`` × the measured worker
      start time (``ScalingInputs.worker_start_seconds``): the backlog would be (nearly)
@@ -21,9 +22,10 @@ The policy, in order:
    - the machine's CPU is at ``cpu_ceiling_percent`` (more processes would only share
      the same saturated cores);
    - the last change is younger than ``scale_up_cooldown``.
-   How many: enough that the per-worker drain rate seen so far clears the backlog within
-   ``target_drain_time``, at least one, at most ``ceil(workers * scale_up_step)`` and
-   ``max_workers``; when the rate is unknown (the backlog is not shrinking), the full step.
+   How many: enough that the drain rate per current worker clears the backlog within
+   ``target_drain_time`` (messages still arriving make that rate look lower, so more are
+   asked for), at least one, at most ``ceil(workers * scale_up_step)`` and
+   ``max_workers``; when the backlog is not shrinking at all, the full step.
 3. Idleness: nothing queued and at most ``idle_utilization`` of the handler slots busy
    for ``idle_sustain`` seconds removes one worker, at most once per
    ``scale_down_cooldown``.
