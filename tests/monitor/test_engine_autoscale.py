@@ -71,7 +71,9 @@ def test_backlog_one_worker_clears_in_18s_gets_a_second_worker_while_it_lasts() 
     """The reported case: 600 messages of 30 ms on one worker (18 s, target 10 s, max 3 workers).
 
     The monitor samples every 0.5 s with the default policy; a second worker joins while the
-    backlog is still there (not after it is gone), and the decision names the projected drain.
+    backlog is still there, not after it is gone. (Which reason it gives depends on the
+    machine: a worker that holds messages but has not finished starting shows a backlog that
+    is not shrinking at all, a running one the 18 s drain.)
     """
     engine_config = ParallelizerConfig(
         default_worker_count=1, min_workers=1, max_workers=3, worker_concurrency=1, enable_auto_scaling=True
@@ -94,7 +96,7 @@ def test_backlog_one_worker_clears_in_18s_gets_a_second_worker_while_it_lasts() 
             assert statistics.worker_count >= 2, f"the backlog was gone first: {monitor.current_report().scaling}"
             assert statistics.queued > 0
             ups = [d for d in monitor.current_report().scaling if d.new > d.old]
-            assert [(d.old, d.new) for d in ups] == [(1, 2)] and "drains in" in ups[0].reason
+            assert [(d.old, d.new) for d in ups] == [(1, 2)] and "backlog" in ups[0].reason
             await engine.wait_for_completion(timeout=WAIT)
             assert engine.get_statistics().completed == 600
 
