@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import statistics
@@ -9,8 +10,12 @@ import statistics
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sluiceway import MonitorConfig, PerformanceMonitor
+from sluiceway.histogram import LatencyHistogram
 from sluiceway.monitor.anomaly import AnomalyDetector, fit_window_length
 from sluiceway.testing import ManualClock
+
+from .fake_engine import FakeEngine
 
 WARMUP = 30
 SIGMA = 2.5
@@ -94,6 +99,36 @@ def test_sigma_threshold_is_honoured() -> None:
     for sigma, expected in ((2.0, [150]), (4.0, [])):
         d = AnomalyDetector(sigma=sigma, alpha=0.05, warmup=WARMUP, clock=ManualClock())
         assert [i for i, v in enumerate(values) if d.observe("m", v)] == expected
+
+
+def test_the_reported_drain_through_the_monitor_raises_only_the_end_of_work() -> None:
+    """The reported case end to end: the monitor collecting every 0.1 s while one worker drains 1,500
+    messages of 30 ms. Queue depth, latency and throughput raise nothing while it drains (the old
+    detector raised one anomaly per sample of it); the one flag is throughput dropping to zero when
+    the work runs out, a real change of behaviour."""
+
+    async def scenario() -> list[tuple[str, float]]:
+        rng = random.Random(1)
+        clock = ManualClock()
+        engine = FakeEngine(min_workers=1, max_workers=1, auto_scaling=False)
+        monitor = PerformanceMonitor(MonitorConfig(metric_collection_interval=0.1, monitor_process=False), clock=clock)
+        monitor.on_start(engine)
+        queued = 1500
+        while clock.now < 60.0:
+            done = min(queued, rng.choice([3, 3, 4]))
+            queued -= done
+            engine.stats.queue_depths, engine.stats.in_flight = [queued, 0, 0], int(queued > 0)
+            engine.stats.completed += done
+            latencies = LatencyHistogram()
+            for _ in range(done):
+                latencies.record(0.03 + rng.uniform(0.0, 0.002))
+            monitor.on_latencies(1, latencies)
+            clock.advance(0.1)
+            monitor.tick()
+        await monitor.on_stop()
+        return [(a.metric, a.value) for a in monitor.current_report().anomalies]
+
+    assert asyncio.run(scenario()) == [("throughput", 0.0)]
 
 
 def test_a_backlog_draining_to_zero_raises_nothing() -> None:
