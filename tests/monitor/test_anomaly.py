@@ -146,17 +146,19 @@ def test_a_backlog_draining_to_zero_raises_nothing() -> None:
 
 @pytest.mark.parametrize("slope", [-3.0, 0.0, 3.0])
 def test_uniform_noise_on_a_trend_is_rarely_flagged(slope: float) -> None:
-    """Uniform noise (|x - trend| <= 1.73σ) on a trend: flags stay rare (the σ of a 39-sample window wobbles)."""
+    """Uniform noise (|x - trend| <= 1.73σ) on a trend is (almost) never flagged over 20,000 samples.
+
+    Not never by construction: the σ of a 39-sample window and the line through it wobble."""
     count = 0
     for seed in range(10):
         rng = random.Random(seed)
         count += len(flagged([100.0 + slope * i + rng.uniform(-5.0, 5.0) for i in range(2000)]))
-    assert count <= 20  # 0.1% of 20,000 samples
+    assert count <= 2
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_known_outliers_are_flagged(seed: int) -> None:
-    """Spikes of 10σ injected at known positions into uniform noise are each flagged, and hardly anything else."""
+    """Spikes of 10σ injected at known positions into uniform noise are each flagged, and nothing else is."""
     rng = random.Random(seed)
     outliers = set(rng.sample(range(WARMUP + 10, 1000), 12))
     values = []
@@ -165,8 +167,7 @@ def test_known_outliers_are_flagged(seed: int) -> None:
         if i in outliers:
             value += rng.choice([-1, 1]) * 30.0  # the noise's σ is 5/√3 ≈ 2.9
         values.append(value)
-    found = set(flagged(values))
-    assert outliers <= found and len(found - outliers) <= 2
+    assert set(flagged(values)) == outliers
 
 
 def test_nothing_flagged_during_warmup() -> None:
