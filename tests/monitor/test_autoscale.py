@@ -121,6 +121,18 @@ def test_slow_handlers_with_queue_scale_up() -> None:
     assert [(d.old, d.new, d.at) for d in decisions] == [(2, 3, 5.0)] and "latency" in decisions[0].reason
 
 
+def test_slow_handlers_with_a_backlog_that_drains_in_time_hold() -> None:
+    """p95 latency at the warning threshold is no reason to add workers when the backlog clears within target."""
+    stream = draining(50, 10, 5.0, 2, latency_p95=0.8, cpu_percent=30.0)  # 40 left at 10/s: 4 s
+    assert run(policy(), stream, workers=2) == []
+
+
+def test_worker_start_margin_must_be_positive() -> None:
+    """A margin of zero or less would let any backlog add workers: refused, naming the field."""
+    with pytest.raises(ValueError, match="worker_start_margin"):
+        AutoscaleConfig(worker_start_margin=0)
+
+
 def test_cooldown_between_scale_ups() -> None:
     """Consecutive scale-ups are at least scale_up_cooldown apart."""
     stream = [{"backlog": 10_000 + 500 * i, "in_flight": 8, "cpu_percent": 40.0} for i in range(40)]
