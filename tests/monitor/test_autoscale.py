@@ -122,13 +122,15 @@ def test_slow_handlers_with_queue_scale_up() -> None:
 
 
 def test_slow_handlers_with_a_backlog_that_drains_in_time_hold() -> None:
-    """p95 latency at the warning threshold is no reason to add workers when the backlog clears within target."""
-    stream = draining(50, 10, 5.0, 2, latency_p95=0.8, cpu_percent=30.0)  # 40 left at 10/s: 4 s
-    assert run(policy(), stream, workers=2) == []
+    """p95 latency at the warning threshold adds workers only when the backlog would outlast the target."""
+    in_time = draining(40, 10, 1.0, 3, latency_p95=0.8, cpu_percent=30.0)  # 20 left at 10/s: 2 s
+    assert run(policy(), in_time, workers=2, interval=1.0) == []
+    too_slow = draining(40, 1, 1.0, 3, latency_p95=0.8, cpu_percent=30.0)  # 38 left at 1/s: 38 s
+    assert [(d.old, d.new) for d in run(policy(), too_slow, workers=2, interval=1.0)] == [(2, 3)]
 
 
 def test_worker_start_margin_must_be_positive() -> None:
-    """A margin of zero or less would let any backlog add workers: refused, naming the field."""
+    """A margin of zero or less is refused, naming the field."""
     with pytest.raises(ValueError, match="worker_start_margin"):
         AutoscaleConfig(worker_start_margin=0)
 
