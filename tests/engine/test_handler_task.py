@@ -37,8 +37,10 @@ EVERY_CHECK = {"task": True, "asyncio_timeout": True, "anyio_cancel_scope": True
     ],
     ids=["finishes-at-once", "awaits"],
 )
-def test_handlers_see_their_task_and_its_timeouts_work(run: Run, config: Config, handler: Any, expected: dict[str, bool]) -> None:
-    """current_task() is a Task; asyncio.timeout, anyio CancelScope and fail_after work (and fire on a too-long await)."""
+def test_handlers_see_their_task_and_its_timeouts_work(
+    run: Run, config: Config, handler: Any, expected: dict[str, bool]
+) -> None:
+    """current_task() is a Task; asyncio.timeout, anyio CancelScope and fail_after work (and cut a long await short)."""
 
     async def scenario() -> None:
         async with MessageParallelizer(handler, config()) as engine:
@@ -180,7 +182,7 @@ def test_messages_past_the_concurrency_limit_wait_for_a_slot(run: Run) -> None:
     run(scenario())
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager task start (asyncio.Task(eager_start=True)) needs Python >= 3.12")
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="eager task start (Task(eager_start=True)) needs Python >= 3.12")
 def test_handlers_that_finish_at_once_are_reported_before_receive_returns(run: Run) -> None:
     """On 3.12+ a handler that never awaits runs to completion inside its eager Task, within receive()."""
 

@@ -61,7 +61,7 @@ def test_quantile_within_relative_error_of_the_models_order_statistic(values: li
 
 @given(samples)
 def test_totals_are_exact(values: list[float]) -> None:
-    """count, sum (added in order), min, max and mean equal the model's; zeros count the values at or below MIN_VALUE."""
+    """count, sum (added in order), min, max and mean equal the model's; zeros are the values <= MIN_VALUE."""
     h = build(values)
     model = sorted(values)
     assert (h.count, h.min, h.max) == (len(model), model[0], model[-1])
@@ -147,10 +147,11 @@ def test_record_many_refuses_a_non_number_after_counting_those_before_it() -> No
 
 @given(samples)
 def test_wire_and_pickle_round_trip(values: list[float]) -> None:
-    """to_wire/from_wire (also through msgpack, which turns tuples into lists) and pickle give an identical histogram."""
+    """to_wire/from_wire (also through msgpack, which turns tuples into lists) and pickle give an identical copy."""
     h = build(values)
     through_msgpack = msgspec.msgpack.decode(msgspec.msgpack.encode(h.to_wire()))
-    for copy in (LatencyHistogram.from_wire(h.to_wire()), LatencyHistogram.from_wire(through_msgpack), pickle.loads(pickle.dumps(h))):
+    copies = [LatencyHistogram.from_wire(h.to_wire()), LatencyHistogram.from_wire(through_msgpack)]
+    for copy in [*copies, pickle.loads(pickle.dumps(h))]:
         assert state(copy) == state(h)
 
 
@@ -173,7 +174,9 @@ bounds_lists = st.lists(st.floats(min_value=1e-6, max_value=1e4), min_size=1, ma
 
 
 @given(samples, bounds_lists)
-def test_cumulative_counts_agree_with_the_model_up_to_the_relative_error(values: list[float], bounds: list[float]) -> None:
+def test_cumulative_counts_agree_with_the_model_up_to_the_relative_error(
+    values: list[float], bounds: list[float]
+) -> None:
     """At each bound: at least the values surely below it, at most those that may round below it."""
     counts = build(values).cumulative_counts(bounds)
     for bound, count in zip(bounds, counts):
