@@ -228,7 +228,7 @@ impl LogHistogram {
     /// Count one value; a negative, NaN or infinite one is refused and changes nothing.
     #[inline]
     pub fn record(&mut self, value: f64) -> Result<(), InvalidLatency> {
-        if !(value >= 0.0) || value == f64::INFINITY {
+        if value.is_nan() || value < 0.0 || value == f64::INFINITY {
             return Err(InvalidLatency(value));
         }
         self.count += 1;
