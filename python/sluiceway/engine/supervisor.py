@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from sluiceway._core import AckSettler, Entry, EntryQueue, PayloadBatch
+from sluiceway._core import Entry, EntryQueue, PayloadBatch
 from sluiceway.engine import transport
 from sluiceway.engine.broadcast import BroadcastRelay
 from sluiceway.engine.config import ParallelizerConfig
@@ -51,15 +51,12 @@ from sluiceway.engine.statistics import (
     WorkerStatistics,
 )
 from sluiceway.engine.worker_handle import EXITED, READY, RETIRING, STARTING, STARTUP_TIMEOUT, WorkerHandle
-from sluiceway import histogram
 from sluiceway.histogram import LatencyHistogram
 
 _log = logging.getLogger("sluiceway.engine")
 _payload_encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
 _PRIORITIES = tuple(Priority)
-#: Counts the latencies of acks that carry a result (plain acks are counted by ``InFlight.settle``).
-_settler = AckSettler(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
 #: Accepted priority values (ints or Priority members), mapped to plain ints.
 _PRIORITY_VALUES = {int(p): int(p) for p in Priority}
 
@@ -549,7 +546,7 @@ class MessageParallelizer:
             if entry.key is not None:
                 self._release_key(entry.key)
         if settled_entries:
-            _settler.record(latency, [now - entry.enqueued for entry in settled_entries])
+            latency.record_many([now - entry.enqueued for entry in settled_entries])
             settled += len(settled_entries)
         worker.prefetch.completed(settled + len(failures), now)
         if settled:
