@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod dispatch;
 pub mod errors;
+pub mod journal;
 pub mod lru_cache;
 pub mod priority_queue;
 pub mod rate_limit;
@@ -24,6 +25,8 @@ mod _core {
     };
     #[pymodule_export]
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
+    #[pymodule_export]
+    use crate::journal::py::{JournalError, JournalLocked, PyJournal};
     #[pymodule_export]
     use crate::lru_cache::py::PyByteLRU;
     #[pymodule_export]
