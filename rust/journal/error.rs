@@ -23,10 +23,10 @@ impl fmt::Display for JournalError {
         match self {
             JournalError::Open { path, reason } => write!(f, "cannot open journal {path}: {reason}"),
             JournalError::Locked { path, pid: Some(pid) } => {
-                write!(f, "journal {path} is in use by another process (pid {pid})")
+                write!(f, "journal {path} is already open (locked by pid {pid})")
             }
             JournalError::Locked { path, pid: None } => {
-                write!(f, "journal {path} is in use by another process (pid unknown)")
+                write!(f, "journal {path} is already open (locked by an unknown pid)")
             }
             JournalError::Storage { path, reason } => {
                 write!(f, "journal {path}: transaction failed and was rolled back: {reason}")
