@@ -180,7 +180,7 @@ impl PyJournal {
         idle_interval: f64,
     ) -> PyResult<Self> {
         let sync = Sync::parse(sync)
-            .ok_or_else(|| PyValueError::new_err(format!("sync must be 'full' or 'normal', got {sync:?}")))?;
+            .ok_or_else(|| PyValueError::new_err(format!("sync must be 'full' or 'normal', got '{sync}'")))?;
         if !(dedup_window.is_finite() && dedup_window > 0.0) {
             return Err(PyValueError::new_err(format!("dedup_window must be > 0 seconds, got {dedup_window}")));
         }
