@@ -21,15 +21,26 @@ pub enum JournalError {
 impl fmt::Display for JournalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JournalError::Open { path, reason } => write!(f, "cannot open journal {path}: {reason}"),
-            JournalError::Locked { path, pid: Some(pid) } => {
+            JournalError::Open { path, reason } => {
+                write!(f, "cannot open journal {path}: {reason}")
+            }
+            JournalError::Locked {
+                path,
+                pid: Some(pid),
+            } => {
                 write!(f, "journal {path} is already open (locked by pid {pid})")
             }
             JournalError::Locked { path, pid: None } => {
-                write!(f, "journal {path} is already open (locked by an unknown pid)")
+                write!(
+                    f,
+                    "journal {path} is already open (locked by an unknown pid)"
+                )
             }
             JournalError::Storage { path, reason } => {
-                write!(f, "journal {path}: transaction failed and was rolled back: {reason}")
+                write!(
+                    f,
+                    "journal {path}: transaction failed and was rolled back: {reason}"
+                )
             }
             JournalError::Invalid(reason) => f.write_str(reason),
             JournalError::Closed { path } => write!(f, "journal {path} is closed"),

@@ -86,7 +86,10 @@ fn outbox_tuple<'py>(py: Python<'py>, o: OutboxItem) -> PyResult<Bound<'py, PyTu
         .into_pyobject(py)
 }
 
-fn sender_dead_letter_tuple<'py>(py: Python<'py>, d: SenderDeadLetter) -> PyResult<Bound<'py, PyTuple>> {
+fn sender_dead_letter_tuple<'py>(
+    py: Python<'py>,
+    d: SenderDeadLetter,
+) -> PyResult<Bound<'py, PyTuple>> {
     (
         d.id,
         d.recipient,
@@ -123,7 +126,9 @@ fn value_to_py(py: Python<'_>, value: Value) -> PyResult<Bound<'_, PyAny>> {
         Value::DeadLetters(items) => tuples(py, items, dead_letter_tuple)?,
         Value::Outbox(items) => tuples(py, items, outbox_tuple)?,
         Value::SenderDeadLetters(items) => tuples(py, items, sender_dead_letter_tuple)?,
-        Value::Recovery(r) => (r.next_seq, tuples(py, r.messages, message_tuple)?).into_pyobject(py)?.into_any(),
+        Value::Recovery(r) => (r.next_seq, tuples(py, r.messages, message_tuple)?)
+            .into_pyobject(py)?
+            .into_any(),
         Value::Stats(s) => {
             let d = PyDict::new(py);
             d.set_item("db_bytes", s.db_bytes)?;
@@ -143,8 +148,9 @@ fn value_to_py(py: Python<'_>, value: Value) -> PyResult<Bound<'_, PyAny>> {
 }
 
 fn seconds(name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| PyValueError::new_err(format!("{name} must be a finite number >= 0, got {value}")))
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        PyValueError::new_err(format!("{name} must be a finite number >= 0, got {value}"))
+    })
 }
 
 /// The durable journal's engine room; use `sluiceway.journal.Journal`, which wraps it.
@@ -179,13 +185,18 @@ impl PyJournal {
         max_wait: f64,
         idle_interval: f64,
     ) -> PyResult<Self> {
-        let sync = Sync::parse(sync)
-            .ok_or_else(|| PyValueError::new_err(format!("sync must be 'full' or 'normal', got '{sync}'")))?;
+        let sync = Sync::parse(sync).ok_or_else(|| {
+            PyValueError::new_err(format!("sync must be 'full' or 'normal', got '{sync}'"))
+        })?;
         if !(dedup_window.is_finite() && dedup_window > 0.0) {
-            return Err(PyValueError::new_err(format!("dedup_window must be > 0 seconds, got {dedup_window}")));
+            return Err(PyValueError::new_err(format!(
+                "dedup_window must be > 0 seconds, got {dedup_window}"
+            )));
         }
         if dedup_max_entries == 0 || max_batch_ops == 0 {
-            return Err(PyValueError::new_err("dedup_max_entries and max_batch_ops must be >= 1"));
+            return Err(PyValueError::new_err(
+                "dedup_max_entries and max_batch_ops must be >= 1",
+            ));
         }
         let options = JournalOptions {
             sync,
@@ -196,7 +207,9 @@ impl PyJournal {
             idle_interval: seconds("idle_interval", idle_interval)?,
         };
         let path = path.to_string();
-        let inner = py.detach(|| Journal::open(&path, options)).map_err(to_py_err)?;
+        let inner = py
+            .detach(|| Journal::open(&path, options))
+            .map_err(to_py_err)?;
         Ok(PyJournal { inner })
     }
 
@@ -255,9 +268,18 @@ impl PyJournal {
         wait: bool,
     ) -> PyResult<u64> {
         let payloads = batch.payloads.get(start..stop).ok_or_else(|| {
-            PyValueError::new_err(format!("range {start}..{stop} is outside a batch of {}", batch.payloads.len()))
+            PyValueError::new_err(format!(
+                "range {start}..{stop} is outside a batch of {}",
+                batch.payloads.len()
+            ))
         })?;
-        let op = Op::Insert { first_seq, priority, enqueued_at, ordering_key, payloads: payloads.to_vec() };
+        let op = Op::Insert {
+            first_seq,
+            priority,
+            enqueued_at,
+            ordering_key,
+            payloads: payloads.to_vec(),
+        };
         self.submit(op, wait)
     }
 
@@ -271,8 +293,20 @@ impl PyJournal {
         ordering_key: Option<String>,
         wait: bool,
     ) -> PyResult<u64> {
-        let payloads = payloads.iter().map(|p| Payload::whole(p.as_bytes())).collect();
-        self.submit(Op::Insert { first_seq, priority, enqueued_at, ordering_key, payloads }, wait)
+        let payloads = payloads
+            .iter()
+            .map(|p| Payload::whole(p.as_bytes()))
+            .collect();
+        self.submit(
+            Op::Insert {
+                first_seq,
+                priority,
+                enqueued_at,
+                ordering_key,
+                payloads,
+            },
+            wait,
+        )
     }
 
     #[pyo3(signature = (runs, wait = false))]
@@ -305,7 +339,16 @@ impl PyJournal {
         now: f64,
         wait: bool,
     ) -> PyResult<u64> {
-        self.submit(Op::DeadLetter { seq, reason, error, traceback, now }, wait)
+        self.submit(
+            Op::DeadLetter {
+                seq,
+                reason,
+                error,
+                traceback,
+                now,
+            },
+            wait,
+        )
     }
 
     #[pyo3(signature = (limit = None, wait = false))]
@@ -314,7 +357,12 @@ impl PyJournal {
     }
 
     #[pyo3(signature = (ids = None, first_seq = None, wait = false))]
-    fn replay_dead_letters(&self, ids: Option<Vec<i64>>, first_seq: Option<u64>, wait: bool) -> PyResult<u64> {
+    fn replay_dead_letters(
+        &self,
+        ids: Option<Vec<i64>>,
+        first_seq: Option<u64>,
+        wait: bool,
+    ) -> PyResult<u64> {
         self.submit(Op::ReplayDeadLetters { ids, first_seq }, wait)
     }
 
@@ -346,7 +394,14 @@ impl PyJournal {
             not_before: None,
             payload,
         };
-        self.submit(Op::AcceptWebhook { wamid, message, now }, wait)
+        self.submit(
+            Op::AcceptWebhook {
+                wamid,
+                message,
+                now,
+            },
+            wait,
+        )
     }
 
     #[pyo3(signature = (now, limit = 10_000, wait = false))]
@@ -364,7 +419,16 @@ impl PyJournal {
         now: f64,
         wait: bool,
     ) -> PyResult<u64> {
-        self.submit(Op::OutboxAdd { recipient, body, inbound_wamid, inbound_seq, now }, wait)
+        self.submit(
+            Op::OutboxAdd {
+                recipient,
+                body,
+                inbound_wamid,
+                inbound_seq,
+                now,
+            },
+            wait,
+        )
     }
 
     #[pyo3(signature = (id, now, wait = false))]
@@ -397,7 +461,16 @@ impl PyJournal {
         now: f64,
         wait: bool,
     ) -> PyResult<u64> {
-        self.submit(Op::OutboxFail { id, reason, error, attempts, now }, wait)
+        self.submit(
+            Op::OutboxFail {
+                id,
+                reason,
+                error,
+                attempts,
+                now,
+            },
+            wait,
+        )
     }
 
     #[pyo3(signature = (limit = None, wait = false))]
@@ -406,7 +479,12 @@ impl PyJournal {
     }
 
     #[pyo3(signature = (now, ids = None, wait = false))]
-    fn replay_sender_dead_letters(&self, now: f64, ids: Option<Vec<i64>>, wait: bool) -> PyResult<u64> {
+    fn replay_sender_dead_letters(
+        &self,
+        now: f64,
+        ids: Option<Vec<i64>>,
+        wait: bool,
+    ) -> PyResult<u64> {
         self.submit(Op::ReplaySenderDeadLetters { ids, now }, wait)
     }
 

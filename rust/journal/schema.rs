@@ -83,8 +83,12 @@ pub fn stored_version(conn: &Connection) -> rusqlite::Result<Option<i64>> {
     if !has_meta {
         return Ok(None);
     }
-    conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0))
-        .optional()
+    conn.query_row(
+        "SELECT value FROM meta WHERE key = 'schema_version'",
+        [],
+        |row| row.get(0),
+    )
+    .optional()
 }
 
 /// Create the tables of a new journal, or upgrade an older one; refuse a newer one.
@@ -97,10 +101,13 @@ pub fn prepare(conn: &mut Connection) -> Result<(), Refusal> {
                 .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
                 .map_err(sql)?;
             if tables > 0 {
-                return Err("a SQLite database that is not a sluiceway journal (no meta table)".into());
+                return Err(
+                    "a SQLite database that is not a sluiceway journal (no meta table)".into(),
+                );
             }
             // auto_vacuum must be chosen before the first table exists.
-            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL").map_err(sql)?;
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+                .map_err(sql)?;
             let tx = conn.transaction().map_err(sql)?;
             tx.execute_batch(SCHEMA_V1).map_err(sql)?;
             migrate(&tx, 1)?;

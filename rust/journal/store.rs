@@ -141,16 +141,29 @@ pub enum Op {
     /// `(seq, attempt, not_before)`: waits for a retry, not dispatched. -> Int(rows changed)
     Retry(Vec<(u64, u32, f64)>),
     /// Move a message to the dead letters. -> Int(dead letter id)
-    DeadLetter { seq: u64, reason: String, error: String, traceback: String, now: f64 },
+    DeadLetter {
+        seq: u64,
+        reason: String,
+        error: String,
+        traceback: String,
+        now: f64,
+    },
     /// -> DeadLetters, oldest first
     ListDeadLetters { limit: Option<u64> },
     /// Move dead letters (all, or `ids`) back into `messages` with new seqs from
     /// `first_seq` (default: `next_seq`), attempt 0. -> Messages (the new rows)
-    ReplayDeadLetters { ids: Option<Vec<i64>>, first_seq: Option<u64> },
+    ReplayDeadLetters {
+        ids: Option<Vec<i64>>,
+        first_seq: Option<u64>,
+    },
     /// -> Int(rows deleted)
     PurgeDeadLetters { ids: Option<Vec<i64>> },
     /// Record `wamid` and insert its message in one go, unless `wamid` was seen. -> Bool(duplicate)
-    AcceptWebhook { wamid: String, message: Message, now: f64 },
+    AcceptWebhook {
+        wamid: String,
+        message: Message,
+        now: f64,
+    },
     /// Forget wamids seen before `now - dedup_window` and sent outbox rows as old, at most
     /// `limit` of each. -> Int(rows deleted)
     Expire { now: f64, limit: u64 },
@@ -171,7 +184,13 @@ pub enum Op {
     /// -> Outbox (pending and sending, oldest first)
     OutboxUnsent,
     /// Move an outbox row to the sender's dead letters. -> Int(dead letter id)
-    OutboxFail { id: i64, reason: String, error: String, attempts: u32, now: f64 },
+    OutboxFail {
+        id: i64,
+        reason: String,
+        error: String,
+        attempts: u32,
+        now: f64,
+    },
     /// -> SenderDeadLetters
     ListSenderDeadLetters { limit: Option<u64> },
     /// Move sender dead letters back to the outbox as pending. -> Outbox (the new rows)
@@ -225,7 +244,8 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 const MESSAGE_COLUMNS: &str =
     "seq, priority, enqueued_at, ordering_key, attempt, dispatched, not_before, payload";
-const DEAD_LETTER_COLUMNS: &str = "id, seq, priority, enqueued_at, ordering_key, payload, attempts, \
+const DEAD_LETTER_COLUMNS: &str =
+    "id, seq, priority, enqueued_at, ordering_key, payload, attempts, \
      reason, error, traceback, failed_at";
 const OUTBOX_COLUMNS: &str =
     "id, recipient, body, inbound_wamid, inbound_seq, state, sent_wamid, resends, created_at";
@@ -317,7 +337,10 @@ impl Store {
     /// Open (creating if needed) the journal at `path`: lock it, check it, upgrade it.
     /// Never deletes or overwrites a file it refuses.
     pub fn open(path: &str, options: Options) -> Result<Store, JournalError> {
-        let refuse = |reason: String| JournalError::Open { path: path.to_string(), reason };
+        let refuse = |reason: String| JournalError::Open {
+            path: path.to_string(),
+            reason,
+        };
         let file = PathBuf::from(path);
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -340,7 +363,9 @@ impl Store {
         schema::quick_check(&conn).map_err(refuse)?;
         schema::prepare(&mut conn).map_err(refuse)?;
         let next_seq: u64 = conn
-            .query_row("SELECT value FROM meta WHERE key = 'next_seq'", [], |row| row.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'next_seq'", [], |row| {
+                row.get(0)
+            })
             .map_err(|e| refuse(e.to_string()))?;
         let dedup_count: u64 = conn
             .query_row("SELECT count(*) FROM dedup", [], |row| row.get(0))
@@ -362,11 +387,16 @@ impl Store {
     }
 
     fn storage(&self, e: rusqlite::Error) -> JournalError {
-        JournalError::Storage { path: self.display.clone(), reason: e.to_string() }
+        JournalError::Storage {
+            path: self.display.clone(),
+            reason: e.to_string(),
+        }
     }
 
     pub fn begin(&mut self) -> Result<(), JournalError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.storage(e))
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.storage(e))
     }
 
     pub fn commit(&mut self) -> Result<(), JournalError> {
@@ -379,7 +409,9 @@ impl Store {
                 return Err(self.storage(e));
             }
         }
-        self.conn.execute_batch("COMMIT").map_err(|e| self.storage(e))?;
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(|e| self.storage(e))?;
         self.next_seq_stored = self.next_seq;
         Ok(())
     }
@@ -623,13 +655,19 @@ impl Store {
             .ok_or_else(|| Failure::Invalid(format!("no outbox reply has id {id}")))
     }
 
-    fn dead_letters(&self, ids: &Option<Vec<i64>>, limit: Option<u64>) -> Result<Vec<DeadLetter>, Failure> {
+    fn dead_letters(
+        &self,
+        ids: &Option<Vec<i64>>,
+        limit: Option<u64>,
+    ) -> Result<Vec<DeadLetter>, Failure> {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters{} ORDER BY id{}",
             id_filter(ids),
             limit_clause(limit)
         ))?;
-        let rows = stmt.query_map([], dead_letter_from)?.collect::<rusqlite::Result<_>>()?;
+        let rows = stmt
+            .query_map([], dead_letter_from)?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
 
@@ -643,11 +681,17 @@ impl Store {
             id_filter(ids),
             limit_clause(limit)
         ))?;
-        let rows = stmt.query_map([], sender_dead_letter_from)?.collect::<rusqlite::Result<_>>()?;
+        let rows = stmt
+            .query_map([], sender_dead_letter_from)?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
 
-    fn replay_dead_letters(&mut self, ids: Option<Vec<i64>>, first_seq: Option<u64>) -> Result<Value, Failure> {
+    fn replay_dead_letters(
+        &mut self,
+        ids: Option<Vec<i64>>,
+        first_seq: Option<u64>,
+    ) -> Result<Value, Failure> {
         let first_seq = first_seq.unwrap_or(self.next_seq);
         if first_seq < self.next_seq {
             return Err(Failure::Invalid(format!(
@@ -670,7 +714,9 @@ impl Store {
                 payload: d.payload,
             };
             self.insert_message(&message)?;
-            self.conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?.execute([d.id])?;
+            self.conn
+                .prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?
+                .execute([d.id])?;
             replayed.push(message);
         }
         self.next_seq = self.next_seq.max(first_seq + replayed.len() as u64);
@@ -691,7 +737,12 @@ impl Store {
         Ok(())
     }
 
-    fn accept_webhook(&mut self, wamid: &str, message: Message, now: f64) -> Result<Value, Failure> {
+    fn accept_webhook(
+        &mut self,
+        wamid: &str,
+        message: Message,
+        now: f64,
+    ) -> Result<Value, Failure> {
         if message.seq < self.next_seq {
             return Err(Failure::Invalid(format!(
                 "seq {} was already journaled: seqs must rise (next free seq is {})",
@@ -741,7 +792,8 @@ impl Store {
     }
 
     pub fn stats(&self) -> rusqlite::Result<Stats> {
-        let count = |sql: &str| -> rusqlite::Result<u64> { self.conn.query_row(sql, [], |row| row.get(0)) };
+        let count =
+            |sql: &str| -> rusqlite::Result<u64> { self.conn.query_row(sql, [], |row| row.get(0)) };
         let size = |suffix: &str| {
             let mut name = self.path.clone().into_os_string();
             name.push(suffix);
@@ -766,12 +818,17 @@ impl Store {
     /// over a quarter of the file is free. Run when the writer is idle.
     pub fn tidy(&mut self) -> Result<(), JournalError> {
         let run = || -> rusqlite::Result<()> {
-            let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |row| row.get(0))?;
-            let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+            let free: i64 = self
+                .conn
+                .query_row("PRAGMA freelist_count", [], |row| row.get(0))?;
+            let pages: i64 = self
+                .conn
+                .query_row("PRAGMA page_count", [], |row| row.get(0))?;
             if free > 0 && free * 4 > pages {
                 self.conn.execute_batch("PRAGMA incremental_vacuum")?;
             }
-            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            self.conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             Ok(())
         };
         run().map_err(|e| self.storage(e))
@@ -779,7 +836,11 @@ impl Store {
 }
 
 /// `Invalid` naming the first of `ids` not among `found`.
-fn check_found(ids: &Option<Vec<i64>>, found: impl Iterator<Item = i64>, what: &str) -> Result<(), Failure> {
+fn check_found(
+    ids: &Option<Vec<i64>>,
+    found: impl Iterator<Item = i64>,
+    what: &str,
+) -> Result<(), Failure> {
     if let Some(ids) = ids {
         let found: std::collections::HashSet<i64> = found.collect();
         if let Some(missing) = ids.iter().find(|id| !found.contains(id)) {

@@ -61,16 +61,30 @@ fn messages_survive_reopen_with_dispatch_and_completion_applied() {
     let dir = Scratch::new();
     let journal = open(&dir.file());
     journal.call(insert(10, &[b"a", b"b", b"c", b"d"])).unwrap();
-    assert_eq!(journal.call(Op::Dispatch(vec![(10, 12)])).unwrap(), Value::Int(3));
-    assert_eq!(journal.call(Op::Complete(vec![(10, 10), (12, 12)])).unwrap(), Value::Int(2));
+    assert_eq!(
+        journal.call(Op::Dispatch(vec![(10, 12)])).unwrap(),
+        Value::Int(3)
+    );
+    assert_eq!(
+        journal
+            .call(Op::Complete(vec![(10, 10), (12, 12)]))
+            .unwrap(),
+        Value::Int(2)
+    );
     journal.call(Op::Retry(vec![(11, 5, 123.5)])).unwrap();
     drop(journal);
 
     let journal = open(&dir.file());
     let (next_seq, messages) = recover(&journal);
     assert_eq!(next_seq, 14);
-    let summary: Vec<_> = messages.iter().map(|m| (m.seq, m.attempt, m.dispatched, m.not_before)).collect();
-    assert_eq!(summary, vec![(11, 5, false, Some(123.5)), (13, 0, false, None)]);
+    let summary: Vec<_> = messages
+        .iter()
+        .map(|m| (m.seq, m.attempt, m.dispatched, m.not_before))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(11, 5, false, Some(123.5)), (13, 0, false, None)]
+    );
     assert_eq!(messages[0].payload, b"b");
 }
 
@@ -84,7 +98,13 @@ fn a_reused_seq_is_refused_alone_and_the_rest_of_the_batch_commits() {
     assert!(matches!(journal.wait(bad), Err(JournalError::Invalid(_))));
     assert_eq!(journal.wait(good).unwrap(), Value::None);
     let (_, messages) = recover(&journal);
-    assert_eq!(messages.iter().map(|m| m.payload.clone()).collect::<Vec<_>>(), vec![b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(
+        messages
+            .iter()
+            .map(|m| m.payload.clone())
+            .collect::<Vec<_>>(),
+        vec![b"a".to_vec(), b"b".to_vec()]
+    );
 }
 
 #[test]
@@ -94,24 +114,49 @@ fn dead_letters_replay_with_fresh_seqs_and_purge() {
     journal.call(insert(0, &[b"a", b"b"])).unwrap();
     journal.call(Op::Dispatch(vec![(0, 1)])).unwrap();
     let Value::Int(id) = journal
-        .call(Op::DeadLetter { seq: 0, reason: "max_attempts".into(), error: "E".into(), traceback: "T".into(), now: 5.0 })
+        .call(Op::DeadLetter {
+            seq: 0,
+            reason: "max_attempts".into(),
+            error: "E".into(),
+            traceback: "T".into(),
+            now: 5.0,
+        })
         .unwrap()
     else {
         panic!()
     };
     assert!(matches!(
-        journal.call(Op::DeadLetter { seq: 0, reason: "r".into(), error: "".into(), traceback: "".into(), now: 5.0 }),
+        journal.call(Op::DeadLetter {
+            seq: 0,
+            reason: "r".into(),
+            error: "".into(),
+            traceback: "".into(),
+            now: 5.0
+        }),
         Err(JournalError::Invalid(_))
     ));
-    let Value::DeadLetters(dead) = journal.call(Op::ListDeadLetters { limit: None }).unwrap() else { panic!() };
-    assert_eq!((dead[0].id, dead[0].attempts, dead[0].payload.as_slice()), (id, 1, &b"a"[..]));
-    let Value::Messages(replayed) =
-        journal.call(Op::ReplayDeadLetters { ids: Some(vec![id]), first_seq: None }).unwrap()
+    let Value::DeadLetters(dead) = journal.call(Op::ListDeadLetters { limit: None }).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (dead[0].id, dead[0].attempts, dead[0].payload.as_slice()),
+        (id, 1, &b"a"[..])
+    );
+    let Value::Messages(replayed) = journal
+        .call(Op::ReplayDeadLetters {
+            ids: Some(vec![id]),
+            first_seq: None,
+        })
+        .unwrap()
     else {
         panic!()
     };
     assert_eq!((replayed[0].seq, replayed[0].attempt), (2, 0));
-    assert_eq!(journal.call(Op::PurgeDeadLetters { ids: None }).unwrap(), Value::Int(0));
+    assert_eq!(
+        journal.call(Op::PurgeDeadLetters { ids: None }).unwrap(),
+        Value::Int(0)
+    );
     let (next_seq, messages) = recover(&journal);
     assert_eq!((next_seq, messages.len()), (3, 2));
 }
@@ -127,7 +172,14 @@ fn webhook(journal: &Journal, wamid: &str, seq: u64, now: f64) -> bool {
         not_before: None,
         payload: b"m".to_vec(),
     };
-    match journal.call(Op::AcceptWebhook { wamid: wamid.into(), message, now }).unwrap() {
+    match journal
+        .call(Op::AcceptWebhook {
+            wamid: wamid.into(),
+            message,
+            now,
+        })
+        .unwrap()
+    {
         Value::Bool(duplicate) => duplicate,
         other => panic!("unexpected {other:?}"),
     }
@@ -140,8 +192,24 @@ fn a_webhook_is_accepted_once_until_its_wamid_expires() {
     assert!(!webhook(&journal, "w1", 0, 0.0));
     assert!(webhook(&journal, "w1", 1, 10.0));
     let week = 7.0 * 86400.0;
-    assert_eq!(journal.call(Op::Expire { now: week - 1.0, limit: 100 }).unwrap(), Value::Int(0));
-    assert_eq!(journal.call(Op::Expire { now: week + 1.0, limit: 100 }).unwrap(), Value::Int(1));
+    assert_eq!(
+        journal
+            .call(Op::Expire {
+                now: week - 1.0,
+                limit: 100
+            })
+            .unwrap(),
+        Value::Int(0)
+    );
+    assert_eq!(
+        journal
+            .call(Op::Expire {
+                now: week + 1.0,
+                limit: 100
+            })
+            .unwrap(),
+        Value::Int(1)
+    );
     assert!(!webhook(&journal, "w1", 1, week + 2.0));
     assert_eq!(recover(&journal).1.len(), 2);
 }
@@ -149,13 +217,25 @@ fn a_webhook_is_accepted_once_until_its_wamid_expires() {
 #[test]
 fn the_dedup_set_keeps_only_the_newest_max_entries() {
     let dir = Scratch::new();
-    let journal = Journal::open(&dir.file(), JournalOptions { dedup_max_entries: 2, ..Default::default() }).unwrap();
+    let journal = Journal::open(
+        &dir.file(),
+        JournalOptions {
+            dedup_max_entries: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for (i, wamid) in ["a", "b", "c"].iter().enumerate() {
         assert!(!webhook(&journal, wamid, i as u64, i as f64));
     }
-    let Value::Stats(stats) = journal.call(Op::Stats).unwrap() else { panic!() };
+    let Value::Stats(stats) = journal.call(Op::Stats).unwrap() else {
+        panic!()
+    };
     assert_eq!(stats.dedup, 2);
-    assert!(!webhook(&journal, "a", 3, 4.0), "the oldest wamid was forgotten");
+    assert!(
+        !webhook(&journal, "a", 3, 4.0),
+        "the oldest wamid was forgotten"
+    );
     assert!(webhook(&journal, "c", 4, 5.0));
 }
 
@@ -178,30 +258,73 @@ fn outbox_moves_through_its_states_and_counts_uncertain_resends() {
     };
     let (a, b, c) = (add("a"), add("b"), add("c"));
     journal.call(Op::OutboxSending { id: a, now: 2.0 }).unwrap();
-    journal.call(Op::OutboxSent { id: a, wamid: "out-a".into(), now: 3.0 }).unwrap();
+    journal
+        .call(Op::OutboxSent {
+            id: a,
+            wamid: "out-a".into(),
+            now: 3.0,
+        })
+        .unwrap();
     journal.call(Op::OutboxSending { id: b, now: 2.0 }).unwrap();
     drop(journal);
 
     let journal = open(&dir.file());
-    let Value::Outbox(unsent) = journal.call(Op::OutboxUnsent).unwrap() else { panic!() };
-    assert_eq!(unsent.iter().map(|o| (o.id, o.state)).collect::<Vec<_>>(), vec![(b, SENDING), (c, PENDING)]);
+    let Value::Outbox(unsent) = journal.call(Op::OutboxUnsent).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        unsent.iter().map(|o| (o.id, o.state)).collect::<Vec<_>>(),
+        vec![(b, SENDING), (c, PENDING)]
+    );
     journal.call(Op::OutboxSending { id: b, now: 4.0 }).unwrap();
-    assert!(matches!(journal.call(Op::OutboxSending { id: a, now: 4.0 }), Err(JournalError::Invalid(_))));
-    assert_eq!(journal.call(Op::OutboxStatus { wamid: "out-a".into() }).unwrap(), Value::Bool(true));
+    assert!(matches!(
+        journal.call(Op::OutboxSending { id: a, now: 4.0 }),
+        Err(JournalError::Invalid(_))
+    ));
+    assert_eq!(
+        journal
+            .call(Op::OutboxStatus {
+                wamid: "out-a".into()
+            })
+            .unwrap(),
+        Value::Bool(true)
+    );
     let Value::Int(dead) = journal
-        .call(Op::OutboxFail { id: c, reason: "rejected".into(), error: "400".into(), attempts: 3, now: 5.0 })
+        .call(Op::OutboxFail {
+            id: c,
+            reason: "rejected".into(),
+            error: "400".into(),
+            attempts: 3,
+            now: 5.0,
+        })
         .unwrap()
     else {
         panic!()
     };
-    let Value::Stats(stats) = journal.call(Op::Stats).unwrap() else { panic!() };
-    assert_eq!((stats.outbox, stats.uncertain_resends, stats.sender_dead_letters), (1, 1, 1));
-    let Value::Outbox(replayed) =
-        journal.call(Op::ReplaySenderDeadLetters { ids: Some(vec![dead]), now: 6.0 }).unwrap()
+    let Value::Stats(stats) = journal.call(Op::Stats).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            stats.outbox,
+            stats.uncertain_resends,
+            stats.sender_dead_letters
+        ),
+        (1, 1, 1)
+    );
+    let Value::Outbox(replayed) = journal
+        .call(Op::ReplaySenderDeadLetters {
+            ids: Some(vec![dead]),
+            now: 6.0,
+        })
+        .unwrap()
     else {
         panic!()
     };
-    assert_eq!((replayed[0].recipient.as_str(), replayed[0].state), ("c", PENDING));
+    assert_eq!(
+        (replayed[0].recipient.as_str(), replayed[0].state),
+        ("c", PENDING)
+    );
     assert_ne!(replayed[0].state, SENT);
 }
 
@@ -219,9 +342,17 @@ fn a_second_open_is_refused_naming_the_holder() {
 fn a_file_that_is_not_a_database_is_refused_and_kept() {
     let dir = Scratch::new();
     std::fs::write(dir.file(), b"hello, this is not sqlite at all").unwrap();
-    let error = Journal::open(&dir.file(), JournalOptions::default()).err().unwrap();
-    assert!(error.to_string().contains("not a SQLite database"), "{error}");
-    assert_eq!(std::fs::read(dir.file()).unwrap(), b"hello, this is not sqlite at all");
+    let error = Journal::open(&dir.file(), JournalOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        error.to_string().contains("not a SQLite database"),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read(dir.file()).unwrap(),
+        b"hello, this is not sqlite at all"
+    );
 }
 
 #[test]
@@ -229,9 +360,15 @@ fn a_newer_schema_is_refused() {
     let dir = Scratch::new();
     drop(open(&dir.file()));
     let conn = rusqlite::Connection::open(dir.file()).unwrap();
-    conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [CURRENT_VERSION + 1]).unwrap();
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+        [CURRENT_VERSION + 1],
+    )
+    .unwrap();
     drop(conn);
-    let error = Journal::open(&dir.file(), JournalOptions::default()).err().unwrap();
+    let error = Journal::open(&dir.file(), JournalOptions::default())
+        .err()
+        .unwrap();
     assert!(error.to_string().contains("newer"), "{error}");
 }
 
@@ -239,7 +376,9 @@ fn a_newer_schema_is_refused() {
 fn tickets_commit_in_order_and_drain_reports_unwaited_results() {
     let dir = Scratch::new();
     let journal = open(&dir.file());
-    let tickets: Vec<u64> = (0..50).map(|i| journal.submit(insert(i, &[b"x"]), false).unwrap()).collect();
+    let tickets: Vec<u64> = (0..50)
+        .map(|i| journal.submit(insert(i, &[b"x"]), false).unwrap())
+        .collect();
     assert!(tickets.windows(2).all(|w| w[0] < w[1]));
     let last = journal.submit(Op::Stats, false).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -250,7 +389,10 @@ fn tickets_commit_in_order_and_drain_reports_unwaited_results() {
         if committed >= last {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "not committed in time");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not committed in time"
+        );
         std::thread::yield_now();
     }
     // Inserts report nothing; only the stats ticket has a result.
@@ -263,6 +405,9 @@ fn a_closed_journal_refuses_work_and_releases_the_file() {
     let dir = Scratch::new();
     let journal = open(&dir.file());
     journal.close();
-    assert!(matches!(journal.submit(Op::Stats, true), Err(JournalError::Closed { .. })));
+    assert!(matches!(
+        journal.submit(Op::Stats, true),
+        Err(JournalError::Closed { .. })
+    ));
     drop(open(&dir.file()));
 }

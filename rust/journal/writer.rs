@@ -86,7 +86,11 @@ fn nonblocking_pipe() -> std::io::Result<[RawFd; 2]> {
     for fd in fds {
         // SAFETY: fd was just opened by pipe().
         unsafe {
-            libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK);
+            libc::fcntl(
+                fd,
+                libc::F_SETFL,
+                libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+            );
             libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
         }
     }
@@ -108,9 +112,18 @@ impl Journal {
             reason: format!("cannot make the commit pipe: {e}"),
         })?;
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue { ops: VecDeque::new(), next_ticket: 1, closing: false }),
+            queue: Mutex::new(Queue {
+                ops: VecDeque::new(),
+                next_ticket: 1,
+                closing: false,
+            }),
             work: Condvar::new(),
-            done: Mutex::new(Done { committed: 0, waited: HashMap::new(), drained: Vec::new(), stopped: false }),
+            done: Mutex::new(Done {
+                committed: 0,
+                waited: HashMap::new(),
+                drained: Vec::new(),
+                stopped: false,
+            }),
             committed: Condvar::new(),
             path: path.to_string(),
             pipe,
@@ -119,8 +132,14 @@ impl Journal {
         let thread = std::thread::Builder::new()
             .name("sluiceway-journal".into())
             .spawn(move || write_loop(writer, store, options))
-            .map_err(|e| JournalError::Open { path: path.to_string(), reason: format!("cannot start writer: {e}") })?;
-        Ok(Journal { shared, thread: Mutex::new(Some(thread)) })
+            .map_err(|e| JournalError::Open {
+                path: path.to_string(),
+                reason: format!("cannot start writer: {e}"),
+            })?;
+        Ok(Journal {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
     pub fn path(&self) -> &str {
@@ -136,7 +155,9 @@ impl Journal {
     pub fn submit(&self, op: Op, wait: bool) -> Result<u64, JournalError> {
         let mut queue = self.shared.queue.lock();
         if queue.closing {
-            return Err(JournalError::Closed { path: self.shared.path.clone() });
+            return Err(JournalError::Closed {
+                path: self.shared.path.clone(),
+            });
         }
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
@@ -154,7 +175,9 @@ impl Journal {
                 return outcome;
             }
             if done.committed >= ticket || done.stopped {
-                return Err(JournalError::Closed { path: self.shared.path.clone() });
+                return Err(JournalError::Closed {
+                    path: self.shared.path.clone(),
+                });
             }
             self.shared.committed.wait(&mut done);
         }
@@ -170,7 +193,8 @@ impl Journal {
     pub fn drain(&self) -> (u64, Vec<(u64, Outcome)>) {
         let mut sink = [0u8; 256];
         // SAFETY: reading into a local buffer from our own non-blocking pipe.
-        while unsafe { libc::read(self.shared.pipe[0], sink.as_mut_ptr().cast(), sink.len()) } > 0 {}
+        while unsafe { libc::read(self.shared.pipe[0], sink.as_mut_ptr().cast(), sink.len()) } > 0 {
+        }
         let mut done = self.shared.done.lock();
         (done.committed, std::mem::take(&mut done.drained))
     }
@@ -206,7 +230,10 @@ fn write_loop(shared: Arc<Shared>, mut store: Store, options: JournalOptions) {
             let mut queue = shared.queue.lock();
             while queue.ops.is_empty() && !queue.closing {
                 if tidy {
-                    let timed_out = shared.work.wait_for(&mut queue, options.idle_interval).timed_out();
+                    let timed_out = shared
+                        .work
+                        .wait_for(&mut queue, options.idle_interval)
+                        .timed_out();
                     if timed_out && queue.ops.is_empty() {
                         // The tidy-up runs unlocked: submitters never wait on I/O.
                         drop(queue);
@@ -243,7 +270,10 @@ fn write_loop(shared: Arc<Shared>, mut store: Store, options: JournalOptions) {
 }
 
 fn commit_batch(shared: &Shared, store: &mut Store, batch: Vec<(u64, Op, bool)>) {
-    let tickets: Vec<(u64, bool)> = batch.iter().map(|(ticket, _, wait)| (*ticket, *wait)).collect();
+    let tickets: Vec<(u64, bool)> = batch
+        .iter()
+        .map(|(ticket, _, wait)| (*ticket, *wait))
+        .collect();
     let mut results = Vec::with_capacity(batch.len());
     let mut failure = store.begin().err();
     if failure.is_none() {
@@ -265,7 +295,10 @@ fn commit_batch(shared: &Shared, store: &mut Store, batch: Vec<(u64, Op, bool)>)
     }
     if let Some(error) = &failure {
         store.rollback();
-        results = tickets.iter().map(|&(ticket, wait)| (ticket, Err(error.clone()), wait)).collect();
+        results = tickets
+            .iter()
+            .map(|&(ticket, wait)| (ticket, Err(error.clone()), wait))
+            .collect();
     }
     let mut done = shared.done.lock();
     for (ticket, outcome, wait) in results {
@@ -275,7 +308,10 @@ fn commit_batch(shared: &Shared, store: &mut Store, batch: Vec<(u64, Op, bool)>)
             done.drained.push((ticket, outcome));
         }
     }
-    done.committed = tickets.last().map(|(ticket, _)| *ticket).unwrap_or(done.committed);
+    done.committed = tickets
+        .last()
+        .map(|(ticket, _)| *ticket)
+        .unwrap_or(done.committed);
     drop(done);
     shared.committed.notify_all();
     notify(shared);
