@@ -31,7 +31,8 @@ def test_a_full_disk_fails_the_transaction_and_keeps_what_was_committed(tmpfs: P
     with Journal.open(path) as journal:
         journal.insert_payloads(0, [b"committed"] * 10, 1, 0.0)
         seq = 10
-        with pytest.raises(JournalError, match=rf"journal {re.escape(str(path))}: transaction failed and was rolled back: .*full"):
+        refused = rf"journal {re.escape(str(path))}: transaction failed and was rolled back: .*full"
+        with pytest.raises(JournalError, match=refused):
             while seq < 1_000_000:
                 journal.insert_payloads(seq, [bytes(4000)] * 16, 1, 0.0)
                 seq += 16
@@ -57,3 +58,4 @@ def test_a_read_only_file_system_is_a_clear_error_and_the_file_is_kept(tmpfs: Pa
     with pytest.raises(JournalError, match=rf"cannot open journal {re.escape(str(path))}: .*Read-only file system"):
         Journal.open(path)
     assert path.read_bytes() == before
+

@@ -6,7 +6,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import hypothesis.strategies as st
 from hypothesis import settings
@@ -85,7 +85,9 @@ class JournalMachine(RuleBasedStateMachine):
 
     # -- messages ----------------------------------------------------------------------------
 
-    @rule(items=payloads, priority=st.integers(0, 3), key=st.none() | st.sampled_from(["a", "b"]), gap=st.integers(0, 2))
+    @rule(
+        items=payloads, priority=st.integers(0, 3), key=st.none() | st.sampled_from(["a", "b"]), gap=st.integers(0, 2)
+    )
     def insert(self, items: list[bytes], priority: int, key: str | None, gap: int) -> None:
         first = self.model.next_seq + gap
         self.journal.insert_payloads(first, items, priority, 7.5, key)
