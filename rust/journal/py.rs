@@ -223,10 +223,11 @@ impl PyJournal {
         self.inner.notify_fd()
     }
 
-    /// The highest processed ticket, and `(ticket, result)` for the tickets submitted
-    /// without `wait` that have one (an exception instance if the ticket failed).
-    fn drain<'py>(&self, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyList>)> {
-        let (committed, outcomes) = self.inner.drain();
+    /// The highest processed ticket, `(ticket, result)` for the tickets submitted without
+    /// `wait` that have one (an exception instance if the ticket failed), and whether the
+    /// writer has stopped (closed, or died): then later tickets will never be processed.
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<(u64, Bound<'py, PyList>, bool)> {
+        let (committed, outcomes, stopped) = self.inner.drain();
         let list = PyList::empty(py);
         for (ticket, outcome) in outcomes {
             let value = match outcome {
@@ -235,7 +236,7 @@ impl PyJournal {
             };
             list.append((ticket, value))?;
         }
-        Ok((committed, list))
+        Ok((committed, list, stopped))
     }
 
     /// Block (GIL released) until `ticket`, submitted with `wait=True`, is committed; its result.

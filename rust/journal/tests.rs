@@ -384,7 +384,8 @@ fn tickets_commit_in_order_and_drain_reports_unwaited_results() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut results = Vec::new();
     loop {
-        let (committed, mut drained) = journal.drain();
+        let (committed, mut drained, stopped) = journal.drain();
+        assert!(!stopped);
         results.append(&mut drained);
         if committed >= last {
             break;

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::os::unix::io::RawFd;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -131,7 +132,19 @@ impl Journal {
         let writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("sluiceway-journal".into())
-            .spawn(move || write_loop(writer, store, options))
+            .spawn(move || {
+                // A panic must not leave callers waiting for commits that will never come.
+                let ended = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    write_loop(&writer, store, options)
+                }));
+                writer.queue.lock().closing = true;
+                writer.done.lock().stopped = true;
+                writer.committed.notify_all();
+                notify(&writer);
+                if let Err(panic) = ended {
+                    std::panic::resume_unwind(panic);
+                }
+            })
             .map_err(|e| JournalError::Open {
                 path: path.to_string(),
                 reason: format!("cannot start writer: {e}"),
@@ -189,14 +202,16 @@ impl Journal {
         self.wait(ticket)
     }
 
-    /// Highest committed ticket and the results of non-waited tickets since the last drain.
-    pub fn drain(&self) -> (u64, Vec<(u64, Outcome)>) {
+    /// Highest processed ticket, the results of non-waited tickets since the last drain,
+    /// and whether the writer has stopped (no ticket beyond the first will ever be processed).
+    pub fn drain(&self) -> (u64, Vec<(u64, Outcome)>, bool) {
         let mut sink = [0u8; 256];
         // SAFETY: reading into a local buffer from our own non-blocking pipe.
         while unsafe { libc::read(self.shared.pipe[0], sink.as_mut_ptr().cast(), sink.len()) } > 0 {
         }
         let mut done = self.shared.done.lock();
-        (done.committed, std::mem::take(&mut done.drained))
+        let drained = std::mem::take(&mut done.drained);
+        (done.committed, drained, done.stopped)
     }
 
     /// Commit what is queued, stop the writer and release the file. Idempotent.
@@ -223,7 +238,7 @@ impl Drop for Journal {
     }
 }
 
-fn write_loop(shared: Arc<Shared>, mut store: Store, options: JournalOptions) {
+fn write_loop(shared: &Shared, mut store: Store, options: JournalOptions) {
     let mut tidy = false;
     loop {
         let batch = {
@@ -259,13 +274,10 @@ fn write_loop(shared: Arc<Shared>, mut store: Store, options: JournalOptions) {
             let n = queue.ops.len().min(options.max_batch_ops);
             queue.ops.drain(..n).collect::<Vec<_>>()
         };
-        commit_batch(&shared, &mut store, batch);
+        commit_batch(shared, &mut store, batch);
         tidy = true;
     }
     let _ = store.tidy();
-    shared.done.lock().stopped = true;
-    shared.committed.notify_all();
-    notify(&shared);
     // `store` drops here: the connection closes, then the lock file is released.
 }
 

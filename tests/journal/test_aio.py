@@ -109,3 +109,18 @@ def test_the_file_stays_bounded_under_steady_load_and_the_wal_is_truncated_when_
             assert time.monotonic() < deadline, "the idle checkpoint never truncated the WAL"
             time.sleep(0.05)
         assert journal.stats().db_bytes < 1_000_000
+
+
+def test_a_blocking_close_commits_and_resolves_what_the_loop_queued(tmp_path: Path) -> None:
+    async def main() -> None:
+        journal = Journal.open(tmp_path / "j.db")
+        aio = journal.aio
+        inserted = aio.insert_payloads(0, [b"a", b"b"], 1, 0.0)
+        dispatched = aio.dispatch([(0, 1)])
+        journal.close()
+        assert inserted.result() is None
+        assert dispatched.result() == 2
+
+    asyncio.run(main())
+    with Journal.open(tmp_path / "j.db") as journal:
+        assert [m.attempt for m in journal.recover().messages] == [1, 1]

@@ -53,7 +53,12 @@ class AsyncJournal:
         return future
 
     def _on_commit(self) -> None:
-        committed, results = self._core.drain()
+        self._settle(final=False)
+
+    def _settle(self, final: bool) -> None:
+        """Resolve the futures of processed tickets; with ``final`` (or once the writer
+        stopped), fail the rest: they will never be processed."""
+        committed, results, stopped = self._core.drain()
         values = dict(results)
         waiting = self._waiting
         while waiting and waiting[0][0] <= committed:
@@ -68,23 +73,23 @@ class AsyncJournal:
                     future.set_result(convert(value))
                 except Exception as error:  # a converter bug must not strand later futures
                     future.set_exception(error)
+        if final or stopped:
+            self.closed = True
+            if not self._loop.is_closed():
+                self._loop.remove_reader(self._fd)
+            for _, future, _ in waiting:
+                if not future.done():
+                    future.set_exception(JournalError(f"journal {self._core.path} stopped before this committed"))
+            waiting.clear()
 
     def detach(self) -> None:
-        """Stop watching the core; futures still waiting fail with `JournalError`."""
-        if self.closed:
-            return
-        self.closed = True
-        if not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
-        for _, future, _ in self._waiting:
-            if not future.done():
-                future.set_exception(JournalError(f"journal {self._core.path} was closed before this committed"))
-        self._waiting.clear()
+        """Stop watching the core: resolve what committed, fail what never will with `JournalError`."""
+        if not self.closed:
+            self._settle(final=True)
 
     async def aclose(self) -> None:
         """Commit what is queued (resolving its futures), then release the file."""
         await self._loop.run_in_executor(None, self._core.close)
-        self._on_commit()
         self.detach()
 
     # -- accepted messages ---------------------------------------------------------------

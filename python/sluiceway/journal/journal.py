@@ -105,10 +105,10 @@ class Journal:
         return self._aio
 
     def close(self) -> None:
-        """Commit what is queued and release the file. Idempotent."""
+        """Commit what is queued (resolving `aio` futures of it) and release the file. Idempotent."""
+        self._core.close()
         if self._aio is not None:
             self._aio.detach()
-        self._core.close()
 
     def __enter__(self) -> Self:
         return self
