@@ -142,6 +142,7 @@ fn value_to_py(py: Python<'_>, value: Value) -> PyResult<Bound<'_, PyAny>> {
             d.set_item("sender_dead_letters", s.sender_dead_letters)?;
             d.set_item("uncertain_resends", s.uncertain_resends)?;
             d.set_item("next_seq", s.next_seq)?;
+            d.set_item("transactions", s.transactions)?;
             d.into_any()
         }
     })

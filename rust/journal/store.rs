@@ -111,6 +111,9 @@ pub struct Stats {
     pub sender_dead_letters: u64,
     pub uncertain_resends: u64,
     pub next_seq: u64,
+    /// Transactions committed since the journal was opened (group commit: usually far
+    /// fewer than operations).
+    pub transactions: u64,
 }
 
 /// What a restart finds: every unfinished message in seq order.
@@ -236,6 +239,7 @@ pub struct Store {
     next_seq: u64,
     next_seq_stored: u64,
     dedup_count: u64,
+    transactions: u64,
     _lock: LockFile,
 }
 
@@ -378,6 +382,7 @@ impl Store {
             next_seq,
             next_seq_stored: next_seq,
             dedup_count,
+            transactions: 0,
             _lock: lock,
         })
     }
@@ -413,6 +418,7 @@ impl Store {
             .execute_batch("COMMIT")
             .map_err(|e| self.storage(e))?;
         self.next_seq_stored = self.next_seq;
+        self.transactions += 1;
         Ok(())
     }
 
@@ -811,6 +817,7 @@ impl Store {
             sender_dead_letters: count("SELECT count(*) FROM sender_dead_letters")?,
             uncertain_resends: count("SELECT value FROM meta WHERE key = 'uncertain_resends'")?,
             next_seq: self.next_seq,
+            transactions: self.transactions,
         })
     }
 

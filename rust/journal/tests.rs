@@ -412,3 +412,30 @@ fn a_closed_journal_refuses_work_and_releases_the_file() {
     ));
     drop(open(&dir.file()));
 }
+
+#[test]
+fn queued_operations_share_one_transaction_up_to_max_batch_ops() {
+    let dir = Scratch::new();
+    // The writer gathers for up to a minute after the first operation, or until 100 are queued.
+    let options = JournalOptions {
+        max_batch_ops: 100,
+        max_wait: std::time::Duration::from_secs(60),
+        ..Default::default()
+    };
+    let journal = Journal::open(&dir.file(), options).unwrap();
+    let tickets: Vec<u64> = (0..250)
+        .map(|i| journal.submit(insert(i, &[b"x"]), true).unwrap())
+        .collect();
+    for ticket in &tickets[..200] {
+        journal.wait(*ticket).unwrap();
+    }
+    // 200 operations, two full transactions; the last 50 wait for 50 more (or the minute).
+    let stats = journal.submit(Op::Stats, true).unwrap();
+    for i in 0..49 {
+        journal.submit(Op::Dispatch(vec![(i, i)]), false).unwrap();
+    }
+    let Value::Stats(stats) = journal.wait(stats).unwrap() else {
+        panic!()
+    };
+    assert_eq!((stats.transactions, stats.pending), (2, 250));
+}

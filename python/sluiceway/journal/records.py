@@ -112,6 +112,9 @@ class JournalStats:
     #: Total re-sends of replies whose earlier send's outcome was unknown.
     uncertain_resends: int
     next_seq: int
+    #: Transactions committed since the journal was opened; each holds every operation
+    #: that was queued when it began (group commit).
+    transactions: int
 
     @property
     def file_bytes(self) -> int:
