@@ -19,7 +19,8 @@ BATCH = 50
 
 # The child journals batch after batch (a few in flight at once, so commits group), and
 # completes each batch two behind. It prints "I n" once insert n is committed, "S n" just
-# before it submits the completion of batch n, "C n" once that is committed.
+# before it submits the completion of batch n, "C n" once that is committed. Per batch it
+# also records a reply: "O n" once it is in the outbox, "P n" once it is marked sending.
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
@@ -41,6 +42,10 @@ CHILD = textwrap.dedent(
             payloads = [f"{{n}}:{{k}}".encode() for k in range(BATCH)]
             await aio.insert_payloads(n * BATCH, payloads, n % 3, float(n))
             say(f"I {{n}}")
+            reply = await aio.outbox_add("+15550000", str(n).encode(), None, n * BATCH)
+            say(f"O {{n}}")
+            await aio.outbox_sending(reply)
+            say(f"P {{n}}")
 
         async def complete(n):
             say(f"S {{n}}")
@@ -101,12 +106,20 @@ def test_sigkill_loses_nothing_reported_and_leaves_nothing_half_done(tmp_path: P
     inserted: set[int] = set()
     submitted_completions: set[int] = set()
     completed: set[int] = set()
+    replies: set[int] = set()
+    sending: set[int] = set()
     for _ in range(5):
         for line in run_and_kill(path, sync, chance.uniform(0.02, 0.4)):
             kind, n = line.split()
-            {"I": inserted, "S": submitted_completions, "C": completed}[kind].add(int(n))
+            reported = {"I": inserted, "S": submitted_completions, "C": completed, "O": replies, "P": sending}
+            reported[kind].add(int(n))
         with Journal.open(path, sync=sync) as journal:
             recovery = journal.recover()
+            outbox = journal.outbox_unsent()
+        states = {int(item.body): item.state for item in outbox}
+        assert len(states) == len(outbox), "a reply was recorded twice"
+        assert replies <= set(states), "a reply reported committed was lost"
+        assert all(states[n] == "sending" for n in sending), "a reply reported sending was not"
         by_batch: dict[int, list[bytes]] = {}
         for m in recovery.messages:
             batch, k = divmod(m.seq, BATCH)
