@@ -46,10 +46,12 @@ pub mod lock;
 pub mod py;
 pub mod schema;
 pub mod store;
+pub mod types;
 pub mod writer;
 
 pub use error::JournalError;
-pub use store::{Op, Store, Sync, Value};
+pub use store::Store;
+pub use types::{Op, Sync, Value};
 pub use writer::{Journal, JournalOptions};
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::error::JournalError as Error;
-use super::store::{DeadLetter, Message, Op, OutboxItem, Run, SenderDeadLetter, Sync, Value};
+use super::types::{DeadLetter, Message, Op, OutboxItem, Run, SenderDeadLetter, Sync, Value};
 use super::writer::{Journal, JournalOptions};
 use crate::dispatch::entry::{Payload, PyPayloadBatch};
 use crate::errors::SluicewayError;

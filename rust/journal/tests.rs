@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::error::JournalError;
 use super::schema::CURRENT_VERSION;
-use super::store::{Message, Op, Value, PENDING, SENDING, SENT};
+use super::types::{Message, Op, Value, PENDING, SENDING, SENT};
 use super::writer::{Journal, JournalOptions};
 use crate::dispatch::entry::Payload;
 

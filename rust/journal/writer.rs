@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::error::JournalError;
-use super::store::{Op, Options, Store, Sync, Value};
+use super::store::{Options, Store};
+use super::types::{Op, Sync, Value};
 
 pub struct JournalOptions {
     pub sync: Sync,

@@ -5,222 +5,17 @@
 //! journal's contents (an unknown id, a reused seq) is checked before it writes, so it
 //! fails alone with `JournalError::Invalid` and the rest of its transaction goes on.
 
+mod outbox;
+
 use std::path::PathBuf;
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 
 use super::error::JournalError;
 use super::lock::LockFile;
 use super::schema;
+use super::types::{DeadLetter, Message, Op, Recovery, Run, Stats, Sync, Value};
 use crate::dispatch::entry::Payload;
-
-/// `PRAGMA synchronous` of the journal: what a reported commit survives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sync {
-    /// Survives power loss (the WAL is fsynced at every commit).
-    Full,
-    /// Survives a process crash; the last commits before a power loss may be lost.
-    Normal,
-}
-
-impl Sync {
-    pub fn parse(text: &str) -> Option<Sync> {
-        match text {
-            "full" => Some(Sync::Full),
-            "normal" => Some(Sync::Normal),
-            _ => None,
-        }
-    }
-}
-
-/// An inclusive run of seqs `first..=last`.
-pub type Run = (u64, u64);
-
-/// One accepted, unfinished message.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Message {
-    pub seq: u64,
-    pub priority: u32,
-    pub enqueued_at: f64,
-    pub ordering_key: Option<String>,
-    pub attempt: u32,
-    /// Handed to a worker and not finished: after a crash, a suspect.
-    pub dispatched: bool,
-    pub not_before: Option<f64>,
-    pub payload: Vec<u8>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct DeadLetter {
-    pub id: i64,
-    pub seq: u64,
-    pub priority: u32,
-    pub enqueued_at: f64,
-    pub ordering_key: Option<String>,
-    pub payload: Vec<u8>,
-    pub attempts: u32,
-    pub reason: String,
-    pub error: String,
-    pub traceback: String,
-    pub failed_at: f64,
-}
-
-/// Outbox states.
-pub const PENDING: i64 = 0;
-pub const SENDING: i64 = 1;
-pub const SENT: i64 = 2;
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutboxItem {
-    pub id: i64,
-    pub recipient: String,
-    pub body: Vec<u8>,
-    pub inbound_wamid: Option<String>,
-    pub inbound_seq: Option<u64>,
-    /// `PENDING`, `SENDING` or `SENT`.
-    pub state: i64,
-    pub sent_wamid: Option<String>,
-    /// Times it went on the wire again while its previous send's outcome was unknown.
-    pub resends: u32,
-    pub created_at: f64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct SenderDeadLetter {
-    pub id: i64,
-    pub recipient: String,
-    pub body: Vec<u8>,
-    pub inbound_wamid: Option<String>,
-    pub inbound_seq: Option<u64>,
-    pub attempts: u32,
-    pub reason: String,
-    pub error: String,
-    pub failed_at: f64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Stats {
-    pub db_bytes: u64,
-    pub wal_bytes: u64,
-    pub pending: u64,
-    pub dispatched: u64,
-    pub dead_letters: u64,
-    pub dedup: u64,
-    pub outbox: u64,
-    pub outbox_uncertain: u64,
-    pub sender_dead_letters: u64,
-    pub uncertain_resends: u64,
-    pub next_seq: u64,
-    /// Transactions committed since the journal was opened (group commit: usually far
-    /// fewer than operations).
-    pub transactions: u64,
-}
-
-/// What a restart finds: every unfinished message in seq order.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Recovery {
-    pub messages: Vec<Message>,
-    /// One above the highest seq ever journaled: where the engine's seqs continue.
-    pub next_seq: u64,
-}
-
-/// One operation; `Store::apply` says what each returns.
-#[derive(Debug)]
-pub enum Op {
-    /// Messages `first_seq..first_seq + payloads.len()`, all with one priority and key. -> None
-    Insert {
-        first_seq: u64,
-        priority: u32,
-        enqueued_at: f64,
-        ordering_key: Option<String>,
-        payloads: Vec<Payload>,
-    },
-    /// attempt += 1, dispatched = 1. -> Int(rows changed)
-    Dispatch(Vec<Run>),
-    /// Delete the finished messages. -> Int(rows deleted)
-    Complete(Vec<Run>),
-    /// dispatched = 0 (back in the queue, attempt kept). -> Int(rows changed)
-    Requeue(Vec<Run>),
-    /// `(seq, attempt, not_before)`: waits for a retry, not dispatched. -> Int(rows changed)
-    Retry(Vec<(u64, u32, f64)>),
-    /// Move a message to the dead letters. -> Int(dead letter id)
-    DeadLetter {
-        seq: u64,
-        reason: String,
-        error: String,
-        traceback: String,
-        now: f64,
-    },
-    /// -> DeadLetters, oldest first
-    ListDeadLetters { limit: Option<u64> },
-    /// Move dead letters (all, or `ids`) back into `messages` with new seqs from
-    /// `first_seq` (default: `next_seq`), attempt 0. -> Messages (the new rows)
-    ReplayDeadLetters {
-        ids: Option<Vec<i64>>,
-        first_seq: Option<u64>,
-    },
-    /// -> Int(rows deleted)
-    PurgeDeadLetters { ids: Option<Vec<i64>> },
-    /// Record `wamid` and insert its message in one go, unless `wamid` was seen. -> Bool(duplicate)
-    AcceptWebhook {
-        wamid: String,
-        message: Message,
-        now: f64,
-    },
-    /// Forget wamids seen before `now - dedup_window` and sent outbox rows as old, at most
-    /// `limit` of each. -> Int(rows deleted)
-    Expire { now: f64, limit: u64 },
-    /// -> Int(outbox id)
-    OutboxAdd {
-        recipient: String,
-        body: Vec<u8>,
-        inbound_wamid: Option<String>,
-        inbound_seq: Option<u64>,
-        now: f64,
-    },
-    /// The reply goes on the wire; one already `sending` counts as an uncertain resend. -> None
-    OutboxSending { id: i64, now: f64 },
-    /// -> None
-    OutboxSent { id: i64, wamid: String, now: f64 },
-    /// A status webhook for `wamid`: its sent row is finished. -> Bool(found)
-    OutboxStatus { wamid: String },
-    /// -> Outbox (pending and sending, oldest first)
-    OutboxUnsent,
-    /// Move an outbox row to the sender's dead letters. -> Int(dead letter id)
-    OutboxFail {
-        id: i64,
-        reason: String,
-        error: String,
-        attempts: u32,
-        now: f64,
-    },
-    /// -> SenderDeadLetters
-    ListSenderDeadLetters { limit: Option<u64> },
-    /// Move sender dead letters back to the outbox as pending. -> Outbox (the new rows)
-    ReplaySenderDeadLetters { ids: Option<Vec<i64>>, now: f64 },
-    /// -> Int(rows deleted)
-    PurgeSenderDeadLetters { ids: Option<Vec<i64>> },
-    /// -> Recovery
-    Recover,
-    /// -> Stats
-    Stats,
-    /// -> Text (what SQLite reports: "full" or "normal")
-    Synchronous,
-}
-
-#[derive(Debug, PartialEq)]
-pub enum Value {
-    None,
-    Bool(bool),
-    Int(i64),
-    Text(String),
-    Messages(Vec<Message>),
-    DeadLetters(Vec<DeadLetter>),
-    Outbox(Vec<OutboxItem>),
-    SenderDeadLetters(Vec<SenderDeadLetter>),
-    Recovery(Recovery),
-    Stats(Stats),
-}
 
 pub struct Options {
     pub sync: Sync,
@@ -251,11 +46,6 @@ const MESSAGE_COLUMNS: &str =
 const DEAD_LETTER_COLUMNS: &str =
     "id, seq, priority, enqueued_at, ordering_key, payload, attempts, \
      reason, error, traceback, failed_at";
-const OUTBOX_COLUMNS: &str =
-    "id, recipient, body, inbound_wamid, inbound_seq, state, sent_wamid, resends, created_at";
-const SENDER_DEAD_LETTER_COLUMNS: &str =
-    "id, recipient, body, inbound_wamid, inbound_seq, attempts, reason, error, failed_at";
-
 fn message_from(row: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         seq: row.get(0)?,
@@ -285,34 +75,6 @@ fn dead_letter_from(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
     })
 }
 
-fn outbox_from(row: &Row<'_>) -> rusqlite::Result<OutboxItem> {
-    Ok(OutboxItem {
-        id: row.get(0)?,
-        recipient: row.get(1)?,
-        body: row.get(2)?,
-        inbound_wamid: row.get(3)?,
-        inbound_seq: row.get(4)?,
-        state: row.get(5)?,
-        sent_wamid: row.get(6)?,
-        resends: row.get(7)?,
-        created_at: row.get(8)?,
-    })
-}
-
-fn sender_dead_letter_from(row: &Row<'_>) -> rusqlite::Result<SenderDeadLetter> {
-    Ok(SenderDeadLetter {
-        id: row.get(0)?,
-        recipient: row.get(1)?,
-        body: row.get(2)?,
-        inbound_wamid: row.get(3)?,
-        inbound_seq: row.get(4)?,
-        attempts: row.get(5)?,
-        reason: row.get(6)?,
-        error: row.get(7)?,
-        failed_at: row.get(8)?,
-    })
-}
-
 fn check_runs(runs: &[Run]) -> Result<(), JournalError> {
     match runs.iter().find(|(first, last)| first > last) {
         Some((first, last)) => Err(JournalError::Invalid(format!(
@@ -323,7 +85,7 @@ fn check_runs(runs: &[Run]) -> Result<(), JournalError> {
 }
 
 /// `WHERE` clause and limit for "all" or "these ids".
-fn id_filter(ids: &Option<Vec<i64>>) -> String {
+pub(super) fn id_filter(ids: &Option<Vec<i64>>) -> String {
     match ids {
         None => String::new(),
         Some(ids) => {
@@ -333,7 +95,7 @@ fn id_filter(ids: &Option<Vec<i64>>) -> String {
     }
 }
 
-fn limit_clause(limit: Option<u64>) -> String {
+pub(super) fn limit_clause(limit: Option<u64>) -> String {
     limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default()
 }
 
@@ -489,108 +251,15 @@ impl Store {
             }
             Op::AcceptWebhook { wamid, message, now } => self.accept_webhook(&wamid, message, now),
             Op::Expire { now, limit } => self.expire(now, limit),
-            Op::OutboxAdd { recipient, body, inbound_wamid, inbound_seq, now } => {
-                self.conn
-                    .prepare_cached(
-                        "INSERT INTO outbox (recipient, body, inbound_wamid, inbound_seq, state, created_at, \
-                         updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
-                    )?
-                    .execute(params![recipient, body, inbound_wamid, inbound_seq, now])?;
-                Ok(Value::Int(self.conn.last_insert_rowid()))
-            }
-            Op::OutboxSending { id, now } => {
-                match self.outbox_state(id)? {
-                    SENT => {
-                        return Err(Failure::Invalid(format!("outbox reply {id} was already sent")))
-                    }
-                    SENDING => {
-                        self.conn
-                            .prepare_cached("UPDATE outbox SET resends = resends + 1 WHERE id = ?1")?
-                            .execute([id])?;
-                        self.conn
-                            .prepare_cached(
-                                "UPDATE meta SET value = value + 1 WHERE key = 'uncertain_resends'",
-                            )?
-                            .execute([])?;
-                    }
-                    _ => {}
-                }
-                self.conn
-                    .prepare_cached("UPDATE outbox SET state = 1, updated_at = ?2 WHERE id = ?1")?
-                    .execute(params![id, now])?;
-                Ok(Value::None)
-            }
-            Op::OutboxSent { id, wamid, now } => {
-                self.outbox_state(id)?;
-                self.conn
-                    .prepare_cached("UPDATE outbox SET state = 2, sent_wamid = ?2, updated_at = ?3 WHERE id = ?1")?
-                    .execute(params![id, wamid, now])?;
-                Ok(Value::None)
-            }
-            Op::OutboxStatus { wamid } => {
-                let n = self
-                    .conn
-                    .prepare_cached("DELETE FROM outbox WHERE sent_wamid = ?1")?
-                    .execute([wamid])?;
-                Ok(Value::Bool(n > 0))
-            }
-            Op::OutboxUnsent => {
-                let mut stmt = self.conn.prepare_cached(&format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state < 2 ORDER BY id"
-                ))?;
-                let rows = stmt.query_map([], outbox_from)?.collect::<rusqlite::Result<_>>()?;
-                Ok(Value::Outbox(rows))
-            }
-            Op::OutboxFail { id, reason, error, attempts, now } => {
-                let moved = self.conn.prepare_cached(
-                    "INSERT INTO sender_dead_letters (recipient, body, inbound_wamid, inbound_seq, attempts, \
-                     reason, error, failed_at) \
-                     SELECT recipient, body, inbound_wamid, inbound_seq, ?2, ?3, ?4, ?5 FROM outbox WHERE id = ?1",
-                )?
-                .execute(params![id, attempts, reason, error, now])?;
-                if moved == 0 {
-                    return Err(Failure::Invalid(format!("no outbox reply has id {id}")));
-                }
-                let dead_id = self.conn.last_insert_rowid();
-                self.conn.prepare_cached("DELETE FROM outbox WHERE id = ?1")?.execute([id])?;
-                Ok(Value::Int(dead_id))
-            }
-            Op::ListSenderDeadLetters { limit } => {
-                Ok(Value::SenderDeadLetters(self.sender_dead_letters(&None, limit)?))
-            }
-            Op::ReplaySenderDeadLetters { ids, now } => {
-                let dead = self.sender_dead_letters(&ids, None)?;
-                check_found(&ids, dead.iter().map(|d| d.id), "sender dead letter")?;
-                let mut replayed = Vec::with_capacity(dead.len());
-                for d in dead {
-                    self.conn
-                        .prepare_cached(
-                            "INSERT INTO outbox (recipient, body, inbound_wamid, inbound_seq, state, created_at, \
-                             updated_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)",
-                        )?
-                        .execute(params![d.recipient, d.body, d.inbound_wamid, d.inbound_seq, now])?;
-                    let id = self.conn.last_insert_rowid();
-                    self.conn.prepare_cached("DELETE FROM sender_dead_letters WHERE id = ?1")?.execute([d.id])?;
-                    replayed.push(OutboxItem {
-                        id,
-                        recipient: d.recipient,
-                        body: d.body,
-                        inbound_wamid: d.inbound_wamid,
-                        inbound_seq: d.inbound_seq,
-                        state: PENDING,
-                        sent_wamid: None,
-                        resends: 0,
-                        created_at: now,
-                    });
-                }
-                Ok(Value::Outbox(replayed))
-            }
-            Op::PurgeSenderDeadLetters { ids } => {
-                let n = self
-                    .conn
-                    .execute(&format!("DELETE FROM sender_dead_letters{}", id_filter(&ids)), [])?;
-                Ok(Value::Int(n as i64))
-            }
+            op @ (Op::OutboxAdd { .. }
+            | Op::OutboxSending { .. }
+            | Op::OutboxSent { .. }
+            | Op::OutboxStatus { .. }
+            | Op::OutboxUnsent
+            | Op::OutboxFail { .. }
+            | Op::ListSenderDeadLetters { .. }
+            | Op::ReplaySenderDeadLetters { .. }
+            | Op::PurgeSenderDeadLetters { .. }) => self.run_outbox(op),
             Op::Recover => {
                 let mut stmt = self
                     .conn
@@ -653,14 +322,6 @@ impl Store {
         Ok(Value::Int(changed as i64))
     }
 
-    fn outbox_state(&self, id: i64) -> Result<i64, Failure> {
-        self.conn
-            .prepare_cached("SELECT state FROM outbox WHERE id = ?1")?
-            .query_row([id], |row| row.get(0))
-            .optional()?
-            .ok_or_else(|| Failure::Invalid(format!("no outbox reply has id {id}")))
-    }
-
     fn dead_letters(
         &self,
         ids: &Option<Vec<i64>>,
@@ -673,22 +334,6 @@ impl Store {
         ))?;
         let rows = stmt
             .query_map([], dead_letter_from)?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(rows)
-    }
-
-    fn sender_dead_letters(
-        &self,
-        ids: &Option<Vec<i64>>,
-        limit: Option<u64>,
-    ) -> Result<Vec<SenderDeadLetter>, Failure> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {SENDER_DEAD_LETTER_COLUMNS} FROM sender_dead_letters{} ORDER BY id{}",
-            id_filter(ids),
-            limit_clause(limit)
-        ))?;
-        let rows = stmt
-            .query_map([], sender_dead_letter_from)?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -843,7 +488,7 @@ impl Store {
 }
 
 /// `Invalid` naming the first of `ids` not among `found`.
-fn check_found(
+pub(super) fn check_found(
     ids: &Option<Vec<i64>>,
     found: impl Iterator<Item = i64>,
     what: &str,
@@ -857,7 +502,7 @@ fn check_found(
     Ok(())
 }
 
-enum Failure {
+pub(super) enum Failure {
     Invalid(String),
     Sql(rusqlite::Error),
 }
