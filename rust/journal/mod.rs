@@ -33,6 +33,16 @@
 //! locked exclusively (`<path>.lock`, `flock`, holding the owner's pid) and SQLite's own
 //! locking mode is EXCLUSIVE, so one process owns a journal at a time.
 //!
+//! The database is created readable by its owner only (0600; its WAL inherits that):
+//! it holds message payloads.
+//!
+//! # Modules
+//!
+//! `types.rs` the records and operations; `schema.rs` the tables, the open-time checks
+//! and the migrations; `store/` the operations as SQL on one connection (`outbox.rs` the
+//! replies' side); `writer.rs` the group-commit thread; `lock.rs` the lock file;
+//! `py.rs` the Python binding.
+//!
 //! # Size
 //!
 //! Finished rows are deleted. SQLite checkpoints the WAL (PASSIVE) every

@@ -439,3 +439,18 @@ fn queued_operations_share_one_transaction_up_to_max_batch_ops() {
     };
     assert_eq!((stats.transactions, stats.pending), (2, 250));
 }
+
+#[test]
+fn a_new_journal_and_its_wal_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Scratch::new();
+    let journal = open(&dir.file());
+    journal.call(insert(0, &[b"secret"])).unwrap();
+    for suffix in ["", "-wal"] {
+        let mode = std::fs::metadata(format!("{}{suffix}", dir.file()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "journal{suffix}");
+    }
+}

@@ -113,6 +113,7 @@ impl Store {
                 .map_err(|e| refuse(format!("cannot create directory {}: {e}", dir.display())))?;
         }
         let lock = LockFile::acquire(path)?;
+        create_private(&file).map_err(|e| refuse(format!("cannot create it: {e}")))?;
         schema::check_header(&file).map_err(refuse)?;
         let mut conn = Connection::open(&file).map_err(|e| refuse(e.to_string()))?;
         let sync_pragma = match options.sync {
@@ -484,6 +485,21 @@ impl Store {
             Ok(())
         };
         run().map_err(|e| self.storage(e))
+    }
+}
+
+/// Create `file` empty, readable by its owner only, unless it exists: it will hold message
+/// payloads, and SQLite gives its WAL the database file's permissions.
+fn create_private(file: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
     }
 }
 
