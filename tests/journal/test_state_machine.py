@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 
@@ -59,11 +60,16 @@ def open_journal(path: str, clock: Clock) -> Journal:
     )
 
 
-def _insert_and_vanish(path: str, first_seq: int, payloads: list[bytes]) -> None:
-    """In a child: commit an insert, then end without closing, as a crash would."""
-    journal = Journal.open(path, sync="normal", dedup_window=WINDOW, dedup_max_entries=MAX_WAMIDS)
-    journal.insert_payloads(first_seq, payloads, 2, 5.0, "crash")
-    os._exit(0)
+# A child commits an insert, then ends without closing, as a crash would (a fresh
+# interpreter rather than a fork: forking a process that may run threads is unsafe).
+CRASHING_CHILD = """
+import os, sys
+from sluiceway.journal import Journal
+path, first_seq, *payloads = sys.argv[1:]
+journal = Journal.open(path, sync="normal")
+journal.insert_payloads(int(first_seq), [bytes.fromhex(p) for p in payloads], 2, 5.0, "crash")
+os._exit(0)
+"""
 
 
 seq_ranges = st.tuples(st.integers(0, 40), st.integers(0, 6))
@@ -78,6 +84,7 @@ class JournalMachine(RuleBasedStateMachine):
         self.clock = Clock()
         self.journal = open_journal(self.path, self.clock)
         self.model = Model()
+        self.crashed = False
 
     def teardown(self) -> None:
         self.journal.close()
@@ -280,16 +287,14 @@ class JournalMachine(RuleBasedStateMachine):
         self.journal.close()
         self.journal = open_journal(self.path, self.clock)
 
-    @precondition(lambda self: self.model.next_seq < 200)
+    # A fresh interpreter per crash is slow: one per example.
+    @precondition(lambda self: not self.crashed)
     @rule(items=payloads)
     def crash_reopen(self, items: list[bytes]) -> None:
         self.journal.close()
-        child = multiprocessing.get_context("fork").Process(
-            target=_insert_and_vanish, args=(self.path, self.model.next_seq, items)
-        )
-        child.start()
-        child.join(60)
-        assert child.exitcode == 0
+        self.crashed = True
+        args = [self.path, str(self.model.next_seq), *(p.hex() for p in items)]
+        subprocess.run([sys.executable, "-c", CRASHING_CHILD, *args], check=True, timeout=120)
         for i, payload in enumerate(items):
             seq = self.model.next_seq + i
             self.model.messages[seq] = JournaledMessage(seq, 2, 5.0, "crash", 0, False, None, payload)
