@@ -66,7 +66,7 @@ fn dead_letter_tuple<'py>(py: Python<'py>, d: DeadLetter) -> PyResult<Bound<'py,
         d.reason,
         d.error,
         d.traceback,
-        d.failed_at,
+        d.dead_at,
     )
         .into_pyobject(py)
 }

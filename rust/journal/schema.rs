@@ -40,7 +40,7 @@ CREATE TABLE dead_letters (
     reason TEXT NOT NULL,
     error TEXT NOT NULL,
     traceback TEXT NOT NULL,
-    failed_at REAL NOT NULL
+    dead_at REAL NOT NULL
 );
 CREATE TABLE dedup (wamid TEXT PRIMARY KEY, seen_at REAL NOT NULL);
 CREATE INDEX dedup_seen_at ON dedup (seen_at);

@@ -53,7 +53,7 @@ pub struct DeadLetter {
     pub reason: String,
     pub error: String,
     pub traceback: String,
-    pub failed_at: f64,
+    pub dead_at: f64,
 }
 
 /// Outbox states.

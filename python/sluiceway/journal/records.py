@@ -28,7 +28,11 @@ class JournaledMessage(NamedTuple):
 
 
 class DeadLetter(NamedTuple):
-    """A message the engine gave up on, kept until replayed or purged."""
+    """A message the engine gave up on, kept until replayed or purged.
+
+    Its fields follow `sluiceway.engine.DeadLetter`'s; ``attempts`` is the message's
+    journaled attempt count (hand-overs to a worker) when it was dead-lettered.
+    """
 
     id: int
     seq: int
@@ -40,7 +44,8 @@ class DeadLetter(NamedTuple):
     reason: str
     error: str
     traceback: str
-    failed_at: float
+    #: Wall clock (the journal's ``clock``) when it was dead-lettered.
+    dead_at: float
 
 
 class OutboxItem(NamedTuple):

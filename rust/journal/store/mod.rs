@@ -45,7 +45,7 @@ const MESSAGE_COLUMNS: &str =
     "seq, priority, enqueued_at, ordering_key, attempt, dispatched, not_before, payload";
 const DEAD_LETTER_COLUMNS: &str =
     "id, seq, priority, enqueued_at, ordering_key, payload, attempts, \
-     reason, error, traceback, failed_at";
+     reason, error, traceback, dead_at";
 fn message_from(row: &Row<'_>) -> rusqlite::Result<Message> {
     Ok(Message {
         seq: row.get(0)?,
@@ -71,7 +71,7 @@ fn dead_letter_from(row: &Row<'_>) -> rusqlite::Result<DeadLetter> {
         reason: row.get(7)?,
         error: row.get(8)?,
         traceback: row.get(9)?,
-        failed_at: row.get(10)?,
+        dead_at: row.get(10)?,
     })
 }
 
@@ -232,7 +232,7 @@ impl Store {
             Op::DeadLetter { seq, reason, error, traceback, now } => {
                 let moved = self.conn.prepare_cached(
                     "INSERT INTO dead_letters (seq, priority, enqueued_at, ordering_key, payload, attempts, \
-                     reason, error, traceback, failed_at) \
+                     reason, error, traceback, dead_at) \
                      SELECT seq, priority, enqueued_at, ordering_key, payload, attempt, ?2, ?3, ?4, ?5 \
                      FROM messages WHERE seq = ?1",
                 )?
