@@ -191,6 +191,10 @@ fn a_webhook_is_accepted_once_until_its_wamid_expires() {
     let journal = open(&dir.file());
     assert!(!webhook(&journal, "w1", 0, 0.0));
     assert!(webhook(&journal, "w1", 1, 10.0));
+    assert!(
+        webhook(&journal, "w1", 0, 11.0),
+        "a duplicate is one even with a used seq"
+    );
     let week = 7.0 * 86400.0;
     assert_eq!(
         journal
