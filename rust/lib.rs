@@ -8,6 +8,7 @@ pub mod clock;
 pub mod dispatch;
 pub mod errors;
 pub mod histogram;
+pub mod journal;
 pub mod lru_cache;
 pub mod priority_queue;
 pub mod rate_limit;
@@ -25,6 +26,8 @@ mod _core {
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
     #[pymodule_export]
     use crate::histogram::py::PyLatencyHistogram;
+    #[pymodule_export]
+    use crate::journal::py::{JournalError, JournalLocked, PyJournal};
     #[pymodule_export]
     use crate::lru_cache::py::PyByteLRU;
     #[pymodule_export]

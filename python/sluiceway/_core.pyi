@@ -15,6 +15,9 @@ __all__ = [
     "Entry",
     "EntryQueue",
     "InFlight",
+    "Journal",
+    "JournalError",
+    "JournalLocked",
     "KeyedLimiter",
     "LatencyHistogram",
     "PayloadBatch",
@@ -36,6 +39,12 @@ class QueueFull(SluicewayError):
 
 class QueueEmpty(SluicewayError):
     """Raised by ``pop()`` on an empty queue."""
+
+class JournalError(SluicewayError):
+    """The journal cannot be opened or a transaction failed; the message names the file and the cause."""
+
+class JournalLocked(JournalError):
+    """Another process (or another Journal in this one) has the journal open."""
 
 @final
 class PriorityQueue:
@@ -333,3 +342,101 @@ class LatencyHistogram:
     def from_wire(wire: Sequence[Any]) -> LatencyHistogram:
         """Rebuild a histogram from ``to_wire()``'s output (tuples or lists); ``ValueError`` otherwise."""
     def __reduce__(self) -> tuple[Any, tuple[_HistogramWire]]: ...
+
+@final
+class Journal:
+    """The durable journal's engine room; use ``sluiceway.journal.Journal``, which wraps it.
+
+    Every operation method queues its operation and returns its ticket. ``wait(ticket)``
+    (for tickets submitted with ``wait=True``) blocks with the GIL released and returns the
+    result; otherwise watch ``fileno()`` and call ``drain()``: the highest processed ticket
+    and ``(ticket, result)`` for those with a result (an exception instance on failure).
+    Tickets up to it without a result committed with nothing to report.
+    """
+
+    def __new__(
+        cls,
+        path: str,
+        sync: str = "full",
+        dedup_window: float = 604800.0,
+        dedup_max_entries: int = 1000000,
+        max_batch_ops: int = 4096,
+        max_wait: float = 0.0,
+        idle_interval: float = 1.0,
+    ) -> Self: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def fileno(self) -> int: ...
+    def drain(self) -> tuple[int, list[tuple[int, Any]], bool]: ...
+    def wait(self, ticket: int) -> Any: ...
+    def close(self) -> None: ...
+    def insert_batch(
+        self,
+        batch: PayloadBatch,
+        start: int,
+        stop: int,
+        first_seq: int,
+        priority: int,
+        enqueued_at: float,
+        ordering_key: str | None = None,
+        wait: bool = False,
+    ) -> int: ...
+    def insert_payloads(
+        self,
+        first_seq: int,
+        payloads: Sequence[bytes],
+        priority: int,
+        enqueued_at: float,
+        ordering_key: str | None = None,
+        wait: bool = False,
+    ) -> int: ...
+    def dispatch(self, runs: Sequence[tuple[int, int]], wait: bool = False) -> int: ...
+    def complete(self, runs: Sequence[tuple[int, int]], wait: bool = False) -> int: ...
+    def requeue(self, runs: Sequence[tuple[int, int]], wait: bool = False) -> int: ...
+    def retry(self, items: Sequence[tuple[int, int, float]], wait: bool = False) -> int: ...
+    def dead_letter(
+        self, seq: int, reason: str, error: str, traceback: str, now: float, wait: bool = False
+    ) -> int: ...
+    def dead_letters(self, limit: int | None = None, wait: bool = False) -> int: ...
+    def replay_dead_letters(
+        self, ids: Sequence[int] | None = None, first_seq: int | None = None, wait: bool = False
+    ) -> int: ...
+    def purge_dead_letters(self, ids: Sequence[int] | None = None, wait: bool = False) -> int: ...
+    def accept_webhook(
+        self,
+        wamid: str,
+        seq: int,
+        priority: int,
+        enqueued_at: float,
+        ordering_key: str | None,
+        payload: bytes,
+        now: float,
+        wait: bool = False,
+    ) -> int: ...
+    def expire(self, now: float, limit: int = 10000, wait: bool = False) -> int: ...
+    def outbox_add(
+        self,
+        recipient: str,
+        body: bytes,
+        inbound_wamid: str | None,
+        inbound_seq: int | None,
+        now: float,
+        wait: bool = False,
+    ) -> int: ...
+    def outbox_sending(self, id: int, now: float, wait: bool = False) -> int: ...
+    def outbox_sent(self, id: int, wamid: str, now: float, wait: bool = False) -> int: ...
+    def outbox_status(self, wamid: str, wait: bool = False) -> int: ...
+    def outbox_unsent(self, wait: bool = False) -> int: ...
+    def outbox_fail(
+        self, id: int, reason: str, error: str, attempts: int, now: float, wait: bool = False
+    ) -> int: ...
+    def sender_dead_letters(self, limit: int | None = None, wait: bool = False) -> int: ...
+    def replay_sender_dead_letters(
+        self, now: float, ids: Sequence[int] | None = None, wait: bool = False
+    ) -> int: ...
+    def purge_sender_dead_letters(self, ids: Sequence[int] | None = None, wait: bool = False) -> int: ...
+    def recover(self, wait: bool = False) -> int: ...
+    def stats(self, wait: bool = False) -> int: ...
+    def synchronous(self, wait: bool = False) -> int: ...
