@@ -1,14 +1,16 @@
 """A rate-limited, self-healing sender for the WhatsApp Cloud API.
 
 ``BatchSender`` (dispatch rounds under global and per-recipient limits, adaptive
-throttling, retries, circuit breaker, dead letters) over a ``Transport`` such as
+throttling, retries, circuit breaker, failed sends) over a ``Transport`` such as
 ``WhatsAppCloudTransport`` (on :class:`sluiceway.http.HttpClient`); messages are msgspec Structs mirroring the API's JSON.
 """
 
-from sluiceway.whatsapp.batch_sender import PRIORITIES as PRIORITIES
 from sluiceway.whatsapp.batch_sender import BatchSender as BatchSender
 from sluiceway.whatsapp.breaker import BreakerState as BreakerState
 from sluiceway.whatsapp.breaker import CircuitBreaker as CircuitBreaker
+from sluiceway.whatsapp.cloud_api import SendResult as SendResult
+from sluiceway.whatsapp.cloud_api import Transport as Transport
+from sluiceway.whatsapp.cloud_api import WhatsAppCloudTransport as WhatsAppCloudTransport
 from sluiceway.whatsapp.config import BreakerConfig as BreakerConfig
 from sluiceway.whatsapp.config import RateLimits as RateLimits
 from sluiceway.whatsapp.config import RecipientLimit as RecipientLimit
@@ -24,15 +26,13 @@ from sluiceway.whatsapp.messages import Media as Media
 from sluiceway.whatsapp.messages import OutboundMessage as OutboundMessage
 from sluiceway.whatsapp.messages import Template as Template
 from sluiceway.whatsapp.messages import Text as Text
-from sluiceway.whatsapp.webhooks import Status as Status
-from sluiceway.whatsapp.webhooks import WebhookPayload as WebhookPayload
-from sluiceway.whatsapp.outcomes import DeadLetter as DeadLetter
+from sluiceway.whatsapp.outcomes import FailedSend as FailedSend
 from sluiceway.whatsapp.outcomes import LeftOver as LeftOver
 from sluiceway.whatsapp.outcomes import MessageState as MessageState
-from sluiceway.whatsapp.retry import RetryPolicy as RetryPolicy
-from sluiceway.whatsapp.transport import SendResult as SendResult
-from sluiceway.whatsapp.transport import Transport as Transport
-from sluiceway.whatsapp.transport import WhatsAppCloudTransport as WhatsAppCloudTransport
+from sluiceway.whatsapp.records import PRIORITIES as PRIORITIES
+from sluiceway.whatsapp.retry import SendRetryPolicy as SendRetryPolicy
+from sluiceway.whatsapp.webhooks import Status as Status
+from sluiceway.whatsapp.webhooks import WebhookPayload as WebhookPayload
 
 __all__ = [
     "PRIORITIES",
@@ -40,8 +40,8 @@ __all__ = [
     "BreakerConfig",
     "BreakerState",
     "CircuitBreaker",
-    "DeadLetter",
     "ErrorCategory",
+    "FailedSend",
     "Interactive",
     "InteractiveText",
     "Language",
@@ -51,9 +51,9 @@ __all__ = [
     "OutboundMessage",
     "RateLimits",
     "RecipientLimit",
-    "RetryPolicy",
     "SendError",
     "SendResult",
+    "SendRetryPolicy",
     "SenderConfig",
     "Status",
     "Template",
