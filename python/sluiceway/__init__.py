@@ -25,7 +25,7 @@ from sluiceway.sheets import SheetsClientConfig as SheetsClientConfig
 from sluiceway.sheets import SheetsError as SheetsError
 from sluiceway.whatsapp import BatchSender as BatchSender
 from sluiceway.whatsapp import BreakerConfig as BreakerConfig
-from sluiceway.whatsapp import DeadLetter as DeadLetter
+from sluiceway.whatsapp import FailedSend as FailedSend
 from sluiceway.whatsapp import OutboundMessage as OutboundMessage
 from sluiceway.whatsapp import RateLimits as RateLimits
 from sluiceway.whatsapp import RecipientLimit as RecipientLimit
@@ -41,8 +41,8 @@ __all__ = [
     "BreakerConfig",
     "CacheConfig",
     "CacheResult",
-    "DeadLetter",
     "EngineHooks",
+    "FailedSend",
     "LatencyHistogram",
     "Message",
     "MessageParallelizer",
