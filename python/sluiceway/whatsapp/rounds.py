@@ -29,6 +29,9 @@ _READY, _WAITING, _BUSY = 0, 1, 2
 #: One recipient's messages of a round, to be sent in this order.
 Chain = tuple[str, list[SendRecord]]
 
+# Plain names for enum members the round loop checks per message (an enum attribute costs ~140 ns on 3.11).
+_GRANTED, _STOP, _IN_FLIGHT = Admission.GRANTED, Admission.STOP, MessageState.IN_FLIGHT
+
 
 class RoundScheduler:
     """Holds every message not yet taken for a send and forms dispatch rounds from them.
@@ -108,13 +111,13 @@ class RoundScheduler:
                         self._expire(m)
                         continue
                     admission = limits.admit(recipient, now)
-                    if admission is not Admission.GRANTED:
-                        stop = admission is Admission.STOP
+                    if admission is not _GRANTED:
+                        stop = admission is _STOP
                         break
                     pending.popleft()
                     if self._coalesce and pending:
                         self._coalesce_behind(m, pending)
-                    m.set_state(MessageState.IN_FLIGHT)
+                    m.set_state(_IN_FLIGHT)
                     chain.append(m)
                     slots -= 1
                 if chain:
