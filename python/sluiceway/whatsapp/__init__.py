@@ -17,6 +17,7 @@ from sluiceway.whatsapp.config import RecipientLimit as RecipientLimit
 from sluiceway.whatsapp.config import SenderConfig as SenderConfig
 from sluiceway.whatsapp.errors import ErrorCategory as ErrorCategory
 from sluiceway.whatsapp.errors import SendError as SendError
+from sluiceway.whatsapp.errors import SenderClosed as SenderClosed
 from sluiceway.whatsapp.errors import WhatsAppError as WhatsAppError
 from sluiceway.whatsapp.errors import classify as classify
 from sluiceway.whatsapp.messages import Interactive as Interactive
@@ -54,6 +55,7 @@ __all__ = [
     "SendError",
     "SendResult",
     "SendRetryPolicy",
+    "SenderClosed",
     "SenderConfig",
     "Status",
     "Template",

@@ -28,7 +28,7 @@ from sluiceway.whatsapp.attempts import SendAttempts
 from sluiceway.whatsapp.breaker import BreakerState, CircuitBreaker
 from sluiceway.whatsapp.cloud_api import Transport
 from sluiceway.whatsapp.config import SenderConfig
-from sluiceway.whatsapp.errors import SendError
+from sluiceway.whatsapp.errors import SendError, SenderClosed
 from sluiceway.whatsapp.failed_sends import FailedSendLog
 from sluiceway.whatsapp.ledger import IdempotencyWindow, SendLedger
 from sluiceway.whatsapp.limits import SendLimits
@@ -117,7 +117,7 @@ class BatchSender:
     async def start(self) -> None:
         """Start dispatching (``async with`` does this)."""
         if self._closed:
-            raise RuntimeError("this BatchSender is closed")
+            raise SenderClosed("this BatchSender is closed")
         if self._dispatcher is None:
             self._dispatcher = asyncio.create_task(self._dispatch(), name="sluiceway-whatsapp-dispatch")
 
@@ -199,7 +199,7 @@ class BatchSender:
 
         The sender never refuses for lack of room, so this never waits: ``ValueError``
         for an unknown priority, ``TypeError`` for anything but an ``OutboundMessage``,
-        ``RuntimeError`` once the sender is closed.
+        :class:`SenderClosed` once the sender is closed.
         """
         level = LEVELS.get(priority)
         if level is None:
@@ -207,7 +207,7 @@ class BatchSender:
         if not isinstance(message, OutboundMessage):
             raise TypeError(f"expected an OutboundMessage, got {type(message).__name__}")
         if self._closed:
-            raise RuntimeError("this BatchSender is closed")
+            raise SenderClosed("this BatchSender is closed")
         now = self._clock()
         if idempotency_key is not None:
             first = self._idempotency.seen(idempotency_key, now)
