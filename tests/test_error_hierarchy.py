@@ -34,19 +34,26 @@ def _exceptions_defined_in(module_name: str) -> list[type[BaseException]]:
     ]
 
 
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def test_the_walk_finds_the_known_exceptions() -> None:
     """The walk sees subpackages' modules and the Rust core (so an empty result cannot pass the test below)."""
-    found = {f"{cls.__module__}.{cls.__qualname__}" for name in _package_modules() for cls in _exceptions_defined_in(name)}
-    assert {"sluiceway.http.client.HttpError", "sluiceway.whatsapp.errors.SendError", "sluiceway.engine.errors.Backpressure"} <= found
+    found = {_name(cls) for module in _package_modules() for cls in _exceptions_defined_in(module)}
+    known = {
+        "sluiceway.http.client.HttpError", "sluiceway.whatsapp.errors.SendError", "sluiceway.engine.errors.Backpressure"
+    }
+    assert known <= found
     assert any(name.startswith("sluiceway._core.") for name in found), found
 
 
 def test_every_exception_class_of_the_package_is_a_sluiceway_error() -> None:
     """Walks every module of the package; each exception class defined there derives from SluicewayError."""
     outside = sorted(
-        f"{cls.__module__}.{cls.__qualname__}"
-        for name in _package_modules()
-        for cls in _exceptions_defined_in(name)
+        _name(cls)
+        for module in _package_modules()
+        for cls in _exceptions_defined_in(module)
         if not issubclass(cls, SluicewayError)
     )
     assert [name for name in outside if name not in ALLOWED_OUTSIDE] == []

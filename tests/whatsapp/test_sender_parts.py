@@ -107,9 +107,11 @@ def test_admission_answers_wait_for_a_spent_limit_and_stop_for_an_open_breaker()
 @settings(max_examples=200)
 @given(
     window=st.sampled_from([0.0, 1.0, 5.0]),
-    calls=st.lists(st.tuples(st.sampled_from(["k0", "k1", "k2"]), st.sampled_from([0.0, 0.0, 0.5, 1.0, 3.0])), max_size=40),
+    calls=st.lists(st.tuples(st.sampled_from(["k0", "k1", "k2"]), st.sampled_from([0.0, 0.0, 0.5, 1.0, 3.0]))),
 )
-def test_idempotency_keys_answer_the_first_id_within_the_window_only(window: float, calls: list[tuple[str, float]]) -> None:
+def test_idempotency_keys_answer_the_first_id_within_the_window_only(
+    window: float, calls: list[tuple[str, float]]
+) -> None:
     """Against a dict of key -> (id, expiry): a key seen less than ``window`` seconds ago gives its first id back."""
     keys = IdempotencyWindow(window)
     model: dict[str, tuple[str, float]] = {}

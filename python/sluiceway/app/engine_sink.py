@@ -25,7 +25,9 @@ _PRIORITY = {"high": Priority.HIGH, "normal": Priority.NORMAL, "low": Priority.L
 class Outbox(Protocol):
     """Where replies go: the BatchSender's synchronous ``enqueue_nowait``."""
 
-    def enqueue_nowait(self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None) -> str: ...
+    def enqueue_nowait(
+        self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None
+    ) -> str: ...
 
 
 class MetricsSink(Protocol):
@@ -143,7 +145,8 @@ class EngineSink:
                 self._cache_by_worker[result.worker_pid] = (result.cache_hits, result.cache_misses)
             for outgoing in result.outgoing:
                 try:
-                    self._outbox.enqueue_nowait(outgoing.message, outgoing.priority, idempotency_key=outgoing.idempotency_key)
+                    key = outgoing.idempotency_key
+                    self._outbox.enqueue_nowait(outgoing.message, outgoing.priority, idempotency_key=key)
                     self.stats.replies += 1
                 except Exception:
                     logger.exception("the sender refused a reply to %s", inbound.id)

@@ -194,7 +194,9 @@ class BatchSender:
         """
         return self.enqueue_nowait(message, priority, idempotency_key)
 
-    def enqueue_nowait(self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None) -> str:
+    def enqueue_nowait(
+        self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None
+    ) -> str:
         """:meth:`enqueue` without the ``await``, for callers outside a coroutine on the sender's loop.
 
         The sender never refuses for lack of room, so this never waits: ``ValueError``
@@ -348,7 +350,8 @@ class BatchSender:
         self._wake.set()
 
     def __repr__(self) -> str:
-        return f"BatchSender(unfinished={len(self._ledger.live)}, rate={self._limits.rate:.1f}/s, breaker={self._breaker.state.value})"
+        unfinished, rate, breaker = len(self._ledger.live), self._limits.rate, self._breaker.state.value
+        return f"BatchSender(unfinished={unfinished}, rate={rate:.1f}/s, breaker={breaker})"
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

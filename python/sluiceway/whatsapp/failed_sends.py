@@ -19,9 +19,12 @@ class FailedSendLog:
         self._entries: list[FailedSend] = []
         self._by_level = [0] * len(PRIORITIES)
 
-    def add(self, part: SendRecord, sends: int, code: int | None, text: str, failed_at: float, reported_at: float | None) -> None:
+    def add(
+        self, part: SendRecord, sends: int, code: int | None, text: str, failed_at: float, reported_at: float | None
+    ) -> None:
         """Keep ``part`` as failed after ``sends`` requests, with the provider's ``code`` and ``text``."""
-        self._entries.append(FailedSend(part.id, part.message, PRIORITIES[part.level], sends, code, text, failed_at, reported_at))
+        priority = PRIORITIES[part.level]
+        self._entries.append(FailedSend(part.id, part.message, priority, sends, code, text, failed_at, reported_at))
         self._by_level[part.level] += 1
 
     def all(self) -> list[FailedSend]:

@@ -35,7 +35,10 @@ EARLY_STATUS_LIMIT = 10_000
 
 _decode_webhook = msgspec.json.Decoder(WebhookPayload).decode
 _decode_status = msgspec.json.Decoder(Status).decode
-_COUNTER = {MessageState.CONFIRMED: "confirmed", MessageState.UNCONFIRMED: "unconfirmed", MessageState.DEAD_LETTERED: "failed"}
+#: The ``stats()`` counter each final state adds to.
+_COUNTER = {
+    MessageState.CONFIRMED: "confirmed", MessageState.UNCONFIRMED: "unconfirmed", MessageState.DEAD_LETTERED: "failed"
+}
 
 
 class SendLedger:
@@ -51,7 +54,9 @@ class SendLedger:
         "_id_prefix", "_ids", "counts", "idle", "live",
     )
 
-    def __init__(self, failed: FailedSendLog, *, confirmation_timeout: float | None, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, failed: FailedSendLog, *, confirmation_timeout: float | None, clock: Callable[[], float]
+    ) -> None:
         self._failed = failed
         self._confirmation_timeout = confirmation_timeout
         self._clock = clock
@@ -174,7 +179,8 @@ class SendLedger:
         if status.status == "failed":
             err = status.errors[0] if status.errors else None
             text = (err.message or err.title) if err else "failed"
-            self.record_failed(m, err.code if err else None, text, float(status.timestamp) if status.timestamp.isdigit() else None)
+            reported_at = float(status.timestamp) if status.timestamp.isdigit() else None
+            self.record_failed(m, err.code if err else None, text, reported_at)
             return True
         return False
 

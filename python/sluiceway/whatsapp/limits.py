@@ -159,7 +159,9 @@ class SendLimits:
     __slots__ = ("_breaker", "_global", "_recipients", "global_wait", "on_sent", "recipient_wait")
 
     def __init__(self, config: SenderConfig, breaker: CircuitBreaker, *, now: float) -> None:
-        self._global = GlobalLimit(config.rate_limit, decrease=config.throttle_decrease, recovery=config.throttle_recovery, now=now)
+        self._global = GlobalLimit(
+            config.rate_limit, decrease=config.throttle_decrease, recovery=config.throttle_recovery, now=now
+        )
         self._recipients = RecipientLimits(config.per_recipient)
         self._breaker = breaker
         self.global_wait = self._global.time_until
