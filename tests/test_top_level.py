@@ -18,8 +18,6 @@ from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 #: Top-level packages a worker or a bare ``import sluiceway`` must not load before they are used.
 HEAVY = ("googleapiclient", "google", "httplib2", "google_auth_httplib2", "aiohttp", "rich")
 #: Names the top level lists before the branch that defines them is merged (see the TYPE_CHECKING block).
-ARRIVING_WITH_ANOTHER_BRANCH = {"FailedSend"}
-ARRIVING = "comes with the sender's rename (DeadLetter -> FailedSend); xfail is strict: drop it after the merge"
 
 
 def heavy_modules(names: list[str]) -> list[str]:
@@ -68,15 +66,7 @@ def test_a_worker_starts_without_heavy_modules() -> None:
     assert heavy_modules(loaded) == []
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(raises=AttributeError, reason=ARRIVING))
-        if name in ARRIVING_WITH_ANOTHER_BRANCH
-        else name
-        for name in sluiceway.__all__
-    ],
-)
+@pytest.mark.parametrize("name", sluiceway.__all__)
 def test_every_public_name_imports_from_the_top_level(name: str) -> None:
     """``from sluiceway import <name>`` works for each name of ``__all__`` and is its module's object."""
     value = getattr(sluiceway, name)

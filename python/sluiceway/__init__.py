@@ -112,10 +112,7 @@ if TYPE_CHECKING:
     from sluiceway.sheets import SheetsError as SheetsError
     from sluiceway.whatsapp import BatchSender as BatchSender
     from sluiceway.whatsapp import BreakerConfig as BreakerConfig
-
-    # The sender's FailedSend (its DeadLetter until the sender's rename) arrives with that
-    # branch; the ignore keeps this branch type-checking until then. Drop it after the merge.
-    from sluiceway.whatsapp import FailedSend as FailedSend  # type: ignore[attr-defined,unused-ignore]
+    from sluiceway.whatsapp import FailedSend as FailedSend
     from sluiceway.whatsapp import OutboundMessage as OutboundMessage
     from sluiceway.whatsapp import RateLimits as RateLimits
     from sluiceway.whatsapp import RecipientLimit as RecipientLimit

@@ -15,8 +15,8 @@ from sluiceway.whatsapp import (
     InteractiveText,
     Language,
     OutboundMessage,
-    RetryPolicy,
     SendError,
+    SendRetryPolicy,
     Template,
     WebhookPayload,
     classify,
@@ -124,7 +124,7 @@ def test_send_error_survives_pickling() -> None:
 )
 def test_backoff_stays_within_its_envelope(attempt: int, initial: float, jitter: float, r: float) -> None:
     """Every delay lies in [(1-jitter)·base, base] with base = min(cap, initial·2^(attempt-1))."""
-    policy = RetryPolicy(max_retries=3, initial=initial, cap=60.0, jitter=jitter)
+    policy = SendRetryPolicy(max_retries=3, initial=initial, cap=60.0, jitter=jitter)
     base = min(60.0, initial * 2.0 ** min(attempt - 1, 64))
     delay = policy.delay(attempt, random=lambda: r)
     assert base * (1 - jitter) - 1e-9 <= delay <= base + 1e-9
@@ -132,7 +132,7 @@ def test_backoff_stays_within_its_envelope(attempt: int, initial: float, jitter:
 
 def test_retries_are_exhausted_after_max_retries() -> None:
     """With max_retries=3 a message gets its first try plus three retries."""
-    policy = RetryPolicy(max_retries=3)
+    policy = SendRetryPolicy(max_retries=3)
     assert [policy.exhausted(n) for n in range(1, 6)] == [False, False, False, True, True]
     with pytest.raises(ValueError, match="start at 1"):
         policy.delay(0)

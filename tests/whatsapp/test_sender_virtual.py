@@ -10,8 +10,18 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from sluiceway.errors import SluicewayError
 from sluiceway.testing import ManualClock, ScriptedTransport
-from sluiceway.whatsapp import BatchSender, BreakerConfig, OutboundMessage, RateLimits, RecipientLimit, SendError, SenderConfig
+from sluiceway.whatsapp import (
+    BatchSender,
+    BreakerConfig,
+    OutboundMessage,
+    RateLimits,
+    RecipientLimit,
+    SendError,
+    SenderClosed,
+    SenderConfig,
+)
 
 VirtualTime = tuple[ManualClock, Callable[[float], Awaitable[None]]]
 
@@ -279,3 +289,21 @@ def test_config_validation_names_the_field() -> None:
         SenderConfig(jitter=2.0)
     with pytest.raises(ValueError, match="max_backoff"):
         SenderConfig(initial_backoff=5.0, max_backoff=1.0)
+
+
+def test_a_closed_sender_refuses_with_sender_closed(virtual_time: VirtualTime) -> None:
+    """After close, enqueueing and starting raise SenderClosed: a SluicewayError, and a RuntimeError as before."""
+    clock, sleep = virtual_time
+
+    async def main() -> None:
+        sender = BatchSender(ScriptedTransport(clock=clock), config(), clock=clock, sleep=sleep)
+        await sender.start()
+        await sender.close()
+        with pytest.raises(SenderClosed, match="closed") as refused:
+            sender.enqueue_nowait(OutboundMessage.of_text("1555000H", "too late"))
+        assert isinstance(refused.value, SluicewayError) and isinstance(refused.value, RuntimeError)
+        with pytest.raises(SenderClosed):
+            await sender.start()
+        assert sender.stats()["accepted"] == 0
+
+    asyncio.run(main())

@@ -23,9 +23,11 @@ _PRIORITY = {"high": Priority.HIGH, "normal": Priority.NORMAL, "low": Priority.L
 
 
 class Outbox(Protocol):
-    """Where replies go: the BatchSender's synchronous ``submit``."""
+    """Where replies go: the BatchSender's synchronous ``enqueue_nowait``."""
 
-    def submit(self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None) -> str: ...
+    def enqueue_nowait(
+        self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None
+    ) -> str: ...
 
 
 class MetricsSink(Protocol):
@@ -54,7 +56,7 @@ class EngineSink:
     """Feeds accepted webhooks to the engine and hands each handler's replies to the sender.
 
     Each message goes in with ``engine.submit`` (ordering key = the sender), whose result is
-    the handler's ``HandlerResult``; its messages are passed to ``outbox.submit`` with their
+    the handler's ``HandlerResult``; its messages are passed to ``outbox.enqueue_nowait`` with their
     idempotency keys, in order. ``enqueue`` returns as soon as the message is in the engine.
 
     Backpressure: at most ``high_water`` messages may be outstanding (accepted, not yet
@@ -143,7 +145,8 @@ class EngineSink:
                 self._cache_by_worker[result.worker_pid] = (result.cache_hits, result.cache_misses)
             for outgoing in result.outgoing:
                 try:
-                    self._outbox.submit(outgoing.message, outgoing.priority, idempotency_key=outgoing.idempotency_key)
+                    key = outgoing.idempotency_key
+                    self._outbox.enqueue_nowait(outgoing.message, outgoing.priority, idempotency_key=key)
                     self.stats.replies += 1
                 except Exception:
                     logger.exception("the sender refused a reply to %s", inbound.id)

@@ -26,6 +26,8 @@ from typing import Final, cast
 import httptools
 import yarl
 
+from sluiceway.errors import SluicewayError
+
 #: Connections open at once, per client, unless told otherwise.
 DEFAULT_MAX_CONNECTIONS: Final = 100
 #: Seconds a whole request may take (connecting, waiting for a free connection, the answer).
@@ -37,7 +39,7 @@ DEFAULT_IDLE_TIMEOUT: Final = 10.0
 DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 
 
-class HttpError(Exception):
+class HttpError(SluicewayError):
     """A request failed before a complete response arrived."""
 
 

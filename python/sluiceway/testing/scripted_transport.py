@@ -10,7 +10,7 @@ import msgspec
 
 from sluiceway.whatsapp.errors import SendError
 from sluiceway.whatsapp.messages import OutboundMessage
-from sluiceway.whatsapp.transport import SendResult
+from sluiceway.whatsapp.cloud_api import SendResult
 
 
 class Sent(msgspec.Struct, frozen=True):

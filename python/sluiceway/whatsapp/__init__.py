@@ -1,20 +1,23 @@
 """A rate-limited, self-healing sender for the WhatsApp Cloud API.
 
 ``BatchSender`` (dispatch rounds under global and per-recipient limits, adaptive
-throttling, retries, circuit breaker, dead letters) over a ``Transport`` such as
+throttling, retries, circuit breaker, failed sends) over a ``Transport`` such as
 ``WhatsAppCloudTransport`` (on :class:`sluiceway.http.HttpClient`); messages are msgspec Structs mirroring the API's JSON.
 """
 
-from sluiceway.whatsapp.batch_sender import PRIORITIES as PRIORITIES
 from sluiceway.whatsapp.batch_sender import BatchSender as BatchSender
 from sluiceway.whatsapp.breaker import BreakerState as BreakerState
 from sluiceway.whatsapp.breaker import CircuitBreaker as CircuitBreaker
+from sluiceway.whatsapp.cloud_api import SendResult as SendResult
+from sluiceway.whatsapp.cloud_api import Transport as Transport
+from sluiceway.whatsapp.cloud_api import WhatsAppCloudTransport as WhatsAppCloudTransport
 from sluiceway.whatsapp.config import BreakerConfig as BreakerConfig
 from sluiceway.whatsapp.config import RateLimits as RateLimits
 from sluiceway.whatsapp.config import RecipientLimit as RecipientLimit
 from sluiceway.whatsapp.config import SenderConfig as SenderConfig
 from sluiceway.whatsapp.errors import ErrorCategory as ErrorCategory
 from sluiceway.whatsapp.errors import SendError as SendError
+from sluiceway.whatsapp.errors import SenderClosed as SenderClosed
 from sluiceway.whatsapp.errors import WhatsAppError as WhatsAppError
 from sluiceway.whatsapp.errors import classify as classify
 from sluiceway.whatsapp.messages import Interactive as Interactive
@@ -24,15 +27,13 @@ from sluiceway.whatsapp.messages import Media as Media
 from sluiceway.whatsapp.messages import OutboundMessage as OutboundMessage
 from sluiceway.whatsapp.messages import Template as Template
 from sluiceway.whatsapp.messages import Text as Text
-from sluiceway.whatsapp.webhooks import Status as Status
-from sluiceway.whatsapp.webhooks import WebhookPayload as WebhookPayload
-from sluiceway.whatsapp.outcomes import DeadLetter as DeadLetter
+from sluiceway.whatsapp.outcomes import FailedSend as FailedSend
 from sluiceway.whatsapp.outcomes import LeftOver as LeftOver
 from sluiceway.whatsapp.outcomes import MessageState as MessageState
-from sluiceway.whatsapp.retry import RetryPolicy as RetryPolicy
-from sluiceway.whatsapp.transport import SendResult as SendResult
-from sluiceway.whatsapp.transport import Transport as Transport
-from sluiceway.whatsapp.transport import WhatsAppCloudTransport as WhatsAppCloudTransport
+from sluiceway.whatsapp.records import PRIORITIES as PRIORITIES
+from sluiceway.whatsapp.retry import SendRetryPolicy as SendRetryPolicy
+from sluiceway.whatsapp.webhooks import Status as Status
+from sluiceway.whatsapp.webhooks import WebhookPayload as WebhookPayload
 
 __all__ = [
     "PRIORITIES",
@@ -40,8 +41,8 @@ __all__ = [
     "BreakerConfig",
     "BreakerState",
     "CircuitBreaker",
-    "DeadLetter",
     "ErrorCategory",
+    "FailedSend",
     "Interactive",
     "InteractiveText",
     "Language",
@@ -51,9 +52,10 @@ __all__ = [
     "OutboundMessage",
     "RateLimits",
     "RecipientLimit",
-    "RetryPolicy",
     "SendError",
     "SendResult",
+    "SendRetryPolicy",
+    "SenderClosed",
     "SenderConfig",
     "Status",
     "Template",

@@ -1,53 +1,46 @@
 """BatchSender: WhatsApp sends that respect every rate limit, lose nothing and recover on their own.
 
-How it works: each recipient has its own FIFO of pending messages, and the
-*recipients* (not the messages) wait in one ready queue per priority. A dispatch
-round walks the ready queues high → low and, for each recipient, takes up to
-``max_batch_size_per_recipient`` messages that the pair-rate limiter, the global
-limiter and the circuit breaker all admit; the recipients' chains are then sent
-concurrently (each chain in order, so one user's messages arrive in the order they
-were queued). A recipient the pair rate holds back is parked on a timer and never
-blocks anyone else. Failures are classified by ``error.code``
-(:mod:`sluiceway.whatsapp.errors`) and either retried after backoff, throttled,
-dead-lettered or held behind the breaker.
+How it works: the sender composes a few parts, each in its own module, and runs the
+dispatch loop between them:
+
+* :mod:`~sluiceway.whatsapp.rounds` queues each recipient's messages and forms rounds,
+  high priority first, of what the limits admit;
+* :mod:`~sluiceway.whatsapp.limits` (``SendLimits``) is the one place asked for
+  permission: pair rate, global windows with adaptive pacing, the circuit breaker;
+* :mod:`~sluiceway.whatsapp.attempts` sends each round's chains (each recipient's in
+  order, the recipients concurrently) and turns failures into retries, throttling,
+  failed sends or a held breaker;
+* :mod:`~sluiceway.whatsapp.ledger` records each message from queued to sent to final,
+  and applies delivery statuses; :mod:`~sluiceway.whatsapp.failed_sends` keeps the
+  messages that will not be delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
-import os
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-import msgspec
-
-from sluiceway.histogram import LatencyHistogram
+from sluiceway.whatsapp.attempts import SendAttempts
 from sluiceway.whatsapp.breaker import BreakerState, CircuitBreaker
+from sluiceway.whatsapp.cloud_api import Transport
 from sluiceway.whatsapp.config import SenderConfig
-from sluiceway.whatsapp.errors import ErrorCategory, SendError
-from sluiceway.whatsapp.limits import GlobalLimit, RecipientLimits
-from sluiceway.whatsapp.messages import MAX_TEXT_LENGTH, MEDIA_TYPES, OutboundMessage, Text
+from sluiceway.whatsapp.errors import SendError, SenderClosed
+from sluiceway.whatsapp.failed_sends import FailedSendLog
+from sluiceway.whatsapp.ledger import IdempotencyWindow, SendLedger
+from sluiceway.whatsapp.limits import SendLimits
+from sluiceway.whatsapp.messages import OutboundMessage
+from sluiceway.whatsapp.outcomes import FailedSend, LeftOver
+from sluiceway.whatsapp.records import HIGH, LEVELS, PRIORITIES, SendRecord
+from sluiceway.whatsapp.retry import SendRetryPolicy
+from sluiceway.whatsapp.rounds import RoundScheduler
 from sluiceway.whatsapp.webhooks import Status, WebhookPayload
-from sluiceway.whatsapp.outcomes import LIVE_STATES, DeadLetter, LeftOver, MessageState
-from sluiceway.whatsapp.retry import RetryPolicy
-from sluiceway.whatsapp.transport import Transport
 
 log = logging.getLogger("sluiceway.whatsapp")
 
-#: Priority names, served in this order.
-PRIORITIES = ("high", "normal", "low")
-_LEVEL = {name: level for level, name in enumerate(PRIORITIES)}
-_HIGH = 0
-#: Final outcomes remembered for ``state(message_id)`` after a message finishes (oldest forgotten first).
-OUTCOME_HISTORY = 100_000
-#: Status webhooks that arrive before their send's HTTP answer are held this many at most.
-EARLY_STATUS_LIMIT = 10_000
 #: Media kinds guessed from a ``media_url``'s extension by ``enqueue_message`` (default: document).
 _MEDIA_BY_EXTENSION = {
     **dict.fromkeys(("jpg", "jpeg", "png", "webp"), "image"),
@@ -55,44 +48,13 @@ _MEDIA_BY_EXTENSION = {
     **dict.fromkeys(("mp3", "ogg", "aac", "amr", "m4a", "opus"), "audio"),
 }
 
-_READY, _WAITING, _BUSY = 0, 1, 2
-#: A message in one of these needs no more sending.
-_SETTLED = frozenset({MessageState.AWAITING_CONFIRMATION, MessageState.CONFIRMED, MessageState.DEAD_LETTERED, MessageState.UNCONFIRMED})
-_decode_webhook = msgspec.json.Decoder(WebhookPayload).decode
-_decode_status = msgspec.json.Decoder(Status).decode
-
-
-class _Message:
-    """One accepted message and its bookkeeping (mutable, private)."""
-
-    __slots__ = (
-        "attempts", "deadline", "error_code", "error_text", "id", "level", "message", "recipient",
-        "riders", "send_as", "sends", "state", "throttles", "wamid",
-    )
-
-    def __init__(self, mid: str, message: OutboundMessage, level: int, deadline: float) -> None:
-        self.id = mid
-        self.message = message
-        self.send_as = message  # the coalesced text when riders joined it
-        self.recipient = message.to
-        self.level = level
-        self.deadline = deadline
-        self.state = MessageState.QUEUED
-        self.attempts = 0  # transient failures so far
-        self.throttles = 0  # throughput / pair-rate refusals so far
-        self.sends = 0  # requests made
-        self.riders: list[_Message] = []
-        self.wamid: str | None = None
-        self.error_code: int | None = None
-        self.error_text = ""
-
 
 class BatchSender:
-    """Sends WhatsApp messages in rate-limited dispatch rounds, with retries, a breaker and dead letters.
+    """Sends WhatsApp messages in rate-limited dispatch rounds, with retries, a breaker and failed sends.
 
-    Every accepted message ends in exactly one of: confirmed, dead-lettered (with the
-    provider's code and text) or unconfirmed (no status within
-    ``confirmation_timeout``), or is reported by :meth:`left_over` after shutdown.
+    Every accepted message ends in exactly one of: confirmed, dead-lettered (a
+    :class:`FailedSend` with the provider's code and text) or unconfirmed (no status
+    within ``confirmation_timeout``), or is reported by :meth:`left_over` after shutdown.
 
     Example::
 
@@ -121,44 +83,29 @@ class BatchSender:
         on_alert: Callable[[str, SendError], None] | None = None,
     ) -> None:
         self.config = cfg = config or SenderConfig()
-        self._transport = transport
         self._clock = clock
         self._sleep = sleep
-        self._on_alert = on_alert
         now = clock()
-        self._global = GlobalLimit(cfg.rate_limit, decrease=cfg.throttle_decrease, recovery=cfg.throttle_recovery, now=now)
-        self._recipients = RecipientLimits(cfg.per_recipient)
         self._breaker = CircuitBreaker(cfg.breaker, clock=clock)
         self._breaker.add_listener(self._on_breaker_change)
-        self._retry = RetryPolicy(cfg.max_retries, cfg.initial_backoff, cfg.max_backoff, cfg.jitter)
-        # Scheduling: per-recipient FIFOs, ready recipients per level, parked recipients on timers.
-        self._pending: dict[str, deque[_Message]] = {}
-        self._rstate: dict[str, int] = {}
-        self._ready: list[deque[str]] = [deque() for _ in PRIORITIES]
-        self._timers: list[tuple[float, int, str]] = []
-        self._hold: dict[str, float] = {}
-        self._seq = itertools.count()
-        # Accounting.
-        self._live: dict[str, _Message] = {}
-        self._finished: dict[str, MessageState] = {}
-        self._by_wamid: dict[str, _Message] = {}
-        self._early: dict[str, Status] = {}
-        self._confirm_timers: list[tuple[float, str]] = []
-        self._idempotency: dict[str, tuple[str, float]] = {}
-        self._idempotency_order: deque[tuple[float, str]] = deque()
-        self._dead: list[DeadLetter] = []
-        self._dead_by_level = [0, 0, 0]
-        self._left_over: list[LeftOver] = []
-        self._counts = dict.fromkeys(
-            ("accepted", "sent", "confirmed", "failed", "unconfirmed", "retries", "throttle_events", "coalesced", "duplicates"), 0
+        self._limits = SendLimits(cfg, self._breaker, now=now)
+        self._failed = FailedSendLog()
+        self._ledger = SendLedger(self._failed, confirmation_timeout=cfg.confirmation_timeout, clock=clock)
+        self._idempotency = IdempotencyWindow(cfg.idempotency_window)
+        self._scheduler = RoundScheduler(cfg, self._limits, self._expire)
+        self._attempts = SendAttempts(
+            transport,
+            scheduler=self._scheduler,
+            limits=self._limits,
+            breaker=self._breaker,
+            ledger=self._ledger,
+            retry=SendRetryPolicy(cfg.max_retries, cfg.initial_backoff, cfg.max_backoff, cfg.jitter),
+            clock=clock,
+            on_alert=on_alert,
         )
-        self._latency = LatencyHistogram()
-        self._ids = itertools.count(1)
-        self._id_prefix = os.urandom(4).hex()
+        self._left_over: list[LeftOver] = []
         # Dispatch.
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._rounds: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
         self._next_round_at = now
@@ -170,7 +117,7 @@ class BatchSender:
     async def start(self) -> None:
         """Start dispatching (``async with`` does this)."""
         if self._closed:
-            raise RuntimeError("this BatchSender is closed")
+            raise SenderClosed("this BatchSender is closed")
         if self._dispatcher is None:
             self._dispatcher = asyncio.create_task(self._dispatch(), name="sluiceway-whatsapp-dispatch")
 
@@ -193,26 +140,25 @@ class BatchSender:
             return list(self._left_over)
         await self.drain(self.config.shutdown_timeout if timeout is None else timeout)
         self._closed = True
+        self._scheduler.close()
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
         for task in list(self._rounds):
             task.cancel()
         await asyncio.gather(*self._rounds, return_exceptions=True)
-        self._left_over = [
-            LeftOver(m.id, m.message, PRIORITIES[m.level], m.state.value, m.attempts) for m in self._live.values()
-        ]
-        c = self._counts
+        self._left_over = self._ledger.left_over()
+        counts = self._ledger.counts
         log.info(
             "whatsapp sender shutdown ◆ %d confirmed ◆ %d dead-lettered ◆ %d retries ◆ %d left unfinished",
-            c["confirmed"], c["failed"], c["retries"], len(self._left_over),
+            counts["confirmed"], counts["failed"], self._attempts.retries, len(self._left_over),
         )
         return list(self._left_over)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until every accepted message is final; ``False`` if ``timeout`` (real seconds) ran out first."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._ledger.idle.wait(), timeout)
         except asyncio.TimeoutError:
             return False
         return True
@@ -238,7 +184,7 @@ class BatchSender:
             extension = media_url.rsplit("?", 1)[0].rsplit(".", 1)[-1].lower()
             kind = _MEDIA_BY_EXTENSION.get(extension, "document")
             message = OutboundMessage.of_media(recipient_id, kind, media_url, caption=text or None)
-        return await self.enqueue(message, priority=priority, idempotency_key=idempotency_key)
+        return self.enqueue_nowait(message, priority, idempotency_key)
 
     async def enqueue(self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None) -> str:
         """Queue any :class:`OutboundMessage` (template, media, interactive...); returns our message id.
@@ -246,50 +192,38 @@ class BatchSender:
         With an ``idempotency_key`` seen in the last ``idempotency_window`` seconds this
         is a no-op that returns the first message's id.
         """
-        return self.submit(message, priority, idempotency_key)
+        return self.enqueue_nowait(message, priority, idempotency_key)
 
-    def submit(self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None) -> str:
-        """:meth:`enqueue` without the ``await``, for callers outside a coroutine on the sender's loop."""
-        level = _LEVEL.get(priority)
+    def enqueue_nowait(
+        self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None
+    ) -> str:
+        """:meth:`enqueue` without the ``await``, for callers outside a coroutine on the sender's loop.
+
+        The sender never refuses for lack of room, so this never waits: ``ValueError``
+        for an unknown priority, ``TypeError`` for anything but an ``OutboundMessage``,
+        :class:`SenderClosed` once the sender is closed.
+        """
+        level = LEVELS.get(priority)
         if level is None:
             raise ValueError(f"unknown priority {priority!r}; expected one of {PRIORITIES}")
         if not isinstance(message, OutboundMessage):
             raise TypeError(f"expected an OutboundMessage, got {type(message).__name__}")
         if self._closed:
-            raise RuntimeError("this BatchSender is closed")
+            raise SenderClosed("this BatchSender is closed")
         now = self._clock()
         if idempotency_key is not None:
-            self._expire_idempotency(now)
-            seen = self._idempotency.get(idempotency_key)
-            if seen is not None:
-                self._counts["duplicates"] += 1
-                return seen[0]
-        mid = f"{self._id_prefix}-{next(self._ids):x}"
-        if idempotency_key is not None and self.config.idempotency_window > 0:
-            expires = now + self.config.idempotency_window
-            self._idempotency[idempotency_key] = (mid, expires)
-            self._idempotency_order.append((expires, idempotency_key))
-        m = _Message(mid, message, level, now + self.config.message_ttl)
-        self._live[mid] = m
-        self._idle.clear()
-        self._counts["accepted"] += 1
-        recipient = m.recipient
-        pending = self._pending.get(recipient)
-        if pending is None:
-            pending = self._pending[recipient] = deque()
-        pending.append(m)
-        if recipient not in self._rstate:
-            self._rstate[recipient] = _READY
-            self._ready[level].append(recipient)
+            first = self._idempotency.seen(idempotency_key, now)
+            if first is not None:
+                return first
+        record = self._ledger.record_queued(message, level, now + self.config.message_ttl)
+        if idempotency_key is not None:
+            self._idempotency.remember(idempotency_key, record.id, now)
+        self._scheduler.add(record)
         self._wake.set()
-        return mid
+        return record.id
 
-    def _expire_idempotency(self, now: float) -> None:
-        order = self._idempotency_order
-        while order and order[0][0] <= now:
-            expires, key = order.popleft()
-            if self._idempotency.get(key, ("", 0.0))[1] == expires:
-                del self._idempotency[key]
+    def _expire(self, m: SendRecord) -> None:
+        self._ledger.record_failed(m, None, "expired: not sent within message_ttl")
 
     # --- delivery confirmation -----------------------------------------------------
 
@@ -299,23 +233,12 @@ class BatchSender:
         """Report the fate of a sent message by our id; ``False`` if it was already final.
 
         ``timestamp`` (the provider's Unix time of the report) and ``error`` are kept on
-        the dead letter when ``success`` is false.
+        the failed send when ``success`` is false.
 
-        ``ValueError`` for an id this sender never issued (or forgot, see ``OUTCOME_HISTORY``),
-        or for a message not yet sent.
+        ``ValueError`` for an id this sender never issued (or forgot, see
+        ``ledger.OUTCOME_HISTORY``), or for a message not yet sent.
         """
-        m = self._live.get(message_id)
-        if m is None:
-            if message_id in self._finished:
-                return False
-            raise ValueError(f"unknown message id {message_id!r}")
-        if m.state is not MessageState.AWAITING_CONFIRMATION:
-            raise ValueError(f"message {message_id!r} is {m.state.value}, not awaiting confirmation")
-        if success:
-            self._finish(m, MessageState.CONFIRMED)
-        else:
-            self._dead_letter(m, m.error_code, error or "delivery failed", timestamp)
-        return True
+        return self._ledger.confirm(message_id, success, timestamp, error)
 
     def handle_status(self, status: Status | bytes | dict[str, Any]) -> bool:
         """Apply one ``statuses`` object of the messages webhook; ``True`` if it settled a message.
@@ -324,36 +247,11 @@ class BatchSender:
         error code and title, ``sent`` only notes progress. A status for a ``wamid``
         whose send has not returned yet is kept until it does.
         """
-        if isinstance(status, bytes):
-            status = _decode_status(status)
-        elif isinstance(status, dict):
-            status = msgspec.convert(status, Status)
-        m = self._by_wamid.get(status.id)
-        if m is None:
-            # Without confirmation_timeout nothing waits for statuses: holding them would only leak.
-            awaited = self.config.confirmation_timeout is not None
-            if awaited and status.status != "sent" and len(self._early) < EARLY_STATUS_LIMIT:
-                self._early[status.id] = status
-            return False
-        return self._apply_status(m, status)
+        return self._ledger.apply_status(status)
 
     def handle_webhook(self, body: bytes | WebhookPayload) -> int:
         """Apply every status in a whole webhook body; returns how many settled a message."""
-        payload = _decode_webhook(body) if isinstance(body, bytes) else body
-        return sum(self.handle_status(s) for s in payload.statuses())
-
-    def _apply_status(self, m: _Message, status: Status) -> bool:
-        if m.state is not MessageState.AWAITING_CONFIRMATION:
-            return False
-        if status.status in ("delivered", "read"):
-            self._finish(m, MessageState.CONFIRMED)
-            return True
-        if status.status == "failed":
-            err = status.errors[0] if status.errors else None
-            text = (err.message or err.title) if err else "failed"
-            self._dead_letter(m, err.code if err else None, text, float(status.timestamp) if status.timestamp.isdigit() else None)
-            return True
-        return False
+        return self._ledger.apply_webhook(body)
 
     # --- introspection ---------------------------------------------------------------
 
@@ -364,40 +262,33 @@ class BatchSender:
 
     def state(self, message_id: str) -> str:
         """The state of one message (see :class:`MessageState`); ``ValueError`` for an unknown id."""
-        m = self._live.get(message_id)
-        if m is not None:
-            return m.state.value
-        final = self._finished.get(message_id)
-        if final is None:
-            raise ValueError(f"unknown message id {message_id!r}")
-        return final.value
+        return self._ledger.state(message_id)
 
     def queue_status(self) -> dict[str, dict[str, int]]:
         """Messages per priority per state: queued, in flight, awaiting confirmation, retrying, dead-lettered."""
-        table = {p: dict.fromkeys([s.value for s in LIVE_STATES] + ["dead_lettered"], 0) for p in PRIORITIES}
-        for m in self._live.values():
-            table[PRIORITIES[m.level]][m.state.value] += 1
-        for level, count in enumerate(self._dead_by_level):
-            table[PRIORITIES[level]]["dead_lettered"] = count
-        return table
+        return self._ledger.queue_status()
 
     def stats(self) -> dict[str, Any]:
         """Counters (accepted, sent, confirmed, failed, retries, throttle events...), the current
         adaptive rate, the breaker state and p50/p99 send latency in seconds."""
-        h = self._latency
+        counts, attempts, h = self._ledger.counts, self._attempts, self._attempts.latency
         return {
-            **self._counts,
-            "unfinished": len(self._live),
-            "rate": self._global.rate,
-            "rate_limit": self._global.ceiling,
+            **counts,
+            "retries": attempts.retries,
+            "throttle_events": attempts.throttle_events,
+            "coalesced": self._scheduler.coalesced,
+            "duplicates": self._idempotency.duplicates,
+            "unfinished": len(self._ledger.live),
+            "rate": self._limits.rate,
+            "rate_limit": self._limits.ceiling,
             "breaker": self._breaker.state.value,
             "latency_p50": h.quantile(0.5) if h.count else 0.0,
             "latency_p99": h.quantile(0.99) if h.count else 0.0,
         }
 
-    def dead_letters(self) -> list[DeadLetter]:
-        """Every dead-lettered message so far, oldest first."""
-        return list(self._dead)
+    def dead_letters(self) -> list[FailedSend]:
+        """Every failed send so far, oldest first."""
+        return self._failed.all()
 
     def left_over(self) -> list[LeftOver]:
         """Messages still unfinished when the sender closed (empty before ``close``)."""
@@ -407,31 +298,33 @@ class BatchSender:
 
     async def _dispatch(self) -> None:
         cfg = self.config
+        scheduler, ledger, breaker = self._scheduler, self._ledger, self._breaker
         while True:
             now = self._clock()
-            self._fire_timers(now)
-            wait = self._next_timer(now)
+            scheduler.release_due(now)
+            ledger.expire_confirmations(now)
+            wait = _earliest(scheduler.next_due(now), ledger.next_deadline(now))
             if len(self._rounds) < cfg.max_concurrent_batches:
-                state = self._breaker.state
-                if state is BreakerState.OPEN:
-                    wait = _earliest(wait, self._breaker.open_until - now)
+                if breaker.state is BreakerState.OPEN:
+                    wait = _earliest(wait, breaker.open_until - now)
                 else:
+                    # Between rounds one small express round may serve the high priority.
                     express = now < self._next_round_at
-                    if express and (self._express_used or not self._ready[_HIGH]):
+                    if express and (self._express_used or not scheduler.has_ready(HIGH)):
                         wait = _earliest(wait, self._next_round_at - now)
                     else:
                         size = cfg.priority_batch_size if express else cfg.base_batch_size
-                        chains, blocked = self._take_round(now, size, 1 if express else len(PRIORITIES))
+                        chains, blocked = scheduler.take_round(now, size, 1 if express else len(PRIORITIES))
                         if chains:
                             self._express_used = express
                             if not express:
                                 self._next_round_at = now + cfg.min_delay_between_batches
-                            task = asyncio.create_task(self._run_round(chains))
+                            task = asyncio.create_task(self._attempts.run_round(chains))
                             self._rounds.add(task)
                             task.add_done_callback(self._round_done)
                             continue
                         # The round may have parked recipients on new timers: wait for those too.
-                        wait = _earliest(self._next_timer(now), blocked)
+                        wait = _earliest(_earliest(scheduler.next_due(now), ledger.next_deadline(now)), blocked)
             await self._pause(wait)
 
     async def _pause(self, delay: float | None) -> None:
@@ -448,256 +341,17 @@ class BatchSender:
             waiter.cancel()
         self._wake.clear()
 
-    def _fire_timers(self, now: float) -> None:
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            recipient = heapq.heappop(timers)[2]
-            pending = self._pending.get(recipient)
-            if self._rstate.get(recipient) == _WAITING and pending:
-                self._rstate[recipient] = _READY
-                self._ready[pending[0].level].append(recipient)
-        confirms = self._confirm_timers
-        while confirms and confirms[0][0] <= now:
-            m = self._live.get(heapq.heappop(confirms)[1])
-            if m is not None and m.state is MessageState.AWAITING_CONFIRMATION:
-                self._finish(m, MessageState.UNCONFIRMED)
-
-    def _next_timer(self, now: float) -> float | None:
-        wait = self._timers[0][0] - now if self._timers else None
-        if self._confirm_timers:
-            wait = _earliest(wait, self._confirm_timers[0][0] - now)
-        return wait
-
-    def _take_round(self, now: float, slots: int, levels: int) -> tuple[list[tuple[str, list[_Message]]], float | None]:
-        """Up to ``slots`` admitted messages as per-recipient chains, and how long to wait if blocked."""
-        per_recipient = self.config.max_batch_size_per_recipient
-        coalesce = self.config.coalesce_texts
-        glimit, rlimit, breaker = self._global, self._recipients, self._breaker
-        chains: list[tuple[str, list[_Message]]] = []
-        for level in range(levels):
-            ready = self._ready[level]
-            while ready and slots > 0:
-                global_wait = glimit.time_until(now)
-                if global_wait > 0:
-                    return chains, global_wait
-                recipient = ready.popleft()
-                pending = self._pending[recipient]
-                chain: list[_Message] = []
-                stop = False
-                while pending and slots > 0 and len(chain) < per_recipient:
-                    m = pending[0]
-                    if m.deadline <= now:
-                        pending.popleft()
-                        self._dead_letter(m, None, "expired: not sent within message_ttl")
-                        continue
-                    if glimit.time_until(now) > 0 or not rlimit.try_acquire(recipient, now):
-                        break
-                    if not breaker.allow():
-                        stop = True
-                        break
-                    if not glimit.try_acquire(now):  # time_until said 0; a rounding edge must not overspend
-                        breaker.release()
-                        break
-                    pending.popleft()
-                    if coalesce and pending:
-                        self._coalesce(m, pending)
-                    m.state = MessageState.IN_FLIGHT
-                    for r in m.riders:
-                        r.state = MessageState.IN_FLIGHT
-                    chain.append(m)
-                    slots -= 1
-                if chain:
-                    self._rstate[recipient] = _BUSY
-                    chains.append((recipient, chain))
-                elif not pending:
-                    del self._rstate[recipient], self._pending[recipient]
-                elif stop or glimit.time_until(now) > 0:
-                    ready.appendleft(recipient)
-                else:
-                    self._park(recipient, now + rlimit.time_until(recipient, now))
-                if stop:
-                    return chains, None
-        return chains, None
-
-    def _coalesce(self, m: _Message, pending: deque[_Message]) -> None:
-        """Join the plain texts queued right behind ``m`` into it, within the 4,096-character limit."""
-        first = m.send_as
-        if first.type != "text" or first.context is not None or first.text is None:
-            return
-        body = first.text.body
-        sep = self.config.coalesce_separator
-        joined: list[_Message] = []
-        while pending:
-            nxt = pending[0].message
-            if (
-                pending[0].riders
-                or nxt.type != "text"
-                or nxt.context is not None
-                or nxt.text is None
-                or nxt.text.preview_url != first.text.preview_url
-                or len(body) + len(sep) + len(nxt.text.body) > MAX_TEXT_LENGTH
-            ):
-                break
-            body = f"{body}{sep}{nxt.text.body}"
-            joined.append(pending.popleft())
-        if joined:
-            m.riders.extend(joined)
-            m.send_as = msgspec.structs.replace(first, text=Text(body, first.text.preview_url))
-            self._counts["coalesced"] += len(joined)
-
-    def _park(self, recipient: str, due: float) -> None:
-        self._rstate[recipient] = _WAITING
-        heapq.heappush(self._timers, (due, next(self._seq), recipient))
-
-    def _release(self, recipient: str, now: float) -> None:
-        """A recipient's chain finished: queue it again, park it, or forget it."""
-        pending = self._pending.get(recipient)
-        if not pending:
-            self._rstate.pop(recipient, None)
-            self._pending.pop(recipient, None)
-            return
-        due = max(self._hold.pop(recipient, now), now + self._recipients.time_until(recipient, now))
-        if due > now:
-            self._park(recipient, due)
-        else:
-            self._rstate[recipient] = _READY
-            self._ready[pending[0].level].append(recipient)
-
-    async def _run_round(self, chains: list[tuple[str, list[_Message]]]) -> None:
-        await asyncio.gather(*(self._run_chain(r, chain) for r, chain in chains))
-
     def _round_done(self, task: asyncio.Task[None]) -> None:
         self._rounds.discard(task)
         self._wake.set()
-
-    async def _run_chain(self, recipient: str, chain: list[_Message]) -> None:
-        done = attempted = 0
-        try:
-            for m in chain:
-                attempted += 1
-                go_on = await self._send(m)
-                if m.state in _SETTLED:
-                    done += 1
-                if not go_on:
-                    break
-        finally:
-            for _ in chain[attempted:]:
-                self._breaker.release()  # admitted but never sent: give a half-open trial back
-            back = chain[done:]
-            if back:
-                pending = self._pending.setdefault(recipient, deque())
-                for m in chain[attempted:]:
-                    self._set_state(m, MessageState.QUEUED)
-                pending.extendleft(reversed(back))
-            if not self._closed:
-                self._release(recipient, self._clock())
-
-    async def _send(self, m: _Message) -> bool:
-        """One attempt; ``True`` if the recipient's chain may go on."""
-        start = self._clock()
-        m.sends += 1
-        try:
-            result = await self._transport.send(m.send_as)
-        except SendError as exc:
-            return self._on_error(m, exc)
-        except Exception as exc:  # a broken transport must not lose the message
-            return self._on_error(m, SendError(f"transport raised {type(exc).__name__}: {exc}"))
-        now = self._clock()
-        self._latency.record(max(0.0, now - start))
-        self._breaker.record_success()
-        self._global.on_success(now)
-        self._counts["sent"] += 1 + len(m.riders)
-        m.wamid = result.message_id
-        timeout = self.config.confirmation_timeout
-        if timeout is None:
-            self._finish(m, MessageState.CONFIRMED)
-            return True
-        self._set_state(m, MessageState.AWAITING_CONFIRMATION)
-        self._by_wamid[result.message_id] = m
-        heapq.heappush(self._confirm_timers, (now + timeout, m.id))
-        early = self._early.pop(result.message_id, None)
-        if early is not None:
-            self._apply_status(m, early)
-        return True
-
-    def _on_error(self, m: _Message, exc: SendError) -> bool:
-        now = self._clock()
-        m.error_code, m.error_text = exc.code, exc.message
-        category = exc.category
-        if category is ErrorCategory.PERMANENT:
-            self._breaker.record_success()  # the provider answered: it is healthy
-            self._dead_letter(m, exc.code, exc.message)
-            return True
-        if category is ErrorCategory.TRANSIENT:
-            self._breaker.record_failure()
-            m.attempts += 1
-            if self._retry.exhausted(m.attempts):
-                self._dead_letter(m, exc.code, exc.message)
-                return True
-            self._counts["retries"] += 1
-            self._hold_recipient(m.recipient, now + self._retry.delay(m.attempts))
-            self._set_state(m, MessageState.RETRYING)
-            return False
-        if category is ErrorCategory.AUTH:
-            self._breaker.trip()
-            log.error("whatsapp access was refused (%s); breaker opened, messages wait", exc)
-            if self._on_alert is not None:
-                self._on_alert("auth", exc)
-            self._set_state(m, MessageState.QUEUED)
-            return False
-        # THROUGHPUT or PAIR_RATE: our pace, not the provider's health.
-        self._breaker.record_success()
-        self._counts["throttle_events"] += 1
-        m.throttles += 1
-        if category is ErrorCategory.THROUGHPUT:
-            if self._global.on_throttled(now):
-                log.warning("whatsapp throughput limit hit (code %s); rate cut to %.1f/s", exc.code, self._global.rate)
-            self._hold_recipient(m.recipient, now + self._retry.delay(min(m.throttles, 8)))
-        else:
-            self._recipients.penalize(m.recipient, now)
-        self._set_state(m, MessageState.RETRYING)
-        return False
-
-    def _hold_recipient(self, recipient: str, until: float) -> None:
-        self._hold[recipient] = max(until, self._hold.get(recipient, until))
-
-    # --- outcomes ---------------------------------------------------------------------
-
-    def _set_state(self, m: _Message, state: MessageState) -> None:
-        m.state = state
-        for r in m.riders:
-            r.state = state
-
-    def _finish(self, m: _Message, state: MessageState) -> None:
-        key = "confirmed" if state is MessageState.CONFIRMED else "unconfirmed" if state is MessageState.UNCONFIRMED else "failed"
-        if m.wamid is not None:
-            self._by_wamid.pop(m.wamid, None)
-        for part in (m, *m.riders):
-            if self._live.pop(part.id, None) is None:
-                continue  # a rider confirmed on its own earlier
-            part.state = state
-            self._finished[part.id] = state
-            self._counts[key] += 1
-        while len(self._finished) > OUTCOME_HISTORY:
-            del self._finished[next(iter(self._finished))]
-        if not self._live:
-            self._idle.set()
-
-    def _dead_letter(self, m: _Message, code: int | None, text: str, reported_at: float | None = None) -> None:
-        now = self._clock()
-        for part in (m, *m.riders):
-            if part.id not in self._live:
-                continue
-            self._dead.append(DeadLetter(part.id, part.message, PRIORITIES[part.level], m.sends, code, text, now, reported_at))
-            self._dead_by_level[part.level] += 1
-        self._finish(m, MessageState.DEAD_LETTERED)
 
     def _on_breaker_change(self, old: BreakerState, new: BreakerState) -> None:
         log.warning("whatsapp circuit breaker %s → %s", old.value, new.value)
         self._wake.set()
 
     def __repr__(self) -> str:
-        return f"BatchSender(unfinished={len(self._live)}, rate={self._global.rate:.1f}/s, breaker={self._breaker.state.value})"
+        unfinished, rate, breaker = len(self._ledger.live), self._limits.rate, self._breaker.state.value
+        return f"BatchSender(unfinished={unfinished}, rate={rate:.1f}/s, breaker={breaker})"
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

@@ -95,6 +95,13 @@ class WhatsAppError(SluicewayError):
     """Base class of the WhatsApp sender's errors."""
 
 
+class SenderClosed(WhatsAppError, RuntimeError):
+    """The sender was closed: it accepts and starts nothing more.
+
+    Also a ``RuntimeError``, which is what callers caught before this class existed.
+    """
+
+
 class SendError(WhatsAppError):
     """A send the provider refused or never answered.
 

@@ -1,12 +1,17 @@
 """The sender's rate limits: the business number's global limit, adaptive pacing, and the pair rate.
 
 Built on the Rust core's limiters; every call passes the sender's clock as ``now``.
+:class:`SendLimits` puts them and the circuit breaker behind the one question the
+sender asks before each send.
 """
 
 from __future__ import annotations
 
+import enum
+
 from sluiceway.core import KeyedLimiter, RateLimiter, TokenBucket, WindowLimiter
-from sluiceway.whatsapp.config import RateLimits, RecipientLimit
+from sluiceway.whatsapp.breaker import CircuitBreaker
+from sluiceway.whatsapp.config import RateLimits, RecipientLimit, SenderConfig
 
 #: The pacing bucket holds this many seconds of the current rate, so sends leave as a
 #: smooth stream rather than one burst per window; network jitter then cannot bunch
@@ -118,3 +123,81 @@ class RecipientLimits:
     def penalize(self, recipient: str, now: float) -> None:
         """Hold ``recipient`` back for one full window (after a pair-rate error)."""
         self._held[recipient] = now + self.window
+
+
+class Admission(enum.Enum):
+    """The answer of :meth:`SendLimits.admit`."""
+
+    #: Send now: one send was taken from every limit.
+    GRANTED = "granted"
+    #: A rate limit (global or this recipient's) says not yet.
+    WAIT = "wait"
+    #: The circuit breaker admits nothing now: stop forming the round.
+    STOP = "stop"
+
+
+# Plain names for the members: an enum attribute costs ~140 ns on Python 3.11, and admit runs for every send.
+_GRANTED, _WAIT, _STOP = Admission.GRANTED, Admission.WAIT, Admission.STOP
+
+
+class SendLimits:
+    """Every limit one send must pass, asked in one place: the recipient's pair rate, the global
+    limit (a Redis-backed one for several senders on one number belongs here) and the breaker.
+
+    The answers of the provider feed back through ``on_sent(now)``, :meth:`on_throughput_error`
+    and :meth:`on_pair_rate_error`. Also:
+
+    * ``global_wait(now)``: seconds until the global limit admits one send;
+    * ``recipient_wait(recipient, now)``: seconds until ``recipient``'s pair rate (and any
+      penalty) admits one send;
+    * ``on_sent(now)``: the provider took a send, so the adaptive rate recovers.
+
+    Those three are the limits' own methods, bound once: the round loop calls them for
+    every message, and a wrapper would add a Python call each time.
+    """
+
+    __slots__ = ("_breaker", "_global", "_recipients", "global_wait", "on_sent", "recipient_wait")
+
+    def __init__(self, config: SenderConfig, breaker: CircuitBreaker, *, now: float) -> None:
+        self._global = GlobalLimit(
+            config.rate_limit, decrease=config.throttle_decrease, recovery=config.throttle_recovery, now=now
+        )
+        self._recipients = RecipientLimits(config.per_recipient)
+        self._breaker = breaker
+        self.global_wait = self._global.time_until
+        self.recipient_wait = self._recipients.time_until
+        self.on_sent = self._global.on_success
+
+    def admit(self, recipient: str, now: float) -> Admission:
+        """Ask for one send to ``recipient`` now; with ``GRANTED`` it is taken and must be sent or given back."""
+        limit = self._global
+        if limit.time_until(now) > 0 or not self._recipients.try_acquire(recipient, now):
+            return _WAIT
+        if not self._breaker.allow():
+            return _STOP
+        if not limit.try_acquire(now):  # time_until said 0; a rounding edge must not overspend
+            self._breaker.release()
+            return _WAIT
+        return _GRANTED
+
+    def give_back(self) -> None:
+        """A granted send was never made (its chain stopped first): return the breaker's half-open trial."""
+        self._breaker.release()
+
+    def on_throughput_error(self, now: float) -> bool:
+        """The provider said we send too fast: cut the rate; whether it was cut (not within a cooldown)."""
+        return self._global.on_throttled(now)
+
+    def on_pair_rate_error(self, recipient: str, now: float) -> None:
+        """The provider said we send too fast to ``recipient``: hold it back a window."""
+        self._recipients.penalize(recipient, now)
+
+    @property
+    def rate(self) -> float:
+        """The adaptive global rate now (sends per second)."""
+        return self._global.rate
+
+    @property
+    def ceiling(self) -> float:
+        """The configured global rate (sends per second), the most the adaptive rate climbs back to."""
+        return self._global.ceiling

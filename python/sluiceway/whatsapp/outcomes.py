@@ -1,4 +1,4 @@
-"""What became of each accepted message: its states, dead letters, and what shutdown left behind."""
+"""What became of each accepted message: its states, its failure if it failed, and what shutdown left behind."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ FINAL_STATES = frozenset({MessageState.CONFIRMED, MessageState.DEAD_LETTERED, Me
 LIVE_STATES = (MessageState.QUEUED, MessageState.IN_FLIGHT, MessageState.AWAITING_CONFIRMATION, MessageState.RETRYING)
 
 
-class DeadLetter(msgspec.Struct, frozen=True):
+class FailedSend(msgspec.Struct, frozen=True):
     """A message that will not be delivered: why (the provider's code and text, or ``expired``), after how many sends.
 
     ``failed_at`` is on the sender's clock; ``reported_at`` is the provider's Unix

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import msgspec
 
 
-class RetryPolicy(msgspec.Struct, frozen=True):
+class SendRetryPolicy(msgspec.Struct, frozen=True):
     """Delay before retry ``attempt`` (1-based): ``initial × 2^(attempt-1)`` capped at ``cap``, minus up to ``jitter`` of it.
 
     The success path never touches this: a send is a plain ``await``, and the policy
@@ -17,7 +17,7 @@ class RetryPolicy(msgspec.Struct, frozen=True):
 
     Example::
 
-        policy = RetryPolicy(max_retries=3, initial=1.0, cap=60.0, jitter=0.5)
+        policy = SendRetryPolicy(max_retries=3, initial=1.0, cap=60.0, jitter=0.5)
         policy.delay(3)   # between 2.0 and 4.0 seconds
     """
 

@@ -64,12 +64,14 @@ class Contact(msgspec.Struct, frozen=True):
     profile: Profile | None = None
 
 
-class Text(msgspec.Struct, frozen=True):
+class InboundText(msgspec.Struct, frozen=True):
+    """A user's text message's ``text`` object."""
+
     body: str
 
 
-class Media(msgspec.Struct, frozen=True):
-    """image, audio, video, document and sticker messages."""
+class InboundMedia(msgspec.Struct, frozen=True):
+    """A user's image, audio, video, document or sticker: the uploaded media's ``id`` and what describes it."""
 
     id: str
     mime_type: str = ""
@@ -97,7 +99,7 @@ class Reply(msgspec.Struct, frozen=True):
     description: str = ""
 
 
-class Interactive(msgspec.Struct, frozen=True):
+class InboundInteractive(msgspec.Struct, frozen=True):
     """A reply to an interactive message (``button_reply`` or ``list_reply``)."""
 
     type: str
@@ -124,15 +126,15 @@ class WebhookMessage(msgspec.Struct, frozen=True):
     id: str
     timestamp: str
     type: str
-    text: Text | None = None
-    image: Media | None = None
-    audio: Media | None = None
-    video: Media | None = None
-    document: Media | None = None
-    sticker: Media | None = None
+    text: InboundText | None = None
+    image: InboundMedia | None = None
+    audio: InboundMedia | None = None
+    video: InboundMedia | None = None
+    document: InboundMedia | None = None
+    sticker: InboundMedia | None = None
     location: Location | None = None
     button: Button | None = None
-    interactive: Interactive | None = None
+    interactive: InboundInteractive | None = None
     reaction: Reaction | None = None
     context: MessageContext | None = None
     errors: list[StatusError] = []
