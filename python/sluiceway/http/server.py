@@ -3,11 +3,34 @@
 Meta posts three status webhooks for every reply a bot sends, plus one per inbound message, so
 at the Cloud API's 1,000 messages/s tier the ingress answers ~4,000 requests/s. On uvloop on the
 2-core benchmark machine an ``aiohttp.web`` application costs ~105 µs of CPU per request before
-any handler code; this server costs ~33 µs: requests are parsed by ``httptools`` (llhttp)
+any handler code; this server costs ~30 µs: requests are parsed by ``httptools`` (llhttp)
 straight into a ``Request`` and each response leaves in one ``write``. It keeps what a webhook
 endpoint needs: keep-alive, pipelined requests answered in order, chunked request bodies, a
 body size limit enforced before the body is read, ``Expect: 100-continue``, idle timeouts,
 and a graceful stop that lets handlers in progress finish.
+
+The port faces the internet, so every resource a client can hold is bounded (constructor
+settings, defaults in brackets):
+
+- the request target, ``max_url_bytes`` [8 KiB, at most 16 KiB]: 414;
+- the headers, ``max_header_bytes`` [16 KiB] and ``max_headers`` [100]: 431 (a header line that
+  never ends is cut off at the sum of both byte limits);
+- the body, ``max_body_bytes`` [3 MiB]: the handler sees ``body_too_large`` (413 from the ingress),
+  decided from Content-Length before any of it is read;
+- time: the headers must arrive within ``header_timeout`` [10 s] of the request's first byte and
+  the body within ``body_timeout`` [30 s] of the headers (or of ``100 Continue``), else 408;
+  a connection silent for ``keepalive_timeout`` [75 s] is closed, mid-request or not;
+- connections, ``max_connections`` [4,096]: beyond it a new one gets a 503 and is closed at once;
+- requests queued behind the one being handled, ``max_pipelined`` [16]: reading pauses at the
+  limit, and more arriving in a single read are answered 503 after those owed, then the
+  connection closes. Reading also pauses while the client does not read its answers.
+
+llhttp is used strictly: Content-Length with Transfer-Encoding, two Content-Lengths, a bad chunk
+size, bare LF line ends or NUL bytes get a 400 and the connection is closed, so no request can be
+read two ways (request smuggling). Answers to HEAD carry no body; a response header name or value
+with CR, LF or NUL is refused by ``Response`` (``ValueError``) and, if set later, logged and
+answered 500 instead of being written. ``100 Continue`` is sent only once the answers owed to
+earlier pipelined requests are written.
 
 A handler that raises gets a 500 (logged); a malformed request gets a 400 and the connection
 is closed. Handlers are not cancelled when a client goes away: the ingress must finish
@@ -21,6 +44,7 @@ import collections
 import email.utils
 import http
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final, cast
@@ -30,14 +54,34 @@ import httptools
 
 logger = logging.getLogger("sluiceway.http")
 
-#: Seconds a connection may sit without a request in progress before the server closes it.
+#: Seconds a connection may sit without receiving a byte (between or within requests) before it is closed.
 DEFAULT_KEEPALIVE_TIMEOUT: Final = 75.0
+#: Seconds from a request's first byte to the end of its headers.
+DEFAULT_HEADER_TIMEOUT: Final = 10.0
+#: Seconds from the end of a request's headers (or the ``100 Continue``) to the end of its body.
+DEFAULT_BODY_TIMEOUT: Final = 30.0
+#: Bytes of header names and values per request (the request line not counted).
+DEFAULT_MAX_HEADER_BYTES: Final = 16 * 1024
+#: Header lines per request.
+DEFAULT_MAX_HEADERS: Final = 100
+#: Bytes of the request target (path and query).
+DEFAULT_MAX_URL_BYTES: Final = 8 * 1024
+#: The most ``max_url_bytes`` may be: longer targets are not HTTP that anyone legitimate sends.
+MAX_URL_BYTES_CEILING: Final = 16 * 1024
+#: Client connections open at once; keep it below the process's open-file limit (``ulimit -n``).
+DEFAULT_MAX_CONNECTIONS: Final = 4096
 #: Requests read ahead of the one being handled before the server stops reading the socket.
 MAX_PIPELINED: Final = 16
 #: Seconds between sweeps for idle connections.
 SWEEP_INTERVAL: Final = 1.0
 
 _REASONS: Final = {status.value: status.phrase.encode("latin-1") for status in http.HTTPStatus}
+#: A header name is an RFC 9110 token; a value may hold anything but the bytes that end a line.
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_LINE_BREAK: Final = re.compile(r"[\r\n\x00]")
+#: Headers the server writes itself: a handler setting them could frame the response two ways.
+_SERVER_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "content-type", "connection", "date"})
+_SERVICE_UNAVAILABLE: Final = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class Request:
@@ -66,7 +110,12 @@ class Request:
 
 
 class Response:
-    """What a handler answers: ``status``, ``body`` and its ``content_type``, and extra ``headers``."""
+    """What a handler answers: ``status``, ``body`` and its ``content_type``, and extra ``headers``.
+
+    ``ValueError`` if ``status`` is not a final status (200-599), or a header name is not a token,
+    or a value (``content_type`` included) holds CR, LF or NUL, or a header is one the server
+    writes itself (Content-Length, Transfer-Encoding, Content-Type, Connection, Date).
+    """
 
     __slots__ = ("body", "content_type", "headers", "status")
 
@@ -77,6 +126,10 @@ class Response:
         content_type: str = "text/plain; charset=utf-8",
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        _check_status(status)
+        _check_value("Content-Type", content_type)
+        if headers:
+            _header_lines(headers)
         self.status = status
         self.body = body
         self.content_type = content_type
@@ -89,6 +142,49 @@ class Response:
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _check_status(status: int) -> None:
+    if type(status) is not int or not 200 <= status <= 599:
+        raise ValueError(f"response status must be an int from 200 to 599, got {status!r}")
+
+
+def _check_value(name: str, value: str) -> None:
+    if _LINE_BREAK.search(value):
+        raise ValueError(f"response header {name!r} has a CR, LF or NUL in its value")
+
+
+def _header_lines(headers: Mapping[str, str]) -> bytes:
+    """``Name: value\\r\\n`` lines; ``ValueError`` for anything that could split the response."""
+    lines = []
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"response header name {name!r} is not an HTTP token")
+        if name.lower() in _SERVER_HEADERS:
+            raise ValueError(f"response header {name!r} is written by the server")
+        _check_value(name, value)
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def _encode(response: Response, keep_alive: bool, date: bytes, head_only: bool) -> bytes:
+    """The whole response in one buffer; HEAD keeps Content-Length but gets no body."""
+    status, content_type = response.status, response.content_type
+    _check_status(status)
+    _check_value("Content-Type", content_type)
+    return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s%s\r\n%s" % (
+        status,
+        _REASONS.get(status, b"Unknown"),
+        content_type.encode("latin-1"),
+        len(response.body),
+        date,
+        b"" if keep_alive else b"Connection: close\r\n",
+        _header_lines(response.headers) if response.headers else b"",
+        b"" if head_only else response.body,
+    )
+
+
+_INTERNAL_ERROR: Final = Response.text(500, "internal server error")
 
 
 class _HttpDate:
@@ -106,8 +202,26 @@ class _HttpDate:
         return self._line
 
 
+class _Refusal(Exception):
+    """Raised from a parser callback to stop parsing; ``status`` is the answer owed, or None if already queued."""
+
+    def __init__(self, status: int | None, reason: str = "") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+_INF: Final = float("inf")
+_Queued = tuple[Request | Response, bool]
+
+
 class _Connection(asyncio.Protocol):
-    """One client connection: parses requests as bytes arrive and answers them in order."""
+    """One client connection: parses requests as bytes arrive and answers them in order.
+
+    Deadlines are kept as plain numbers that the server's sweep compares with its clock once
+    a second, so a request costs no timer: ``deadline`` is when the request being read must
+    be complete (headers, then body), infinity between requests.
+    """
 
     def __init__(self, server: HttpServer) -> None:
         self._server = server
@@ -115,77 +229,147 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._url = b""
         self._headers: dict[str, str] = {}
+        self._header_bytes = 0
+        self._header_count = 0
+        # Bytes received while a request's head is incomplete: llhttp buffers a header until its
+        # line ends, so the callbacks alone cannot bound a header that never ends.
+        self._in_head = True
+        self._head_bytes = 0
         self._body: list[bytes] = []
         self._size = 0
         self._too_large = False
-        self._pending: collections.deque[tuple[Request, bool]] = collections.deque()
+        self._pending: collections.deque[_Queued] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._reading = True
+        self._write_paused = False
         self._discarding = False
+        self._continue_owed = False
         self.last_active = server.clock()
+        self.deadline = _INF
 
     @property
     def busy(self) -> bool:
-        """A request is being read, queued or handled."""
-        return self._task is not None or bool(self._url)
+        """A request is being handled or waits for its turn (one being read does not count)."""
+        return self._task is not None
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self._server
+        if len(server._connections) >= server.max_connections:
+            # Refused before anything is read, so those already served keep their share.
+            self._discarding = True
+            transport.write(_SERVICE_UNAVAILABLE)  # type: ignore[attr-defined]
+            transport.close()
+            return
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
-        self._server._connections.add(self)
+        server._connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self._server.clock()
         if self._discarding:
             return
+        if self._in_head:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._refuse(400, "protocol upgrades are not supported")
+        except httptools.HttpParserCallbackError as error:
+            refusal = error.__context__
+            if isinstance(refusal, _Refusal):
+                self._discarding = True
+                if refusal.status is not None:
+                    self._refuse(refusal.status, refusal.reason)
+            else:
+                logger.error("request parsing failed", exc_info=refusal)
+                self._refuse(500, "internal server error")
         except httptools.HttpParserError as error:
             self._refuse(400, f"malformed request: {error}")
+        else:
+            if self._in_head and self._head_bytes > self._server.max_head_bytes:
+                self._refuse(431, f"request head over {self._server.max_head_bytes} bytes")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._server._connections.discard(self)
 
+    def pause_writing(self) -> None:
+        # The client is not reading its answers: stop reading its requests until it does.
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        wanted = not self._write_paused and len(self._pending) < self._server.max_pipelined
+        if wanted != self._reading and self._transport is not None:
+            if wanted:
+                self._transport.resume_reading()
+            else:
+                self._transport.pause_reading()
+            self._reading = wanted
+
     # -- httptools callbacks ----------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._url, self._headers, self._body, self._size, self._too_large = b"", {}, [], 0, False
+        self._header_bytes = self._header_count = 0
+        self.deadline = self.last_active + self._server.header_timeout
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > self._server.max_url_bytes:
+            raise _Refusal(414, f"request target over {self._server.max_url_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._header_bytes += len(name) + len(value)
+        self._header_count += 1
+        server = self._server
+        if self._header_bytes > server.max_header_bytes:
+            raise _Refusal(431, f"request headers over {server.max_header_bytes} bytes")
+        if self._header_count > server.max_headers:
+            raise _Refusal(431, f"more than {server.max_headers} request headers")
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        # A repeated header's values are joined (RFC 9110 5.3) rather than the last one winning,
+        # so a second Host or signature cannot quietly replace the first.
+        self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self.deadline = self.last_active + self._server.body_timeout
+        if "upgrade" in self._headers and "upgrade" in self._headers.get("connection", "").lower():
+            # Refused before the handler sees it: llhttp would hand over the connection's bytes.
+            raise _Refusal(400, "protocol upgrades are not supported")
         length = self._headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self._server.max_body_bytes:
+        if length is not None and int(length) > self._server.max_body_bytes:  # llhttp checked it is digits
             # Answer now rather than after reading a body that will be thrown away; the
             # connection closes after the answer, so the rest of the bytes need no parsing.
-            self._discarding = True
             self._dispatch(self._request(b"", too_large=True), keep_alive=False)
-        elif self._headers.get("expect", "").lower() == "100-continue" and self._transport is not None:
-            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            raise _Refusal(None)
+        if self._headers.get("expect", "").lower() == "100-continue":
+            if self._task is None:
+                self._send_continue()
+            else:
+                # Answers to earlier requests are still owed: the 100 must not overtake them.
+                self._continue_owed = True
 
     def on_body(self, body: bytes) -> None:
-        if self._too_large or self._discarding:
-            return
         self._size += len(body)
         if self._size > self._server.max_body_bytes:
-            self._too_large = True
             self._body = []
-        else:
-            self._body.append(body)
+            self._dispatch(self._request(b"", too_large=True), keep_alive=False)
+            raise _Refusal(None)
+        self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if self._discarding:
-            return
-        request = self._request(b"".join(self._body), too_large=self._too_large)
-        self._dispatch(request, keep_alive=self._parser.should_keep_alive() and not self._too_large)
+        request = self._request(b"".join(self._body), too_large=False)
+        self._in_head = True
+        self.deadline = _INF
+        self._dispatch(request, keep_alive=self._parser.should_keep_alive())
 
     def _request(self, body: bytes, *, too_large: bool) -> Request:
         url = httptools.parse_url(self._url) if self._url else None
@@ -200,64 +384,84 @@ class _Connection(asyncio.Protocol):
         self._url, self._headers, self._body = b"", {}, []
         return request
 
-    def _dispatch(self, request: Request, keep_alive: bool) -> None:
+    def _dispatch(self, item: Request | Response, keep_alive: bool) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._answer(request, keep_alive))
+            self._task = asyncio.get_running_loop().create_task(self._answer(item, keep_alive))
             self._server._tasks.add(self._task)
+        elif len(self._pending) < self._server.max_pipelined:
+            self._pending.append((item, keep_alive))
+            if len(self._pending) >= self._server.max_pipelined:
+                self._update_reading()
         else:
-            self._pending.append((request, keep_alive))
-            if len(self._pending) >= MAX_PIPELINED and self._transport is not None:
-                self._transport.pause_reading()
-                self._reading = False
+            # More requests than the queue holds arrived in one read: they are refused, not kept.
+            raise _Refusal(503, f"more than {self._server.max_pipelined} pipelined requests")
+
+    def _send_continue(self) -> None:
+        self._continue_owed = False
+        if self._transport is not None:
+            self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            # The client waited for this before sending the body: its time starts now.
+            self.deadline = self._server.clock() + self._server.body_timeout
 
     # -- answering ------------------------------------------------------------------------
 
-    async def _answer(self, request: Request, keep_alive: bool) -> None:
+    async def _answer(self, item: Request | Response, keep_alive: bool) -> None:
         try:
             while True:
-                try:
-                    response = await self._server.handler(request)
-                except Exception:
-                    logger.exception("handler failed for %s %s", request.method, request.path)
-                    response = Response.text(500, "internal server error")
+                if isinstance(item, Request):
+                    try:
+                        response = await self._server.handler(item)
+                    except Exception:
+                        logger.exception("handler failed for %s %s", item.method, item.path)
+                        response = _INTERNAL_ERROR
+                    head_only = item.method == "HEAD"
+                else:
+                    response, head_only = item, False
                 keep_alive = keep_alive and not self._server.stopping
-                self._write(response, keep_alive)
+                self._write(response, keep_alive, head_only, item)
                 if not keep_alive:
                     self.close()
                     return
                 if not self._pending:
+                    if self._continue_owed:
+                        self._send_continue()
                     return
-                request, keep_alive = self._pending.popleft()
-                if not self._reading and self._transport is not None:
-                    self._transport.resume_reading()
-                    self._reading = True
+                item, keep_alive = self._pending.popleft()
+                if not self._reading:
+                    self._update_reading()
         finally:
             self._server._tasks.discard(cast(asyncio.Task[None], self._task))
             self._task = None
             self.last_active = self._server.clock()
 
-    def _write(self, response: Response, keep_alive: bool) -> None:
+    def _write(self, response: Response, keep_alive: bool, head_only: bool, item: Request | Response) -> None:
         if self._transport is None:
             return  # the client left; the handler's work is done regardless
-        status = response.status
-        extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in response.headers.items()) if response.headers else b""
-        self._transport.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s%s\r\n%s"
-            % (
-                status,
-                _REASONS.get(status, b"Unknown"),
-                response.content_type.encode("latin-1"),
-                len(response.body),
-                self._server.date.line(),
-                b"" if keep_alive else b"Connection: close\r\n",
-                extra,
-                response.body,
-            )
-        )
+        try:
+            data = _encode(response, keep_alive, self._server.date.line(), head_only)
+        except Exception:
+            # Never write a response that could split into two: answer 500 instead.
+            what = f"{item.method} {item.path}" if isinstance(item, Request) else "a refusal"
+            logger.exception("handler returned an invalid response for %s", what)
+            data = _encode(_INTERNAL_ERROR, keep_alive, self._server.date.line(), head_only)
+        self._transport.write(data)
 
     def _refuse(self, status: int, reason: str) -> None:
-        self._write(Response.text(status, reason), keep_alive=False)
-        self.close()
+        """Answer ``status`` after any answers still owed, then close; nothing more is read."""
+        self._discarding = True
+        response = Response.text(status, reason)
+        if self._task is None:
+            self._write(response, False, False, response)
+            self.close()
+        else:
+            self._pending.append((response, False))
+
+    def expire(self) -> None:
+        """Close for lack of progress: a 408 if a request was being read, silently between requests."""
+        if self.deadline != _INF and not self._discarding:
+            self._refuse(408, "request not received in time")
+        else:
+            self.close()
 
     def close(self) -> None:
         if self._transport is not None:
@@ -290,15 +494,37 @@ class HttpServer:
         *,
         max_body_bytes: int = 3 * 1024 * 1024,
         keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        max_headers: int = DEFAULT_MAX_HEADERS,
+        max_url_bytes: int = DEFAULT_MAX_URL_BYTES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_pipelined: int = MAX_PIPELINED,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_body_bytes < 1:
-            raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
-        if keepalive_timeout <= 0:
-            raise ValueError(f"keepalive_timeout must be positive, got {keepalive_timeout}")
+        for name, value in (
+            ("max_body_bytes", max_body_bytes), ("keepalive_timeout", keepalive_timeout),
+            ("header_timeout", header_timeout), ("body_timeout", body_timeout),
+            ("max_header_bytes", max_header_bytes), ("max_headers", max_headers), ("max_url_bytes", max_url_bytes),
+            ("max_connections", max_connections), ("max_pipelined", max_pipelined),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if max_url_bytes > MAX_URL_BYTES_CEILING:
+            raise ValueError(f"max_url_bytes must be at most {MAX_URL_BYTES_CEILING}, got {max_url_bytes}")
         self.handler = handler
         self.max_body_bytes = max_body_bytes
         self.keepalive_timeout = keepalive_timeout
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
+        self.max_url_bytes = max_url_bytes
+        #: An unfinished head is cut off here: the target, the headers, and their separators.
+        self.max_head_bytes = max_url_bytes + max_header_bytes + 4 * max_headers + 64
+        self.max_connections = max_connections
+        self.max_pipelined = max_pipelined
         self.clock = clock
         self.date = _HttpDate()
         self.stopping = False
@@ -327,12 +553,17 @@ class HttpServer:
         self._sweeper = asyncio.ensure_future(self._sweep())
 
     async def _sweep(self) -> None:
-        """Close connections idle past ``keepalive_timeout`` (one timer for all, not one per request)."""
+        """Expire connections past a deadline or idle (one timer for all, not one per request)."""
+        interval = min(SWEEP_INTERVAL, self.keepalive_timeout, self.header_timeout, self.body_timeout)
         while True:
-            await asyncio.sleep(min(SWEEP_INTERVAL, self.keepalive_timeout))
-            cutoff = self.clock() - self.keepalive_timeout
-            for connection in [c for c in self._connections if not c.busy and c.last_active < cutoff]:
-                connection.close()
+            await asyncio.sleep(interval)
+            now = self.clock()
+            cutoff = now - self.keepalive_timeout
+            # A connection whose handler is working is left alone: that time is the server's, not the client's.
+            for connection in [
+                c for c in self._connections if not c.busy and (c.deadline <= now or c.last_active < cutoff)
+            ]:
+                connection.expire()
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop listening, let handlers in progress answer for up to ``timeout`` s, cancel the rest, close every connection."""
