@@ -5,8 +5,16 @@ and the status webhooks come back as more. Measured on uvloop on the 2-core benc
 an ``aiohttp.ClientSession`` POST costs ~170 µs of CPU; this client costs ~60 µs, because it
 does only what talking to one JSON API needs: one pool of keep-alive connections to one
 origin, each request written in one ``write``, the response parsed by ``httptools`` (llhttp,
-the parser Node.js and uvicorn use) straight into a future. No cookies, redirects, proxies,
-compression, pipelining or streaming.
+the parser Node.js and uvicorn use) straight into a future. Interim (1xx) answers are skipped.
+No cookies, redirects, compression, pipelining or streaming.
+
+Proxies: ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` (or lower-case) are honoured by default
+(``trust_env=True``), as curl, requests and httpx do and unlike aiohttp: a bot often runs where
+only an egress proxy reaches the internet, and there a client that ignores the variables simply
+fails. ``trust_env=False`` ignores them; ``proxy=`` names one explicitly. An ``http://`` target
+goes to the proxy in absolute form; an ``https://`` one through a ``CONNECT`` tunnel, TLS to
+the target inside it. Credentials in the proxy URL travel in ``Proxy-Authorization`` (Basic)
+and appear in no message: errors name the proxy by host and port only.
 
 Errors are ``HttpError`` subclasses whose messages name the origin and what failed, never a
 header (the bearer token lives in one). A request that fails is not retried here: a POST may
@@ -16,9 +24,11 @@ have reached the server, so whether to send it again is the caller's decision.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import ssl as ssl_module
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Final, cast
@@ -35,6 +45,8 @@ DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_IDLE_TIMEOUT: Final = 10.0
 #: The largest response body accepted (bytes): a protection against a runaway server.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
+#: The largest answer a proxy may give to ``CONNECT`` before the tunnel is up (bytes).
+MAX_CONNECT_ANSWER_BYTES: Final = 16 * 1024
 
 
 class HttpError(Exception):
@@ -86,6 +98,8 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError as error:
             self._fail(HttpConnectionError(f"{self._client.origin} sent an invalid HTTP response: {error}"))
+        except httptools.HttpParserUpgrade:
+            pass  # a 101: on_message_complete has failed the request and closed the connection
 
     def eof_received(self) -> bool | None:
         # A response delimited by the end of the connection (no length, not chunked) ends here.
@@ -113,8 +127,16 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                self._fail(HttpConnectionError(f"{self._client.origin} switched protocols unasked"))
+            else:
+                # An interim answer (100 Continue, 103 Early Hints): the final one follows on this connection.
+                self._headers, self._body, self._size = {}, [], 0
+            return
         waiter = self.waiter
-        response = ClientResponse(self._parser.get_status_code(), self._headers, b"".join(self._body))
+        response = ClientResponse(status, self._headers, b"".join(self._body))
         keep_alive = self._parser.should_keep_alive()
         self.waiter = None
         self._headers, self._body, self._size = {}, [], 0
@@ -148,6 +170,62 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
+class _Tunnel(asyncio.Protocol):
+    """Reads a proxy's answer to ``CONNECT``; its bytes after that belong to the TLS inside the tunnel."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._received = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._received += data
+        head, end, rest = self._received.partition(b"\r\n\r\n")
+        if self.answer.done():
+            return
+        if end:
+            if rest:  # the target's TLS cannot speak before we do: anything more is not a tunnel
+                self.answer.set_exception(ValueError("bytes after the CONNECT answer"))
+            else:
+                self.answer.set_result(head)
+        elif len(self._received) > MAX_CONNECT_ANSWER_BYTES:
+            self.answer.set_exception(ValueError(f"CONNECT answer over {MAX_CONNECT_ANSWER_BYTES} bytes"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(ValueError("the proxy closed the connection"))
+
+
+class _Proxy:
+    """Where to send requests instead of the origin, and the credentials it wants (if any)."""
+
+    def __init__(self, url: str) -> None:
+        parsed = yarl.URL(url)
+        if parsed.scheme != "http" or not parsed.host:
+            # The address is named without credentials, which never go in a message.
+            where = f"{parsed.scheme}://{parsed.host}:{parsed.port}" if parsed.host else "the proxy URL"
+            raise ValueError(f"proxy must be an http:// URL with a host, got {where}")
+        self.host: str = parsed.host
+        self.port: int = parsed.port or 80
+        #: The proxy's address for messages; never its credentials.
+        self.address = f"http://{self.host}:{self.port}"
+        self.authorization = b""
+        if parsed.user is not None:
+            token = base64.b64encode(f"{parsed.user}:{parsed.password or ''}".encode()).decode("ascii")
+            self.authorization = f"Proxy-Authorization: Basic {token}\r\n".encode("ascii")
+
+    @classmethod
+    def from_environment(cls, scheme: str, host: str) -> _Proxy | None:
+        """The proxy ``<scheme>_proxy`` names for ``host``, unless ``no_proxy`` exempts it."""
+        url = urllib.request.getproxies().get(scheme)
+        if not url or urllib.request.proxy_bypass(host):
+            return None
+        return cls(url)
+
+
 class HttpClient:
     """A pool of keep-alive HTTP/1.1 connections to one origin (``http://`` or ``https://``).
 
@@ -161,6 +239,10 @@ class HttpClient:
     ``headers`` go on every request; ``request(..., headers=)`` adds more for one request.
     At most ``max_connections`` are open; further requests wait for one to come free, and
     that wait counts against their ``timeout``.
+
+    ``proxy`` (an ``http://[user:password@]host:port`` URL) sends every request through that
+    proxy; without it, ``trust_env`` (default True) takes the proxy from ``HTTP_PROXY`` /
+    ``HTTPS_PROXY`` / ``NO_PROXY`` as curl does (see the module's docstring for why).
 
     Warning: one request per connection at a time (no pipelining), no redirects, no cookies,
     no compression: it is meant for JSON APIs one controls or knows, not for browsing.
@@ -176,6 +258,8 @@ class HttpClient:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         ssl: ssl_module.SSLContext | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         url = yarl.URL(base_url)
@@ -197,7 +281,13 @@ class HttpClient:
         self._base_path = url.path.rstrip("/")
         self._ssl: ssl_module.SSLContext | None = (ssl or ssl_module.create_default_context()) if url.scheme == "https" else None
         host_header = url.host if url.is_default_port() else f"{url.host}:{url.port}"
+        self._proxy = _Proxy(proxy) if proxy is not None else _Proxy.from_environment(url.scheme, url.host) if trust_env else None
+        #: Through a proxy, plain-http requests name the whole URL (absolute form); tunnelled ones do not.
+        self._target = b""
         self._fixed_headers = f"Host: {host_header}\r\n".encode("latin-1") + _header_lines(headers or {})
+        if self._proxy is not None and self._ssl is None:
+            self._target = f"http://{host_header}".encode("latin-1")
+            self._fixed_headers += self._proxy.authorization
         self.max_connections = max_connections
         self.timeout = timeout
         self.idle_timeout = idle_timeout
@@ -238,8 +328,9 @@ class HttpClient:
             raise HttpConnectionError(f"client for {self.origin} is closed")
         if not path.startswith("/") or any(c in path for c in "\r\n "):
             raise ValueError(f"path must start with '/' and contain no spaces or line breaks, got {path!r}")
-        head = b"%s %s%s HTTP/1.1\r\n%sContent-Length: %d\r\n%s\r\n" % (
+        head = b"%s %s%s%s HTTP/1.1\r\n%sContent-Length: %d\r\n%s\r\n" % (
             method.encode("ascii"),
+            self._target,
             self._base_path.encode("latin-1"),
             path.encode("latin-1"),
             self._fixed_headers,
@@ -296,23 +387,54 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         self._connecting += 1
         try:
-            connect = asyncio.ensure_future(
-                loop.create_connection(lambda: _Connection(self), self._host, self._port, ssl=self._ssl)
-            )
+            connect = asyncio.ensure_future(self._new_connection())
             await asyncio.wait((connect, waiter), return_when=asyncio.FIRST_COMPLETED)
             if not connect.done():
                 connect.cancel()
                 waiter.result()  # raises the timeout
             try:
-                _, connection = connect.result()
+                connection = connect.result()
             except OSError as error:
-                raise HttpConnectionError(f"cannot connect to {self.origin}: {error.strerror or error}") from None
+                via = f" via {self._proxy.address}" if self._proxy is not None else ""
+                raise HttpConnectionError(f"cannot connect to {self.origin}{via}: {error.strerror or error}") from None
+            except ValueError as error:  # the proxy refused or garbled the tunnel
+                assert self._proxy is not None
+                raise HttpConnectionError(f"cannot tunnel to {self.origin} via {self._proxy.address}: {error}") from None
         finally:
             self._connecting -= 1
         if self._closed:
             connection.close()
             raise HttpConnectionError(f"client for {self.origin} is closed")
         self._open.add(connection)
+        return connection
+
+    async def _new_connection(self) -> _Connection:
+        """A new connection to the origin: direct, to the proxy, or TLS through a proxy's tunnel."""
+        loop = asyncio.get_running_loop()
+        proxy = self._proxy
+        if proxy is None:
+            _, connection = await loop.create_connection(lambda: _Connection(self), self._host, self._port, ssl=self._ssl)
+            return connection
+        if self._ssl is None:
+            _, connection = await loop.create_connection(lambda: _Connection(self), proxy.host, proxy.port)
+            return connection
+        transport, tunnel = await loop.create_connection(_Tunnel, proxy.host, proxy.port)
+        try:
+            authority = f"{self._host}:{self._port}".encode("latin-1")
+            transport.write(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (authority, authority, proxy.authorization))
+            answer = await tunnel.answer
+            status_line = answer.split(b"\r\n", 1)[0]
+            parts = status_line.split(b" ", 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].startswith(b"2"):
+                raise ValueError(f"the proxy answered {status_line.decode('latin-1')[:100]!r}")
+            connection = _Connection(self)
+            secure = await loop.start_tls(transport, connection, self._ssl, server_hostname=self._host)
+        except BaseException:
+            transport.close()
+            raise
+        if secure is None:  # the loop gave up on the handshake without raising
+            raise OSError(f"TLS handshake with {self._host} failed")
+        connection.connection_made(secure)
         return connection
 
     def _release(self, connection: _Connection) -> None:
