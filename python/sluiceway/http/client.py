@@ -11,7 +11,8 @@ No cookies, redirects, compression, pipelining or streaming.
 Proxies: ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` (or lower-case) are honoured by default
 (``trust_env=True``), as curl, requests and httpx do and unlike aiohttp: a bot often runs where
 only an egress proxy reaches the internet, and there a client that ignores the variables simply
-fails. ``trust_env=False`` ignores them; ``proxy=`` names one explicitly. An ``http://`` target
+fails; loopback addresses are never proxied from the environment. ``trust_env=False`` ignores
+the variables; ``proxy=`` names a proxy explicitly. An ``http://`` target
 goes to the proxy in absolute form; an ``https://`` one through a ``CONNECT`` tunnel, TLS to
 the target inside it. Credentials in the proxy URL travel in ``Proxy-Authorization`` (Basic)
 and appear in no message: errors name the proxy by host and port only.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import ipaddress
 import ssl as ssl_module
 import time
 import urllib.request
@@ -219,11 +221,24 @@ class _Proxy:
 
     @classmethod
     def from_environment(cls, scheme: str, host: str) -> _Proxy | None:
-        """The proxy ``<scheme>_proxy`` names for ``host``, unless ``no_proxy`` exempts it."""
+        """The proxy ``<scheme>_proxy`` names for ``host``, unless ``no_proxy`` exempts it or it is this machine.
+
+        Loopback is never proxied (as in Go's net/http): an egress proxy cannot reach the
+        emulators and local services a bot talks to, and would see their traffic if it could.
+        """
         url = urllib.request.getproxies().get(scheme)
-        if not url or urllib.request.proxy_bypass(host):
+        if not url or _is_loopback(host) or urllib.request.proxy_bypass(host):
             return None
         return cls(url)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class HttpClient:

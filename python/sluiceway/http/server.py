@@ -231,8 +231,9 @@ class _Connection(asyncio.Protocol):
         self._headers: dict[str, str] = {}
         self._header_bytes = 0
         self._header_count = 0
-        # Bytes received while a request's head is incomplete: llhttp buffers a header until its
-        # line ends, so the callbacks alone cannot bound a header that never ends.
+        # Bytes received while a request's head (or a chunk header, or the trailers) is incomplete:
+        # httptools buffers a header until its line ends, so the callbacks alone cannot bound one
+        # that never ends.
         self._in_head = True
         self._head_bytes = 0
         self._body: list[bytes] = []
@@ -288,7 +289,7 @@ class _Connection(asyncio.Protocol):
             self._refuse(400, f"malformed request: {error}")
         else:
             if self._in_head and self._head_bytes > self._server.max_head_bytes:
-                self._refuse(431, f"request head over {self._server.max_head_bytes} bytes")
+                self._refuse(431, f"request head, chunk header or trailers over {self._server.max_head_bytes} bytes")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -357,7 +358,13 @@ class _Connection(asyncio.Protocol):
                 # Answers to earlier requests are still owed: the 100 must not overtake them.
                 self._continue_owed = True
 
+    def on_chunk_header(self) -> None:
+        # What follows until on_body is a chunk-size line or, after the last chunk, the trailers.
+        self._in_head = True
+        self._head_bytes = 0
+
     def on_body(self, body: bytes) -> None:
+        self._in_head = False
         self._size += len(body)
         if self._size > self._server.max_body_bytes:
             self._body = []
