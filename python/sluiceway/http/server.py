@@ -74,6 +74,9 @@ DEFAULT_MAX_CONNECTIONS: Final = 4096
 MAX_PIPELINED: Final = 16
 #: Seconds between sweeps for idle connections.
 SWEEP_INTERVAL: Final = 1.0
+#: Seconds a refused client's bytes are still read (and dropped) after its answer, so that closing
+#: on unread bytes does not reset the connection and destroy the answer before it is read.
+LINGER_TIMEOUT: Final = 2.0
 
 _REASONS: Final = {status.value: status.phrase.encode("latin-1") for status in http.HTTPStatus}
 #: A header name is an RFC 9110 token; a value may hold anything but the bytes that end a line.
@@ -245,6 +248,7 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._discarding = False
         self._continue_owed = False
+        self._peer_done = False
         self.last_active = server.clock()
         self.deadline = _INF
 
@@ -290,6 +294,13 @@ class _Connection(asyncio.Protocol):
         else:
             if self._in_head and self._head_bytes > self._server.max_head_bytes:
                 self._refuse(431, f"request head, chunk header or trailers over {self._server.max_head_bytes} bytes")
+
+    def eof_received(self) -> bool | None:
+        # A client may half-close after writing its last request: the answers owed still go out.
+        if self._task is None:
+            return None  # nothing owed (or a lingering refusal the client has read): the transport closes
+        self._discarding = self._peer_done = True
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -424,10 +435,10 @@ class _Connection(asyncio.Protocol):
                     head_only = item.method == "HEAD"
                 else:
                     response, head_only = item, False
-                keep_alive = keep_alive and not self._server.stopping
+                keep_alive = keep_alive and not self._server.stopping and not (self._peer_done and not self._pending)
                 self._write(response, keep_alive, head_only, item)
                 if not keep_alive:
-                    self.close()
+                    self._finish()
                     return
                 if not self._pending:
                     if self._continue_owed:
@@ -459,9 +470,17 @@ class _Connection(asyncio.Protocol):
         response = Response.text(status, reason)
         if self._task is None:
             self._write(response, False, False, response)
-            self.close()
+            self._finish()
         else:
             self._pending.append((response, False))
+
+    def _finish(self) -> None:
+        """Close after the last answer; a client cut off mid-stream gets a half-close and ``LINGER_TIMEOUT`` to read it."""
+        if self._discarding and not self._peer_done and self._transport is not None and self._transport.can_write_eof():
+            self._transport.write_eof()
+            self.deadline = self._server.clock() + LINGER_TIMEOUT  # the sweep closes it then, if the client has not
+        else:
+            self.close()
 
     def expire(self) -> None:
         """Close for lack of progress: a 408 if a request was being read, silently between requests."""
