@@ -78,7 +78,9 @@ SWEEP_INTERVAL: Final = 1.0
 #: on unread bytes does not reset the connection and destroy the answer before it is read.
 LINGER_TIMEOUT: Final = 2.0
 
-_REASONS: Final = {status.value: status.phrase.encode("latin-1") for status in http.HTTPStatus}
+_PHRASES: Final = {status.value: status.phrase.encode("latin-1") for status in http.HTTPStatus}
+#: The reason phrase of every final status a response may have (200-599); 1xx would break the framing.
+_REASONS: Final = {status: _PHRASES.get(status, b"Unknown") for status in range(200, 600)}
 #: A header name is an RFC 9110 token; a value may hold anything but the bytes that end a line.
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _LINE_BREAK: Final = re.compile(r"[\r\n\x00]")
@@ -129,8 +131,10 @@ class Response:
         content_type: str = "text/plain; charset=utf-8",
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        _check_status(status)
-        _check_value("Content-Type", content_type)
+        if status not in _REASONS:
+            _check_status(status)
+        if content_type not in _CHECKED_TYPES:
+            _check_content_type(content_type)
         if headers:
             _header_lines(headers)
         self.status = status
@@ -148,13 +152,24 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _check_status(status: int) -> None:
-    if type(status) is not int or not 200 <= status <= 599:
+    if type(status) is not int or status not in _REASONS:
         raise ValueError(f"response status must be an int from 200 to 599, got {status!r}")
 
 
 def _check_value(name: str, value: str) -> None:
     if _LINE_BREAK.search(value):
         raise ValueError(f"response header {name!r} has a CR, LF or NUL in its value")
+
+
+#: Content types already checked; a handler uses a handful, so checking each once is enough.
+_CHECKED_TYPES: set[str] = set()
+
+
+def _check_content_type(content_type: str) -> None:
+    _check_value("Content-Type", content_type)
+    content_type.encode("latin-1")  # UnicodeEncodeError (a ValueError) if it cannot be sent
+    if len(_CHECKED_TYPES) < 256:
+        _CHECKED_TYPES.add(content_type)
 
 
 def _header_lines(headers: Mapping[str, str]) -> bytes:
@@ -171,13 +186,19 @@ def _header_lines(headers: Mapping[str, str]) -> bytes:
 
 
 def _encode(response: Response, keep_alive: bool, date: bytes, head_only: bool) -> bytes:
-    """The whole response in one buffer; HEAD keeps Content-Length but gets no body."""
+    """The whole response in one buffer; HEAD keeps Content-Length but gets no body.
+
+    The checks repeat the constructor's, since a handler may change a response after building it.
+    """
     status, content_type = response.status, response.content_type
-    _check_status(status)
-    _check_value("Content-Type", content_type)
+    reason = _REASONS.get(status)
+    if reason is None:
+        _check_status(status)
+    if content_type not in _CHECKED_TYPES:
+        _check_content_type(content_type)
     return b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s%s%s\r\n%s" % (
         status,
-        _REASONS.get(status, b"Unknown"),
+        reason,
         content_type.encode("latin-1"),
         len(response.body),
         date,
@@ -232,8 +253,9 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._url = b""
         self._headers: dict[str, str] = {}
-        self._header_bytes = 0
-        self._header_count = 0
+        # What the request's headers may still use; counted down, so one test per header line.
+        self._header_room = server.max_header_bytes
+        self._headers_left = server.max_headers
         # Bytes received while a request's head (or a chunk header, or the trailers) is incomplete:
         # httptools buffers a header until its line ends, so the callbacks alone cannot bound one
         # that never ends.
@@ -328,7 +350,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._url, self._headers, self._body, self._size, self._too_large = b"", {}, [], 0, False
-        self._header_bytes = self._header_count = 0
+        self._header_room, self._headers_left = self._server.max_header_bytes, self._server.max_headers
         self.deadline = self.last_active + self._server.header_timeout
 
     def on_url(self, url: bytes) -> None:
@@ -337,17 +359,18 @@ class _Connection(asyncio.Protocol):
             raise _Refusal(414, f"request target over {self._server.max_url_bytes} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_bytes += len(name) + len(value)
-        self._header_count += 1
-        server = self._server
-        if self._header_bytes > server.max_header_bytes:
-            raise _Refusal(431, f"request headers over {server.max_header_bytes} bytes")
-        if self._header_count > server.max_headers:
-            raise _Refusal(431, f"more than {server.max_headers} request headers")
+        self._header_room -= len(name) + len(value)
+        self._headers_left -= 1
+        if self._header_room < 0 or self._headers_left < 0:
+            server = self._server
+            too_many = f"more than {server.max_headers} request headers"
+            raise _Refusal(431, too_many if self._headers_left < 0 else f"request headers over {server.max_header_bytes} bytes")
         key, text = name.decode("latin-1").lower(), value.decode("latin-1")
         # A repeated header's values are joined (RFC 9110 5.3) rather than the last one winning,
         # so a second Host or signature cannot quietly replace the first.
-        self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text
+        previous = self._headers.setdefault(key, text)
+        if previous is not text:
+            self._headers[key] = f"{previous}, {text}"
 
     def on_headers_complete(self) -> None:
         self._in_head = False
