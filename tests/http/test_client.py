@@ -393,7 +393,9 @@ def test_interim_answers_are_skipped_for_the_final_one(interim: bytes) -> None:
                 await reader.readexactly(2)
                 writer.write(interim + b"HTTP/1.1 201 Created\r\nX-Final: yes\r\nContent-Length: 4\r\n\r\ndone")
             writer.close()
+            done.set()
 
+        done = asyncio.Event()
         server = await asyncio.start_server(answer, "127.0.0.1", 0)
         host, port = server.sockets[0].getsockname()[:2]
         async with HttpClient(f"http://{host}:{port}") as http:
@@ -402,6 +404,7 @@ def test_interim_answers_are_skipped_for_the_final_one(interim: bytes) -> None:
                 assert (response.status, response.body, response.headers) == (
                     201, b"done", {"x-final": "yes", "content-length": "4"}
                 )
+        await done.wait()
         server.close()
 
     asyncio.run(scenario())
@@ -414,13 +417,18 @@ def test_an_unasked_protocol_switch_is_an_error() -> None:
         async def switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.readuntil(b"\r\n\r\n")
             writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x00")
+            await reader.read()  # until the client drops the connection
+            writer.close()
+            done.set()
 
+        done = asyncio.Event()
         server = await asyncio.start_server(switch, "127.0.0.1", 0)
         host, port = server.sockets[0].getsockname()[:2]
         async with HttpClient(f"http://{host}:{port}") as http:
             with pytest.raises(HttpConnectionError, match="switched protocols"):
                 await http.get("/x")
             assert http.open_connections == 0
+        await done.wait()
         server.close()
 
     asyncio.run(scenario())
