@@ -25,18 +25,17 @@ have reached the server, so whether to send it again is the caller's decision.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
-import ipaddress
 import ssl as ssl_module
 import time
-import urllib.request
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Final, cast
 
 import httptools
 import yarl
+
+from sluiceway.http.proxy import Proxy, Tunnel
 
 #: Connections open at once, per client, unless told otherwise.
 DEFAULT_MAX_CONNECTIONS: Final = 100
@@ -47,8 +46,6 @@ DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_IDLE_TIMEOUT: Final = 10.0
 #: The largest response body accepted (bytes): a protection against a runaway server.
 DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
-#: The largest answer a proxy may give to ``CONNECT`` before the tunnel is up (bytes).
-MAX_CONNECT_ANSWER_BYTES: Final = 16 * 1024
 
 
 class HttpError(Exception):
@@ -172,75 +169,6 @@ class _Connection(asyncio.Protocol):
         self.close()
 
 
-class _Tunnel(asyncio.Protocol):
-    """Reads a proxy's answer to ``CONNECT``; its bytes after that belong to the TLS inside the tunnel."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._received = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._received += data
-        head, end, rest = self._received.partition(b"\r\n\r\n")
-        if self.answer.done():
-            return
-        if end:
-            if rest:  # the target's TLS cannot speak before we do: anything more is not a tunnel
-                self.answer.set_exception(ValueError("bytes after the CONNECT answer"))
-            else:
-                self.answer.set_result(head)
-        elif len(self._received) > MAX_CONNECT_ANSWER_BYTES:
-            self.answer.set_exception(ValueError(f"CONNECT answer over {MAX_CONNECT_ANSWER_BYTES} bytes"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.answer.done():
-            self.answer.set_exception(ValueError("the proxy closed the connection"))
-
-
-class _Proxy:
-    """Where to send requests instead of the origin, and the credentials it wants (if any)."""
-
-    def __init__(self, url: str) -> None:
-        parsed = yarl.URL(url)
-        if parsed.scheme != "http" or not parsed.host:
-            # The address is named without credentials, which never go in a message.
-            where = f"{parsed.scheme}://{parsed.host}:{parsed.port}" if parsed.host else "the proxy URL"
-            raise ValueError(f"proxy must be an http:// URL with a host, got {where}")
-        self.host: str = parsed.host
-        self.port: int = parsed.port or 80
-        #: The proxy's address for messages; never its credentials.
-        self.address = f"http://{self.host}:{self.port}"
-        self.authorization = b""
-        if parsed.user is not None:
-            token = base64.b64encode(f"{parsed.user}:{parsed.password or ''}".encode()).decode("ascii")
-            self.authorization = f"Proxy-Authorization: Basic {token}\r\n".encode("ascii")
-
-    @classmethod
-    def from_environment(cls, scheme: str, host: str) -> _Proxy | None:
-        """The proxy ``<scheme>_proxy`` names for ``host``, unless ``no_proxy`` exempts it or it is this machine.
-
-        Loopback is never proxied (as in Go's net/http): an egress proxy cannot reach the
-        emulators and local services a bot talks to, and would see their traffic if it could.
-        """
-        url = urllib.request.getproxies().get(scheme)
-        if not url or _is_loopback(host) or urllib.request.proxy_bypass(host):
-            return None
-        return cls(url)
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 class HttpClient:
     """A pool of keep-alive HTTP/1.1 connections to one origin (``http://`` or ``https://``).
 
@@ -296,7 +224,7 @@ class HttpClient:
         self._base_path = url.path.rstrip("/")
         self._ssl: ssl_module.SSLContext | None = (ssl or ssl_module.create_default_context()) if url.scheme == "https" else None
         host_header = url.host if url.is_default_port() else f"{url.host}:{url.port}"
-        self._proxy = _Proxy(proxy) if proxy is not None else _Proxy.from_environment(url.scheme, url.host) if trust_env else None
+        self._proxy = Proxy(proxy) if proxy is not None else Proxy.from_environment(url.scheme, url.host) if trust_env else None
         #: Through a proxy, plain-http requests name the whole URL (absolute form); tunnelled ones do not.
         self._target = b""
         self._fixed_headers = f"Host: {host_header}\r\n".encode("latin-1") + _header_lines(headers or {})
@@ -433,7 +361,7 @@ class HttpClient:
         if self._ssl is None:
             _, connection = await loop.create_connection(lambda: _Connection(self), proxy.host, proxy.port)
             return connection
-        transport, tunnel = await loop.create_connection(_Tunnel, proxy.host, proxy.port)
+        transport, tunnel = await loop.create_connection(Tunnel, proxy.host, proxy.port)
         try:
             authority = f"{self._host}:{self._port}".encode("latin-1")
             transport.write(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (authority, authority, proxy.authorization))
