@@ -39,7 +39,11 @@ REQUESTS = scaled(20_000)
 #: Keep-alive connections the load keeps busy at once.
 CONCURRENCY = 16
 #: A status webhook of the size Meta sends (the body is only read, not parsed, by every server).
-WEBHOOK = b'{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"value":{"statuses":[{"id":"' + b"w" * 420 + b'","status":"delivered"}]},"field":"messages"}]}]}'
+WEBHOOK = (
+    b'{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"value":{"statuses":[{"id":"'
+    + b"w" * 420
+    + b'","status":"delivered"}]},"field":"messages"}]}]}'
+)
 ANSWER = b'{"ok":true}'
 TARGET_VS_UVICORN = 1.5
 SERVERS = ("ours", "uvicorn", "aiohttp")
@@ -177,7 +181,7 @@ async def _aiohttp_client(url: str, requests: int) -> None:
 
 
 def servers(report: Report) -> None:
-    header(f"webhook server: requests per CPU-second of the server process ({REQUESTS:,} POSTs, {CONCURRENCY} connections)")
+    header(f"webhook server: requests per CPU-second of the server ({REQUESTS:,} POSTs, {CONCURRENCY} connections)")
     procs = {kind: ServerProcess(kind) for kind in SERVERS}
     loop = uvloop.new_event_loop()
     samples: dict[str, list[float]] = {kind: [] for kind in SERVERS}
@@ -194,10 +198,20 @@ def servers(report: Report) -> None:
         for proc in procs.values():
             proc.close()
     ours = statistics.median(samples["ours"])
-    for kind, peer, target in (("uvicorn", "uvicorn httptools", TARGET_VS_UVICORN), ("aiohttp", "aiohttp web.Server", None)):
-        report.add(Comparison("server, all limits on", peer, ours, statistics.median(samples[kind]),
-                              "requests per CPU-second", target=target,
-                              samples_ours=samples["ours"], samples_theirs=samples[kind]))
+    peers = (("uvicorn", "uvicorn httptools", TARGET_VS_UVICORN), ("aiohttp", "aiohttp web.Server", None))
+    for kind, peer, target in peers:
+        report.add(
+            Comparison(
+                "server, all limits on",
+                peer,
+                ours,
+                statistics.median(samples[kind]),
+                "requests per CPU-second",
+                target=target,
+                samples_ours=samples["ours"],
+                samples_theirs=samples[kind],
+            )
+        )
     for kind in SERVERS:
         report.figure(f"server CPU per request, {kind} (µs)", 1e6 / statistics.median(samples[kind]))
 
@@ -219,9 +233,17 @@ def clients(report: Report) -> None:
     finally:
         loop.close()
         proc.close()
-    report.add(Comparison("client POST", "aiohttp ClientSession", statistics.median(samples["ours"]),
-                          statistics.median(samples["aiohttp"]), "requests per CPU-second",
-                          samples_ours=samples["ours"], samples_theirs=samples["aiohttp"]))
+    report.add(
+        Comparison(
+            "client POST",
+            "aiohttp ClientSession",
+            statistics.median(samples["ours"]),
+            statistics.median(samples["aiohttp"]),
+            "requests per CPU-second",
+            samples_ours=samples["ours"],
+            samples_theirs=samples["aiohttp"],
+        )
+    )
     for name in runs:
         report.figure(f"client CPU per request, {name} (µs)", 1e6 / statistics.median(samples[name]))
 

@@ -22,7 +22,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
 from sluiceway.http import HttpClient, HttpConnectionError, HttpServer, Request, Response
 
 TARGET = "target.test"
@@ -116,7 +115,11 @@ class _Rewriting:
         if not head:
             head = await self._reader.readuntil(b"\r\n\r\n")
             self._proxy.heads.append(head)
-        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) if b"content-length" in head.lower() else 0
+        length = (
+            int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            if b"content-length" in head.lower()
+            else 0
+        )
         return self._proxy._to_origin_form(head) + await self._reader.readexactly(length)
 
 
@@ -177,13 +180,24 @@ async def proxying(routes: dict[str, tuple[str, int]], require_auth: str | None 
 
 @pytest.fixture
 def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy"):
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+    ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
 
 def test_http_through_the_environment_proxy_in_absolute_form(no_proxy_env: pytest.MonkeyPatch) -> None:
-    """With HTTP_PROXY set, requests go to the proxy as absolute URLs with the target's Host, over one kept-alive connection."""
+    """With HTTP_PROXY set, requests go to the proxy as absolute URLs with the target's Host, over one kept-alive
+    connection.
+    """
 
     async def scenario() -> None:
         async with origin() as (host, port), proxying({f"{TARGET}:{port}": (host, port)}) as proxy:
@@ -207,8 +221,12 @@ def _certificate(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     now = datetime.datetime.now(datetime.timezone.utc)
     names = [x509.DNSName(TARGET), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -227,13 +245,18 @@ def _certificate(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 def test_https_through_a_connect_tunnel_with_credentials(
     tmp_path: Path, no_proxy_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """HTTPS_PROXY with user:password: one CONNECT carrying Proxy-Authorization, TLS to the target inside, the secret logged nowhere."""
+    """HTTPS_PROXY with user:password: one CONNECT carrying Proxy-Authorization, TLS to the target inside, the secret
+    logged nowhere.
+    """
     server_ssl, client_ssl = _certificate(tmp_path)
     expected_auth = "Basic " + base64.b64encode(b"bot:s3cr:t").decode()
     caplog.set_level(logging.DEBUG)
 
     async def scenario() -> None:
-        async with origin(server_ssl) as (host, port), proxying({f"{TARGET}:{port}": (host, port)}, expected_auth) as proxy:
+        async with (
+            origin(server_ssl) as (host, port),
+            proxying({f"{TARGET}:{port}": (host, port)}, expected_auth) as proxy,
+        ):
             no_proxy_env.setenv("HTTPS_PROXY", proxy.url.replace("http://", f"http://bot:{SECRET}@"))
             async with HttpClient(f"https://{TARGET}:{port}", ssl=client_ssl) as http:
                 for i in range(3):
@@ -283,7 +306,9 @@ def test_no_proxy_trust_env_and_loopback_skip_the_proxy(no_proxy_env: pytest.Mon
             assert proxy.heads == []
             async with HttpClient(f"http://{host}:{port}", proxy=proxy.url, trust_env=False) as explicit:
                 assert (await explicit.get("/there")).status == 200
-            assert [h.split(b"\r\n", 1)[0] for h in proxy.heads] == [f"GET http://{host}:{port}/there HTTP/1.1".encode()]
+            assert [h.split(b"\r\n", 1)[0] for h in proxy.heads] == [
+                f"GET http://{host}:{port}/there HTTP/1.1".encode()
+            ]
 
     asyncio.run(scenario())
 

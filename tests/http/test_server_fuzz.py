@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from sluiceway.http import HttpClient, HttpServer, Request, Response
 from sluiceway.testing.waiting import wait_until
 
@@ -79,13 +78,27 @@ def check_answers(answer: bytes) -> None:
 VALID = [
     b"GET /a?x=1 HTTP/1.1\r\nHost: x\r\n\r\n",
     b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
-    b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+    b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
     b"PUT /d HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi",
     b"POST /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
 ]  # no HEAD: its answer's framing depends on the request, which check_answers does not track
 
 #: Bytes that break HTTP framing where they land.
-NASTY = [b"\r", b"\n", b"\x00", b" ", b":", b"\r\n", b"\r\n\r\n", b"\xff", b"-1", b"ffffffffffffffffff", b"\t", b"chunked"]
+NASTY = [
+    b"\r",
+    b"\n",
+    b"\x00",
+    b" ",
+    b":",
+    b"\r\n",
+    b"\r\n\r\n",
+    b"\xff",
+    b"-1",
+    b"ffffffffffffffffff",
+    b"\t",
+    b"chunked",
+]
 
 
 @st.composite
@@ -132,18 +145,38 @@ REQUEST_LINE_PARTS = st.tuples(
     line=REQUEST_LINE_PARTS,
     headers=st.lists(st.binary(max_size=30), max_size=5),
     framing=st.sampled_from(
-        [b"", b"Content-Length: 3\r\n", b"Content-Length: -3\r\n", b"Content-Length: 3\r\nContent-Length: 3\r\n",
-         b"Content-Length: 99999999999999999999\r\n", b"Transfer-Encoding: chunked\r\n",
-         b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n", b"Transfer-Encoding: gzip\r\n"]
+        [
+            b"",
+            b"Content-Length: 3\r\n",
+            b"Content-Length: -3\r\n",
+            b"Content-Length: 3\r\nContent-Length: 3\r\n",
+            b"Content-Length: 99999999999999999999\r\n",
+            b"Transfer-Encoding: chunked\r\n",
+            b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
+            b"Transfer-Encoding: gzip\r\n",
+        ]
     ),
     body=st.sampled_from([b"", b"abc", b"3\r\nabc\r\n0\r\n\r\n", b"zz\r\nabc\r\n", b"3\r\nabcdef\r\n0\r\n\r\n"]),
 )
 def test_broken_request_lines_and_framing_are_answered_or_closed(
     line: tuple[bytes, bytes, bytes, bytes], headers: list[bytes], framing: bytes, body: bytes
 ) -> None:
-    """Broken methods, targets, versions, line ends, header lines and framings: only meant statuses, nothing left behind."""
+    """Broken methods, targets, versions, line ends, header lines and framings: only meant statuses, nothing left
+    behind.
+    """
     method, target, version, end = line
-    data = method + b" " + target + b" " + version + end + b"".join(h + b"\r\n" for h in headers) + framing + b"\r\n" + body
+    data = (
+        method
+        + b" "
+        + target
+        + b" "
+        + version
+        + end
+        + b"".join(h + b"\r\n" for h in headers)
+        + framing
+        + b"\r\n"
+        + body
+    )
 
     async def scenario() -> None:
         async with clean_server() as server:

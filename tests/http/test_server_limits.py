@@ -21,7 +21,6 @@ import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from sluiceway.http import HttpClient, HttpServer, Request, Response
 from sluiceway.http.server import MAX_URL_BYTES_CEILING, Handler
 from sluiceway.testing.clock import ManualClock
@@ -99,7 +98,9 @@ MAX_URL, MAX_HEADERS, MAX_HEADER_BYTES = 200, 8, 300
 @given(
     path_length=st.integers(1, MAX_URL + 20),
     headers=st.lists(
-        st.tuples(st.from_regex(r"X-[A-Za-z0-9]{1,20}", fullmatch=True), st.from_regex(r"[a-z0-9]{1,80}", fullmatch=True)),
+        st.tuples(
+            st.from_regex(r"X-[A-Za-z0-9]{1,20}", fullmatch=True), st.from_regex(r"[a-z0-9]{1,80}", fullmatch=True)
+        ),
         max_size=MAX_HEADERS + 3,
     ),
 )
@@ -136,7 +137,9 @@ def test_target_and_header_limits_match_the_reference(path_length: int, headers:
     ids=["150 headers", "20k header", "endless header", "9k target", "endless target", "endless trailer"],
 )
 def test_oversized_heads_are_refused_with_the_right_status(head: bytes, endless: bytes, status: int) -> None:
-    """With the default limits a flood of headers, a huge header, an endless line or a long target get 431/414 and a close."""
+    """With the default limits a flood of headers, a huge header, an endless line or a long target get 431/414 and a
+    close.
+    """
 
     async def scenario() -> None:
         async with serving() as server:
@@ -162,7 +165,14 @@ def test_url_limit_cannot_exceed_the_ceiling() -> None:
     """``max_url_bytes`` above 16 KiB, or any non-positive limit, is refused by name."""
     with pytest.raises(ValueError, match="max_url_bytes must be at most"):
         HttpServer(echo, max_url_bytes=MAX_URL_BYTES_CEILING + 1)
-    for name in ("header_timeout", "body_timeout", "max_header_bytes", "max_headers", "max_connections", "max_pipelined"):
+    for name in (
+        "header_timeout",
+        "body_timeout",
+        "max_header_bytes",
+        "max_headers",
+        "max_connections",
+        "max_pipelined",
+    ):
         with pytest.raises(ValueError, match=name):
             HttpServer(echo, **{name: 0})
 
@@ -225,7 +235,9 @@ def test_body_must_arrive_within_the_body_timeout() -> None:
 
 
 def test_keepalive_timeout_applies_to_half_read_requests() -> None:
-    """A request left half-read and silent is closed after ``keepalive_timeout`` even when its other deadlines are far."""
+    """A request left half-read and silent is closed after ``keepalive_timeout`` even when its other deadlines are
+    far.
+    """
 
     async def scenario() -> None:
         clock = ManualClock()
@@ -270,7 +282,9 @@ def test_connections_beyond_the_cap_are_refused_without_hurting_the_others() -> 
 
 
 def test_a_pipelining_flood_is_answered_in_order_then_cut_off() -> None:
-    """More requests in one read than ``max_pipelined`` holds: those held are answered in order, then a 503 and a close."""
+    """More requests in one read than ``max_pipelined`` holds: those held are answered in order, then a 503 and a
+    close.
+    """
 
     async def scenario() -> None:
         gate = asyncio.Event()
@@ -354,13 +368,17 @@ def test_head_gets_the_length_but_no_body() -> None:
     ids=["crlf", "lf", "nul", "space in name", "colon in name", "framing header", "content type", "1xx", "600"],
 )
 def test_responses_that_could_split_are_refused(build: Any) -> None:
-    """Header names that are not tokens, values with CR/LF/NUL, framing headers and non-final statuses raise ValueError."""
+    """Header names that are not tokens, values with CR/LF/NUL, framing headers and non-final statuses raise
+    ValueError.
+    """
     with pytest.raises(ValueError, match="response"):
         build()
 
 
 def test_a_response_spoiled_after_construction_becomes_a_logged_500(caplog: pytest.LogCaptureFixture) -> None:
-    """Headers set after the constructor checked them are checked again before writing: one 500, never a split response."""
+    """Headers set after the constructor checked them are checked again before writing: one 500, never a split
+    response.
+    """
 
     async def spoil(request: Request) -> Response:
         response = Response(200, b"fine")
@@ -424,12 +442,27 @@ def test_100_continue_waits_for_the_answers_owed() -> None:
         b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\x00y\r\n\r\n",
     ],
-    ids=["CL+TE", "TE+CL", "two CL", "CL list", "bad chunk size", "chunk size overflow", "bare LF chunks",
-         "TE not ending chunked", "bare LF request", "bare LF header", "obs-fold", "space before colon",
-         "NUL in target", "NUL in header"],
+    ids=[
+        "CL+TE",
+        "TE+CL",
+        "two CL",
+        "CL list",
+        "bad chunk size",
+        "chunk size overflow",
+        "bare LF chunks",
+        "TE not ending chunked",
+        "bare LF request",
+        "bare LF header",
+        "obs-fold",
+        "space before colon",
+        "NUL in target",
+        "NUL in header",
+    ],
 )
 def test_request_smuggling_shapes_get_400_and_a_close(shape: bytes) -> None:
-    """Requests that two parsers could read two ways: the valid request before them is answered, they get 400, the connection closes."""
+    """Requests that two parsers could read two ways: the valid request before them is answered, they get 400, the
+    connection closes.
+    """
     seen: list[str] = []
 
     async def record(request: Request) -> Response:
@@ -480,7 +513,9 @@ def _attack(port: int, stop: threading.Event, ready: threading.Event, figures: d
 
 
 def test_valid_requests_are_answered_while_slow_loris_and_header_floods_hit() -> None:
-    """Under 1,000 slow-loris connections and a header flood, valid requests are answered within 1 s and RSS stays bounded."""
+    """Under 1,000 slow-loris connections and a header flood, valid requests are answered within 1 s and RSS stays
+    bounded.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < 4 * SLOW_LORIS:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(4 * SLOW_LORIS, hard), hard))
@@ -514,9 +549,10 @@ def test_valid_requests_are_answered_while_slow_loris_and_header_floods_hit() ->
                 await asyncio.get_running_loop().run_in_executor(None, attacker.join)
             growth_mb = (rss_peak - rss_before) / 2**20
             print(
-                f"\nabuse: {SLOW_LORIS} slow-loris + {figures['floods_refused']}/{figures['floods']} header floods refused, "
-                f"{figures['drips']} drip rounds; valid request latency p50 {statistics.median(latencies) * 1000:.1f} ms, "
-                f"max {max(latencies) * 1000:.1f} ms; RSS growth {growth_mb:.1f} MB"
+                f"\nabuse: {SLOW_LORIS} slow-loris + {figures['floods_refused']}/{figures['floods']} "
+                f"header floods refused, {figures['drips']} drip rounds; valid request latency "
+                f"p50 {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms; "
+                f"RSS growth {growth_mb:.1f} MB"
             )
             assert max(latencies) < 1.0
             assert figures["floods"] > 0 and figures["floods_refused"] == figures["floods"]

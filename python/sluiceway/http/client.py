@@ -224,7 +224,9 @@ class HttpClient:
         self._base_path = url.path.rstrip("/")
         self._ssl: ssl_module.SSLContext | None = (ssl or ssl_module.create_default_context()) if url.scheme == "https" else None
         host_header = url.host if url.is_default_port() else f"{url.host}:{url.port}"
-        self._proxy = Proxy(proxy) if proxy is not None else Proxy.from_environment(url.scheme, url.host) if trust_env else None
+        self._proxy = Proxy(proxy) if proxy is not None else None
+        if proxy is None and trust_env:
+            self._proxy = Proxy.from_environment(url.scheme, url.host)
         #: Through a proxy, plain-http requests name the whole URL (absolute form); tunnelled ones do not.
         self._target = b""
         self._fixed_headers = f"Host: {host_header}\r\n".encode("latin-1") + _header_lines(headers or {})
@@ -327,7 +329,6 @@ class HttpClient:
                 raise
 
     async def _connect(self, waiter: asyncio.Future[ClientResponse]) -> _Connection:
-        loop = asyncio.get_running_loop()
         self._connecting += 1
         try:
             connect = asyncio.ensure_future(self._new_connection())
@@ -342,7 +343,8 @@ class HttpClient:
                 raise HttpConnectionError(f"cannot connect to {self.origin}{via}: {error.strerror or error}") from None
             except ValueError as error:  # the proxy refused or garbled the tunnel
                 assert self._proxy is not None
-                raise HttpConnectionError(f"cannot tunnel to {self.origin} via {self._proxy.address}: {error}") from None
+                where = f"{self.origin} via {self._proxy.address}"
+                raise HttpConnectionError(f"cannot tunnel to {where}: {error}") from None
         finally:
             self._connecting -= 1
         if self._closed:
@@ -356,7 +358,9 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         proxy = self._proxy
         if proxy is None:
-            _, connection = await loop.create_connection(lambda: _Connection(self), self._host, self._port, ssl=self._ssl)
+            _, connection = await loop.create_connection(
+                lambda: _Connection(self), self._host, self._port, ssl=self._ssl
+            )
             return connection
         if self._ssl is None:
             _, connection = await loop.create_connection(lambda: _Connection(self), proxy.host, proxy.port)

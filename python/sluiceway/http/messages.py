@@ -26,7 +26,10 @@ _SERVER_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "cont
 
 
 class Request:
-    """One request: ``method``, ``path`` (percent-encoded, no query), ``query_string``, lower-cased ``headers``, ``body``.
+    """One request: ``method``, ``path`` (percent-encoded, no query), ``query_string``, ``headers``, ``body``.
+
+    Header names are lower-cased; a header sent more than once has its values joined with ", "
+    (RFC 9110 5.3), so a second Host or signature header cannot silently replace the first.
 
     ``body_too_large`` is true when the body exceeded the server's ``max_body_bytes``: it was
     not read (``body`` is empty) and the connection closes after the response.
@@ -35,7 +38,13 @@ class Request:
     __slots__ = ("body", "body_too_large", "headers", "method", "path", "query_string")
 
     def __init__(
-        self, method: str, path: str, query_string: str, headers: dict[str, str], body: bytes, body_too_large: bool = False
+        self,
+        method: str,
+        path: str,
+        query_string: str,
+        headers: dict[str, str],
+        body: bytes,
+        body_too_large: bool = False,
     ) -> None:
         self.method = method
         self.path = path

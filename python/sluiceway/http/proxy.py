@@ -31,10 +31,10 @@ class Tunnel(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.answer.done():
+            return  # refused already; the connection is being closed
         self._received += data
         head, end, rest = self._received.partition(b"\r\n\r\n")
-        if self.answer.done():
-            return
         if end:
             if rest:  # the target's TLS cannot speak before we do: anything more is not a tunnel
                 self.answer.set_exception(ValueError("bytes after the CONNECT answer"))

@@ -219,8 +219,9 @@ class _Connection(asyncio.Protocol):
         self._headers_left -= 1
         if self._header_room < 0 or self._headers_left < 0:
             server = self._server
-            too_many = f"more than {server.max_headers} request headers"
-            raise _Refusal(431, too_many if self._headers_left < 0 else f"request headers over {server.max_header_bytes} bytes")
+            if self._headers_left < 0:
+                raise _Refusal(431, f"more than {server.max_headers} request headers")
+            raise _Refusal(431, f"request headers over {server.max_header_bytes} bytes")
         key, text = name.decode("latin-1").lower(), value.decode("latin-1")
         # A repeated header's values are joined (RFC 9110 5.3) rather than the last one winning,
         # so a second Host or signature cannot quietly replace the first.
@@ -354,7 +355,7 @@ class _Connection(asyncio.Protocol):
             self._pending.append((response, False))
 
     def _finish(self) -> None:
-        """Close after the last answer; a client cut off mid-stream gets a half-close and ``LINGER_TIMEOUT`` to read it."""
+        """Close after the last answer; a client cut off mid-stream gets a half-close and ``LINGER_TIMEOUT``."""
         if self._discarding and not self._peer_done and self._transport is not None and self._transport.can_write_eof():
             self._transport.write_eof()
             self.deadline = self._server.clock() + LINGER_TIMEOUT  # the sweep closes it then, if the client has not
