@@ -561,3 +561,20 @@ def test_valid_requests_are_answered_while_slow_loris_and_header_floods_hit() ->
             await wait_until(lambda: server.connections == 0, what="the attack's connections to close")
 
     asyncio.run(scenario())
+
+
+def test_a_repeated_header_keeps_every_value() -> None:
+    """A header sent twice reaches the handler with both values joined, so neither can silently replace the other."""
+    seen: list[str] = []
+
+    async def record(request: Request) -> Response:
+        seen.append(request.headers["x-hub-signature-256"])
+        return Response()
+
+    async def scenario() -> None:
+        async with serving(record) as server:
+            head = b"GET / HTTP/1.1\r\nX-Hub-Signature-256: a\r\nx-hub-signature-256: a\r\nConnection: close\r\n\r\n"
+            assert statuses(await exchange(server, head)) == [200]
+            assert seen == ["a, a"]
+
+    asyncio.run(scenario())

@@ -225,9 +225,8 @@ class _Connection(asyncio.Protocol):
         key, text = name.decode("latin-1").lower(), value.decode("latin-1")
         # A repeated header's values are joined (RFC 9110 5.3) rather than the last one winning,
         # so a second Host or signature cannot quietly replace the first.
-        previous = self._headers.setdefault(key, text)
-        if previous is not text:
-            self._headers[key] = f"{previous}, {text}"
+        headers = self._headers
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
 
     def on_headers_complete(self) -> None:
         self._in_head = False
