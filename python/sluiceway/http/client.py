@@ -367,7 +367,8 @@ class HttpClient:
             return connection
         transport, tunnel = await loop.create_connection(Tunnel, proxy.host, proxy.port)
         try:
-            authority = f"{self._host}:{self._port}".encode("latin-1")
+            host = f"[{self._host}]" if ":" in self._host else self._host  # an IPv6 literal needs its brackets
+            authority = f"{host}:{self._port}".encode("latin-1")
             transport.write(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (authority, authority, proxy.authorization))
             answer = await tunnel.answer
             status_line = answer.split(b"\r\n", 1)[0]
