@@ -376,3 +376,59 @@ def test_https_verifies_the_server_and_keeps_the_connection(tmp_path: Any) -> No
             assert len(server.requests) == 3
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "interim",
+    [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"],
+    ids=["100", "100 and 103"],
+)
+def test_interim_answers_are_skipped_for_the_final_one(interim: bytes) -> None:
+    """1xx answers before the real one are read past: the caller gets the final status, its headers and body only."""
+
+    async def scenario() -> None:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            for _ in range(2):  # two requests on the kept-alive connection
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(2)
+                writer.write(interim + b"HTTP/1.1 201 Created\r\nX-Final: yes\r\nContent-Length: 4\r\n\r\ndone")
+            writer.close()
+            done.set()
+
+        done = asyncio.Event()
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        host, port = server.sockets[0].getsockname()[:2]
+        async with HttpClient(f"http://{host}:{port}") as http:
+            for _ in range(2):
+                response = await http.post("/x", b"{}")
+                assert (response.status, response.body, response.headers) == (
+                    201, b"done", {"x-final": "yes", "content-length": "4"}
+                )
+        await done.wait()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_unasked_protocol_switch_is_an_error() -> None:
+    """A 101 to a plain request is not an answer: HttpConnectionError, and the connection is dropped."""
+
+    async def scenario() -> None:
+        async def switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x00")
+            await reader.read()  # until the client drops the connection
+            writer.close()
+            done.set()
+
+        done = asyncio.Event()
+        server = await asyncio.start_server(switch, "127.0.0.1", 0)
+        host, port = server.sockets[0].getsockname()[:2]
+        async with HttpClient(f"http://{host}:{port}") as http:
+            with pytest.raises(HttpConnectionError, match="switched protocols"):
+                await http.get("/x")
+            assert http.open_connections == 0
+        await done.wait()
+        server.close()
+
+    asyncio.run(scenario())

@@ -5,8 +5,17 @@ and the status webhooks come back as more. Measured on uvloop on the 2-core benc
 an ``aiohttp.ClientSession`` POST costs ~170 µs of CPU; this client costs ~60 µs, because it
 does only what talking to one JSON API needs: one pool of keep-alive connections to one
 origin, each request written in one ``write``, the response parsed by ``httptools`` (llhttp,
-the parser Node.js and uvicorn use) straight into a future. No cookies, redirects, proxies,
-compression, pipelining or streaming.
+the parser Node.js and uvicorn use) straight into a future. Interim (1xx) answers are skipped.
+No cookies, redirects, compression, pipelining or streaming.
+
+Proxies: ``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` (or lower-case) are honoured by default
+(``trust_env=True``), as curl, requests and httpx do and unlike aiohttp: a bot often runs where
+only an egress proxy reaches the internet, and there a client that ignores the variables simply
+fails; loopback addresses are never proxied from the environment. ``trust_env=False`` ignores
+the variables; ``proxy=`` names a proxy explicitly. An ``http://`` target
+goes to the proxy in absolute form; an ``https://`` one through a ``CONNECT`` tunnel, TLS to
+the target inside it. Credentials in the proxy URL travel in ``Proxy-Authorization`` (Basic)
+and appear in no message: errors name the proxy by host and port only.
 
 Errors are ``HttpError`` subclasses whose messages name the origin and what failed, never a
 header (the bearer token lives in one). A request that fails is not retried here: a POST may
@@ -27,6 +36,7 @@ import httptools
 import yarl
 
 from sluiceway.errors import SluicewayError
+from sluiceway.http.proxy import Proxy, Tunnel
 
 #: Connections open at once, per client, unless told otherwise.
 DEFAULT_MAX_CONNECTIONS: Final = 100
@@ -88,6 +98,8 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserError as error:
             self._fail(HttpConnectionError(f"{self._client.origin} sent an invalid HTTP response: {error}"))
+        except httptools.HttpParserUpgrade:
+            pass  # a 101: on_message_complete has failed the request and closed the connection
 
     def eof_received(self) -> bool | None:
         # A response delimited by the end of the connection (no length, not chunked) ends here.
@@ -115,8 +127,16 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:
+            if status == 101:
+                self._fail(HttpConnectionError(f"{self._client.origin} switched protocols unasked"))
+            else:
+                # An interim answer (100 Continue, 103 Early Hints): the final one follows on this connection.
+                self._headers, self._body, self._size = {}, [], 0
+            return
         waiter = self.waiter
-        response = ClientResponse(self._parser.get_status_code(), self._headers, b"".join(self._body))
+        response = ClientResponse(status, self._headers, b"".join(self._body))
         keep_alive = self._parser.should_keep_alive()
         self.waiter = None
         self._headers, self._body, self._size = {}, [], 0
@@ -164,6 +184,10 @@ class HttpClient:
     At most ``max_connections`` are open; further requests wait for one to come free, and
     that wait counts against their ``timeout``.
 
+    ``proxy`` (an ``http://[user:password@]host:port`` URL) sends every request through that
+    proxy; without it, ``trust_env`` (default True) takes the proxy from ``HTTP_PROXY`` /
+    ``HTTPS_PROXY`` / ``NO_PROXY`` as curl does (see the module's docstring for why).
+
     Warning: one request per connection at a time (no pipelining), no redirects, no cookies,
     no compression: it is meant for JSON APIs one controls or knows, not for browsing.
     """
@@ -178,6 +202,8 @@ class HttpClient:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         ssl: ssl_module.SSLContext | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         url = yarl.URL(base_url)
@@ -199,7 +225,15 @@ class HttpClient:
         self._base_path = url.path.rstrip("/")
         self._ssl: ssl_module.SSLContext | None = (ssl or ssl_module.create_default_context()) if url.scheme == "https" else None
         host_header = url.host if url.is_default_port() else f"{url.host}:{url.port}"
+        self._proxy = Proxy(proxy) if proxy is not None else None
+        if proxy is None and trust_env:
+            self._proxy = Proxy.from_environment(url.scheme, url.host)
+        #: Through a proxy, plain-http requests name the whole URL (absolute form); tunnelled ones do not.
+        self._target = b""
         self._fixed_headers = f"Host: {host_header}\r\n".encode("latin-1") + _header_lines(headers or {})
+        if self._proxy is not None and self._ssl is None:
+            self._target = f"http://{host_header}".encode("latin-1")
+            self._fixed_headers += self._proxy.authorization
         self.max_connections = max_connections
         self.timeout = timeout
         self.idle_timeout = idle_timeout
@@ -240,8 +274,9 @@ class HttpClient:
             raise HttpConnectionError(f"client for {self.origin} is closed")
         if not path.startswith("/") or any(c in path for c in "\r\n "):
             raise ValueError(f"path must start with '/' and contain no spaces or line breaks, got {path!r}")
-        head = b"%s %s%s HTTP/1.1\r\n%sContent-Length: %d\r\n%s\r\n" % (
+        head = b"%s %s%s%s HTTP/1.1\r\n%sContent-Length: %d\r\n%s\r\n" % (
             method.encode("ascii"),
+            self._target,
             self._base_path.encode("latin-1"),
             path.encode("latin-1"),
             self._fixed_headers,
@@ -295,26 +330,60 @@ class HttpClient:
                 raise
 
     async def _connect(self, waiter: asyncio.Future[ClientResponse]) -> _Connection:
-        loop = asyncio.get_running_loop()
         self._connecting += 1
         try:
-            connect = asyncio.ensure_future(
-                loop.create_connection(lambda: _Connection(self), self._host, self._port, ssl=self._ssl)
-            )
+            connect = asyncio.ensure_future(self._new_connection())
             await asyncio.wait((connect, waiter), return_when=asyncio.FIRST_COMPLETED)
             if not connect.done():
                 connect.cancel()
                 waiter.result()  # raises the timeout
             try:
-                _, connection = connect.result()
+                connection = connect.result()
             except OSError as error:
-                raise HttpConnectionError(f"cannot connect to {self.origin}: {error.strerror or error}") from None
+                via = f" via {self._proxy.address}" if self._proxy is not None else ""
+                raise HttpConnectionError(f"cannot connect to {self.origin}{via}: {error.strerror or error}") from None
+            except ValueError as error:  # the proxy refused or garbled the tunnel
+                assert self._proxy is not None
+                where = f"{self.origin} via {self._proxy.address}"
+                raise HttpConnectionError(f"cannot tunnel to {where}: {error}") from None
         finally:
             self._connecting -= 1
         if self._closed:
             connection.close()
             raise HttpConnectionError(f"client for {self.origin} is closed")
         self._open.add(connection)
+        return connection
+
+    async def _new_connection(self) -> _Connection:
+        """A new connection to the origin: direct, to the proxy, or TLS through a proxy's tunnel."""
+        loop = asyncio.get_running_loop()
+        proxy = self._proxy
+        if proxy is None:
+            _, connection = await loop.create_connection(
+                lambda: _Connection(self), self._host, self._port, ssl=self._ssl
+            )
+            return connection
+        if self._ssl is None:
+            _, connection = await loop.create_connection(lambda: _Connection(self), proxy.host, proxy.port)
+            return connection
+        transport, tunnel = await loop.create_connection(Tunnel, proxy.host, proxy.port)
+        try:
+            host = f"[{self._host}]" if ":" in self._host else self._host  # an IPv6 literal needs its brackets
+            authority = f"{host}:{self._port}".encode("latin-1")
+            transport.write(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (authority, authority, proxy.authorization))
+            answer = await tunnel.answer
+            status_line = answer.split(b"\r\n", 1)[0]
+            parts = status_line.split(b" ", 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].startswith(b"2"):
+                raise ValueError(f"the proxy answered {status_line.decode('latin-1')[:100]!r}")
+            connection = _Connection(self)
+            secure = await loop.start_tls(transport, connection, self._ssl, server_hostname=self._host)
+        except BaseException:
+            transport.close()
+            raise
+        if secure is None:  # the loop gave up on the handshake without raising
+            raise OSError(f"TLS handshake with {self._host} failed")
+        connection.connection_made(secure)
         return connection
 
     def _release(self, connection: _Connection) -> None:
