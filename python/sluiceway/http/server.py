@@ -48,6 +48,8 @@ from typing import Final, cast
 
 import httptools
 
+from sluiceway.errors import SluicewayError
+
 from sluiceway.http.messages import INTERNAL_ERROR, HttpDate, encode_response
 from sluiceway.http.messages import Request as Request
 from sluiceway.http.messages import Response as Response
@@ -82,7 +84,7 @@ _SERVICE_UNAVAILABLE: Final = b"HTTP/1.1 503 Service Unavailable\r\nContent-Leng
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-class _Refusal(Exception):
+class _Refusal(SluicewayError):
     """Raised from a parser callback to stop parsing; ``status`` is the answer owed, or None if already queued."""
 
     def __init__(self, status: int | None, reason: str = "") -> None:
