@@ -114,7 +114,7 @@ def test_a_base_exception_propagates_after_counting_what_ran() -> None:
 
 def test_handlers_of_one_batch_may_await_the_same_future() -> None:
     """Two handlers in one DISPATCH batch awaiting one shared future both finish once it resolves."""
-    from sluiceway.engine import transport
+    from sluiceway.engine import pipe
     from sluiceway.engine.worker import Worker
 
     class Writer:
@@ -141,7 +141,7 @@ def test_handlers_of_one_batch_may_await_the_same_future() -> None:
         while worker.running:
             await asyncio.sleep(0)
         worker.flush()
-        reports = [frame for frame in writer.frames if frame[0] == transport.REPORT]
+        reports = [frame for frame in writer.frames if frame[0] == pipe.REPORT]
         assert all(not frame[3] for frame in reports)  # no failures
         return sorted(seq for frame in reports for seq in frame[1])
 

@@ -19,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from sluiceway import histogram
 from sluiceway._core import Entry, EntryQueue, InFlight, PayloadBatch
-from sluiceway.engine import transport
+from sluiceway.engine import pipe
 from sluiceway.histogram import LatencyHistogram
 
 LEVELS = 3
@@ -40,7 +40,7 @@ def decode_frame(frame: bytes) -> list[list[Any]]:
     (size,) = struct.unpack_from("<I", frame)
     assert size == len(frame) - 4
     kind, items = msgspec.msgpack.decode(frame[4:])
-    assert kind == transport.DISPATCH
+    assert kind == pipe.DISPATCH
     return items
 
 

@@ -31,7 +31,8 @@ import msgspec
 
 from sluiceway import histogram
 from sluiceway._core import AckSettler, InlineRunner
-from sluiceway.engine import context, handler, transport
+from sluiceway.engine import context, handler
+from sluiceway.engine import pipe as transport
 from sluiceway.engine.message import Message, Priority
 from sluiceway.histogram import LatencyHistogram
 
