@@ -31,7 +31,9 @@ events = st.tuples(
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(schedule=st.lists(events, max_size=4), recycle_after=st.sampled_from([0, 40]), failing_every=st.sampled_from([0, 7]))
+@given(
+    schedule=st.lists(events, max_size=4), recycle_after=st.sampled_from([0, 40]), failing_every=st.sampled_from([0, 7])
+)
 # Every kind of disturbance at least once, whatever hypothesis draws.
 @example(
     schedule=[(20, ("scale", 3)), (60, ("kill", 0)), (110, ("scale", 1)), (150, ("kill", 1)), (190, ("scale", 2))],
@@ -43,9 +45,18 @@ def test_counters_histogram_and_statistics_agree(
 ) -> None:
     """After ``wait_for_completion`` and one more collection, every count of completions is the number completed."""
     engine_config = ParallelizerConfig(
-        default_worker_count=1, min_workers=1, max_workers=3, worker_concurrency=4, max_attempts=20,
-        retry_initial_backoff=0.0, retry_max_backoff=0.0, heartbeat_interval=0.25, statistics_interval=0.25,
-        worker_timeout=30.0, max_messages_per_worker=recycle_after, enable_auto_scaling=False,
+        default_worker_count=1,
+        min_workers=1,
+        max_workers=3,
+        worker_concurrency=4,
+        max_attempts=20,
+        retry_initial_backoff=0.0,
+        retry_max_backoff=0.0,
+        heartbeat_interval=0.25,
+        statistics_interval=0.25,
+        worker_timeout=30.0,
+        max_messages_per_worker=recycle_after,
+        enable_auto_scaling=False,
     )
     # Collections run on their own timer too, so some fall while work is under way.
     monitor = PerformanceMonitor(MonitorConfig(metric_collection_interval=0.2, monitor_process=False))
@@ -54,12 +65,13 @@ def test_counters_histogram_and_statistics_agree(
         async with MessageParallelizer(SCRIPTED, engine_config, monitor=monitor) as engine:
             # One failed first attempt in ``failing_every`` messages: failures must not count as completions.
             payloads: list[dict[str, Any]] = [
-                {"sleep": 0.005, "fail_until": 2 if failing_every and n % failing_every == 0 else 0} for n in range(TOTAL)
+                {"sleep": 0.005, "fail_until": 2 if failing_every and n % failing_every == 0 else 0}
+                for n in range(TOTAL)
             ]
             await engine.enqueue_many(payloads[: TOTAL // 2])
             results = [engine.submit_nowait(payload) for payload in payloads[TOTAL // 2 :]]
             for at, (kind, n) in sorted(schedule):
-                await wait_until(lambda: engine.get_statistics().completed >= at, WAIT, f"{at} completions")
+                await wait_until(lambda at=at: engine.get_statistics().completed >= at, WAIT, f"{at} completions")
                 if kind == "scale":
                     await engine.scale_to(n)
                 else:
@@ -83,7 +95,7 @@ def test_counters_histogram_and_statistics_agree(
 
 
 def test_worker_start_time_is_measured() -> None:
-    """``Statistics.worker_start_seconds`` is 0.0 before a worker starts, then a positive median of spawn-to-ready times."""
+    """``Statistics.worker_start_seconds``: 0.0 before any worker started, then the median spawn-to-ready time."""
     config = ParallelizerConfig(default_worker_count=1, min_workers=1, max_workers=2)
 
     async def scenario() -> None:

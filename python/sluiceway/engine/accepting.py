@@ -31,7 +31,12 @@ class Intake:
     """The accepting side of the engine: ``open`` while running and not closing."""
 
     def __init__(
-        self, config: ParallelizerConfig, ledger: Ledger, engine_id: str, clock: Callable[[], float], wake: Callable[[], None]
+        self,
+        config: ParallelizerConfig,
+        ledger: Ledger,
+        engine_id: str,
+        clock: Callable[[], float],
+        wake: Callable[[], None],
     ) -> None:
         self._config = config
         self._ledger = ledger
@@ -65,13 +70,17 @@ class Intake:
 
     # -- one message -----------------------------------------------------------------------
 
-    def accept(self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None) -> str:
+    def accept(
+        self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None
+    ) -> str:
         """Accept one message now (backpressure already dealt with); returns its id."""
         level = self.check(priority, key)
         try:
             encoded = _payload_encoder.encode(payload)
         except (TypeError, ValueError, OverflowError) as exc:
-            raise UnencodablePayload(f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}") from exc
+            raise UnencodablePayload(
+                f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
+            ) from exc
         now = self._clock()
         seq = self._ledger.accept(level, now + self.wall_offset, now, encoded, key, future)
         self._accepted()
@@ -168,4 +177,6 @@ def encode_batch(payloads: Iterable[Any]) -> PayloadBatch:
                 raise UnencodablePayload(
                     f"payload {index} of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
                 ) from exc
-        raise UnencodablePayload(f"the payloads cannot be encoded with msgpack together: {batch_error}") from batch_error
+        raise UnencodablePayload(
+            f"the payloads cannot be encoded with msgpack together: {batch_error}"
+        ) from batch_error

@@ -68,7 +68,9 @@ class Ledger:
         self._accepted(1)
         return seq
 
-    def accept_batch(self, batch: PayloadBatch, start: int, end: int, level: int, wall: float, now: float, key: str | None) -> int:
+    def accept_batch(
+        self, batch: PayloadBatch, start: int, end: int, level: int, wall: float, now: float, key: str | None
+    ) -> int:
         """Accept ``batch[start:end]`` as consecutive seqs; returns the first seq."""
         first = self.last_seq + 1
         count = end - start

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from statistics import median
-import sys
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -141,7 +140,9 @@ class WorkerPool:
             self.workers.remove(worker)
         reason = worker.exit_reason or "crashed"
         if reason == "crashed":
-            _log.warning("worker %d exited unexpectedly (code %s); re-delivering %d messages", worker.pid, code, len(worker.held))
+            _log.warning(
+                "worker %d exited unexpectedly (code %s); re-delivering %d messages", worker.pid, code, len(worker.held)
+            )
         else:
             _log.info("worker %d exited (%s, code %s)", worker.pid, reason, code)
         self._exits.worker_exited(worker, reason, code)
@@ -154,7 +155,9 @@ class WorkerPool:
                 await self._add_worker()
                 break
             except Exception:
-                _log.exception("could not replace worker %d (attempt %d of %d)", worker.pid, attempt, REPLACEMENT_ATTEMPTS)
+                _log.exception(
+                    "could not replace worker %d (attempt %d of %d)", worker.pid, attempt, REPLACEMENT_ATTEMPTS
+                )
 
     def check_liveness(self) -> None:
         """Kill workers that stopped answering (a handler blocking the loop) for ``worker_timeout``."""

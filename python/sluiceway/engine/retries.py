@@ -80,7 +80,9 @@ class Failures:
         if len(entries) == 1 and (ran_alone or reason in _DEATHS):
             # It ran alone, so its death is its own: count the attempt.
             what = "stopped answering" if reason == "unresponsive" else f"exited with code {code}"
-            self.failed(entries[0], "crashed", f"WorkerDied: worker {pid} {what} while running this message alone", "", None)
+            self.failed(
+                entries[0], "crashed", f"WorkerDied: worker {pid} {what} while running this message alone", "", None
+            )
             return
         # Shared deaths are nobody's fault yet: refund the attempt and re-run each alone once.
         for entry in entries:
@@ -98,6 +100,8 @@ def handler_exception(letter: DeadLetter, pickled: bytes | None) -> BaseExceptio
         except Exception:
             _log.debug("the handler's pickled exception for %s did not load", letter.id, exc_info=True)
     if letter.reason == "crashed":
-        return MessageDeadLettered(f"message {letter.id} dead-lettered after {letter.attempts} attempts: {letter.error}")
+        return MessageDeadLettered(
+            f"message {letter.id} dead-lettered after {letter.attempts} attempts: {letter.error}"
+        )
     error_type, _, text = letter.error.partition(": ")
     return HandlerError(error_type, text, letter.traceback)

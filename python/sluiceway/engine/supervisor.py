@@ -191,7 +191,11 @@ class MessageParallelizer:
         )
         _log.info(
             "shutdown ◆ %d completed ◆ %d failed attempts ◆ %d retried ◆ %d dead-lettered ◆ %d left queued",
-            summary.completed, summary.failed_attempts, summary.retried, summary.dead_lettered, len(remaining),
+            summary.completed,
+            summary.failed_attempts,
+            summary.retried,
+            summary.dead_lettered,
+            len(remaining),
         )
         await self._hooks.stop()
         return summary
@@ -299,8 +303,9 @@ class MessageParallelizer:
         New workers join as soon as they are ready; retiring workers take no new messages,
         finish those they hold, and exit; returns when the count is ``n``.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or not self.config.min_workers <= n <= self.config.max_workers:
-            raise ValueError(f"scale_to needs min_workers <= n <= max_workers ({self.config.min_workers}..{self.config.max_workers}), got {n!r}")
+        low, high = self.config.min_workers, self.config.max_workers
+        if isinstance(n, bool) or not isinstance(n, int) or not low <= n <= high:
+            raise ValueError(f"scale_to needs min_workers <= n <= max_workers ({low}..{high}), got {n!r}")
         if not self._running:
             raise EngineNotRunning("scale_to needs a running engine")
         old = await self._pool.scale_to(n)
@@ -379,10 +384,16 @@ class MessageParallelizer:
             latency.merge(worker.settled_latency)  # completions not yet published
         workers_statistics = [
             WorkerStatistics(
-                pid=w.pid, index=w.index, state=w.state, in_flight=len(w.held), prefetch=w.prefetch.limit,
+                pid=w.pid,
+                index=w.index,
+                state=w.state,
+                in_flight=len(w.held),
+                prefetch=w.prefetch.limit,
                 completed=w.completed,
-                failed_attempts=w.failed_attempts, rss_bytes=w.rss_bytes,
-                handler_p50=w.handler_latency.quantile(0.5), handler_p99=w.handler_latency.quantile(0.99),
+                failed_attempts=w.failed_attempts,
+                rss_bytes=w.rss_bytes,
+                handler_p50=w.handler_latency.quantile(0.5),
+                handler_p99=w.handler_latency.quantile(0.99),
             )
             for w in workers
         ]
@@ -458,6 +469,10 @@ class MessageParallelizer:
 
     def _message_of(self, entry: Entry) -> Message:
         return Message(
-            f"{self._engine_id}-{entry.seq}", _decoder.decode(entry.payload), _PRIORITIES[entry.priority],
-            entry.attempt, entry.enqueued_at, entry.key,
+            f"{self._engine_id}-{entry.seq}",
+            _decoder.decode(entry.payload),
+            _PRIORITIES[entry.priority],
+            entry.attempt,
+            entry.enqueued_at,
+            entry.key,
         )

@@ -32,7 +32,11 @@ class WorkerHandle:
     """One worker: its process, its frame writer, and the messages dispatched to it and not yet settled."""
 
     def __init__(
-        self, index: int, on_frame: Callable[[WorkerHandle, list[Any]], None], clock: Callable[[], float], prefetch: Prefetch
+        self,
+        index: int,
+        on_frame: Callable[[WorkerHandle, list[Any]], None],
+        clock: Callable[[], float],
+        prefetch: Prefetch,
     ) -> None:
         self.index = index
         self.pid = 0
@@ -62,6 +66,8 @@ class WorkerHandle:
         self.writer: pipe.FrameWriter | None = None
         self._pipe_closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._unsent: list[Any] = []
+        #: Fails ``ready`` if the process dies before READY (kept so the task is not collected mid-run).
+        self._start_watch: asyncio.Future[None] | None = None
         self._on_frame = on_frame
         self._clock = clock
 
@@ -88,7 +94,7 @@ class WorkerHandle:
                 os.close(to_worker_read)
                 os.close(from_worker_write)
         self.pid = self.process.pid
-        asyncio.ensure_future(self._fail_start_on_exit(self.process))
+        self._start_watch = asyncio.ensure_future(self._fail_start_on_exit(self.process))
         try:
             await pipe.open_reader(from_worker_read, self._frame, self._closed)
         except BaseException:
@@ -110,7 +116,8 @@ class WorkerHandle:
         if self.exit_reason == "retired":
             self.ready.cancel()  # stopped on purpose (another worker failed to start): no error to report
         else:
-            self.ready.set_exception(WorkerStartupError(f"worker {self.pid} exited with code {code} before it was ready"))
+            error = WorkerStartupError(f"worker {self.pid} exited with code {code} before it was ready")
+            self.ready.set_exception(error)
 
     def _frame(self, frame: list[Any]) -> None:
         self.last_heard = self._clock()

@@ -173,7 +173,8 @@ class PerformanceMonitor(EngineHooks):
         if self._policy is not None:
             self._policy.note_change(self._clock())
         if not any(d.old == event.old and d.new == event.new for d in list(self._scaling)[-1:]):
-            self._remember_decision(ScalingDecision(at=self._clock(), old=event.old, new=event.new, reason=event.reason))
+            decision = ScalingDecision(at=self._clock(), old=event.old, new=event.new, reason=event.reason)
+            self._remember_decision(decision)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -352,11 +353,16 @@ class PerformanceMonitor(EngineHooks):
         if self._resources is not None:
             machine = self._resources.machine
             changed.append(
-                self._alerts.evaluate("cpu_percent", machine.cpu_percent, warning=t.cpu_warning_percent, critical=t.cpu_critical_percent)
+                self._alerts.evaluate(
+                    "cpu_percent", machine.cpu_percent, warning=t.cpu_warning_percent, critical=t.cpu_critical_percent
+                )
             )
             changed.append(
                 self._alerts.evaluate(
-                    "memory_percent", machine.memory_percent, warning=t.memory_warning_percent, critical=t.memory_critical_percent
+                    "memory_percent",
+                    machine.memory_percent,
+                    warning=t.memory_warning_percent,
+                    critical=t.memory_critical_percent,
                 )
             )
         latency_alert = self._alerts.active("message_latency_p95")
