@@ -121,7 +121,8 @@ class Ledger:
             self.idle.set()
 
     def dead_letter(self, entry: Entry) -> None:
-        """``entry`` (no longer held anywhere) is given up on."""
+        """``entry``'s delivery failed (it is held nowhere now) and it is given up on."""
+        self.failed_attempts += 1
         self.dead_lettered += 1
         self.unfinished -= 1
         if entry.key is not None:
@@ -131,9 +132,18 @@ class Ledger:
 
     # -- retrying and re-queueing --------------------------------------------------------------
 
-    def retry_later(self, entry: Entry, delay: float, alone: bool, loop: asyncio.AbstractEventLoop) -> None:
-        """Hold ``entry`` for ``delay`` seconds, then re-queue it (``alone``: as a crash suspect)."""
-        self._retry_timers[entry.seq] = (loop.call_later(delay, self._retry_due, entry, alone), entry)
+    def retry(self, entry: Entry, delay: float | None, alone: bool) -> None:
+        """``entry``'s delivery failed (it is held nowhere now): re-queue it after ``delay`` seconds, or now if None.
+
+        ``alone``: it re-runs by itself on a worker (a crash suspect).
+        """
+        self.failed_attempts += 1
+        self.retried += 1
+        if delay is None:
+            self.requeue(entry, alone)
+        else:
+            timer = asyncio.get_running_loop().call_later(delay, self._retry_due, entry, alone)
+            self._retry_timers[entry.seq] = (timer, entry)
 
     def _retry_due(self, entry: Entry, alone: bool) -> None:
         self._retry_timers.pop(entry.seq, None)

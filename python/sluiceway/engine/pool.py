@@ -1,8 +1,8 @@
 """The worker pool: spawning worker processes, watching them, replacing, retiring, recycling and scaling them.
 
-A worker joins dispatch once it answers READY. Any exit (retired, recycled, crashed,
-killed as unresponsive) is handled by ``WorkerExits.worker_exited`` before the worker's
-``exited`` future resolves; a worker that exited without being asked to is replaced.
+A worker joins dispatch once it answers READY (``on_ready``). Any exit (retired, recycled,
+crashed, killed as unresponsive) is handled by ``on_exit`` before the worker's ``exited``
+future resolves; a worker that exited without being asked to is replaced.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 from statistics import median
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 from sluiceway.engine import pipe
 from sluiceway.engine.config import ParallelizerConfig
@@ -28,16 +28,6 @@ REPLACEMENT_ATTEMPTS = 3
 RECENT_STARTS = 9
 
 
-class WorkerExits(Protocol):
-    """What the pool tells the rest of the engine about its workers."""
-
-    def worker_ready(self, worker: WorkerHandle) -> None:
-        """``worker`` joined dispatch."""
-
-    def worker_exited(self, worker: WorkerHandle, reason: str, code: int | None) -> None:
-        """``worker`` is gone: re-deliver what it held and tell whoever waits on it."""
-
-
 class WorkerPool:
     """The worker processes: ``workers`` are those not yet exited, in start order."""
 
@@ -46,14 +36,18 @@ class WorkerPool:
         config: ParallelizerConfig,
         settings: Callable[[int], dict[str, Any]],
         on_frame: Callable[[WorkerHandle, list[Any]], None],
-        exits: WorkerExits,
+        on_ready: Callable[[WorkerHandle], None],
+        on_exit: Callable[[WorkerHandle, str, int | None], None],
         hooks: HookSet,
         clock: Callable[[], float],
     ) -> None:
         self._config = config
         self._settings = settings
         self._on_frame = on_frame
-        self._exits = exits
+        #: A worker joined dispatch.
+        self._on_ready = on_ready
+        #: A worker is gone (``reason``, exit code): what it held must be re-delivered.
+        self._on_exit = on_exit
         self._hooks = hooks
         self._clock = clock
         self.workers: list[WorkerHandle] = []
@@ -112,7 +106,7 @@ class WorkerPool:
         self._background_task(self._watch(worker))
         if self.running:  # the first workers are announced after on_start
             self.announce(worker)
-        self._exits.worker_ready(worker)
+        self._on_ready(worker)
         return worker
 
     def announce(self, worker: WorkerHandle) -> None:
@@ -145,7 +139,7 @@ class WorkerPool:
             )
         else:
             _log.info("worker %d exited (%s, code %s)", worker.pid, reason, code)
-        self._exits.worker_exited(worker, reason, code)
+        self._on_exit(worker, reason, code)
         if not worker.exited.done():
             worker.exited.set_result(None)
         for attempt in range(1, REPLACEMENT_ATTEMPTS + 1):

@@ -8,7 +8,6 @@ is to blame yet, so each is refunded its attempt and re-run alone once ("suspect
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import pickle
 import time
@@ -39,22 +38,17 @@ class Failures:
         self._hooks = hooks
         self._engine_id = engine_id
         self.dead_letters = DeadLetterQueue()
-        #: Set in ``start``; retries are timed on it.
-        self.loop: asyncio.AbstractEventLoop | None = None
         #: While false (shutting down) a retry goes straight back to the queue, to be reported as remaining.
         self.running = False
 
     def failed(self, entry: Entry, reason: str, error: str, traceback_text: str, pickled: bytes | None) -> None:
         """One delivery of ``entry`` (held nowhere now) failed: schedule its retry or dead-letter it."""
-        ledger = self._ledger
-        ledger.failed_attempts += 1
         if self._policy.should_retry(entry.attempt):
-            ledger.retried += 1
-            if not self.running or self.loop is None:
-                ledger.requeue(entry)
-                return
-            # A message that killed its worker while alone is retried alone again.
-            ledger.retry_later(entry, self._policy.delay(entry.attempt), reason == "crashed", self.loop)
+            if self.running:
+                # A message that killed its worker while alone is retried alone again.
+                self._ledger.retry(entry, self._policy.delay(entry.attempt), alone=reason == "crashed")
+            else:  # shutting down: back to the queue at once, to be reported as remaining
+                self._ledger.retry(entry, None, alone=False)
             return
         letter = DeadLetter(
             id=f"{self._engine_id}-{entry.seq}",
@@ -69,7 +63,7 @@ class Failures:
             ordering_key=entry.key,
         )
         self.dead_letters.add(letter)
-        ledger.dead_letter(entry)
+        self._ledger.dead_letter(entry)
         if entry.future is not None and not entry.future.done():
             entry.future.set_exception(handler_exception(letter, pickled))
         self._hooks.dead_letter(letter)

@@ -104,7 +104,9 @@ class MessageParallelizer:
         self._ledger = Ledger(len(_PRIORITIES), self._dispatch_soon)
         self._intake = Intake(self.config, self._ledger, self._engine_id, clock, self._dispatch_soon)
         self._failures = Failures(self._ledger, RetryPolicy(self.config), self._hooks, self._engine_id)
-        self._pool = WorkerPool(self.config, self._settings, self._on_frame, self, self._hooks, clock)
+        self._pool = WorkerPool(
+            self.config, self._settings, self._on_frame, self._worker_ready, self._worker_exited, self._hooks, clock
+        )
         self._dispatcher = Dispatcher(self._ledger, self._pool, self._intake, self._failures, clock)
         self._broadcasts = BroadcastRelay()
         self._throughput = ThroughputMeter()
@@ -134,7 +136,7 @@ class MessageParallelizer:
         """
         if self._running or self._closing:
             raise EngineNotRunning("start() may be called once")
-        self._loop = self._failures.loop = self._dispatcher.loop = asyncio.get_running_loop()
+        self._loop = self._dispatcher.loop = asyncio.get_running_loop()
         self._started_at = self._clock()
         self._latency = LatencyWindow(self._started_at)
         self._throughput.sample(self._started_at, 0)
@@ -329,12 +331,11 @@ class MessageParallelizer:
             "sys_path": [entry for entry in sys.path if isinstance(entry, str)],
         }
 
-    def worker_ready(self, worker: WorkerHandle) -> None:
-        """``WorkerExits``: a new worker joins dispatch."""
+    def _worker_ready(self, worker: WorkerHandle) -> None:
         self._dispatcher.dispatch()
 
-    def worker_exited(self, worker: WorkerHandle, reason: str, code: int | None) -> None:
-        """``WorkerExits``: re-deliver what ``worker`` held, publish what it completed, tell the hooks."""
+    def _worker_exited(self, worker: WorkerHandle, reason: str, code: int | None) -> None:
+        """Re-deliver what ``worker`` held, publish what it completed, tell the hooks."""
         entries = worker.held.take_all()
         self._failures.redeliver(entries, worker.pid, worker.isolating, reason, code)
         if entries:
