@@ -12,17 +12,13 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from sluiceway import histogram
-from sluiceway._core import AckSettler, Entry
+from sluiceway._core import Entry
 from sluiceway.engine.accepting import Intake
 from sluiceway.engine.ledger import Ledger
 from sluiceway.engine.pool import WorkerPool
 from sluiceway.engine.retries import Failures
 from sluiceway.engine.worker_handle import READY, WorkerHandle
 from sluiceway.histogram import LatencyHistogram
-
-#: Counts the latencies of acks that carry a result (plain acks are counted by ``InFlight.settle``).
-_settler = AckSettler(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
 
 
 class Dispatcher:
@@ -106,7 +102,7 @@ class Dispatcher:
             if entry.key is not None:
                 ledger.release_key(entry.key)
         if settled_entries:
-            _settler.record(settled_latency, [now - entry.enqueued for entry in settled_entries])
+            settled_latency.record_many([now - entry.enqueued for entry in settled_entries])
             settled += len(settled_entries)
         worker.prefetch.completed(settled + len(failures), now)
         if settled:
