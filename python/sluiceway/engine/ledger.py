@@ -102,7 +102,7 @@ class Ledger:
             self.queue.push(entry)
 
     def release_key(self, key: str) -> None:
-        """A message with ``key`` finished (or went to a retry timer's end of the line): the next may go."""
+        """A message with ``key`` finished (completed or dead-lettered; a retry keeps its turn): the next may go."""
         line = self._keys[key]
         if line:
             self.queue.push(line.popleft())
