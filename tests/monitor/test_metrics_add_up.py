@@ -32,16 +32,23 @@ events = st.tuples(
 
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    schedule=st.lists(events, max_size=4), recycle_after=st.sampled_from([0, 40]), failing_every=st.sampled_from([0, 7])
+    schedule=st.lists(events, max_size=4),
+    recycle_after=st.sampled_from([0, 40]),
+    failing_every=st.sampled_from([0, 7]),
+    # 0.2 s: collections fall all through the work; 60 s: the first one after the start is the last.
+    collect_every=st.sampled_from([0.2, 1.0, 60.0]),
 )
 # Every kind of disturbance at least once, whatever hypothesis draws.
 @example(
     schedule=[(20, ("scale", 3)), (60, ("kill", 0)), (110, ("scale", 1)), (150, ("kill", 1)), (190, ("scale", 2))],
     recycle_after=40,
     failing_every=7,
+    collect_every=1.0,
 )
+# The reported case: work done before the monitor's first collection.
+@example(schedule=[(0, ("scale", 2))], recycle_after=0, failing_every=0, collect_every=60.0)
 def test_counters_histogram_and_statistics_agree(
-    schedule: list[tuple[int, tuple[str, int]]], recycle_after: int, failing_every: int
+    schedule: list[tuple[int, tuple[str, int]]], recycle_after: int, failing_every: int, collect_every: float
 ) -> None:
     """After ``wait_for_completion`` and one more collection, every count of completions is the number completed."""
     engine_config = ParallelizerConfig(
@@ -58,8 +65,8 @@ def test_counters_histogram_and_statistics_agree(
         max_messages_per_worker=recycle_after,
         enable_auto_scaling=False,
     )
-    # Collections run on their own timer too, so some fall while work is under way.
-    monitor = PerformanceMonitor(MonitorConfig(metric_collection_interval=0.2, monitor_process=False))
+    # Collections run on their own timer too, so some may fall while work is under way.
+    monitor = PerformanceMonitor(MonitorConfig(metric_collection_interval=collect_every, monitor_process=False))
 
     async def scenario() -> None:
         async with MessageParallelizer(SCRIPTED, engine_config, monitor=monitor) as engine:
