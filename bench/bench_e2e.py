@@ -41,16 +41,15 @@ import yarl
 from aiohttp import web
 
 from bench.harness import REPEAT, Comparison, Report, header, scaled
-from sluiceway.app.demo.local import emulated_runtime
 from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.inbound import inbound_messages
-from sluiceway.app.ingress import sign
+from sluiceway.demo.local import emulated_runtime
 from sluiceway.examples.property_bot import SHEETS
 from sluiceway.examples.property_bot.answers import PropertyDesk
 from sluiceway.http import HttpClient, HttpError
 from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
 from sluiceway.testing.webhooks import text_message
-from sluiceway.whatsapp.webhooks import DECODER
+from sluiceway.whatsapp.webhooks import DECODER, sign
 
 #: A bot under test: started for one run, yielding its webhook URL and Meta's side.
 Bot = Callable[[int, str], contextlib.AbstractAsyncContextManager[tuple[str, "_Traffic"]]]

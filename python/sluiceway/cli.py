@@ -52,14 +52,44 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source_checkout() -> Path | None:
+    """The sluiceway source tree to run the benchmarks from: the working directory, or the
+    checkout this package is installed from in editable mode (a wheel carries no bench/)."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / "bench" / "__main__.py").is_file() and (root / "python" / "sluiceway").is_dir():
+            return root
+    return None
+
+
+def _repository_url() -> str:
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    urls: list[str] = []
+    try:
+        urls = metadata("sluiceway").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        pass
+    # Entries read "Label, https://..."; a source link is what `git clone` needs.
+    for label, _, url in (entry.partition(", ") for entry in urls):
+        if label.lower() in {"repository", "source", "source code"}:
+            return url
+    return "<URL of the sluiceway repository>"
+
+
 def _bench(args: argparse.Namespace) -> int:
-    # The suite lives in the source checkout (bench/), next to python/: run it from there.
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "bench" / "__main__.py").exists():
-        print("the benchmarks live in the source checkout's bench/ folder; run this from a clone", file=sys.stderr)
-        return 1
-    command = [sys.executable, "-m", "bench", *args.names]
-    return subprocess.call(command, cwd=root, env={**os.environ})
+    root = _source_checkout()
+    names = " ".join(args.names) or "[core|engine|sheets|sender|monitor|e2e]"
+    if root is None:
+        print(
+            "sluiceway bench: the benchmark suite (the bench/ package) is not installed with sluiceway; it lives\n"
+            "in the source repository, next to python/. Run it from a clone:\n"
+            f"  git clone {_repository_url()} sluiceway && cd sluiceway\n"
+            "  pip install -e '.[bench]'    # the package, built from source, and the peers it is compared with\n"
+            f"  python -m bench {names}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return subprocess.call([sys.executable, "-m", "bench", *args.names], cwd=root)
 
 
 def _configure_logging(level: str) -> None:
@@ -101,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sluiceway.app.demo.run import DemoOptions, run_demo
+    from sluiceway.demo.run import DemoOptions, run_demo
 
     try:
         options = DemoOptions(

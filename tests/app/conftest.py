@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from sluiceway.app.demo.local import emulated_runtime
 from sluiceway.app.runtime import Runtime
+from sluiceway.demo.local import emulated_runtime
 from sluiceway.examples.property_bot import SHEETS
 from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
 from sluiceway.testing.webhooks import signed, text_message
@@ -20,6 +22,17 @@ PROPERTY_BOT = "sluiceway.examples.property_bot.app:bot"
 SPREADSHEET = "test-sheet"
 #: Every wait in these tests is on a condition; this only bounds a broken run.
 WAIT = 120.0
+#: The folder of ``sample_bots``, the test bots runtimes load by name (``sample_bots:echo_bot``).
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def sample_bots_importable() -> Iterator[None]:
+    """Put ``sample_bots`` on the import path of the tests and of the worker processes they start."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(HERE))
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
+        yield
 
 
 class Stack:

@@ -97,7 +97,7 @@ def test_bot_registration_rules() -> None:
     [
         ("nocolon", "module:attribute"),
         ("no_such_module_xyz:bot", "cannot import"),
-        ("sluiceway.testing.bots:echo", "not a sluiceway Bot"),
+        ("sample_bots:echo", "not a sluiceway Bot"),
     ],
 )
 def test_load_bot_errors_name_the_problem(spec: str, problem: str) -> None:
@@ -108,4 +108,4 @@ def test_load_bot_errors_name_the_problem(spec: str, problem: str) -> None:
 
 def test_load_bot_finds_a_bot() -> None:
     """A module:attribute naming a Bot loads it."""
-    assert isinstance(load_bot("sluiceway.testing.bots:echo_bot"), Bot)
+    assert isinstance(load_bot("sample_bots:echo_bot"), Bot)

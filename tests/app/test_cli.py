@@ -68,7 +68,7 @@ def test_dlq_without_a_running_bot_says_so(capsys: pytest.CaptureFixture[str]) -
     ("argv", "problem"),
     [
         (["run", "no_such_module_xyz:bot"], "cannot import"),
-        (["run", "sluiceway.testing.bots:echo_bot", "--port", "70000"], "port"),
+        (["run", "sample_bots:echo_bot", "--port", "70000"], "port"),
         (["demo", "--conversations", "0"], "conversations"),
     ],
 )
@@ -80,3 +80,43 @@ def test_bad_run_and_demo_arguments(argv: list[str], problem: str, capsys: pytes
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
     assert main(argv) == EXIT_USAGE
     assert problem in capsys.readouterr().err
+
+
+def installed_copy(tmp_path: Path) -> dict[str, str]:
+    """An environment importing ``sluiceway`` from a copy outside any source tree, as pip installs it."""
+    import shutil
+
+    import sluiceway
+
+    site = tmp_path / "site-packages"
+    shutil.copytree(Path(sluiceway.__file__).parent, site / "sluiceway", ignore=shutil.ignore_patterns("__pycache__"))
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+def test_bench_without_the_source_tree_says_how_to_get_it(tmp_path: Path) -> None:
+    """Installed from a wheel (no bench/ anywhere), ``sluiceway bench`` exits 2 with the commands to run it."""
+    env = installed_copy(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    command = [sys.executable, "-m", "sluiceway.cli", "bench", "core"]
+    result = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_USAGE
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert "bench/ package) is not installed" in result.stderr
+    lines = [line.strip() for line in result.stderr.splitlines()]
+    assert any(line.startswith("git clone ") for line in lines)
+    assert any(line.startswith("pip install -e '.[bench]'") for line in lines)
+    assert "python -m bench core" in lines
+
+
+def test_bench_runs_the_suite_of_the_checkout_it_is_started_in(tmp_path: Path) -> None:
+    """Inside a source checkout, ``sluiceway bench NAME...`` runs that checkout's ``python -m bench NAME...``."""
+    env = installed_copy(tmp_path)
+    checkout = tmp_path / "clone"
+    (checkout / "python" / "sluiceway").mkdir(parents=True)
+    (checkout / "bench").mkdir()
+    (checkout / "bench" / "__init__.py").write_text("")
+    (checkout / "bench" / "__main__.py").write_text("import sys\nprint('ran', sys.argv[1:])\nraise SystemExit(3)\n")
+    command = [sys.executable, "-m", "sluiceway.cli", "bench", "core", "e2e"]
+    result = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (3, "ran ['core', 'e2e']")

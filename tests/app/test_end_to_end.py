@@ -194,7 +194,7 @@ def test_failed_handler_is_dead_lettered_and_replayable(stack: type[Stack]) -> N
     """A handler failing on every attempt gets no reply; the admin endpoint lists, replays and purges it."""
 
     async def scenario() -> None:
-        async with stack(bot="sluiceway.testing.bots:failing_bot", max_attempts=2) as s:
+        async with stack(bot="sample_bots:failing_bot", max_attempts=2) as s:
             assert await s.say("15550006666", "wamid.boom", "boom") == 200
             assert await s.reply("15550006666", "wamid.ok", "fine") == "echo: fine"
             assert s.runtime is not None and s.runtime.sink is not None

@@ -13,13 +13,13 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from sluiceway.app.inbound import InboundMessage
-from sluiceway.app.ingress import SIGNATURE_HEADER, WebhookIngress
+from sluiceway.app.ingress import WebhookIngress
 from sluiceway.app.priority import KeywordClassifier, PriorityLevel
 from sluiceway.app.secret import Secret
 from sluiceway.http import HttpServer
 from sluiceway.testing import ManualClock
 from sluiceway.testing.webhooks import signed, status_update, text_message, text_messages
-from sluiceway.whatsapp.webhooks import Status
+from sluiceway.whatsapp.webhooks import SIGNATURE_HEADER, Status, sign
 
 SECRET = "app-secret-for-tests"
 VERIFY = "verify-me"
@@ -230,8 +230,6 @@ def test_oversized_body_is_413() -> None:
 )
 def test_malformed_body_is_400_with_reason(body: bytes, reason: str) -> None:
     """Bodies that are not JSON or not a WhatsApp webhook are refused with 400 and the reason."""
-    from sluiceway.app.ingress import sign
-
     async def scenario() -> None:
         engine = FakeEngine()
         async with serve(engine) as client:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from sluiceway.app.demo.run import DemoOptions, run_demo
+from sluiceway.demo.run import DemoOptions, run_demo
 from sluiceway.examples.property_bot import SHEETS
 from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
 from sluiceway.testing.webhooks import signed, text_message

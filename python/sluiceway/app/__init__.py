@@ -7,7 +7,17 @@ ingress, the engine's workers running the bot, the sender and the monitor.
 from sluiceway.app.bot import Bot as Bot
 from sluiceway.app.context import Context as Context
 from sluiceway.app.inbound import InboundMessage as InboundMessage
+from sluiceway.app.priority import KeywordClassifier as KeywordClassifier
+from sluiceway.app.settings import DEFAULT_HIGH_PRIORITY_KEYWORDS as DEFAULT_HIGH_PRIORITY_KEYWORDS
 from sluiceway.app.settings import Settings as Settings
 from sluiceway.app.settings import load_settings as load_settings
 
-__all__ = ["Bot", "Context", "InboundMessage", "Settings", "load_settings"]
+__all__ = [
+    "DEFAULT_HIGH_PRIORITY_KEYWORDS",
+    "Bot",
+    "Context",
+    "InboundMessage",
+    "KeywordClassifier",
+    "Settings",
+    "load_settings",
+]

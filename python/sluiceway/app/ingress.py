@@ -44,21 +44,9 @@ from sluiceway.app.recent_ids import RecentIds
 from sluiceway.app.secret import Secret
 from sluiceway.app.settings import Settings
 from sluiceway.http import Request, Response
-from sluiceway.whatsapp.webhooks import DECODER, Status
+from sluiceway.whatsapp.webhooks import DECODER, SIGNATURE_HEADER, WHATSAPP_OBJECT, Status
 
 logger = logging.getLogger("sluiceway.ingress")
-
-#: The signature header Meta sets on every webhook POST: ``sha256=<hex HMAC of the raw body>``.
-SIGNATURE_HEADER = "X-Hub-Signature-256"
-
-#: The only ``object`` a WhatsApp Business webhook carries.
-WHATSAPP_OBJECT = "whatsapp_business_account"
-
-
-def sign(body: bytes, app_secret: bytes) -> str:
-    """The ``X-Hub-Signature-256`` value Meta sends for ``body``: ``sha256=`` + hex HMAC-SHA256."""
-    return "sha256=" + hmac.digest(app_secret, body, "sha256").hex()  # one-shot digest: no HMAC object per call
-
 
 class Answer(msgspec.Struct):
     """The body of a 200: how many messages were new, how many were re-deliveries, how many statuses."""

@@ -23,9 +23,6 @@ HISTORY_MINUTE_TIER = (60.0, 86_400.0)
 HISTORY_COARSE_RESOLUTION = 900.0
 
 
-
-
-
 class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
     """Warning and critical levels for the metrics the monitor alerts on.
 
@@ -65,9 +62,19 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
             "error_rate_critical_percent",
         ):
             percent(name, getattr(self, name))
-        ordered("message_latency_warning", self.message_latency_warning, "message_latency_critical", self.message_latency_critical)
+        ordered(
+            "message_latency_warning",
+            self.message_latency_warning,
+            "message_latency_critical",
+            self.message_latency_critical,
+        )
         ordered("cpu_warning_percent", self.cpu_warning_percent, "cpu_critical_percent", self.cpu_critical_percent)
-        ordered("memory_warning_percent", self.memory_warning_percent, "memory_critical_percent", self.memory_critical_percent)
+        ordered(
+            "memory_warning_percent",
+            self.memory_warning_percent,
+            "memory_critical_percent",
+            self.memory_critical_percent,
+        )
         ordered(
             "error_rate_warning_percent",
             self.error_rate_warning_percent,
@@ -90,12 +97,17 @@ class AutoscaleConfig(msgspec.Struct, frozen=True, kw_only=True):
     backlog_per_worker: float = 100.0
     #: A backlog that the current drain rate clears within this many seconds needs no help.
     target_drain_time: float = 10.0
-    #: Pressure (backlog or slow handlers) must last this long before scaling up.
-    scale_up_sustain: float = 10.0
+    #: Seconds pressure (a backlog projected to outlast ``target_drain_time``) must have lasted
+    #: before scaling up; 0 acts as soon as it is evident, which takes two samples (a drain rate).
+    scale_up_sustain: float = 0.0
     #: Minimum seconds between a change and the next scale-up.
     scale_up_cooldown: float = 30.0
-    #: Fraction of the current workers added per scale-up (at least one).
+    #: Most workers added per scale-up, as a fraction of the current ones (at least one); fewer when
+    #: the measured per-worker drain rate says fewer clear the backlog within ``target_drain_time``.
     scale_up_step: float = 0.5
+    #: No worker is added for a backlog projected to drain within this many times the measured
+    #: worker start time: it would start when the work is (nearly) done.
+    worker_start_margin: float = 2.0
     #: Machine CPU (percent) at or above which adding workers cannot help, so none are added.
     cpu_ceiling_percent: float = 85.0
     #: Busy handler slots / all slots at or below which the engine counts as idle.
@@ -104,11 +116,11 @@ class AutoscaleConfig(msgspec.Struct, frozen=True, kw_only=True):
     idle_sustain: float = 60.0
     #: Minimum seconds between a change and the next scale-down (one worker at a time).
     scale_down_cooldown: float = 60.0
-    #: How many recent backlog samples the trend (least-squares slope) is fitted on.
+    #: How many recent backlog samples (with the same worker count) the drain rate is fitted on.
     trend_samples: int = 6
 
     def __post_init__(self) -> None:
-        for name in ("backlog_per_worker", "target_drain_time", "scale_up_step"):
+        for name in ("backlog_per_worker", "target_drain_time", "scale_up_step", "worker_start_margin"):
             positive(name, getattr(self, name))
         for name in ("scale_up_sustain", "scale_up_cooldown", "idle_sustain", "scale_down_cooldown"):
             non_negative(name, getattr(self, name))
@@ -138,9 +150,12 @@ class MonitorConfig(msgspec.Struct, frozen=True, kw_only=True):
     performance_check_interval: float = 30.0
     thresholds: Thresholds = msgspec.field(default_factory=Thresholds)
     enable_anomaly_detection: bool = True
-    #: A sample this many standard deviations from its metric's EWMA mean is an anomaly.
+    #: A sample this many σ from its metric's local trend is an anomaly (unless it continues the
+    #: samples before it); σ is the robust spread of the last ``2/anomaly_alpha - 1`` samples around
+    #: their least-squares line (see ``sluiceway.monitor.anomaly``).
     anomaly_sigma: float = 2.5
-    #: Weight of the newest sample in the EWMA mean (the variance moves 0.4 times as fast).
+    #: How fast the anomaly baseline follows a metric, as an EWMA weight: the trend is fitted on the
+    #: last ``2/anomaly_alpha - 1`` samples (39 at 0.05), and σ is remembered with this weight.
     anomaly_alpha: float = 0.05
     #: Samples a metric needs before it can be flagged.
     anomaly_warmup: int = 30
@@ -180,9 +195,8 @@ class MonitorConfig(msgspec.Struct, frozen=True, kw_only=True):
     def history_tiers(self) -> list[tuple[float, int]]:
         """``(resolution, capacity)`` per history tier, finest first; resolution 0 keeps every point."""
         tiers: list[tuple[float, int]] = []
-        recent_points = min(
-            HISTORY_RECENT_MAX_POINTS, math.ceil(min(HISTORY_RECENT_SPAN, self.history_retention) / self.metric_collection_interval)
-        )
+        recent_span = min(HISTORY_RECENT_SPAN, self.history_retention)
+        recent_points = min(HISTORY_RECENT_MAX_POINTS, math.ceil(recent_span / self.metric_collection_interval))
         tiers.append((0.0, max(2, recent_points)))
         covered, resolution = recent_points * self.metric_collection_interval, self.metric_collection_interval
         for tier_resolution, span in (HISTORY_MINUTE_TIER, (HISTORY_COARSE_RESOLUTION, self.history_retention)):

@@ -4,11 +4,15 @@
 stale-while-revalidate and A1-overlap invalidation; :class:`SheetsClient` reads
 through it over google-api-python-client, coalescing misses into ``values.batchGet``
 and keeping traffic under Google's per-minute quotas.
+
+``SheetsClient`` is imported on first use: it brings in the Google API client and httplib2
+(~170 ms), which a worker that only uses the cache (or no Sheets at all) never needs.
 """
+
+from typing import TYPE_CHECKING
 
 from sluiceway.sheets.cache import CacheResult as CacheResult
 from sluiceway.sheets.cache import SheetsCache as SheetsCache
-from sluiceway.sheets.client import SheetsClient as SheetsClient
 from sluiceway.sheets.config import CacheConfig as CacheConfig
 from sluiceway.sheets.config import SheetsClientConfig as SheetsClientConfig
 from sluiceway.sheets.errors import BadRequestError as BadRequestError
@@ -25,12 +29,18 @@ from sluiceway.sheets.invalidation import LocalInvalidation as LocalInvalidation
 from sluiceway.sheets.ranges import A1Range as A1Range
 from sluiceway.sheets.ranges import parse_a1 as parse_a1
 
+if TYPE_CHECKING:
+    from sluiceway.sheets.client import SheetsClient as SheetsClient
+else:
+    from sluiceway._lazy import lazy_exports
+
+    __getattr__, __dir__ = lazy_exports(__name__, {"SheetsClient": "sluiceway.sheets.client"})
+
 __all__ = [
     "A1Range",
     "BadRequestError",
     "CacheConfig",
     "CacheResult",
-    "SheetsClientConfig",
     "EngineInvalidation",
     "InvalidRangeError",
     "Invalidation",
@@ -40,6 +50,7 @@ __all__ = [
     "QuotaExceededError",
     "SheetsCache",
     "SheetsClient",
+    "SheetsClientConfig",
     "SheetsError",
     "SheetsUnavailableError",
     "SpreadsheetNotFoundError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ GATE_POLL_INTERVAL = 0.005
 
 async def noop(message: Message) -> None:
     """Does nothing: measures the engine's own cost."""
+
+
+async def imported_modules(message: Message) -> list[str]:
+    """Returns the names of the modules this worker has imported: what starting a worker loads."""
+    return sorted(sys.modules)
 
 
 async def sleep_5ms(message: Message) -> None:

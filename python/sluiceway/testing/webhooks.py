@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from sluiceway.app.ingress import SIGNATURE_HEADER, WHATSAPP_OBJECT, sign
+from sluiceway.whatsapp.webhooks import SIGNATURE_HEADER, WHATSAPP_OBJECT, sign
 
 #: The business phone number the simulated webhooks are addressed to.
 PHONE_NUMBER_ID = "106540352242922"

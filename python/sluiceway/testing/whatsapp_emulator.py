@@ -27,7 +27,6 @@ from types import TracebackType
 import msgspec
 import yarl
 
-from sluiceway.app.ingress import SIGNATURE_HEADER, sign
 from sluiceway.http import HttpClient, HttpError, HttpServer, Request, Response
 from sluiceway.whatsapp.messages import (
     ErrorData,
@@ -38,7 +37,17 @@ from sluiceway.whatsapp.messages import (
     ResponseMessage,
     SendResponse,
 )
-from sluiceway.whatsapp.webhooks import Change, ChangeValue, Entry, Metadata, Status, StatusError, WebhookPayload
+from sluiceway.whatsapp.webhooks import (
+    SIGNATURE_HEADER,
+    Change,
+    ChangeValue,
+    Entry,
+    Metadata,
+    Status,
+    StatusError,
+    WebhookPayload,
+    sign,
+)
 
 #: The token the emulator accepts unless told otherwise (a test value, not a secret).
 DEFAULT_TOKEN = "emulator-access-token"

@@ -10,16 +10,30 @@ into a 400 and a re-delivery loop; a missing required field is an error with msg
 The envelope and status Structs omit unset fields when encoded, as Meta's bodies do (the
 emulator builds them); a message's own objects keep every field, so a handler's
 ``InboundMessage.data`` always has the same keys.
-The ingress (``sluiceway.app``) decodes with :data:`DECODER`; the sender applies :class:`Status`.
+The ingress (``sluiceway.app``) decodes with :data:`DECODER` and checks :func:`sign`'s signature;
+the sender applies :class:`Status`; the emulators sign what they post with :func:`sign`.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Any, Literal
 
 import msgspec
 
 from sluiceway.whatsapp.messages import ErrorData
+
+#: The signature header Meta sets on every webhook POST: ``sha256=<hex HMAC of the raw body>``.
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+
+#: The only ``object`` a WhatsApp Business webhook carries.
+WHATSAPP_OBJECT = "whatsapp_business_account"
+
+
+def sign(body: bytes, app_secret: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value Meta sends for ``body``: ``sha256=`` + hex HMAC-SHA256."""
+    return "sha256=" + hmac.digest(app_secret, body, "sha256").hex()  # one-shot digest: no HMAC object per call
+
 
 #: The status kinds the sender acts on (others are accepted and ignored).
 StatusKind = Literal["sent", "delivered", "read", "failed", "deleted"]

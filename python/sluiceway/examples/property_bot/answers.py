@@ -13,8 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from sluiceway.app.priority import KeywordClassifier
-from sluiceway.app.settings import DEFAULT_HIGH_PRIORITY_KEYWORDS
+from sluiceway import DEFAULT_HIGH_PRIORITY_KEYWORDS, KeywordClassifier
 from sluiceway.examples.property_bot.nlu import Parsed, parse
 
 T = TypeVar("T")

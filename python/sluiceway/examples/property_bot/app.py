@@ -4,9 +4,7 @@ Needs ``spreadsheet_id`` (a Google Sheet with Units, Viewings and Maintenance ta
 like the CSVs in ``data/``) and the WhatsApp settings; ``sluiceway demo`` runs it offline.
 """
 
-from sluiceway.app.bot import Bot
-from sluiceway.app.context import Context
-from sluiceway.app.inbound import InboundMessage
+from sluiceway import Bot, Context, InboundMessage
 from sluiceway.examples.property_bot.answers import PropertyDesk
 
 bot = Bot()

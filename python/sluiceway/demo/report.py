@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 
-from sluiceway.app.demo.snapshot import Snapshot
-from sluiceway.app.demo.verify import Verdict
+from sluiceway.demo.snapshot import Snapshot
+from sluiceway.demo.verify import Verdict
 
 #: Chart size in the HTML report (SVG user units).
 CHART_WIDTH, CHART_HEIGHT = 640, 180

@@ -7,8 +7,8 @@ from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from sluiceway.app.demo.snapshot import Snapshot
-from sluiceway.app.demo.verify import Verdict
+from sluiceway.demo.snapshot import Snapshot
+from sluiceway.demo.verify import Verdict
 
 
 def live_panel(snapshot: Snapshot, expected: int, title: str) -> Panel:

@@ -1,10 +1,12 @@
-"""Small bots for tests: importable by name, so engine workers can load them."""
+"""Small bots for tests, loaded by name (``sample_bots:echo_bot``) in the test and in runtime workers.
+
+``conftest.py`` puts this folder on the import path of the tests and, through ``PYTHONPATH``, of
+the worker processes they start.
+"""
 
 from __future__ import annotations
 
-from sluiceway.app.bot import Bot
-from sluiceway.app.context import Context
-from sluiceway.app.inbound import InboundMessage
+from sluiceway import Bot, Context, InboundMessage
 
 #: Answers every message with its own text.
 echo_bot = Bot()

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from sluiceway.app.demo.tenants import Sent
+from sluiceway.demo.tenants import Sent
 
 
 class Verdict(msgspec.Struct):

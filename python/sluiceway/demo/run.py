@@ -24,14 +24,14 @@ import msgspec
 from rich.console import Console
 from rich.live import Live
 
-from sluiceway.app.demo.local import emulated_runtime
-from sluiceway.app.demo.report import write_reports
-from sluiceway.app.demo.snapshot import Snapshot
-from sluiceway.app.demo.tenants import Sent, TenantCrowd, conversation
-from sluiceway.app.demo.verify import Verdict, quantile, verify
-from sluiceway.app.demo.view import live_panel, summary_table
 from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.runtime import Runtime
+from sluiceway.demo.local import emulated_runtime
+from sluiceway.demo.report import write_reports
+from sluiceway.demo.snapshot import Snapshot
+from sluiceway.demo.tenants import Sent, TenantCrowd, conversation
+from sluiceway.demo.verify import Verdict, quantile, verify
+from sluiceway.demo.view import live_panel, summary_table
 from sluiceway.examples.property_bot import SHEETS
 from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
 
