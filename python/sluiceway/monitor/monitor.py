@@ -314,6 +314,7 @@ class PerformanceMonitor(EngineHooks):
                 concurrency=engine.config.worker_concurrency,
                 latency_p95=self._points["latency_p95"] if self._windows[0].histogram.count else None,
                 cpu_percent=self._resources.machine.cpu_percent if self._resources is not None else None,
+                worker_start_seconds=statistics.worker_start_seconds or None,
             )
         )
         if decision is None:
