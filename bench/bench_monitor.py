@@ -51,10 +51,26 @@ class IdleEngine:
 
     def get_statistics(self) -> Statistics:
         return Statistics(
-            enqueued=0, completed=0, failed_attempts=0, retried=0, dead_lettered=0, in_flight=0, queued=0,
-            queue_depths=[0, 0, 0], backpressure=False, worker_count=len(self._pids), workers=[],
-            throughput_1s=0.0, throughput_10s=0.0, throughput_60s=0.0,
-            latency_p50=0.0, latency_p95=0.0, latency_p99=0.0, uptime=0.0,
+            enqueued=0,
+            completed=0,
+            failed_attempts=0,
+            retried=0,
+            dead_lettered=0,
+            in_flight=0,
+            queued=0,
+            queue_depths=[0,
+            0,
+            0],
+            backpressure=False,
+            worker_count=len(self._pids),
+            workers=[],
+            throughput_1s=0.0,
+            throughput_10s=0.0,
+            throughput_60s=0.0,
+            latency_p50=0.0,
+            latency_p95=0.0,
+            latency_p99=0.0,
+            uptime=0.0,
         )
 
     def publish_latencies(self) -> None:

@@ -114,7 +114,7 @@ def test_worker_start_time_is_measured() -> None:
             both = engine.get_statistics().worker_start_seconds
         finally:
             await engine.shutdown()
-        assert 0.0 < first and 0.0 < both
+        assert first > 0.0 and both > 0.0
         assert first < WAIT and both < WAIT
 
     assert MessageParallelizer(SCRIPTED, config).get_statistics().worker_start_seconds == 0.0

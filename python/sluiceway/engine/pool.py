@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from statistics import median
 from collections import deque
 from collections.abc import Callable, Coroutine
+from statistics import median
 from typing import Any
 
 from sluiceway.engine import pipe

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -151,7 +152,5 @@ class WorkerHandle:
     def kill(self) -> None:
         """SIGKILL the process (its messages are re-delivered when its exit is handled)."""
         if self.process is not None and self.process.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 self.process.send_signal(signal.SIGKILL)
-            except ProcessLookupError:
-                pass
