@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod dispatch;
 pub mod errors;
+pub mod histogram;
 pub mod lru_cache;
 pub mod priority_queue;
 pub mod rate_limit;
@@ -18,12 +19,12 @@ mod _core {
     #[pymodule_export]
     use crate::dispatch::{
         entry::{PyEntry, PyPayloadBatch},
-        inline::PyInlineRunner,
         ledger::{PyEntryQueue, PyInFlight},
-        py::PyAckSettler,
     };
     #[pymodule_export]
     use crate::errors::{QueueEmpty, QueueFull, SluicewayError};
+    #[pymodule_export]
+    use crate::histogram::py::PyLatencyHistogram;
     #[pymodule_export]
     use crate::lru_cache::py::PyByteLRU;
     #[pymodule_export]

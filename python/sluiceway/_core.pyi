@@ -6,18 +6,17 @@ scale. Without it the structure reads CLOCK_MONOTONIC, the clock behind
 """
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Final, Self, final
+from typing import Any, ClassVar, Final, Self, final
 
 __version__: Final[str]
 
 __all__ = [
-    "AckSettler",
     "ByteLRU",
     "Entry",
     "EntryQueue",
     "InFlight",
-    "InlineRunner",
     "KeyedLimiter",
+    "LatencyHistogram",
     "PayloadBatch",
     "PriorityQueue",
     "QueueEmpty",
@@ -196,18 +195,6 @@ class KeyedLimiter:
     def __len__(self) -> int: ...
 
 @final
-class AckSettler:
-    """Counts latencies into a ``LatencyHistogram``, one call per frame.
-
-    Built with the histogram's ``RELATIVE_ERROR`` and ``MIN_VALUE``; it writes the
-    histogram's public fields (``buckets``, ``zeros``, ``count``, ``sum``, ``min``, ``max``).
-    """
-
-    def __new__(cls, relative_error: float, min_value: float) -> Self: ...
-    def record(self, histogram: Any, values: Iterable[float]) -> None:
-        """``histogram.record_many(values)``, counted in Rust (``ValueError`` for a negative or non-finite value)."""
-
-@final
 class PayloadBatch:
     """Payloads encoded as one msgpack array and split once (``ValueError`` for anything else)."""
 
@@ -256,7 +243,7 @@ class Entry:
 class InFlight:
     """The entries dispatched to one worker and not yet settled, by seq."""
 
-    def __new__(cls, relative_error: float, min_value: float) -> Self: ...
+    def __new__(cls) -> Self: ...
     def __len__(self) -> int: ...
     def __bool__(self) -> bool: ...
     def __contains__(self, seq: int, /) -> bool: ...
@@ -265,7 +252,7 @@ class InFlight:
     def pop(self, seq: int) -> Entry | None: ...
     def take_all(self) -> list[Entry]:
         """Remove every entry, lowest seq first."""
-    def settle(self, seqs: list[int], now: float, histogram: Any) -> tuple[int, list[str]]:
+    def settle(self, seqs: list[int], now: float, histogram: LatencyHistogram) -> tuple[int, list[str]]:
         """Remove each held seq, count ``now - enqueued`` into ``histogram``; returns (settled, their ordering keys)."""
 
 @final
@@ -289,28 +276,60 @@ class EntryQueue:
     def take_all(self) -> list[Entry]:
         """Remove every queued entry, in dispatch order."""
 
-@final
-class InlineRunner:
-    """Runs a worker's DISPATCH items inline in one call, handing back only what needs Python.
+#: The wire form of a ``LatencyHistogram``: ``([(index, count), ...], zeros, count, sum, min, max)``.
+_HistogramWire = tuple[list[tuple[int, int]], int, int, float, float, float]
 
-    ``run(items, slots, done, histogram)`` starts items in order until ``slots`` have
-    suspended; returns ``(consumed, returned, raised, suspended)``: plain successes append
-    their seq to ``done`` (or go to ``returned`` as ``(item, value)`` when the item wants its
-    result), ``Exception``s go to ``raised`` as ``(item, exc)`` (other ``BaseException``s
-    propagate), suspended handlers to ``suspended`` as ``(item, coroutine, awaited, started)``;
-    durations of the finished ones are counted into ``histogram``.
+@final
+class LatencyHistogram:
+    """Counts of non-negative values (e.g. seconds) in geometric buckets, mergeable across processes.
+
+    Quantiles are within ``RELATIVE_ERROR`` (1%) of the true order statistic; ``count``,
+    ``sum``, ``min`` and ``max`` are exact; values at or below ``MIN_VALUE`` count as zeros.
     """
 
-    def __new__(
-        cls,
-        handler: Any,
-        message_type: Any,
-        priorities: tuple[Any, ...],
-        prefix: str,
-        coroutine_type: type,
-        relative_error: float,
-        min_value: float,
-    ) -> Self: ...
-    def run(
-        self, items: list[Any], slots: int, done: list[int], histogram: Any
-    ) -> tuple[int, list[tuple[Any, Any]], list[tuple[Any, BaseException]], list[tuple[Any, Any, Any, float]]]: ...
+    RELATIVE_ERROR: ClassVar[float]
+    MIN_VALUE: ClassVar[float]
+    def __new__(cls) -> Self: ...
+    def record(self, value: float) -> None:
+        """Count one value; ``ValueError`` for a negative or non-finite one."""
+    def record_many(self, values: Iterable[float]) -> None:
+        """Count each value in one call; ``ValueError`` at the first bad one (those before it stay counted)."""
+    def merge(self, other: LatencyHistogram) -> None:
+        """Add ``other``'s counts to this histogram."""
+    def subtract(self, other: LatencyHistogram) -> None:
+        """Remove ``other``'s counts, merged in before (``ValueError`` otherwise); ``min``/``max`` stay."""
+    def quantile(self, q: float) -> float:
+        """The ``q``-quantile (0 <= q <= 1) within ``RELATIVE_ERROR``; 0.0 when empty."""
+    def cumulative_counts(self, bounds: Sequence[float]) -> list[int]:
+        """For each strictly increasing upper bound, how many values are at or below it."""
+    def reset(self) -> None:
+        """Forget every value."""
+    @property
+    def count(self) -> int: ...
+    @property
+    def zeros(self) -> int:
+        """Values counted as zero (at or below ``MIN_VALUE``)."""
+    @property
+    def sum(self) -> float: ...
+    @property
+    def min(self) -> float:
+        """The smallest value recorded; ``inf`` when empty."""
+    @min.setter
+    def min(self, value: float) -> None: ...
+    @property
+    def max(self) -> float:
+        """The largest value recorded; 0.0 when empty."""
+    @max.setter
+    def max(self, value: float) -> None: ...
+    @property
+    def mean(self) -> float:
+        """The exact mean; 0.0 when empty."""
+    @property
+    def buckets(self) -> dict[int, int]:
+        """The non-empty buckets, ``{index: count}`` (a copy)."""
+    def to_wire(self) -> _HistogramWire:
+        """A msgpack-friendly form for shipping between processes."""
+    @staticmethod
+    def from_wire(wire: Sequence[Any]) -> LatencyHistogram:
+        """Rebuild a histogram from ``to_wire()``'s output (tuples or lists); ``ValueError`` otherwise."""
+    def __reduce__(self) -> tuple[Any, tuple[_HistogramWire]]: ...

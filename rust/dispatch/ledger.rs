@@ -12,8 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 
 use super::entry::{DispatchFrame, EntryData, Payload, PyEntry, PyPayloadBatch};
-use super::py::{apply_tally, tally_for};
-use super::tally::Tally;
+use crate::histogram::py::PyLatencyHistogram;
 use crate::priority_queue::{Levels, PushError};
 
 /// Accepted messages waiting for a worker: strict priority (level 0 first), FIFO within a level.
@@ -178,22 +177,16 @@ impl PyEntryQueue {
 #[pyclass(name = "InFlight", module = "sluiceway._core")]
 pub struct PyInFlight {
     entries: HashMap<u64, EntryData>,
-    log_gamma: f64,
-    min_value: f64,
 }
 
 #[pymethods]
 impl PyInFlight {
-    /// An empty table; `relative_error` and `min_value` are the latency histogram's
-    /// constants (see `AckSettler`).
+    /// An empty table.
     #[new]
-    fn new(relative_error: f64, min_value: f64) -> PyResult<Self> {
-        let settler = super::py::PyAckSettler::new(relative_error, min_value)?;
-        Ok(PyInFlight {
+    fn new() -> Self {
+        PyInFlight {
             entries: HashMap::new(),
-            log_gamma: settler.log_gamma,
-            min_value: settler.min_value,
-        })
+        }
     }
 
     fn __len__(&self) -> usize {
@@ -233,28 +226,25 @@ impl PyInFlight {
     }
 
     /// Settle each of `seqs` (acknowledged plain successes): remove it, count
-    /// `now - enqueued` into `histogram` (a `LatencyHistogram`). Seqs not held are
-    /// skipped. Returns `(settled, keys)`: how many were removed, and the ordering keys
-    /// of those that had one, in `seqs` order. A latency below zero (a clock that went
-    /// back) counts as zero.
+    /// `now - enqueued` into `histogram`. Seqs not held are skipped. Returns `(settled,
+    /// keys)`: how many were removed, and the ordering keys of those that had one, in
+    /// `seqs` order. A latency below zero (a clock that went back) counts as zero.
     fn settle<'py>(
         &mut self,
         seqs: &Bound<'py, PyList>,
         now: f64,
-        histogram: &Bound<'py, PyAny>,
+        histogram: &Bound<'py, PyLatencyHistogram>,
     ) -> PyResult<(usize, Bound<'py, PyList>)> {
         let py = seqs.py();
-        let mut tally: Tally = tally_for(self.log_gamma, self.min_value, histogram)?;
+        let mut latencies: Vec<f64> = Vec::with_capacity(seqs.len());
         let mut keys: Vec<Py<PyString>> = Vec::new();
-        let mut settled = 0usize;
         for seq in seqs.iter() {
             let Some(entry) = self.entries.remove(&seq.extract::<u64>()?) else {
                 continue;
             };
-            settled += 1;
             let latency = now - entry.enqueued;
-            // The ack is never lost over a clock that went back (or NaN): add() cannot refuse it.
-            let _ = tally.add(if latency >= 0.0 && latency.is_finite() {
+            // The ack is never lost over a clock that went back (or NaN): counted as zero.
+            latencies.push(if latency >= 0.0 && latency.is_finite() {
                 latency
             } else {
                 0.0
@@ -263,7 +253,8 @@ impl PyInFlight {
                 keys.push(key);
             }
         }
-        apply_tally(&tally, histogram)?;
-        Ok((settled, PyList::new(py, keys)?))
+        // Every latency is finite and non-negative: recording cannot refuse one.
+        let _ = histogram.get().record_values(&latencies);
+        Ok((latencies.len(), PyList::new(py, keys)?))
     }
 }

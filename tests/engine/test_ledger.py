@@ -17,7 +17,6 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from sluiceway import histogram
 from sluiceway._core import Entry, EntryQueue, InFlight, PayloadBatch
 from sluiceway.engine import pipe
 from sluiceway.histogram import LatencyHistogram
@@ -32,7 +31,7 @@ payloads = st.recursive(
 
 
 def table() -> InFlight:
-    return InFlight(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
+    return InFlight()
 
 
 def decode_frame(frame: bytes) -> list[list[Any]]:

@@ -2,11 +2,12 @@
 
 The supervisor starts it as ``python -m sluiceway.engine.worker READ_FD WRITE_FD`` (a fresh
 interpreter, as multiprocessing's ``spawn`` context does) and sends an INIT frame. The worker
-imports the handler, runs the setup hook, answers READY, then runs DISPATCH batches: a
-handler that completes without suspending is run inline with no task at all; one that
-suspends continues as a task, up to ``worker_concurrency`` at once, each cancelled after
-``worker_timeout``. Outcomes are acknowledged in one REPORT frame per batch (per loop turn
-for tasks); a heartbeat REPORT carries the latency histogram delta once per interval.
+imports the handler, runs the setup hook, answers READY, then runs DISPATCH batches: every
+handler call runs inside its own asyncio Task (so ``asyncio.current_task()``,
+``asyncio.timeout``, aiohttp timeouts and anyio cancel scopes work in handlers), up to
+``worker_concurrency`` at once, each cancelled after ``worker_timeout``. Outcomes are
+acknowledged in one REPORT frame per batch (per loop turn for handlers that await); a
+heartbeat REPORT carries the latency histogram delta once per interval.
 """
 
 from __future__ import annotations
@@ -20,25 +21,19 @@ import signal
 import sys
 import time
 import traceback
-import types
-from concurrent.futures import ThreadPoolExecutor
 from collections import deque
-from collections.abc import Callable, Generator
-from functools import partial
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
 
-from sluiceway import histogram
-from sluiceway._core import AckSettler, InlineRunner
 from sluiceway.engine import context, handler
 from sluiceway.engine import pipe as transport
 from sluiceway.engine.message import Message, Priority
 from sluiceway.histogram import LatencyHistogram
 
 _PRIORITIES = tuple(Priority)
-#: Counts handler durations into the histogram in Rust, one call per flush.
-_settler = AckSettler(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
 _result_encoder = msgspec.msgpack.Encoder()
 
 # Failure kinds carried in REPORT frames.
@@ -49,35 +44,22 @@ FAILED_TIMEOUT = "timeout"
 #: ``submit``'s handler returned something msgpack cannot encode.
 FAILED_RESULT = "unencodable result"
 
+# The one place the Python version matters.
+if sys.version_info >= (3, 12):
 
-@types.coroutine
-def _resume(coro: Any, awaiting: Any) -> Generator[Any, Any, Any]:
-    """Continue a coroutine that was started by hand and suspended on ``awaiting``.
+    def start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` in a new Task at once, up to its first suspension (eager start).
 
-    The task running this generator sees exactly what the coroutine yields, so it waits on
-    the same futures and delivers cancellation into the coroutine, as ``await coro`` would.
-    ``InlineRunner`` cleared the first future's "awaited" mark (so that other handlers of
-    the batch could await it too): it is set again as the task takes it.
-    """
-    if getattr(awaiting, "_asyncio_future_blocking", None) is False:
-        awaiting._asyncio_future_blocking = True
-    while True:
-        try:
-            sent = yield awaiting
-        except BaseException as exc:  # cancellation (or any throw) goes into the handler
-            try:
-                awaiting = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                awaiting = coro.send(sent)
-            except StopIteration as stop:
-                return stop.value
+        A handler that finishes without awaiting is done when this returns, so it is
+        reported with its DISPATCH batch and costs no extra loop turn.
+        """
+        return asyncio.Task(coro, loop=loop, eager_start=True)
 
+else:
 
-async def _continue(coro: Any, awaiting: Any) -> Any:
-    return await _resume(coro, awaiting)
+    def start_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` in a new Task from the loop's next turn (no eager start before 3.12)."""
+        return loop.create_task(coro)
 
 
 def _sync_adapter(function: Callable[[Message], Any]) -> Callable[[Message], Any]:
@@ -104,20 +86,23 @@ class Worker:
         self.heartbeat_interval: float = settings["heartbeat_interval"]
         self.loop = asyncio.get_running_loop()
         self.handler: Callable[[Message], Any] = lambda message: None
-        #: Runs DISPATCH batches inline; made once the handler is loaded.
-        self.runner: InlineRunner | None = None
         self.teardown: Callable[[], Any] | None = None
+        #: DISPATCH items not started yet: every slot was taken.
         self.waiting: deque[list[Any]] = deque()
+        #: Handler tasks started and not finished.
         self.running = 0
+        #: ``worker_timeout`` timers of the handlers that awaited, by seq.
+        self.timers: dict[int, asyncio.TimerHandle] = {}
         self.done: list[int] = []
         self.results: list[list[Any]] = []
         self.failures: list[list[Any]] = []
+        #: True while a flush is due before control returns to the loop (``receive``,
+        #: ``_end_turn``) or an ``_end_turn`` call is scheduled: finishing handlers then
+        #: need not schedule another.
         self.flush_scheduled = False
         self.retiring = False
         self.finished: asyncio.Future[None] = self.loop.create_future()
         self.histogram = LatencyHistogram()
-        #: Handler durations not yet counted in ``histogram``: counted in one call per flush.
-        self.durations: list[float] = []
         self.context = context.RemoteWorkerContext(settings["index"], self._send_broadcast)
 
     async def start(self, settings: dict[str, Any]) -> None:
@@ -132,10 +117,6 @@ class Worker:
         else:
             self.loop.set_default_executor(ThreadPoolExecutor(self.concurrency, "sluiceway-handler"))
             self.handler = _sync_adapter(target)
-        self.runner = InlineRunner(
-            self.handler, Message, _PRIORITIES, self.engine_id + "-", types.CoroutineType,
-            histogram.RELATIVE_ERROR, histogram.MIN_VALUE,
-        )
         if settings["setup"]:
             outcome = handler.load(settings["setup"])()
             if inspect.isawaitable(outcome):
@@ -163,93 +144,77 @@ class Worker:
             self.finished.set_result(None)
 
     def receive(self, items: list[list[Any]]) -> None:
-        """Run a DISPATCH batch: inline where a handler finishes without suspending, else as tasks.
-
-        The inline part is one Rust call for the whole batch (``InlineRunner``): it builds
-        each ``Message``, starts the handler's coroutine without raising ``StopIteration``,
-        appends plain successes to the next REPORT and counts their durations; only results,
-        errors and suspended handlers come back here.
-        """
-        assert self.runner is not None
-        slots = self.concurrency - self.running if not self.waiting else 0
-        consumed, returned, raised, suspended = self.runner.run(items, max(0, slots), self.done, self.histogram)
-        for item, value in returned:
-            self.succeed(item[0], value, item[5], None)
-        for item, exc in raised:
-            self.fail(item[0], FAILED_ERROR, exc, item[5], None)
-        for item, coro, awaiting, started in suspended:
-            self._suspended(item[0], item[5], started, coro, awaiting)
-        if consumed < len(items):
-            self.waiting.extend(items[consumed:])
+        """Start a DISPATCH batch's handlers into the free slots; the rest wait for one."""
+        self.waiting.extend(items)
+        self.flush_scheduled = True
+        self._start_waiting()
         self.flush()
 
-    def run(self, item: list[Any]) -> None:
-        """Start one message taken from ``waiting`` once a slot frees up."""
-        seq, attempt, priority, enqueued_at, key, want_result, payload, _ = item
-        message = Message(
-            f"{self.engine_id}-{seq}", payload, _PRIORITIES[priority], attempt, enqueued_at, key
-        )
+    def _start_waiting(self) -> None:
+        """Start waiting messages, each in its own Task, while slots are free."""
+        loop, waiting = self.loop, self.waiting
+        deadline = loop.time() + self.timeout
+        started: list[tuple[int, asyncio.Task[None]]] = []
+        while waiting and self.running < self.concurrency:
+            seq, attempt, priority, enqueued_at, key, want_result, payload = waiting.popleft()[:7]
+            message = Message(f"{self.engine_id}-{seq}", payload, _PRIORITIES[priority], attempt, enqueued_at, key)
+            self.running += 1
+            task = start_task(loop, self._attempt(seq, want_result, message))
+            if not task.done():
+                started.append((seq, task))
+        if started:
+            # After the tasks' first steps (FIFO: they were scheduled first), so a handler
+            # that finishes without awaiting never costs a timer.
+            loop.call_soon(self._arm_timeouts, started, deadline)
+
+    def _arm_timeouts(self, started: list[tuple[int, asyncio.Task[None]]], deadline: float) -> None:
+        for seq, task in started:
+            if not task.done():
+                self.timers[seq] = self.loop.call_at(deadline, task.cancel)
+
+    async def _attempt(self, seq: int, want_result: bool, message: Message) -> None:
+        """One handler call, inside its own Task; its outcome goes to the next REPORT."""
         started = time.perf_counter()
         try:
-            coro = self.handler(message)
-            if not inspect.iscoroutine(coro):  # a plain function returning a value
-                self.succeed(seq, coro, want_result, started)
-                return
-            awaiting = coro.send(None)
-        except StopIteration as stop:
-            self.succeed(seq, stop.value, want_result, started)
-            return
-        except Exception as exc:
-            self.fail(seq, FAILED_ERROR, exc, want_result, started)
-            return
-        self._suspended(seq, want_result, started, coro, awaiting)
-
-    def _suspended(self, seq: int, want_result: bool, started: float, coro: Any, awaiting: Any) -> None:
-        """The handler awaited something: it continues as a task, cancelled after ``worker_timeout``."""
-        self.running += 1
-        task = self.loop.create_task(_continue(coro, awaiting))
-        timer = self.loop.call_later(self.timeout, task.cancel)
-        task.add_done_callback(partial(self._task_done, seq, want_result, started, timer))
-
-    def _task_done(
-        self, seq: int, want_result: bool, started: float, timer: asyncio.TimerHandle, task: asyncio.Task[Any]
-    ) -> None:
-        timer.cancel()
-        self.running -= 1
-        if task.cancelled():
+            outcome = self.handler(message)
+            if inspect.iscoroutine(outcome):  # else a plain callable returned a value
+                outcome = await outcome
+        except asyncio.CancelledError:
             error = TimeoutError(f"handler ran past worker_timeout ({self.timeout} s) and was cancelled")
-            self.fail(seq, FAILED_TIMEOUT, error, want_result, started)
+            self.fail(seq, FAILED_TIMEOUT, error, want_result)
+        except Exception as exc:
+            self.fail(seq, FAILED_ERROR, exc, want_result)
         else:
-            exc = task.exception()
-            if exc is None:
-                self.succeed(seq, task.result(), want_result, started)
-            else:
-                self.fail(seq, FAILED_ERROR, exc, want_result, started)
-        while self.waiting and self.running < self.concurrency:
-            self.run(self.waiting.popleft())
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.loop.call_soon(self.flush)
+            self.succeed(seq, outcome, want_result)
+        finally:
+            self.histogram.record(time.perf_counter() - started)
+            timer = self.timers.pop(seq, None)
+            if timer is not None:
+                timer.cancel()
+            self.running -= 1
+            if not self.flush_scheduled:
+                self.flush_scheduled = True
+                self.loop.call_soon(self._end_turn)
+
+    def _end_turn(self) -> None:
+        """Once per loop turn in which handlers finished: fill the freed slots, report the outcomes."""
+        self._start_waiting()
+        self.flush()
 
     # -- outcomes --------------------------------------------------------------------------
 
-    def succeed(self, seq: int, result: Any, want_result: bool, started: float | None) -> None:
-        """Report success; ``started`` is None when the duration was already counted."""
-        if started is not None:
-            self.durations.append(time.perf_counter() - started)
+    def succeed(self, seq: int, result: Any, want_result: bool) -> None:
         if want_result:
             try:
                 encoded = msgspec.Raw(_result_encoder.encode(result))
             except (TypeError, ValueError, OverflowError) as exc:
-                self.fail(seq, FAILED_RESULT, exc, want_result, None)
+                self.fail(seq, FAILED_RESULT, exc, want_result)
                 return
             self.results.append([seq, encoded])
         else:
             self.done.append(seq)
 
-    def fail(self, seq: int, kind: str, exc: BaseException, want_result: bool, started: float | None) -> None:
-        if started is not None:
-            self.durations.append(time.perf_counter() - started)
+    def fail(self, seq: int, kind: str, exc: BaseException, want_result: bool) -> None:
         pickled = None
         if want_result:
             try:
@@ -263,7 +228,6 @@ class Worker:
     def flush(self) -> None:
         """Report every outcome gathered since the last flush in one frame."""
         self.flush_scheduled = False
-        self._count_durations()
         if self.done or self.results or self.failures:
             self.writer.send([transport.REPORT, self.done, self.results, self.failures, None, None])
             self.done = []
@@ -273,7 +237,6 @@ class Worker:
 
     def heartbeat(self) -> None:
         """Prove the loop is alive, and ship the latency histogram delta and memory use."""
-        self._count_durations()
         wire = self.histogram.to_wire() if self.histogram.count else None
         self.histogram.reset()
         self.writer.send([transport.REPORT, self.done, self.results, self.failures, wire, _rss_bytes()])
@@ -281,11 +244,6 @@ class Worker:
         self.results = []
         self.failures = []
         self.loop.call_later(self.heartbeat_interval, self.heartbeat)
-
-    def _count_durations(self) -> None:
-        if self.durations:
-            _settler.record(self.histogram, self.durations)
-            self.durations = []
 
     def _maybe_finish(self) -> None:
         if self.retiring and not self.running and not self.waiting and not self.finished.done():

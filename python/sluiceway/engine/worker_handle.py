@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sluiceway import histogram
 from sluiceway._core import InFlight
 from sluiceway.engine import pipe
 from sluiceway.engine.errors import WorkerStartupError
@@ -45,7 +44,7 @@ class WorkerHandle:
         #: Why the worker is leaving, once that is decided ("retired", "recycled", "unresponsive").
         self.exit_reason: str | None = None
         #: What was dispatched to it and not yet settled.
-        self.held = InFlight(histogram.RELATIVE_ERROR, histogram.MIN_VALUE)
+        self.held = InFlight()
         self.prefetch = prefetch
         #: Running a message suspected of crashing workers, alone: no other dispatch until it settles.
         self.isolating = False

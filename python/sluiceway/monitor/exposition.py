@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from sluiceway.histogram import _GAMMA, LatencyHistogram
+from sluiceway.histogram import LatencyHistogram
 from sluiceway.monitor.report import ResourceSample
 from sluiceway.monitor.wire import Publish
 
@@ -50,26 +50,12 @@ class ExpositionState:
 
 
 def latency_buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
-    """Cumulative Prometheus buckets from a log-bucketed histogram.
+    """Cumulative Prometheus buckets (``le`` bound, count) from a log-bucketed histogram.
 
-    Each log bucket is counted under the first bound at or above its representative
-    value, so a count at a bound is exact up to the histogram's relative error.
+    A count at a bound is exact up to the histogram's relative error.
     """
-    counts = [0] * len(LATENCY_BUCKETS)
-    overflow = 0
-    first = histogram.zeros
-    for index, n in histogram.buckets.items():
-        value = 2 * _GAMMA**index / (_GAMMA + 1)
-        position = next((i for i, bound in enumerate(LATENCY_BUCKETS) if value <= bound), None)
-        if position is None:
-            overflow += n
-        else:
-            counts[position] += n
-    counts[0] += first
-    result, running = [], 0
-    for bound, n in zip(LATENCY_BUCKETS, counts):
-        running += n
-        result.append((repr(bound), float(running)))
+    counts = histogram.cumulative_counts(LATENCY_BUCKETS)
+    result = [(repr(bound), float(n)) for bound, n in zip(LATENCY_BUCKETS, counts)]
     result.append(("+Inf", float(histogram.count)))
     return result
 
