@@ -133,9 +133,7 @@ class FrameWriter:
         await self._protocol.closed
 
 
-async def open_reader(
-    fd: int, on_frame: Callable[[Any], None], on_closed: Callable[[], None]
-) -> asyncio.ReadTransport:
+async def open_reader(fd: int, on_frame: Callable[[Any], None], on_closed: Callable[[], None]) -> asyncio.ReadTransport:
     """Start reading frames from ``fd`` (which the transport then owns)."""
     loop = asyncio.get_running_loop()
     transport, _ = await loop.connect_read_pipe(
