@@ -36,14 +36,11 @@ class Intake:
         ledger: Ledger,
         engine_id: str,
         clock: Callable[[], float],
-        wake: Callable[[], None],
     ) -> None:
         self._config = config
         self._ledger = ledger
         self._engine_id = engine_id
         self._clock = clock
-        #: Schedules a dispatch soon (after the current burst of accepts).
-        self._wake = wake
         self._high_water_mark = config.queue_high_water_mark
         self.open = False
         #: Set in ``start``: stopped producers must not wait forever.
@@ -82,8 +79,10 @@ class Intake:
                 f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
             ) from exc
         now = self._clock()
-        seq = self._ledger.accept(level, now + self.wall_offset, now, encoded, key, future)
-        self._accepted()
+        ledger = self._ledger
+        seq = ledger.accept(level, now + self.wall_offset, now, encoded, key, future)
+        if not self.backpressure and ledger.unfinished - ledger.in_flight >= self._high_water_mark:
+            self._backpressure_on()
         return f"{self._engine_id}-{seq}"
 
     def check(self, priority: Priority | int, key: str | None) -> int:
@@ -134,17 +133,15 @@ class Intake:
     def _accept_slice(self, batch: PayloadBatch, start: int, end: int, level: int, key: str | None) -> int:
         now = self._clock()
         first = self._ledger.accept_batch(batch, start, end, level, now + self.wall_offset, now, key)
-        if end > start:
-            self._accepted()
+        if not self.backpressure and self._ledger.queued >= self._high_water_mark:
+            self._backpressure_on()
         return first
 
     # -- backpressure --------------------------------------------------------------------------
 
-    def _accepted(self) -> None:
-        if not self.backpressure and self._ledger.queued >= self._high_water_mark:
-            self.backpressure = True
-            self._room.clear()
-        self._wake()
+    def _backpressure_on(self) -> None:
+        self.backpressure = True
+        self._room.clear()
 
     def relieve(self) -> None:
         """Switch backpressure off once dispatch has brought the waiting messages down to the low-water mark."""

@@ -123,10 +123,5 @@ class Dispatcher:
             worker.rss_bytes = rss
         if worker.state == READY:
             self._pool.recycle_if_due(worker)
-        if queue_waiting(ledger) or self._intake.backpressure:
+        if ledger.queue or ledger.suspects or self._intake.backpressure:
             self.dispatch()  # with backpressure on, re-checks the low-water mark
-
-
-def queue_waiting(ledger: Ledger) -> bool:
-    """Whether anything is ready to dispatch (queued or suspect)."""
-    return bool(ledger.queue) or bool(ledger.suspects)

@@ -21,14 +21,14 @@ from collections.abc import Callable
 from sluiceway._core import Entry, EntryQueue, PayloadBatch
 
 
+def _not_wired() -> None:
+    raise RuntimeError("Ledger.wake is not set: the engine wires it to its dispatcher")
+
+
 class Ledger:
-    """What is accepted and not finished, and the totals since start.
+    """What is accepted and not finished, and the totals since start."""
 
-    ``wake`` is called when a parked message becomes dispatchable, so the caller can
-    schedule a dispatch.
-    """
-
-    def __init__(self, levels: int, wake: Callable[[], None]) -> None:
+    def __init__(self, levels: int) -> None:
         self.queue = EntryQueue(levels)
         #: Messages that were in a worker's hands when it crashed: each re-runs alone once.
         self.suspects: deque[Entry] = deque()
@@ -36,7 +36,9 @@ class Ledger:
         self._keys: dict[str, deque[Entry]] = {}
         #: Messages waiting out a retry backoff, by seq.
         self._retry_timers: dict[int, tuple[asyncio.TimerHandle, Entry]] = {}
-        self._wake = wake
+        #: Schedules a dispatch pass soon (once per burst); the engine sets it to its dispatcher's.
+        #: Called when something became dispatchable: accepted, unparked, or due for a retry.
+        self.wake: Callable[[], None] = _not_wired
         #: The last seq given out: every message accepted so far.
         self.last_seq = 0
         self.completed = 0
@@ -65,7 +67,11 @@ class Ledger:
             self.queue.accept(seq, level, wall, future, payload, now)
         else:
             self._stage_keyed(Entry(seq, level, wall, key, future, payload, now))
-        self._accepted(1)
+        # Inline rather than a shared helper: this is the per-message path of ``enqueue_message``.
+        if self.unfinished == 0:
+            self.idle.clear()
+        self.unfinished += 1
+        self.wake()
         return seq
 
     def accept_batch(
@@ -82,13 +88,11 @@ class Ledger:
         else:
             for entry in Entry.batch(batch, start, end, first, level, wall, key, now):
                 self._stage_keyed(entry)
-        self._accepted(count)
-        return first
-
-    def _accepted(self, count: int) -> None:
         if self.unfinished == 0:
             self.idle.clear()
         self.unfinished += count
+        self.wake()
+        return first
 
     def _stage_keyed(self, entry: Entry) -> None:
         """Queue ``entry`` if its key has nothing in flight or queued, else park it behind the key's line."""
@@ -106,7 +110,7 @@ class Ledger:
         line = self._keys[key]
         if line:
             self.queue.push(line.popleft())
-            self._wake()
+            self.wake()
         else:
             del self._keys[key]
 
@@ -148,7 +152,7 @@ class Ledger:
     def _retry_due(self, entry: Entry, alone: bool) -> None:
         self._retry_timers.pop(entry.seq, None)
         self.requeue(entry, alone)
-        self._wake()
+        self.wake()
 
     def requeue(self, entry: Entry, alone: bool = False) -> None:
         """Put an entry that is held nowhere back in line (``alone``: to re-run by itself on a worker)."""

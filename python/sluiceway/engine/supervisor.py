@@ -101,13 +101,14 @@ class MessageParallelizer:
         self._hooks = HookSet(([monitor] if monitor is not None else []) + list(hooks))
         self._clock = clock
         self._engine_id = uuid.uuid4().hex[:12]
-        self._ledger = Ledger(len(_PRIORITIES), self._dispatch_soon)
-        self._intake = Intake(self.config, self._ledger, self._engine_id, clock, self._dispatch_soon)
+        self._ledger = Ledger(len(_PRIORITIES))
+        self._intake = Intake(self.config, self._ledger, self._engine_id, clock)
         self._failures = Failures(self._ledger, RetryPolicy(self.config), self._hooks, self._engine_id)
         self._pool = WorkerPool(
             self.config, self._settings, self._on_frame, self._worker_ready, self._worker_exited, self._hooks, clock
         )
         self._dispatcher = Dispatcher(self._ledger, self._pool, self._intake, self._failures, clock)
+        self._ledger.wake = self._dispatcher.soon
         self._broadcasts = BroadcastRelay()
         self._throughput = ThroughputMeter()
         self._latency: LatencyWindow | None = None
@@ -357,9 +358,6 @@ class MessageParallelizer:
             self._broadcasts.start(self._pool.reachable(), frame[2], frame[3], worker, frame[1])
         elif kind == pipe.APPLIED:
             self._broadcasts.applied(worker, frame[1])
-
-    def _dispatch_soon(self) -> None:
-        self._dispatcher.soon()
 
     # -- broadcast -------------------------------------------------------------------------
 
