@@ -22,15 +22,13 @@ import statistics
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
-from typing import Any
 
 import psutil
 from prometheus_client import CollectorRegistry, Histogram
 
 from bench.harness import REPEAT, Comparison, Report, header, interleaved_rates, scaled
 from sluiceway import MonitorConfig, PerformanceMonitor
-from sluiceway.engine import MessageParallelizer, ParallelizerConfig
+from sluiceway.engine import MessageParallelizer, ParallelizerConfig, Statistics
 
 #: Latencies recorded per timed run.
 RECORDS = scaled(200_000)
@@ -46,11 +44,35 @@ class IdleEngine:
     """An EngineView over real but idle worker processes."""
 
     def __init__(self, pids: list[int]) -> None:
-        self.config = SimpleNamespace(min_workers=1, max_workers=WORKERS, enable_auto_scaling=False, worker_concurrency=8)
+        self.config = ParallelizerConfig(
+            default_worker_count=1, min_workers=1, max_workers=WORKERS, enable_auto_scaling=False, worker_concurrency=8
+        )
         self._pids = pids
 
-    def get_statistics(self) -> Any:
-        return {"completed": 0, "failed_attempts": 0, "queue_depths": [0, 0, 0], "in_flight": 0, "worker_count": len(self._pids)}
+    def get_statistics(self) -> Statistics:
+        return Statistics(
+            enqueued=0,
+            completed=0,
+            failed_attempts=0,
+            retried=0,
+            dead_lettered=0,
+            in_flight=0,
+            queued=0,
+            queue_depths=[0, 0, 0],
+            backpressure=False,
+            worker_count=len(self._pids),
+            workers=[],
+            throughput_1s=0.0,
+            throughput_10s=0.0,
+            throughput_60s=0.0,
+            latency_p50=0.0,
+            latency_p95=0.0,
+            latency_p99=0.0,
+            uptime=0.0,
+        )
+
+    def publish_latencies(self) -> None:
+        """Idle: no completions to hand over."""
 
     def worker_pids(self) -> list[int]:
         return self._pids

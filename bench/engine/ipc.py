@@ -13,7 +13,7 @@ import time
 
 import msgspec
 
-from sluiceway.engine.transport import encode_frame, make_pipe
+from sluiceway.engine.pipe import encode_frame, make_pipe
 
 #: Messages per frame in the batched case.
 FRAME = 256

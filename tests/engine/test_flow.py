@@ -10,7 +10,18 @@ from typing import Any
 
 import pytest
 
-from sluiceway.engine import Backpressure, EngineHooks, MessageParallelizer, ParallelizerConfig
+from sluiceway.engine import (
+    Backpressure,
+    DeadLetter,
+    EngineHooks,
+    LatencyDelta,
+    MessageParallelizer,
+    ParallelizerConfig,
+    Scaled,
+    Statistics,
+    WorkerExited,
+    WorkerStarted,
+)
 from sluiceway.histogram import LatencyHistogram
 from sluiceway.testing import handlers, wait_until
 from sluiceway.testing.handlers import read_log
@@ -203,27 +214,27 @@ class RecordingHooks(EngineHooks):
     async def on_stop(self) -> None:
         self.calls.append(("stop", None))
 
-    def on_statistics(self, statistics: Any) -> None:
+    def on_statistics(self, statistics: Statistics) -> None:
         self.calls.append(("statistics", statistics.completed))
 
-    def on_latencies(self, worker_pid: int, histogram_delta: Any) -> None:
-        self.latency.merge(histogram_delta)
+    def on_latencies(self, delta: LatencyDelta) -> None:
+        self.latency.merge(delta.histogram)
 
-    def on_worker_started(self, pid: int) -> None:
-        self.calls.append(("worker_started", pid))
+    def on_worker_started(self, event: WorkerStarted) -> None:
+        self.calls.append(("worker_started", event.pid))
 
-    def on_worker_exited(self, pid: int, exitcode: int | None, reason: str) -> None:
-        self.calls.append(("worker_exited", reason))
+    def on_worker_exited(self, event: WorkerExited) -> None:
+        self.calls.append(("worker_exited", event.reason))
 
-    def on_dead_letter(self, dead_letter: Any) -> None:
+    def on_dead_letter(self, dead_letter: DeadLetter) -> None:
         self.calls.append(("dead_letter", dead_letter.payload))
 
-    def on_scaled(self, old: int, new: int, reason: str) -> None:
-        self.calls.append(("scaled", (old, new)))
+    def on_scaled(self, event: Scaled) -> None:
+        self.calls.append(("scaled", (event.old, event.new)))
 
 
 def test_hooks_see_lifecycle_statistics_latencies_and_dead_letters(run: Run, config: Config) -> None:
-    """A monitor attached as a hook is told of start, workers, statistics, handler latencies, dead letters, scaling and stop."""
+    """A monitor attached as a hook is told of start, workers, statistics, completions' latencies, dead letters, scaling and stop."""
     hooks = RecordingHooks()
 
     async def scenario() -> None:
@@ -232,7 +243,7 @@ def test_hooks_see_lifecycle_statistics_latencies_and_dead_letters(run: Run, con
                 await engine.enqueue_message({})
             await engine.enqueue_message({"fail": "x"})
             await engine.wait_for_completion(timeout=60)
-            await wait_until(lambda: hooks.latency.count >= 20, what="latency deltas from heartbeats")
+            await wait_until(lambda: hooks.latency.count >= 20, what="latency deltas of the completions")
             await wait_until(lambda: ("statistics", 20) in hooks.calls, what="a statistics snapshot")
             await engine.scale_to(1)
 

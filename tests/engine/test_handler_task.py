@@ -18,7 +18,7 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from sluiceway.engine import MessageParallelizer, ParallelizerConfig, transport
+from sluiceway.engine import MessageParallelizer, ParallelizerConfig, pipe
 from sluiceway.engine.worker import Worker
 from sluiceway.testing import task_handlers
 from sluiceway.testing.waiting import wait_until
@@ -146,7 +146,7 @@ def test_a_batch_is_reported_in_one_frame(run: Run, handler: Any) -> None:
         worker, writer = local_worker(handler)
         worker.receive(dispatch_items(10))
         await wait_until(lambda: len(reported_results(writer)) == 10, what="10 results")
-        assert [frame[0] for frame in writer.frames] == [transport.REPORT]
+        assert [frame[0] for frame in writer.frames] == [pipe.REPORT]
         assert reported_results(writer) == {n: n for n in range(1, 11)}
         assert worker.running == 0 and not worker.timers
         assert worker.histogram.count == 10
@@ -189,7 +189,7 @@ def test_handlers_that_finish_at_once_are_reported_before_receive_returns(run: R
     async def scenario() -> None:
         worker, writer = local_worker(task_handlers.task_at_once)
         worker.receive(dispatch_items(5))
-        assert [frame[0] for frame in writer.frames] == [transport.REPORT]
+        assert [frame[0] for frame in writer.frames] == [pipe.REPORT]
         assert reported_results(writer) == {seq: EVERY_CHECK for seq in range(1, 6)}
         assert worker.running == 0
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from sluiceway._core import Entry, EntryQueue, InFlight, PayloadBatch
-from sluiceway.engine import transport
+from sluiceway.engine import pipe
 from sluiceway.histogram import LatencyHistogram
 
 LEVELS = 3
@@ -39,7 +39,7 @@ def decode_frame(frame: bytes) -> list[list[Any]]:
     (size,) = struct.unpack_from("<I", frame)
     assert size == len(frame) - 4
     kind, items = msgspec.msgpack.decode(frame[4:])
-    assert kind == transport.DISPATCH
+    assert kind == pipe.DISPATCH
     return items
 
 

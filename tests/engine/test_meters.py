@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sluiceway.engine.statistics import LATENCY_SLICES, LATENCY_WINDOW, LatencyWindow, ThroughputMeter
-from sluiceway.engine.transport import FrameReader, encode_frame
+from sluiceway.engine.pipe import FrameReader, encode_frame
 from sluiceway.histogram import LatencyHistogram
 
 samples = st.lists(st.tuples(st.floats(0.01, 5.0), st.integers(0, 1000)), min_size=1, max_size=60)

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sluiceway import MonitorConfig, PerformanceMonitor
+from sluiceway.engine import LatencyDelta
 from sluiceway.histogram import LatencyHistogram
 from sluiceway.monitor.anomaly import AnomalyDetector, fit_window_length
 from sluiceway.testing import ManualClock
@@ -122,7 +123,7 @@ def test_the_reported_drain_through_the_monitor_raises_only_the_end_of_work() ->
             latencies = LatencyHistogram()
             for _ in range(done):
                 latencies.record(0.03 + rng.uniform(0.0, 0.002))
-            monitor.on_latencies(1, latencies)
+            monitor.on_latencies(LatencyDelta(1, latencies))
             clock.advance(0.1)
             monitor.tick()
         await monitor.on_stop()

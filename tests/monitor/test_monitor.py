@@ -13,6 +13,7 @@ import msgspec
 import pytest
 
 from sluiceway import MonitorConfig, PerformanceMonitor, Thresholds
+from sluiceway.engine import LatencyDelta
 from sluiceway.histogram import LatencyHistogram
 from sluiceway.monitor import AutoscaleConfig
 from sluiceway.monitor.profiling import has_profiler
@@ -182,7 +183,7 @@ def test_critical_latency_triggers_a_profile() -> None:
 
 
 def test_engine_statistics_feed_the_report() -> None:
-    """Attached to an engine, counts come from its statistics deltas and its histogram deltas feed latency."""
+    """Attached to an engine, counts are its totals since attaching and its latency deltas feed the histogram."""
 
     async def scenario() -> None:
         clock = ManualClock()
@@ -197,12 +198,12 @@ def test_engine_statistics_feed_the_report() -> None:
         delta = LatencyHistogram()
         for v in (0.01, 0.02, 0.03):
             delta.record(v)
-        monitor.on_latencies(1234, delta)
-        monitor.on_dead_letter(object())
+        monitor.on_latencies(LatencyDelta(1234, delta))
+        engine.stats.dead_lettered = 1
         clock.advance(INTERVAL)
         monitor.tick()
         report = monitor.current_report()
-        assert report.completed_total == 500 and report.failed_total == 0
+        assert report.completed_total == 600 and report.failed_total == 5 and report.dead_lettered_total == 1
         assert monitor.historical_trend("throughput", 60)[-1].value == 100.0
         assert report.queue_depths == [1, 2, 3] and report.workers == 2
         assert report.latency[0].count == 3 and report.latency[0].max == 0.03

@@ -1,8 +1,10 @@
 """The message engine: a supervisor with a priority queue feeding uvloop worker processes.
 
 Public names: ``MessageParallelizer``, ``ParallelizerConfig``, ``Message``, ``Priority``,
-``Statistics``, ``DeadLetter``, ``current_worker`` and the engine's errors; ``run`` (in
-``sluiceway.engine.runner``) drains the engine on SIGINT/SIGTERM.
+``Statistics``, ``DeadLetter``, ``current_worker``, the engine's errors, and for hooks
+``EngineHooks``, ``EngineView`` and their events (``LatencyDelta``, ``WorkerStarted``,
+``WorkerExited``, ``Scaled``); ``run`` (in ``sluiceway.engine.runner``) drains the engine
+on SIGINT/SIGTERM.
 """
 
 from sluiceway.engine.config import ParallelizerConfig as ParallelizerConfig
@@ -16,6 +18,11 @@ from sluiceway.engine.errors import MessageDeadLettered as MessageDeadLettered
 from sluiceway.engine.errors import UnencodablePayload as UnencodablePayload
 from sluiceway.engine.errors import WorkerStartupError as WorkerStartupError
 from sluiceway.engine.hooks import EngineHooks as EngineHooks
+from sluiceway.engine.hooks import EngineView as EngineView
+from sluiceway.engine.hooks import LatencyDelta as LatencyDelta
+from sluiceway.engine.hooks import Scaled as Scaled
+from sluiceway.engine.hooks import WorkerExited as WorkerExited
+from sluiceway.engine.hooks import WorkerStarted as WorkerStarted
 from sluiceway.engine.message import Message as Message
 from sluiceway.engine.message import MessageIds as MessageIds
 from sluiceway.engine.message import Priority as Priority
@@ -31,7 +38,9 @@ __all__ = [
     "DeadLetter",
     "EngineHooks",
     "EngineNotRunning",
+    "EngineView",
     "HandlerError",
+    "LatencyDelta",
     "Message",
     "MessageDeadLettered",
     "MessageIds",
@@ -39,10 +48,13 @@ __all__ = [
     "ParallelizerConfig",
     "Priority",
     "RetryPolicy",
+    "Scaled",
     "ShutdownSummary",
     "Statistics",
     "UnencodablePayload",
     "WorkerContext",
+    "WorkerExited",
+    "WorkerStarted",
     "WorkerStartupError",
     "WorkerStatistics",
     "current_worker",

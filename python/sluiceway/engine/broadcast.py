@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sluiceway.engine import transport
+from sluiceway.engine import pipe
 from sluiceway.engine.worker_handle import EXITED, WorkerHandle
 
 
@@ -46,7 +46,7 @@ class BroadcastRelay:
         token = self._next_token
         self._pending[token] = _Pending(origin, origin_token, {w.index for w in targets}, done)
         for worker in targets:
-            worker.send([transport.APPLY, token, topic, payload])
+            worker.send([pipe.APPLY, token, topic, payload])
         self._settle(token)
 
     def applied(self, worker: WorkerHandle, token: int) -> None:
@@ -67,6 +67,6 @@ class BroadcastRelay:
             return
         del self._pending[token]
         if pending.origin is not None and pending.origin.state != EXITED:
-            pending.origin.send([transport.BROADCAST_DONE, pending.origin_token])
+            pending.origin.send([pipe.BROADCAST_DONE, pending.origin_token])
         if pending.done is not None and not pending.done.done():
             pending.done.set_result(None)

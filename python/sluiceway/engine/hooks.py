@@ -4,25 +4,73 @@ The PerformanceMonitor (``sluiceway.monitor``) and anything else that wants to w
 or steer a running ``MessageParallelizer`` subclasses ``EngineHooks`` and is passed
 in as ``MessageParallelizer(handler, config, monitor=...)`` (or ``hooks=[...]``).
 Every method runs in the supervisor process, on its event loop, and must not block.
+Each event is one typed struct, so a hook reads fields rather than guessing shapes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+import logging
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+import msgspec
+
+from sluiceway.engine.config import ParallelizerConfig
+from sluiceway.engine.dead_letters import DeadLetter
+from sluiceway.engine.statistics import Statistics
+from sluiceway.histogram import LatencyHistogram
+
+_log = logging.getLogger("sluiceway.engine")
+
+
+class LatencyDelta(msgspec.Struct, frozen=True):
+    """Messages a worker completed since its previous delta, as counted by the supervisor when it settled them.
+
+    ``histogram`` holds their enqueue-to-done latencies (seconds), so ``histogram.count``
+    is exactly how many completed: every completion is in exactly one delta.
+    """
+
+    worker_pid: int
+    histogram: LatencyHistogram
+
+
+class WorkerStarted(msgspec.Struct, frozen=True):
+    """A worker process is up and ready for messages; ``start_seconds`` from spawn to READY."""
+
+    pid: int
+    index: int
+    start_seconds: float
+
+
+class WorkerExited(msgspec.Struct, frozen=True):
+    """A worker process ended: ``reason`` is "retired", "recycled", "crashed" or "unresponsive"."""
+
+    pid: int
+    index: int
+    exitcode: int | None
+    reason: str
+
+
+class Scaled(msgspec.Struct, frozen=True):
+    """The worker count changed from ``old`` to ``new`` (``reason``: who asked, e.g. "scale_to")."""
+
+    old: int
+    new: int
+    reason: str
 
 
 class EngineView(Protocol):
     """What a hook may read from, and do to, the running engine."""
 
     @property
-    def config(self) -> Any:
-        """The engine's ``ParallelizerConfig`` (``min_workers``, ``max_workers``, ...)."""
+    def config(self) -> ParallelizerConfig:
+        """The engine's configuration (``min_workers``, ``max_workers``, ...)."""
 
-    def get_statistics(self) -> Any:
-        """The engine's ``Statistics`` snapshot (see ``MessageParallelizer.get_statistics``)."""
+    def get_statistics(self) -> Statistics:
+        """The engine's snapshot (see ``MessageParallelizer.get_statistics``)."""
+
+    def publish_latencies(self) -> None:
+        """Deliver the pending ``LatencyDelta`` events now (a collector calls it before reading statistics)."""
 
     def worker_pids(self) -> list[int]:
         """The live worker processes."""
@@ -40,31 +88,65 @@ class EngineHooks:
     async def on_stop(self) -> None:
         """The engine is shutting down (after drain); release what ``on_start`` took."""
 
-    def on_statistics(self, statistics: Any) -> None:
-        """A fresh ``Statistics`` snapshot, once per statistics interval (about 1 s)."""
+    def on_statistics(self, statistics: Statistics) -> None:
+        """A fresh snapshot, once per statistics interval (about 1 s)."""
 
-    def on_latencies(self, worker_pid: int, histogram_delta: Any) -> None:
-        """A worker's handler latencies since its last report: a ``LatencyHistogram``."""
+    def on_latencies(self, delta: LatencyDelta) -> None:
+        """Completions since the last delta, with their latencies (once per statistics interval, or on demand)."""
 
-    def on_worker_started(self, pid: int) -> None:
+    def on_worker_started(self, event: WorkerStarted) -> None:
         """A worker process is up and ready for messages."""
 
-    def on_worker_exited(self, pid: int, exitcode: int | None, reason: str) -> None:
-        """A worker process ended: ``reason`` is e.g. "retired", "crashed", "unresponsive", "recycled"."""
+    def on_worker_exited(self, event: WorkerExited) -> None:
+        """A worker process ended."""
 
-    def on_dead_letter(self, dead_letter: Any) -> None:
+    def on_dead_letter(self, dead_letter: DeadLetter) -> None:
         """A message was dead-lettered after its last attempt."""
 
-    def on_scaled(self, old: int, new: int, reason: str) -> None:
-        """The worker count changed from ``old`` to ``new``."""
+    def on_scaled(self, event: Scaled) -> None:
+        """The worker count changed."""
 
 
-def call_all(hooks: Sequence[EngineHooks], method: str, *args: Any) -> None:
-    """Call a synchronous hook method on each hook; a failing hook is logged, never fatal."""
-    import logging
+class HookSet:
+    """The engine's hooks, called in order; a failing hook is logged, never fatal to the engine."""
 
-    for hook in hooks:
-        try:
-            getattr(hook, method)(*args)
-        except Exception:
-            logging.getLogger("sluiceway.engine").exception("hook %r failed in %s", hook, method)
+    def __init__(self, hooks: Iterable[EngineHooks]) -> None:
+        self._hooks = list(hooks)
+
+    def __bool__(self) -> bool:
+        return bool(self._hooks)
+
+    def _each(self, event_name: str, call: Callable[[EngineHooks], None]) -> None:
+        for hook in self._hooks:
+            try:
+                call(hook)
+            except Exception:
+                _log.exception("hook %r failed in %s", hook, event_name)
+
+    def start(self, engine: EngineView) -> None:
+        self._each("on_start", lambda hook: hook.on_start(engine))
+
+    async def stop(self) -> None:
+        for hook in self._hooks:
+            try:
+                await hook.on_stop()
+            except Exception:
+                _log.exception("hook %r failed in on_stop", hook)
+
+    def statistics(self, statistics: Statistics) -> None:
+        self._each("on_statistics", lambda hook: hook.on_statistics(statistics))
+
+    def latencies(self, delta: LatencyDelta) -> None:
+        self._each("on_latencies", lambda hook: hook.on_latencies(delta))
+
+    def worker_started(self, event: WorkerStarted) -> None:
+        self._each("on_worker_started", lambda hook: hook.on_worker_started(event))
+
+    def worker_exited(self, event: WorkerExited) -> None:
+        self._each("on_worker_exited", lambda hook: hook.on_worker_exited(event))
+
+    def dead_letter(self, letter: DeadLetter) -> None:
+        self._each("on_dead_letter", lambda hook: hook.on_dead_letter(letter))
+
+    def scaled(self, event: Scaled) -> None:
+        self._each("on_scaled", lambda hook: hook.on_scaled(event))

@@ -39,7 +39,8 @@ class Statistics(msgspec.Struct, frozen=True):
     priority queue per ``Priority``; ``queued`` adds those parked behind their ordering key,
     waiting out a retry backoff, or waiting to be re-run alone after a worker crash.
     Throughputs are completions per second over the last 1, 10 and 60 seconds; latencies are
-    enqueue-to-done seconds over about the last minute.
+    enqueue-to-done seconds over about the last minute. ``worker_start_seconds`` is the median
+    time recent workers took from spawn to ready (0.0 before any): how long a scale-up takes.
     """
 
     enqueued: int
@@ -60,6 +61,7 @@ class Statistics(msgspec.Struct, frozen=True):
     latency_p95: float
     latency_p99: float
     uptime: float
+    worker_start_seconds: float = 0.0
 
 
 class ThroughputMeter:

@@ -28,7 +28,8 @@ from typing import Any
 
 import msgspec
 
-from sluiceway.engine import context, handler, transport
+from sluiceway.engine import context, handler
+from sluiceway.engine import pipe as transport
 from sluiceway.engine.message import Message, Priority
 from sluiceway.histogram import LatencyHistogram
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sluiceway._core import InFlight
-from sluiceway.engine import transport
+from sluiceway.engine import pipe
 from sluiceway.engine.errors import WorkerStartupError
 from sluiceway.engine.prefetch import Prefetch
 from sluiceway.histogram import LatencyHistogram
@@ -31,7 +32,11 @@ class WorkerHandle:
     """One worker: its process, its frame writer, and the messages dispatched to it and not yet settled."""
 
     def __init__(
-        self, index: int, on_frame: Callable[[WorkerHandle, list[Any]], None], clock: Callable[[], float], prefetch: Prefetch
+        self,
+        index: int,
+        on_frame: Callable[[WorkerHandle, list[Any]], None],
+        clock: Callable[[], float],
+        prefetch: Prefetch,
     ) -> None:
         self.index = index
         self.pid = 0
@@ -46,22 +51,30 @@ class WorkerHandle:
         self.completed = 0
         self.failed_attempts = 0
         self.rss_bytes = 0
+        #: The worker's own handler durations (shipped in its heartbeats).
         self.handler_latency = LatencyHistogram()
+        #: Enqueue-to-done latencies of the messages the supervisor settled as completed for
+        #: it, not yet handed to the hooks in a ``LatencyDelta``.
+        self.settled_latency = LatencyHistogram()
+        #: Seconds from spawn to READY (0.0 until it is ready).
+        self.start_seconds = 0.0
         self.last_heard = clock()
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         #: Resolves once the supervisor has handled the exit (messages re-delivered).
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.process: asyncio.subprocess.Process | None = None
-        self.writer: transport.FrameWriter | None = None
+        self.writer: pipe.FrameWriter | None = None
         self._pipe_closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._unsent: list[Any] = []
+        #: Fails ``ready`` if the process dies before READY (kept so the task is not collected mid-run).
+        self._start_watch: asyncio.Future[None] | None = None
         self._on_frame = on_frame
         self._clock = clock
 
     async def spawn(self, settings: dict[str, Any]) -> None:
         """Start the process and send INIT; ``ready`` resolves on READY (or fails on STARTUP_FAILED)."""
-        to_worker_read, to_worker_write = transport.make_pipe()
-        from_worker_read, from_worker_write = transport.make_pipe()
+        to_worker_read, to_worker_write = pipe.make_pipe()
+        from_worker_read, from_worker_write = pipe.make_pipe()
         try:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -81,15 +94,15 @@ class WorkerHandle:
                 os.close(to_worker_read)
                 os.close(from_worker_write)
         self.pid = self.process.pid
-        asyncio.ensure_future(self._fail_start_on_exit(self.process))
+        self._start_watch = asyncio.ensure_future(self._fail_start_on_exit(self.process))
         try:
-            await transport.open_reader(from_worker_read, self._frame, self._closed)
+            await pipe.open_reader(from_worker_read, self._frame, self._closed)
         except BaseException:
             os.close(to_worker_write)
             self._closed()  # nothing will ever be read: wait_exit must not wait for it
             raise
-        self.writer = await transport.open_writer(to_worker_write)
-        self.writer.send([transport.INIT, settings])
+        self.writer = await pipe.open_writer(to_worker_write)
+        self.writer.send([pipe.INIT, settings])
         for frame in self._unsent:
             self.writer.send(frame)
         self._unsent.clear()
@@ -103,7 +116,8 @@ class WorkerHandle:
         if self.exit_reason == "retired":
             self.ready.cancel()  # stopped on purpose (another worker failed to start): no error to report
         else:
-            self.ready.set_exception(WorkerStartupError(f"worker {self.pid} exited with code {code} before it was ready"))
+            error = WorkerStartupError(f"worker {self.pid} exited with code {code} before it was ready")
+            self.ready.set_exception(error)
 
     def _frame(self, frame: list[Any]) -> None:
         self.last_heard = self._clock()
@@ -137,7 +151,5 @@ class WorkerHandle:
     def kill(self) -> None:
         """SIGKILL the process (its messages are re-delivered when its exit is handled)."""
         if self.process is not None and self.process.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 self.process.send_signal(signal.SIGKILL)
-            except ProcessLookupError:
-                pass

@@ -35,7 +35,7 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
         Thresholds(message_latency_warning=0.2, message_latency_critical=1.0)
     """
 
-    #: p95 handler latency (seconds) over the last check interval.
+    #: p95 message latency (seconds, enqueue to done) over the last check interval.
     message_latency_warning: float = 0.5
     message_latency_critical: float = 2.0
     #: Machine CPU utilisation (percent of all cores).

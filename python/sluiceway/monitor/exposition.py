@@ -96,7 +96,9 @@ class SnapshotCollector:
             rate.add_metric([f"{window.window:g}s"], window.rate)
         yield rate
         quantiles = GaugeMetricFamily(
-            "sluiceway_message_latency_quantile_seconds", "Handler latency quantiles per window.", labels=["window", "quantile"]
+            "sluiceway_message_latency_quantile_seconds",
+            "Message latency (enqueue to done) quantiles per window.",
+            labels=["window", "quantile"],
         )
         for w in report.latency:
             for q, v in (("0.5", w.p50), ("0.95", w.p95), ("0.99", w.p99)):
@@ -105,7 +107,7 @@ class SnapshotCollector:
         histogram = LatencyHistogram.from_wire(publish.latency)
         yield HistogramMetricFamily(
             "sluiceway_message_latency_seconds",
-            "Handler latency since the monitor started.",
+            "Message latency (enqueue to done) since the monitor started.",
             buckets=latency_buckets(histogram),
             sum_value=histogram.sum,
         )

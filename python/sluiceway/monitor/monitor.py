@@ -1,7 +1,7 @@
 """The PerformanceMonitor: measures the engine, raises alerts and anomalies, and drives the worker count.
 
 It lives in the supervisor as an ``EngineHooks``. The per-message path
-(``record_message_latency``, workers' histogram deltas) only adds to an in-memory
+(``record_message_latency``, the engine's ``LatencyDelta`` events) only adds to an in-memory
 histogram; once per ``metric_collection_interval`` a collection closes that slot,
 updates windows, history and anomaly baselines, asks the autoscaling policy, and ships
 one snapshot to the monitor process, which samples psutil and serves HTTP.
@@ -24,7 +24,8 @@ from typing import Any
 import msgspec
 
 from sluiceway.engine.errors import EngineNotRunning
-from sluiceway.engine.hooks import EngineHooks, EngineView
+from sluiceway.engine.hooks import EngineHooks, EngineView, LatencyDelta, Scaled
+from sluiceway.engine.statistics import Statistics
 from sluiceway.histogram import LatencyHistogram
 from sluiceway.monitor.alerts import Alert, AlertLevel, AlertManager
 from sluiceway.monitor.anomaly import AnomalyDetector
@@ -52,51 +53,6 @@ WATCHED_METRICS = ("throughput", "latency_p95", "error_rate_percent", "queue_dep
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 log = logging.getLogger("sluiceway.monitor")
-
-
-class EngineFigures(msgspec.Struct, kw_only=True, frozen=True):
-    """The engine statistics the monitor uses, read from the engine's ``Statistics``."""
-
-    completed: int
-    failed: int
-    dead_lettered: int
-    in_flight: int
-    queue_depths: list[int]
-    #: Everything waiting: the queue plus messages parked behind an ordering key or a retry backoff.
-    backlog: int
-    workers: int
-
-
-def _get(stats: Any, name: str) -> Any:
-    return stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
-
-
-def engine_figures(stats: Any) -> EngineFigures:
-    """Read the figures the monitor needs from an engine ``Statistics`` (struct or mapping)."""
-    depths = _get(stats, "queue_depths")
-    if depths is None:
-        depths = _get(stats, "queue_depth")
-    if isinstance(depths, dict):
-        depths = [depths[k] for k in sorted(depths)]
-    elif isinstance(depths, int):
-        depths = [depths]
-    workers = _get(stats, "worker_count")
-    if workers is None:
-        workers = _get(stats, "workers")
-    if isinstance(workers, (list, tuple, dict)):
-        workers = len(workers)
-    failed = _get(stats, "failed_attempts")
-    queue_depths = [int(d) for d in (depths or [])]
-    queued = _get(stats, "queued")
-    return EngineFigures(
-        completed=int(_get(stats, "completed") or 0),
-        failed=int((failed if failed is not None else _get(stats, "failed")) or 0),
-        dead_lettered=int(_get(stats, "dead_lettered") or 0),
-        in_flight=int(_get(stats, "in_flight") or 0),
-        queue_depths=queue_depths,
-        backlog=int(queued) if queued is not None else sum(queue_depths),
-        workers=int(workers or 0),
-    )
 
 
 class PerformanceMonitor(EngineHooks):
@@ -135,11 +91,11 @@ class PerformanceMonitor(EngineHooks):
         self._cumulative = LatencyHistogram()
         self._completed_total = 0
         self._failed_total = 0
-        self._dead_letters_seen = 0
-        self._engine_dead_lettered: int | None = None
-        self._engine_previous: EngineFigures | None = None
-        self._engine_now: EngineFigures | None = None
-        self._statistics: Any = None
+        #: The engine's statistics as of the last collection.
+        self._statistics: Statistics | None = None
+        #: The engine's completion and failure totals already counted (its figures when attached).
+        self._engine_completed = 0
+        self._engine_failed = 0
         self._custom: dict[tuple[str, tuple[tuple[str, str], ...]], CustomMetric] = {}
         self._sources: dict[str, Callable[[], Any]] = {}
         self._history = History(config.history_tiers())
@@ -194,7 +150,10 @@ class PerformanceMonitor(EngineHooks):
     def on_start(self, engine: EngineView) -> None:
         self._engine = engine
         config = engine.config
-        if self.config.auto_optimize_enabled and getattr(config, "enable_auto_scaling", False):
+        # Counted from here: what the engine completes while the monitor is attached.
+        baseline = engine.get_statistics()
+        self._engine_completed, self._engine_failed = baseline.completed, baseline.failed_attempts
+        if self.config.auto_optimize_enabled and config.enable_auto_scaling:
             self._policy = AutoscalePolicy(
                 self.config.autoscale,
                 min_workers=config.min_workers,
@@ -207,20 +166,15 @@ class PerformanceMonitor(EngineHooks):
     async def on_stop(self) -> None:
         await self.stop()
 
-    def on_statistics(self, statistics: Any) -> None:
-        self._statistics = statistics
+    def on_latencies(self, delta: LatencyDelta) -> None:
+        self._histogram.merge(delta.histogram)
 
-    def on_latencies(self, worker_pid: int, histogram_delta: Any) -> None:
-        self._histogram.merge(histogram_delta)
-
-    def on_dead_letter(self, dead_letter: Any) -> None:
-        self._dead_letters_seen += 1
-
-    def on_scaled(self, old: int, new: int, reason: str) -> None:
+    def on_scaled(self, event: Scaled) -> None:
         if self._policy is not None:
             self._policy.note_change(self._clock())
-        if not any(d.old == old and d.new == new for d in list(self._scaling)[-1:]):
-            self._remember_decision(ScalingDecision(at=self._clock(), old=old, new=new, reason=reason))
+        if not any(d.old == event.old and d.new == event.new for d in list(self._scaling)[-1:]):
+            decision = ScalingDecision(at=self._clock(), old=event.old, new=event.new, reason=event.reason)
+            self._remember_decision(decision)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -290,16 +244,14 @@ class PerformanceMonitor(EngineHooks):
         """Close the current slot; update windows, history and anomalies; scale; publish."""
         now = self._clock()
         ok, failed = self._ok, self._failed
-        engine_stats = self._engine.get_statistics() if self._engine is not None else self._statistics
-        if engine_stats is not None:
-            figures = engine_figures(engine_stats)
-            previous = self._engine_previous
-            if previous is not None:
-                ok += max(0, figures.completed - previous.completed)
-                failed += max(0, figures.failed - previous.failed)
-            self._engine_previous = self._engine_now = figures
-            self._engine_dead_lettered = figures.dead_lettered
-            self._statistics = engine_stats
+        if self._engine is not None:
+            # Completions are counted from the engine's settlement: its latency deltas land in
+            # the histogram first, then its totals are read, so both cover the same messages.
+            self._engine.publish_latencies()
+            statistics = self._statistics = self._engine.get_statistics()
+            ok += statistics.completed - self._engine_completed
+            failed += statistics.failed_attempts - self._engine_failed
+            self._engine_completed, self._engine_failed = statistics.completed, statistics.failed_attempts
         slot = Slot(now, self._histogram, ok, failed, self._slowest_id)
         self._histogram, self._ok, self._failed, self._slowest_id = LatencyHistogram(), 0, 0, None
         self._cumulative.merge(slot.histogram)
@@ -319,10 +271,10 @@ class PerformanceMonitor(EngineHooks):
             "latency_p99": recent.histogram.quantile(0.99),
             "error_rate_percent": 100.0 * failed / (ok + failed) if ok + failed else 0.0,
         }
-        if self._engine_now is not None:
-            points["queue_depth"] = float(self._engine_now.backlog)
-            points["in_flight"] = float(self._engine_now.in_flight)
-            points["workers"] = float(self._engine_now.workers)
+        if self._statistics is not None:
+            points["queue_depth"] = float(self._statistics.queued)
+            points["in_flight"] = float(self._statistics.in_flight)
+            points["workers"] = float(self._statistics.worker_count)
         if self._resources is not None:
             points["cpu_percent"] = self._resources.machine.cpu_percent
             points["memory_percent"] = self._resources.machine.memory_percent
@@ -348,20 +300,21 @@ class PerformanceMonitor(EngineHooks):
             )
 
     def _autoscale(self, now: float) -> None:
-        engine, policy, figures = self._engine, self._policy, self._engine_now
-        if engine is None or policy is None or figures is None:
+        engine, policy, statistics = self._engine, self._policy, self._statistics
+        if engine is None or policy is None or statistics is None:
             return
         if self._scaling_task is not None and not self._scaling_task.done():
             return  # the worker count is moving: judge it once the change has landed
         decision = policy.decide(
             ScalingInputs(
                 now=now,
-                workers=figures.workers,
-                backlog=figures.backlog,
-                in_flight=figures.in_flight,
-                concurrency=int(getattr(engine.config, "worker_concurrency", 1) or 1),
+                workers=statistics.worker_count,
+                backlog=statistics.queued,
+                in_flight=statistics.in_flight,
+                concurrency=engine.config.worker_concurrency,
                 latency_p95=self._points["latency_p95"] if self._windows[0].histogram.count else None,
                 cpu_percent=self._resources.machine.cpu_percent if self._resources is not None else None,
+                worker_start_seconds=statistics.worker_start_seconds or None,
             )
         )
         if decision is None:
@@ -401,11 +354,16 @@ class PerformanceMonitor(EngineHooks):
         if self._resources is not None:
             machine = self._resources.machine
             changed.append(
-                self._alerts.evaluate("cpu_percent", machine.cpu_percent, warning=t.cpu_warning_percent, critical=t.cpu_critical_percent)
+                self._alerts.evaluate(
+                    "cpu_percent", machine.cpu_percent, warning=t.cpu_warning_percent, critical=t.cpu_critical_percent
+                )
             )
             changed.append(
                 self._alerts.evaluate(
-                    "memory_percent", machine.memory_percent, warning=t.memory_warning_percent, critical=t.memory_critical_percent
+                    "memory_percent",
+                    machine.memory_percent,
+                    warning=t.memory_warning_percent,
+                    critical=t.memory_critical_percent,
                 )
             )
         latency_alert = self._alerts.active("message_latency_p95")
@@ -423,7 +381,7 @@ class PerformanceMonitor(EngineHooks):
     def current_report(self) -> Report:
         """Everything measured so far, as of the last collection (resources as of the last sample)."""
         now = self._clock()
-        figures = self._engine_now
+        statistics = self._statistics
         return Report(
             at=now,
             uptime=now - self._started_at,
@@ -435,10 +393,10 @@ class PerformanceMonitor(EngineHooks):
             error_rate_percent=self._points.get("error_rate_percent", 0.0),
             completed_total=self._completed_total,
             failed_total=self._failed_total,
-            dead_lettered_total=self._engine_dead_lettered if self._engine_dead_lettered is not None else self._dead_letters_seen,
-            queue_depths=list(figures.queue_depths) if figures else [],
-            in_flight=figures.in_flight if figures else 0,
-            workers=figures.workers if figures else 0,
+            dead_lettered_total=statistics.dead_lettered if statistics is not None else 0,
+            queue_depths=list(statistics.queue_depths) if statistics is not None else [],
+            in_flight=statistics.in_flight if statistics is not None else 0,
+            workers=statistics.worker_count if statistics is not None else 0,
             resources=self._resources,
             custom=list(self._custom.values()),
             sources={name: msgspec.to_builtins(get()) for name, get in self._sources.items()},
@@ -448,7 +406,7 @@ class PerformanceMonitor(EngineHooks):
             scaling=list(self._scaling),
             scaling_total=self._scaling_total,
             profile=self._profile,
-            engine=msgspec.to_builtins(self._statistics) if self._statistics is not None else None,
+            engine=msgspec.to_builtins(statistics) if statistics is not None else None,
         )
 
     def historical_trend(self, name: str, window: float) -> list[Point]:

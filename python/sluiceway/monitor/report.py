@@ -13,7 +13,7 @@ from sluiceway.monitor.profiling import Profile
 
 
 class LatencyWindow(msgspec.Struct, kw_only=True, frozen=True):
-    """Handler latency (seconds) over the last ``window`` seconds; zeros when nothing completed."""
+    """Message latency (seconds, enqueue to done) over the last ``window`` seconds; zeros when nothing completed."""
 
     window: float
     count: int

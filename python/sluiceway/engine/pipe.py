@@ -11,9 +11,10 @@ next to msgpack, and an event loop can wait on a pipe without polling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
-import os
 import logging
+import os
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -68,10 +69,9 @@ def make_pipe() -> tuple[int, int]:
     """A pipe ``(read_fd, write_fd)`` with an enlarged kernel buffer where Linux allows it."""
     read_fd, write_fd = os.pipe()
     if hasattr(fcntl, "F_SETPIPE_SZ"):
-        try:
+        # Over /proc/sys/fs/pipe-max-size for this user: keep the default.
+        with contextlib.suppress(OSError):
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BUFFER_BYTES)
-        except OSError:  # over /proc/sys/fs/pipe-max-size for this user: keep the default
-            pass
     return read_fd, write_fd
 
 
@@ -133,9 +133,7 @@ class FrameWriter:
         await self._protocol.closed
 
 
-async def open_reader(
-    fd: int, on_frame: Callable[[Any], None], on_closed: Callable[[], None]
-) -> asyncio.ReadTransport:
+async def open_reader(fd: int, on_frame: Callable[[Any], None], on_closed: Callable[[], None]) -> asyncio.ReadTransport:
     """Start reading frames from ``fd`` (which the transport then owns)."""
     loop = asyncio.get_running_loop()
     transport, _ = await loop.connect_read_pipe(

@@ -1,0 +1,179 @@
+"""Accepting messages: checking and encoding them, backpressure, and handing them to the ledger.
+
+Backpressure switches on when the messages not in a worker's hands reach the high-water
+mark and off when dispatch brings them down to the low one; producers that wait
+(``enqueue_message``, ``submit``, ``enqueue_many``) block in between, the ``_nowait``
+variants raise ``Backpressure``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+
+from sluiceway._core import PayloadBatch
+from sluiceway.engine.config import ParallelizerConfig
+from sluiceway.engine.errors import Backpressure, EngineNotRunning, UnencodablePayload
+from sluiceway.engine.ledger import Ledger
+from sluiceway.engine.message import MessageIds, Priority
+
+_payload_encoder = msgspec.msgpack.Encoder()
+#: Accepted priority values (ints or Priority members), mapped to plain ints.
+_PRIORITY_VALUES = {int(p): int(p) for p in Priority}
+_LEVELS = len(Priority)
+
+
+class Intake:
+    """The accepting side of the engine: ``open`` while running and not closing."""
+
+    def __init__(
+        self,
+        config: ParallelizerConfig,
+        ledger: Ledger,
+        engine_id: str,
+        clock: Callable[[], float],
+    ) -> None:
+        self._config = config
+        self._ledger = ledger
+        self._engine_id = engine_id
+        self._clock = clock
+        self._high_water_mark = config.queue_high_water_mark
+        self.open = False
+        #: Set in ``start``: stopped producers must not wait forever.
+        self.running = False
+        self.backpressure = False
+        #: Set while producers may go on (backpressure off, or the engine stopped).
+        self._room = asyncio.Event()
+        self._room.set()
+        #: Adds to the clock to get wall-clock time (``Message.enqueued_at``).
+        self.wall_offset = 0.0
+
+    def start(self, started_at: float) -> None:
+        self.wall_offset = time.time() - started_at
+        self.open = self.running = True
+
+    def close(self) -> None:
+        """Refuse new messages (pending ones may still be drained)."""
+        self.open = False
+
+    def stop(self) -> None:
+        """Refuse new messages and wake blocked producers so they see the engine is closed."""
+        self.open = self.running = False
+        self._room.set()
+
+    # -- one message -----------------------------------------------------------------------
+
+    def accept(
+        self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None
+    ) -> str:
+        """Accept one message now (backpressure already dealt with); returns its id."""
+        level = self.check(priority, key)
+        try:
+            encoded = _payload_encoder.encode(payload)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise UnencodablePayload(
+                f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
+            ) from exc
+        now = self._clock()
+        ledger = self._ledger
+        seq = ledger.accept(level, now + self.wall_offset, now, encoded, key, future)
+        if not self.backpressure and ledger.unfinished - ledger.in_flight >= self._high_water_mark:
+            self._backpressure_on()
+        return f"{self._engine_id}-{seq}"
+
+    def check(self, priority: Priority | int, key: str | None) -> int:
+        """The priority level, after checking the engine is open and the arguments are valid."""
+        if not self.open:
+            raise EngineNotRunning("the engine is not running (call start() first; shutdown() stops it)")
+        level = _PRIORITY_VALUES.get(priority) if isinstance(priority, int) else None
+        if level is None:
+            raise ValueError(f"priority must be a Priority (0..{_LEVELS - 1}), got {priority!r}")
+        if key is not None:
+            if not isinstance(key, str):
+                raise ValueError(f"ordering_key must be a str or None, got {type(key).__name__}")
+            if not key.isascii():
+                try:
+                    key.encode()
+                except UnicodeEncodeError as exc:
+                    raise ValueError(f"ordering_key must be encodable as UTF-8, got {key!r}: {exc.reason}") from None
+        return level
+
+    # -- batches -----------------------------------------------------------------------------
+
+    async def accept_many(self, payloads: Iterable[Any], priority: Priority | int, key: str | None) -> MessageIds:
+        """Accept every payload in slices that fill the queue up to the high-water mark, waiting between them."""
+        level = self.check(priority, key)
+        batch = encode_batch(payloads)
+        first = self._ledger.last_seq + 1
+        start = 0
+        while start < len(batch):
+            if self.backpressure:
+                await self.wait_for_room()
+                level = self.check(priority, key)  # the engine may have closed meanwhile
+            room = max(1, self._high_water_mark - self._ledger.queued)
+            end = min(len(batch), start + room)
+            batch_first = self._accept_slice(batch, start, end, level, key)
+            if start == 0:
+                first = batch_first
+            start = end
+        return MessageIds(self._engine_id, first, len(batch))
+
+    def accept_many_nowait(self, payloads: Iterable[Any], priority: Priority | int, key: str | None) -> MessageIds:
+        """Accept the whole batch now, or raise ``Backpressure`` if it is on."""
+        level = self.check(priority, key)
+        if self.backpressure:
+            raise self.backpressure_error()
+        batch = encode_batch(payloads)
+        return MessageIds(self._engine_id, self._accept_slice(batch, 0, len(batch), level, key), len(batch))
+
+    def _accept_slice(self, batch: PayloadBatch, start: int, end: int, level: int, key: str | None) -> int:
+        now = self._clock()
+        first = self._ledger.accept_batch(batch, start, end, level, now + self.wall_offset, now, key)
+        if not self.backpressure and self._ledger.queued >= self._high_water_mark:
+            self._backpressure_on()
+        return first
+
+    # -- backpressure --------------------------------------------------------------------------
+
+    def _backpressure_on(self) -> None:
+        self.backpressure = True
+        self._room.clear()
+
+    def relieve(self) -> None:
+        """Switch backpressure off once dispatch has brought the waiting messages down to the low-water mark."""
+        if self.backpressure and self._ledger.queued <= self._config.queue_low_water_mark:
+            self.backpressure = False
+            self._room.set()
+
+    async def wait_for_room(self) -> None:
+        """Wait while backpressure is on (returns at once if the engine stops meanwhile)."""
+        while self.backpressure and self.running:
+            await self._room.wait()
+
+    def backpressure_error(self) -> Backpressure:
+        return Backpressure(
+            f"{self._ledger.queued} messages queued: over the high-water mark "
+            f"({self._config.queue_high_water_mark}), not yet back at the low one ({self._config.queue_low_water_mark})"
+        )
+
+
+def encode_batch(payloads: Iterable[Any]) -> PayloadBatch:
+    """The payloads as one msgpack array, split; ``UnencodablePayload`` naming the first that cannot be encoded."""
+    payloads = payloads if isinstance(payloads, list) else list(payloads)
+    try:
+        return PayloadBatch(_payload_encoder.encode(payloads))
+    except (TypeError, ValueError, OverflowError) as batch_error:
+        for index, payload in enumerate(payloads):
+            try:
+                _payload_encoder.encode(payload)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise UnencodablePayload(
+                    f"payload {index} of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
+                ) from exc
+        raise UnencodablePayload(
+            f"the payloads cannot be encoded with msgpack together: {batch_error}"
+        ) from batch_error

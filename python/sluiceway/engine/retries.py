@@ -1,0 +1,101 @@
+"""Failed deliveries: retries with backoff, crash suspects, dead letters.
+
+A message whose handler raised is retried after the policy's backoff until its attempts
+run out, then dead-lettered. A worker's exit puts what it held back in line: if it ran a
+message alone, that message killed it and the attempt counts; if it held several, nobody
+is to blame yet, so each is refunded its attempt and re-run alone once ("suspects").
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+
+import msgspec
+
+from sluiceway._core import Entry
+from sluiceway.engine.dead_letters import DeadLetter, DeadLetterQueue
+from sluiceway.engine.errors import HandlerError, MessageDeadLettered
+from sluiceway.engine.hooks import HookSet
+from sluiceway.engine.ledger import Ledger
+from sluiceway.engine.message import Priority
+from sluiceway.engine.retry import RetryPolicy
+
+_log = logging.getLogger("sluiceway.engine")
+_decoder = msgspec.msgpack.Decoder()
+_PRIORITIES = tuple(Priority)
+#: Exit reasons that mean the worker died under its messages (not a retirement).
+_DEATHS = ("crashed", "unresponsive")
+
+
+class Failures:
+    """Decides what becomes of a failed delivery: another attempt later, or a dead letter."""
+
+    def __init__(self, ledger: Ledger, policy: RetryPolicy, hooks: HookSet, engine_id: str) -> None:
+        self._ledger = ledger
+        self._policy = policy
+        self._hooks = hooks
+        self._engine_id = engine_id
+        self.dead_letters = DeadLetterQueue()
+        #: While false (shutting down) a retry goes straight back to the queue, to be reported as remaining.
+        self.running = False
+
+    def failed(self, entry: Entry, reason: str, error: str, traceback_text: str, pickled: bytes | None) -> None:
+        """One delivery of ``entry`` (held nowhere now) failed: schedule its retry or dead-letter it."""
+        if self._policy.should_retry(entry.attempt):
+            if self.running:
+                # A message that killed its worker while alone is retried alone again.
+                self._ledger.retry(entry, self._policy.delay(entry.attempt), alone=reason == "crashed")
+            else:  # shutting down: back to the queue at once, to be reported as remaining
+                self._ledger.retry(entry, None, alone=False)
+            return
+        letter = DeadLetter(
+            id=f"{self._engine_id}-{entry.seq}",
+            payload=_decoder.decode(entry.payload),
+            priority=_PRIORITIES[entry.priority],
+            attempts=entry.attempt,
+            enqueued_at=entry.enqueued_at,
+            dead_at=time.time(),
+            reason=reason,
+            error=error,
+            traceback=traceback_text,
+            ordering_key=entry.key,
+        )
+        self.dead_letters.add(letter)
+        self._ledger.dead_letter(entry)
+        if entry.future is not None and not entry.future.done():
+            entry.future.set_exception(handler_exception(letter, pickled))
+        self._hooks.dead_letter(letter)
+
+    def redeliver(self, entries: list[Entry], pid: int, ran_alone: bool, reason: str, code: int | None) -> None:
+        """Put back what a worker held when it exited for ``reason`` (``ran_alone``: it was isolating one message)."""
+        self._ledger.returned(entries)
+        if len(entries) == 1 and (ran_alone or reason in _DEATHS):
+            # It ran alone, so its death is its own: count the attempt.
+            what = "stopped answering" if reason == "unresponsive" else f"exited with code {code}"
+            self.failed(
+                entries[0], "crashed", f"WorkerDied: worker {pid} {what} while running this message alone", "", None
+            )
+            return
+        # Shared deaths are nobody's fault yet: refund the attempt and re-run each alone once.
+        for entry in entries:
+            entry.attempt -= 1
+            self._ledger.requeue(entry, alone=reason in _DEATHS)
+
+
+def handler_exception(letter: DeadLetter, pickled: bytes | None) -> BaseException:
+    """What ``submit`` raises for a dead-lettered message: the handler's own exception if it crossed over."""
+    if pickled is not None:
+        try:
+            exc = pickle.loads(pickled)
+            if isinstance(exc, BaseException):
+                return exc
+        except Exception:
+            _log.debug("the handler's pickled exception for %s did not load", letter.id, exc_info=True)
+    if letter.reason == "crashed":
+        return MessageDeadLettered(
+            f"message {letter.id} dead-lettered after {letter.attempts} attempts: {letter.error}"
+        )
+    error_type, _, text = letter.error.partition(": ")
+    return HandlerError(error_type, text, letter.traceback)
