@@ -28,14 +28,6 @@ PLACEHOLDERS = {
     "<url>": r"https?://\S+",
 }
 
-#: Shown lines the code does not print yet, by (section, line): the reason, and who owns the fix.
-NOT_YET_TRUE = {
-    ("The monitor: PerformanceMonitor", 1): (
-        "the monitor counts only engine completions after its first collection and shows latencies only from "
-        "worker heartbeats, so a run shorter than one interval reports 0 and 0.0 (a monitor fix, left to the lead)"
-    ),
-}
-
 
 class Example(msgspec.Struct, frozen=True):
     """A Python block of the README, the section it is in, and the output shown after it (None: none shown)."""
@@ -104,8 +96,6 @@ def test_readme_example_prints_what_it_shows(example: Example, tmp_path: Path) -
     shown = example.shown or []
     assert len(printed) == len(shown), f"printed {printed}, the README shows {shown}"
     for number, (line, expected) in enumerate(zip(printed, shown, strict=True)):
-        if (example.section, number) in NOT_YET_TRUE:
-            continue
         assert line_pattern(expected).fullmatch(line), f"line {number}: printed {line!r}, the README shows {expected!r}"
 
 
