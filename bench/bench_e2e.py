@@ -227,7 +227,10 @@ async def naive(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
     with _sheets() as sheets:
         async with _Traffic(cap, secret) as api:
             service = build(
-                "sheets", "v4", static_discovery=True, developerKey="none",
+                "sheets",
+                "v4",
+                static_discovery=True,
+                developerKey="none",
                 client_options={"api_endpoint": sheets.url},
             )
             values = service.spreadsheets().values()
@@ -238,10 +241,14 @@ async def naive(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
                     return values.get(spreadsheetId=spreadsheet_id, range=cell_range).execute().get("values", [])
 
                 async def append_values(self, spreadsheet_id: str, cell_range: str, rows: Any, /) -> object:
-                    return values.append(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption="RAW", body={"values": rows}).execute()
+                    return values.append(
+                        spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption="RAW", body={"values": rows}
+                    ).execute()
 
                 async def update_values(self, spreadsheet_id: str, cell_range: str, rows: Any, /) -> object:
-                    return values.update(spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption="RAW", body={"values": rows}).execute()
+                    return values.update(
+                        spreadsheetId=spreadsheet_id, range=cell_range, valueInputOption="RAW", body={"values": rows}
+                    ).execute()
 
             desk = PropertyDesk(SyncSheets(), SPREADSHEET)
             url = f"{api.base_url}/v21.0/{api.phone_number_id}/messages"
@@ -256,8 +263,13 @@ async def naive(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
                         answer = await desk.answer(message.text, message.sender, message.id)
                     except Exception:
                         continue  # a Sheets 429: no reply, as such a bot would do
-                    reply = {"messaging_product": "whatsapp", "to": message.sender, "type": "text",
-                             "text": {"body": answer.text}, "context": {"message_id": message.id}}
+                    reply = {
+                        "messaging_product": "whatsapp",
+                        "to": message.sender,
+                        "type": "text",
+                        "text": {"body": answer.text},
+                        "context": {"message_id": message.id},
+                    }
                     async with session.post(url, json=reply) as response:
                         await response.read()
                 return web.Response(text="ok")
@@ -276,13 +288,23 @@ async def naive(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
                 await runner.cleanup()
 
 
-async def offer(url: str, rate: float, seconds: float, tag: str, *, secret: str) -> tuple[float, float, dict[str, float]]:
+async def offer(
+    url: str, rate: float, seconds: float, tag: str, *, secret: str
+) -> tuple[float, float, dict[str, float]]:
     """Post ``rate`` signed messages/s for ``seconds`` (open loop); return (start, end, post time per wamid)."""
     count = int(rate * seconds)
     bodies = []
     for i in range(count):
-        body = msgspec.json.encode(text_message(f"1555{i % TENANTS:07d}", f"wamid.{tag}.{i}", QUESTIONS[i % len(QUESTIONS)]))
-        bodies.append((f"wamid.{tag}.{i}", body, {"X-Hub-Signature-256": sign(body, secret.encode()), "Content-Type": "application/json"}))
+        body = msgspec.json.encode(
+            text_message(f"1555{i % TENANTS:07d}", f"wamid.{tag}.{i}", QUESTIONS[i % len(QUESTIONS)])
+        )
+        bodies.append(
+            (
+                f"wamid.{tag}.{i}",
+                body,
+                {"X-Hub-Signature-256": sign(body, secret.encode()), "Content-Type": "application/json"},
+            )
+        )
     posted: dict[str, float] = {}
     target = yarl.URL(url)
     # A tenant gives up on a webhook after 10 s (the bot may still answer it later, which counts).
@@ -321,7 +343,9 @@ async def _measure(bot: Bot, cap: int, secret: str, rate: float, seconds: float,
 async def _tier(report: Report, cap: int) -> None:
     secret = secrets.token_hex(8)
     seconds = scaled(RUN_SECONDS)
-    samples: dict[str, dict[str, list[float]]] = {name: {"share": [], "p50": [], "p99": []} for name in ("ours", "naive")}
+    samples: dict[str, dict[str, list[float]]] = {
+        name: {"share": [], "p50": [], "p99": []} for name in ("ours", "naive")
+    }
     for round_ in range(REPEAT):
         for name, bot in (("ours", ours), ("naive", naive)):
             rate, _ = await _measure(bot, cap, secret, SATURATION * cap, seconds, f"{name}-s{cap}-{round_}")
@@ -330,29 +354,58 @@ async def _tier(report: Report, cap: int) -> None:
             samples[name]["p50"].append(_quantile(latencies, 0.50))
             samples[name]["p99"].append(_quantile(latencies, 0.99))
     med = {name: {k: statistics.median(v) for k, v in figures.items()} for name, figures in samples.items()}
-    report.add(Comparison(
-        f"share of {cap} mps cap sustained", "the cap", med["ours"]["share"], 1.0, "share", target=TARGET_SHARE,
-        samples_ours=samples["ours"]["share"],
-    ))
-    report.add(Comparison(
-        f"p99 reply latency at 0.8 x {cap} mps", "bound 1 s", med["ours"]["p99"] * 1000, TARGET_P99 * 1000, "ms",
-        higher_is_better=False, target=1.0, samples_ours=[s * 1000 for s in samples["ours"]["p99"]],
-    ))
-    report.add(Comparison(
-        f"share of {cap} mps cap sustained", "naive aiohttp bot", med["ours"]["share"] * 100, med["naive"]["share"] * 100,
-        "% of cap", target=TARGET_VS_NAIVE if cap == 1000 else None,
-        samples_ours=[s * 100 for s in samples["ours"]["share"]], samples_theirs=[s * 100 for s in samples["naive"]["share"]],
-    ))
+    report.add(
+        Comparison(
+            f"share of {cap} mps cap sustained",
+            "the cap",
+            med["ours"]["share"],
+            1.0,
+            "share",
+            target=TARGET_SHARE,
+            samples_ours=samples["ours"]["share"],
+        )
+    )
+    report.add(
+        Comparison(
+            f"p99 reply latency at 0.8 x {cap} mps",
+            "bound 1 s",
+            med["ours"]["p99"] * 1000,
+            TARGET_P99 * 1000,
+            "ms",
+            higher_is_better=False,
+            target=1.0,
+            samples_ours=[s * 1000 for s in samples["ours"]["p99"]],
+        )
+    )
+    report.add(
+        Comparison(
+            f"share of {cap} mps cap sustained",
+            "naive aiohttp bot",
+            med["ours"]["share"] * 100,
+            med["naive"]["share"] * 100,
+            "% of cap",
+            target=TARGET_VS_NAIVE if cap == 1000 else None,
+            samples_ours=[s * 100 for s in samples["ours"]["share"]],
+            samples_theirs=[s * 100 for s in samples["naive"]["share"]],
+        )
+    )
     for q in ("p50", "p99"):
         if med["naive"][q] == float("inf"):
             # The naive bot sent no reply at all in its latency runs (its Sheets reads hit the quota).
             report.figure(f"ours: reply latency {q} at 0.8 x {cap} mps, ms (naive: no replies)", med["ours"][q] * 1000)
             continue
-        report.add(Comparison(
-            f"reply latency {q} at 0.8 x {cap} mps", "naive aiohttp bot", med["ours"][q] * 1000, med["naive"][q] * 1000,
-            "ms", higher_is_better=False,
-            samples_ours=[s * 1000 for s in samples["ours"][q]], samples_theirs=[s * 1000 for s in samples["naive"][q]],
-        ))
+        report.add(
+            Comparison(
+                f"reply latency {q} at 0.8 x {cap} mps",
+                "naive aiohttp bot",
+                med["ours"][q] * 1000,
+                med["naive"][q] * 1000,
+                "ms",
+                higher_is_better=False,
+                samples_ours=[s * 1000 for s in samples["ours"][q]],
+                samples_theirs=[s * 1000 for s in samples["naive"][q]],
+            )
+        )
 
 
 def main() -> None:

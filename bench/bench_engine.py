@@ -61,7 +61,11 @@ LATENCY_SECONDS = 3.0 * max(0.2, min(1.0, float(os.environ.get("SLUICEWAY_BENCH_
 #: The engine's configuration for every case (defaults but for the worker count and a
 #: high-water mark that lets the producer run ahead: backpressure is not what is measured).
 CONFIG = ParallelizerConfig(
-    default_worker_count=WORKERS, min_workers=1, max_workers=WORKERS, queue_high_water_mark=20_000, queue_low_water_mark=10_000
+    default_worker_count=WORKERS,
+    min_workers=1,
+    max_workers=WORKERS,
+    queue_high_water_mark=20_000,
+    queue_low_water_mark=10_000,
 )
 #: The batch path once more with the prefetch fixed at the adaptive one's floor: what
 #: sizing it to a worker's pace buys.
@@ -217,7 +221,9 @@ def _pool_open_loop(pool: Any, rate: int, seconds: float) -> LatencyHistogram:
         delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
-        results.append(pool.apply_async(tasks.echo, (due,), callback=lambda due: histogram.record(time.perf_counter() - due)))
+        results.append(
+            pool.apply_async(tasks.echo, (due,), callback=lambda due: histogram.record(time.perf_counter() - due))
+        )
     for result in results:
         result.wait()
     return histogram
@@ -273,15 +279,45 @@ def noop_throughput(report: Report) -> float:
         report.add(Comparison("no-op throughput", peer, mine, theirs, "msg/s", True, target, mine_samples, samples))
     imap256, imap256_samples = rates["imap256"]
     report.add(
-        Comparison("no-op throughput, enqueue_many", "Pool.imap_unordered cs=256", batch, imap256, "msg/s", True,
-                   TARGET_VS_IMAP_256, batch_samples, imap256_samples)
+        Comparison(
+            "no-op throughput, enqueue_many",
+            "Pool.imap_unordered cs=256",
+            batch,
+            imap256,
+            "msg/s",
+            True,
+            TARGET_VS_IMAP_256,
+            batch_samples,
+            imap256_samples,
+        )
     )
     fixed_rate, fixed_samples = rates["ours_fixed"]
     report.add(
-        Comparison("enqueue_many, adaptive prefetch", f"worker_prefetch={FIXED_PREFETCH} (fixed)", batch, fixed_rate,
-                   "msg/s", True, None, batch_samples, fixed_samples)
+        Comparison(
+            "enqueue_many, adaptive prefetch",
+            f"worker_prefetch={FIXED_PREFETCH} (fixed)",
+            batch,
+            fixed_rate,
+            "msg/s",
+            True,
+            None,
+            batch_samples,
+            fixed_samples,
+        )
     )
-    report.add(Comparison("enqueue_many vs enqueue_message", "enqueue_message", batch, mine, "msg/s", True, None, batch_samples, mine_samples))
+    report.add(
+        Comparison(
+            "enqueue_many vs enqueue_message",
+            "enqueue_message",
+            batch,
+            mine,
+            "msg/s",
+            True,
+            None,
+            batch_samples,
+            mine_samples,
+        )
+    )
     # Throughput runs alternate single, batch, single, batch... (interleaved_rates).
     for name, runs in (
         ("enqueue_message", ours.cpu[0::2]),
@@ -301,13 +337,28 @@ def _redis_rows(report: Report, mine: float, mine_samples: list[float]) -> None:
     with redis_peers.redis_server() as url:
         os.environ[redis_peers.URL_VARIABLE] = url
         peers = importlib.reload(redis_peers)
-        for name, measure, target in (("dramatiq (redis)", peers.dramatiq_rate, TARGET_VS_DRAMATIQ), ("arq (redis)", peers.arq_rate, None)):
+        for name, measure, target in (
+            ("dramatiq (redis)", peers.dramatiq_rate, TARGET_VS_DRAMATIQ),
+            ("arq (redis)", peers.arq_rate, None),
+        ):
             try:
                 samples = [measure(url, SLOW_PEER_MESSAGES) for _ in range(REPEAT)]
             except ImportError as exc:
                 print(f"  ({name} not installed: {exc}; pip install '.[bench]')")
                 continue
-            report.add(Comparison("no-op throughput", name, mine, statistics.median(samples), "msg/s", True, target, mine_samples, samples))
+            report.add(
+                Comparison(
+                    "no-op throughput",
+                    name,
+                    mine,
+                    statistics.median(samples),
+                    "msg/s",
+                    True,
+                    target,
+                    mine_samples,
+                    samples,
+                )
+            )
 
 
 def io_throughput(report: Report) -> None:
@@ -319,7 +370,11 @@ def io_throughput(report: Report) -> None:
         ours.close()
     bound = WORKERS * CONFIG.worker_concurrency / 0.005
     mine, samples = rates["ours"]
-    report.add(Comparison("5 ms I/O throughput", "Little's-law bound", mine, bound, "msg/s", True, TARGET_IO_SHARE, samples, [bound]))
+    report.add(
+        Comparison(
+            "5 ms I/O throughput", "Little's-law bound", mine, bound, "msg/s", True, TARGET_IO_SHARE, samples, [bound]
+        )
+    )
 
 
 def open_loop_latency(report: Report) -> None:
@@ -331,24 +386,54 @@ def open_loop_latency(report: Report) -> None:
         for rate in sorted(TARGET_P99):
             p50s, p99s, submitted_p99s, late_p99s, handoff_p99s, pool_p50s, pool_p99s = [], [], [], [], [], [], []
             for _ in range(REPEAT):
-                handoff_p99s.append(ours.open_loop(rate, LATENCY_SECONDS, through_engine=False).scheduled.quantile(0.99) * 1000)
+                handoff_p99s.append(
+                    ours.open_loop(rate, LATENCY_SECONDS, through_engine=False).scheduled.quantile(0.99) * 1000
+                )
                 run = ours.open_loop(rate, LATENCY_SECONDS)
                 p50s.append(run.scheduled.quantile(0.5) * 1000)
                 p99s.append(run.scheduled.quantile(0.99) * 1000)
                 submitted_p99s.append(run.submitted.quantile(0.99) * 1000)
                 late_p99s.append(run.lateness.quantile(0.99) * 1000)
                 if run.refused:
-                    print(f"  {run.refused} of {int(rate * LATENCY_SECONDS)} submits refused by backpressure at {rate:,} msg/s")
+                    print(
+                        f"  {run.refused} of {int(rate * LATENCY_SECONDS)} submits refused by backpressure at {rate:,} msg/s"
+                    )
                 h = _pool_open_loop(pool, rate, LATENCY_SECONDS)
                 pool_p50s.append(h.quantile(0.5) * 1000)
                 pool_p99s.append(h.quantile(0.99) * 1000)
             p50, p99 = statistics.median(p50s), statistics.median(p99s)
-            report.add(Comparison(f"p99 @ {rate:,} msg/s", f"bound {TARGET_P99[rate] * 1000:g} ms", p99, TARGET_P99[rate] * 1000, "ms", False, 1.0, p99s, []))
-            report.add(Comparison(f"p99 @ {rate:,} msg/s", "Pool.apply_async", p99, statistics.median(pool_p99s), "ms", False, None, p99s, pool_p99s))
+            report.add(
+                Comparison(
+                    f"p99 @ {rate:,} msg/s",
+                    f"bound {TARGET_P99[rate] * 1000:g} ms",
+                    p99,
+                    TARGET_P99[rate] * 1000,
+                    "ms",
+                    False,
+                    1.0,
+                    p99s,
+                    [],
+                )
+            )
+            report.add(
+                Comparison(
+                    f"p99 @ {rate:,} msg/s",
+                    "Pool.apply_async",
+                    p99,
+                    statistics.median(pool_p99s),
+                    "ms",
+                    False,
+                    None,
+                    p99s,
+                    pool_p99s,
+                )
+            )
             report.figure(f"p50 @ {rate:,} msg/s ours [ms]", p50)
             report.figure(f"p99 @ {rate:,} msg/s ours, from actual submit [ms]", statistics.median(submitted_p99s))
             report.figure(f"p99 @ {rate:,} msg/s sender lateness [ms]", statistics.median(late_p99s))
-            report.figure(f"p99 @ {rate:,} msg/s schedule handoff alone, no engine [ms]", statistics.median(handoff_p99s))
+            report.figure(
+                f"p99 @ {rate:,} msg/s schedule handoff alone, no engine [ms]", statistics.median(handoff_p99s)
+            )
             report.figure(f"p50 @ {rate:,} msg/s Pool.apply_async [ms]", statistics.median(pool_p50s))
     finally:
         ours.close()

@@ -149,15 +149,29 @@ def main() -> None:
             rate, samples = rates[f"{mode} {sync}"]
             report.add(
                 Comparison(
-                    f"journal {what}, sync={sync}", "EntryQueue.accept_batch", rate, ledger, "msg/s", True, None,
-                    samples, ledger_samples,
+                    f"journal {what}, sync={sync}",
+                    "EntryQueue.accept_batch",
+                    rate,
+                    ledger,
+                    "msg/s",
+                    True,
+                    None,
+                    samples,
+                    ledger_samples,
                 )
             )
             if engine is not None and mode == "cycle":
                 report.add(
                     Comparison(
-                        f"journal {what}, sync={sync}", "engine enqueue_many (engine.json)", rate, engine, "msg/s",
-                        True, TARGET, samples, [engine],
+                        f"journal {what}, sync={sync}",
+                        "engine enqueue_many (engine.json)",
+                        rate,
+                        engine,
+                        "msg/s",
+                        True,
+                        TARGET,
+                        samples,
+                        [engine],
                     )
                 )
     for sync, ops in per_transaction.items():

@@ -114,18 +114,19 @@ def bench_record(report: Report) -> None:
 
 
 async def measure_monitor_cpu(report: Report) -> None:
-    workers = [
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"]) for _ in range(WORKERS)
-    ]
+    workers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"]) for _ in range(WORKERS)]
     try:
         config = MonitorConfig(metric_collection_interval=1.0, http_port=0)
         monitor = PerformanceMonitor(config)
         monitor.on_start(IdleEngine([w.pid for w in workers]))
         deadline = time.monotonic() + 120
-        while (monitor.current_report().resources is None or len(monitor.current_report().resources.processes) < WORKERS + 2) and time.monotonic() < deadline:  # type: ignore[union-attr]
+        while (
+            monitor.current_report().resources is None
+            or len(monitor.current_report().resources.processes) < WORKERS + 2
+        ) and time.monotonic() < deadline:  # type: ignore[union-attr]
             await asyncio.sleep(0.1)
-        assert monitor._process is not None and monitor._process.pid is not None  # noqa: SLF001
-        process = psutil.Process(monitor._process.pid)  # noqa: SLF001
+        assert monitor._process is not None and monitor._process.pid is not None
+        process = psutil.Process(monitor._process.pid)
         await asyncio.sleep(2.0)  # past start-up
         shares = []
         for _ in range(REPEAT):

@@ -153,12 +153,18 @@ async def _baseline(emu: EmulatorProcess, cap: int, messages: int) -> tuple[int,
 
         async def one(i: int) -> None:
             nonlocal sent
-            payload = {"messaging_product": "whatsapp", "to": f"{i:012d}", "type": "text",
-                       "text": {"body": "Your rent receipt is ready"}}
+            payload = {
+                "messaging_product": "whatsapp",
+                "to": f"{i:012d}",
+                "type": "text",
+                "text": {"body": "Your rent receipt is ready"},
+            }
             async with semaphore:
                 async for attempt in AsyncRetrying(
-                    stop=stop_after_attempt(4), wait=wait_exponential_jitter(initial=1, max=60),
-                    retry=retry_if_exception_type(Transient), reraise=True,
+                    stop=stop_after_attempt(4),
+                    wait=wait_exponential_jitter(initial=1, max=60),
+                    retry=retry_if_exception_type(Transient),
+                    reraise=True,
                 ):
                     with attempt:
                         await send(payload)
@@ -173,7 +179,9 @@ async def _floor(emu: EmulatorProcess, cap: int, messages: int) -> tuple[int, fl
     """Bare aiohttp posts of ready-made bodies, no limiter, retry or bookkeeping: the HTTP client's own cost."""
     url = f"{emu.base_url}/v23.0/{emu.phone_number_id}/messages"
     headers = {"Authorization": f"Bearer {emu.token}", "Content-Type": "application/json"}
-    bodies = [b'{"messaging_product":"whatsapp","to":"%012d","type":"text","text":{"body":"hi"}}' % i for i in range(messages)]
+    bodies = [
+        b'{"messaging_product":"whatsapp","to":"%012d","type":"text","text":{"body":"hi"}}' % i for i in range(messages)
+    ]
     semaphore = asyncio.Semaphore(BASELINE_CONCURRENCY)
     async with aiohttp.ClientSession(headers=headers) as session:
 
@@ -192,7 +200,9 @@ async def _pool_floor(emu: EmulatorProcess, cap: int, messages: int) -> tuple[in
 
     path = f"/v23.0/{emu.phone_number_id}/messages"
     headers = {"Authorization": f"Bearer {emu.token}", "Content-Type": "application/json"}
-    bodies = [b'{"messaging_product":"whatsapp","to":"%012d","type":"text","text":{"body":"hi"}}' % i for i in range(messages)]
+    bodies = [
+        b'{"messaging_product":"whatsapp","to":"%012d","type":"text","text":{"body":"hi"}}' % i for i in range(messages)
+    ]
     async with HttpClient(emu.base_url, headers=headers, max_connections=BASELINE_CONCURRENCY) as client:
 
         async def one(body: bytes) -> None:
@@ -217,8 +227,17 @@ def sustained(report: Report) -> None:
                 rates.append(done / wall)
                 cpus.append(cpu / done * 1e6 if done else float("nan"))
                 errors += _rate_errors(uvloop.run(emu.stats()))
-        report.add(Comparison(f"sustained @ {cap} mps cap", "the cap", statistics.median(rates), float(cap),
-                              "messages/s", target=TARGET_SUSTAINED, samples_ours=rates))
+        report.add(
+            Comparison(
+                f"sustained @ {cap} mps cap",
+                "the cap",
+                statistics.median(rates),
+                float(cap),
+                "messages/s",
+                target=TARGET_SUSTAINED,
+                samples_ours=rates,
+            )
+        )
         report.figure(f"rate-limit answers (130429+131056) @ {cap} mps, all runs", float(errors))
         report.figure(f"client CPU ms per 1,000 messages @ {cap} mps", statistics.median(cpus))
 
@@ -245,20 +264,37 @@ def cpu(report: Report) -> None:
                 if kind in rate_errors:
                     rate_errors[kind].append(_rate_errors(uvloop.run(emu.stats())))
     ours, theirs, floor = samples["ours"], samples["baseline"], samples["floor"]
-    report.add(Comparison("CPU per 1,000 messages", "aiohttp+aiolimiter+tenacity", statistics.median(ours),
-                          statistics.median(theirs), "ms CPU per 1,000 messages", higher_is_better=False,
-                          target=TARGET_CPU, samples_ours=ours, samples_theirs=theirs))
+    report.add(
+        Comparison(
+            "CPU per 1,000 messages",
+            "aiohttp+aiolimiter+tenacity",
+            statistics.median(ours),
+            statistics.median(theirs),
+            "ms CPU per 1,000 messages",
+            higher_is_better=False,
+            target=TARGET_CPU,
+            samples_ours=ours,
+            samples_theirs=theirs,
+        )
+    )
     # The baseline's few 130429 answers (aiolimiter's burst meets the emulator's bucket)
     # cost it a retried request each: under 1% extra requests, shown so the ratio can be judged.
     for kind, errors in rate_errors.items():
         report.figure(f"{kind}: 130429/131056 answers per run (median)", statistics.median(errors))
     report.figure("bare aiohttp floor: ms CPU per 1,000 posts (no limits, no retries)", statistics.median(floor))
-    report.figure("bare HttpClient floor (our transport's HTTP client): ms CPU per 1,000 posts",
-                  statistics.median(samples["pool_floor"]))
+    report.figure(
+        "bare HttpClient floor (our transport's HTTP client): ms CPU per 1,000 posts",
+        statistics.median(samples["pool_floor"]),
+    )
     # What each sender adds on top of its own HTTP client's bare posts.
-    report.figure("ours above the HttpClient floor: ms CPU per 1,000 messages",
-                  statistics.median(ours) - statistics.median(samples["pool_floor"]))
-    report.figure("baseline above the aiohttp floor: ms CPU per 1,000 messages", statistics.median(theirs) - statistics.median(floor))
+    report.figure(
+        "ours above the HttpClient floor: ms CPU per 1,000 messages",
+        statistics.median(ours) - statistics.median(samples["pool_floor"]),
+    )
+    report.figure(
+        "baseline above the aiohttp floor: ms CPU per 1,000 messages",
+        statistics.median(theirs) - statistics.median(floor),
+    )
 
 
 def _per_call(run: Callable[[], Awaitable[None] | None], loop: asyncio.AbstractEventLoop) -> float:
@@ -326,8 +362,12 @@ def overhead(report: Report) -> None:
 
     loop = uvloop.new_event_loop()
     runs: dict[str, Callable[[], Any]] = {
-        "bare_async": bare_async, "ours_async": ours_async, "tenacity": tenacity_async,
-        "bare_sync": bare_sync, "ours_sync": ours_sync, "pybreaker": pybreaker_sync,
+        "bare_async": bare_async,
+        "ours_async": ours_async,
+        "tenacity": tenacity_async,
+        "bare_sync": bare_sync,
+        "ours_sync": ours_sync,
+        "pybreaker": pybreaker_sync,
     }
     samples: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(max(REPEAT, 5)):
@@ -337,12 +377,28 @@ def overhead(report: Report) -> None:
     med = {k: statistics.median(v) for k, v in samples.items()}
     ours_async_ns = max(med["ours_async"] - med["bare_async"], 1.0)
     ours_sync_ns = max(med["ours_sync"] - med["bare_sync"], 1.0)
-    report.add(Comparison("retry+breaker overhead (async)", "tenacity @retry", ours_async_ns,
-                          med["tenacity"] - med["bare_async"], "ns per call", higher_is_better=False,
-                          target=TARGET_VS_TENACITY))
-    report.add(Comparison("breaker overhead (sync call)", "pybreaker .call", ours_sync_ns,
-                          med["pybreaker"] - med["bare_sync"], "ns per call", higher_is_better=False,
-                          target=TARGET_VS_PYBREAKER))
+    report.add(
+        Comparison(
+            "retry+breaker overhead (async)",
+            "tenacity @retry",
+            ours_async_ns,
+            med["tenacity"] - med["bare_async"],
+            "ns per call",
+            higher_is_better=False,
+            target=TARGET_VS_TENACITY,
+        )
+    )
+    report.add(
+        Comparison(
+            "breaker overhead (sync call)",
+            "pybreaker .call",
+            ours_sync_ns,
+            med["pybreaker"] - med["bare_sync"],
+            "ns per call",
+            higher_is_better=False,
+            target=TARGET_VS_PYBREAKER,
+        )
+    )
 
 
 def limiter_figures(report: Report) -> None:

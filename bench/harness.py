@@ -42,9 +42,7 @@ def median_rate(run: Callable[[], int], repeat: int = REPEAT) -> tuple[float, li
     return statistics.median(rates), rates
 
 
-def interleaved_rates(
-    runs: dict[str, Callable[[], int]], repeat: int = REPEAT
-) -> dict[str, tuple[float, list[float]]]:
+def interleaved_rates(runs: dict[str, Callable[[], int]], repeat: int = REPEAT) -> dict[str, tuple[float, list[float]]]:
     """Median ops/s of each named run, alternating them round by round so drift hits all alike."""
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
@@ -126,7 +124,4 @@ def header(title: str) -> None:
 
 def format_row(r: Comparison) -> str:
     target = "" if r.target is None else f"≥{r.target:g}× {'met' if r.met else 'MISSED'}"
-    return (
-        f"  {r.case:<34} {r.peer:<22} {r.ours:>12,.0f} {r.theirs:>12,.0f} {r.ratio:>7.2f}×  {target}"
-        f"  [{r.unit}]"
-    )
+    return f"  {r.case:<34} {r.peer:<22} {r.ours:>12,.0f} {r.theirs:>12,.0f} {r.ratio:>7.2f}×  {target}  [{r.unit}]"

@@ -42,7 +42,9 @@ def test_the_walk_finds_the_known_exceptions() -> None:
     """The walk sees subpackages' modules and the Rust core (so an empty result cannot pass the test below)."""
     found = {_name(cls) for module in _package_modules() for cls in _exceptions_defined_in(module)}
     known = {
-        "sluiceway.http.client.HttpError", "sluiceway.whatsapp.errors.SendError", "sluiceway.engine.errors.Backpressure"
+        "sluiceway.http.client.HttpError",
+        "sluiceway.whatsapp.errors.SendError",
+        "sluiceway.engine.errors.Backpressure",
     }
     assert known <= found
     assert any(name.startswith("sluiceway._core.") for name in found), found

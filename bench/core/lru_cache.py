@@ -25,7 +25,6 @@ part. moka-py applies evictions in batches, so its set rate is not strictly per 
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import subprocess
@@ -127,8 +126,16 @@ def _compare(report: Report, case: str, runs: dict[str, Callable[[], int]], targ
         if peer == "sluiceway":
             continue
         report.add(
-            Comparison(case, peer, ours, theirs, "ops/s", target=targets.get(peer),
-                       samples_ours=ours_samples, samples_theirs=samples)
+            Comparison(
+                case,
+                peer,
+                ours,
+                theirs,
+                "ops/s",
+                target=targets.get(peer),
+                samples_ours=ours_samples,
+                samples_theirs=samples,
+            )
         )
 
 
@@ -200,7 +207,9 @@ print((rss() - before) / n)
 def _memory_per_entry(lib: str, entries: int) -> float:
     out = subprocess.run(
         [sys.executable, "-c", _MEMORY_PROBE, str(entries), lib],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return float(out.stdout.strip())
 
@@ -216,10 +225,15 @@ def _memory(report: Report) -> None:
     for lib in libs[1:]:
         report.add(
             Comparison(
-                f"memory per entry, {entries:,} held", lib,
-                statistics.median(ours), statistics.median(samples[lib]), "bytes/entry",
-                higher_is_better=False, target=TARGET if lib == "cachebox" else None,
-                samples_ours=ours, samples_theirs=samples[lib],
+                f"memory per entry, {entries:,} held",
+                lib,
+                statistics.median(ours),
+                statistics.median(samples[lib]),
+                "bytes/entry",
+                higher_is_better=False,
+                target=TARGET if lib == "cachebox" else None,
+                samples_ours=ours,
+                samples_theirs=samples[lib],
             )
         )
 

@@ -145,7 +145,9 @@ def _aiolimiter(ops: int) -> Callable[[], int]:
     return _in_loop(body)
 
 
-def _row(report: Report, case: str, peer: str, ours: Callable[[], int], theirs: Callable[[], int], target: float | None) -> None:
+def _row(
+    report: Report, case: str, peer: str, ours: Callable[[], int], theirs: Callable[[], int], target: float | None
+) -> None:
     rates = interleaved_rates({"ours": ours, "theirs": theirs})
     report.add(
         Comparison(
@@ -163,7 +165,14 @@ def _row(report: Report, case: str, peer: str, ours: Callable[[], int], theirs: 
 
 def run(report: Report) -> None:
     header("rate limiters: try_acquire while capacity is available")
-    _row(report, "WindowLimiter try_acquire", "pyrate-limiter (log)", _ours_window(OURS_OPS), _pyrate(PEER_OPS, [1000]), TARGET_PYRATE)
+    _row(
+        report,
+        "WindowLimiter try_acquire",
+        "pyrate-limiter (log)",
+        _ours_window(OURS_OPS),
+        _pyrate(PEER_OPS, [1000]),
+        TARGET_PYRATE,
+    )
     _row(
         report,
         "RateLimiter.per(s, min, h)",
@@ -172,8 +181,22 @@ def run(report: Report) -> None:
         _pyrate(PEER_OPS, [1000, 60_000, 3_600_000]),
         TARGET_PYRATE,
     )
-    _row(report, "WindowLimiter try_acquire", "limits moving window", _ours_window(OURS_OPS), _limits_moving(PEER_OPS), None)
-    _row(report, "TokenBucket try_acquire (in loop)", "aiolimiter acquire", _ours_bucket_async(OURS_OPS), _aiolimiter(PEER_OPS), TARGET_AIOLIMITER)
+    _row(
+        report,
+        "WindowLimiter try_acquire",
+        "limits moving window",
+        _ours_window(OURS_OPS),
+        _limits_moving(PEER_OPS),
+        None,
+    )
+    _row(
+        report,
+        "TokenBucket try_acquire (in loop)",
+        "aiolimiter acquire",
+        _ours_bucket_async(OURS_OPS),
+        _aiolimiter(PEER_OPS),
+        TARGET_AIOLIMITER,
+    )
     _row(
         report,
         f"KeyedLimiter, {KEYS:,} keys",

@@ -125,7 +125,9 @@ def dramatiq_rate(url: str, messages: int) -> float:
     env = os.environ | {URL_VARIABLE: url}
     workers = subprocess.Popen(
         [sys.executable, "-m", "dramatiq", "bench.engine.redis_peers", "--processes", "2", "--threads", "8"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         client = redis.Redis.from_url(url)
@@ -152,7 +154,9 @@ def arq_rate(url: str, messages: int) -> float:
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "arq", "bench.engine.redis_peers.ArqSettings"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for _ in range(2)
     ]

@@ -215,13 +215,26 @@ class Entry:
     """One accepted message as the supervisor keeps it (pushing it into an ``EntryQueue`` copies it in)."""
 
     def __new__(
-        cls, seq: int, priority: int, enqueued_at: float, key: str | None, future: Any, payload: bytes,
-        enqueued: float, attempt: int = 0,
+        cls,
+        seq: int,
+        priority: int,
+        enqueued_at: float,
+        key: str | None,
+        future: Any,
+        payload: bytes,
+        enqueued: float,
+        attempt: int = 0,
     ) -> Self: ...
     @staticmethod
     def batch(
-        batch: PayloadBatch, start: int, stop: int, first_seq: int, priority: int, enqueued_at: float,
-        key: str | None, enqueued: float,
+        batch: PayloadBatch,
+        start: int,
+        stop: int,
+        first_seq: int,
+        priority: int,
+        enqueued_at: float,
+        key: str | None,
+        enqueued: float,
     ) -> list[Entry]:
         """One entry per payload of ``batch[start:stop]``, seqs from ``first_seq`` on."""
     @property
@@ -275,7 +288,14 @@ class EntryQueue:
     def accept(self, seq: int, priority: int, enqueued_at: float, future: Any, payload: bytes, enqueued: float) -> None:
         """Queue one message without an ordering key."""
     def accept_batch(
-        self, batch: PayloadBatch, start: int, stop: int, first_seq: int, priority: int, enqueued_at: float, enqueued: float
+        self,
+        batch: PayloadBatch,
+        start: int,
+        stop: int,
+        first_seq: int,
+        priority: int,
+        enqueued_at: float,
+        enqueued: float,
     ) -> int:
         """Queue ``batch[start:stop]`` (no ordering key), seqs from ``first_seq`` on; returns how many."""
     def push(self, entry: Entry) -> None:
@@ -396,9 +416,7 @@ class Journal:
     def complete(self, runs: Sequence[tuple[int, int]], wait: bool = False) -> int: ...
     def requeue(self, runs: Sequence[tuple[int, int]], wait: bool = False) -> int: ...
     def retry(self, items: Sequence[tuple[int, int, float]], wait: bool = False) -> int: ...
-    def dead_letter(
-        self, seq: int, reason: str, error: str, traceback: str, now: float, wait: bool = False
-    ) -> int: ...
+    def dead_letter(self, seq: int, reason: str, error: str, traceback: str, now: float, wait: bool = False) -> int: ...
     def dead_letters(self, limit: int | None = None, wait: bool = False) -> int: ...
     def replay_dead_letters(
         self, ids: Sequence[int] | None = None, first_seq: int | None = None, wait: bool = False
@@ -429,13 +447,9 @@ class Journal:
     def outbox_sent(self, id: int, wamid: str, now: float, wait: bool = False) -> int: ...
     def outbox_status(self, wamid: str, wait: bool = False) -> int: ...
     def outbox_unsent(self, wait: bool = False) -> int: ...
-    def outbox_fail(
-        self, id: int, reason: str, error: str, attempts: int, now: float, wait: bool = False
-    ) -> int: ...
+    def outbox_fail(self, id: int, reason: str, error: str, attempts: int, now: float, wait: bool = False) -> int: ...
     def sender_dead_letters(self, limit: int | None = None, wait: bool = False) -> int: ...
-    def replay_sender_dead_letters(
-        self, now: float, ids: Sequence[int] | None = None, wait: bool = False
-    ) -> int: ...
+    def replay_sender_dead_letters(self, now: float, ids: Sequence[int] | None = None, wait: bool = False) -> int: ...
     def purge_sender_dead_letters(self, ids: Sequence[int] | None = None, wait: bool = False) -> int: ...
     def recover(self, wait: bool = False) -> int: ...
     def stats(self, wait: bool = False) -> int: ...

@@ -154,7 +154,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     console = Console()
     # Through rich, so that log lines (monitor alerts...) print above the live view, not into it.
-    logging.basicConfig(level="WARNING", format="%(name)s: %(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    logging.basicConfig(
+        level="WARNING", format="%(name)s: %(message)s", handlers=[RichHandler(console=console, show_path=False)]
+    )
     result = _run_async(run_demo(options, console))
     return 0 if result.verdict.ok else 1
 
@@ -207,7 +209,9 @@ async def _serve_emulator(kind: str, args: argparse.Namespace) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     if kind == "whatsapp":
-        whatsapp = WhatsAppEmulator(throughput=args.rate, webhook_url=args.webhook_url, app_secret=os.environ.get("WHATSAPP_APP_SECRET"))
+        whatsapp = WhatsAppEmulator(
+            throughput=args.rate, webhook_url=args.webhook_url, app_secret=os.environ.get("WHATSAPP_APP_SECRET")
+        )
         async with whatsapp:
             print(f"WhatsApp Cloud API emulator at {whatsapp.base_url}")
             print(f"  phone number id {whatsapp.phone_number_id}; access token {whatsapp.access_token}")

@@ -42,7 +42,9 @@ class Stack:
         self.bot, self.workers, self.rate, self.engine_options = bot, workers, rate, engine
         self.secret = secrets.token_hex(8)
         self.sheets = SheetsEmulator()
-        self.whatsapp = WhatsAppEmulator(throughput=float(rate), pair_limit=100, pair_window=1.0, app_secret=self.secret)
+        self.whatsapp = WhatsAppEmulator(
+            throughput=float(rate), pair_limit=100, pair_window=1.0, app_secret=self.secret
+        )
         self.runtime: Runtime | None = None
         self.session: aiohttp.ClientSession | None = None
 

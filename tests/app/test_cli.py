@@ -15,18 +15,26 @@ from sluiceway.cli import EXIT_USAGE, main
 
 def test_version_and_help_run_as_a_program() -> None:
     """``python -m sluiceway.cli --version`` prints the version; ``--help`` lists the commands."""
-    version = subprocess.run([sys.executable, "-m", "sluiceway.cli", "--version"], capture_output=True, text=True, timeout=60)
+    version = subprocess.run(
+        [sys.executable, "-m", "sluiceway.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert version.returncode == 0 and version.stdout.strip() == f"sluiceway {__version__}"
-    usage = subprocess.run([sys.executable, "-m", "sluiceway.cli", "--help"], capture_output=True, text=True, timeout=60)
+    usage = subprocess.run(
+        [sys.executable, "-m", "sluiceway.cli", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert usage.returncode == 0
     for command in ("run", "demo", "bench", "dlq", "emulate", "config"):
         assert command in usage.stdout
     for command in (["run"], ["demo"], ["dlq"], ["emulate"], ["config", "check"], ["bench"]):
-        sub = subprocess.run([sys.executable, "-m", "sluiceway.cli", *command, "--help"], capture_output=True, text=True, timeout=60)
+        sub = subprocess.run(
+            [sys.executable, "-m", "sluiceway.cli", *command, "--help"], capture_output=True, text=True, timeout=60
+        )
         assert sub.returncode == 0 and "usage: sluiceway" in sub.stdout
 
 
-def test_config_check_masks_secrets(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_config_check_masks_secrets(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """config check prints effective settings with flags applied and every secret masked."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WHATSAPP_ACCESS_TOKEN", "EAAG-very-secret")
@@ -38,7 +46,9 @@ def test_config_check_masks_secrets(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     assert "port" in out and "9001" in out
 
 
-def test_config_check_reports_invalid_settings(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_config_check_reports_invalid_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """An invalid setting exits with the usage code and a message naming it."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sluiceway.toml").write_text("dedup_window = -5\n")
@@ -72,7 +82,9 @@ def test_dlq_without_a_running_bot_says_so(capsys: pytest.CaptureFixture[str]) -
         (["demo", "--conversations", "0"], "conversations"),
     ],
 )
-def test_bad_run_and_demo_arguments(argv: list[str], problem: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_run_and_demo_arguments(
+    argv: list[str], problem: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """run and demo refuse bad input with the usage exit code and a message naming the problem."""
     monkeypatch.chdir(tmp_path)
     # `run` puts the working directory on the import path (for itself and its workers): undo that after.

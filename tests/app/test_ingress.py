@@ -230,6 +230,7 @@ def test_oversized_body_is_413() -> None:
 )
 def test_malformed_body_is_400_with_reason(body: bytes, reason: str) -> None:
     """Bodies that are not JSON or not a WhatsApp webhook are refused with 400 and the reason."""
+
     async def scenario() -> None:
         engine = FakeEngine()
         async with serve(engine) as client:
@@ -255,7 +256,12 @@ def test_accepted_message_reaches_the_engine_with_sender_as_ordering_key() -> No
             assert status == 200
             assert msgspec.json.decode(text) == {"accepted": 1, "duplicates": 0, "statuses": 0}
         [(message, priority, key)] = engine.accepted
-        assert (message.id, message.sender, message.text, message.type) == ("wamid.A", "15550001111", "Is 4B available?", "text")
+        assert (message.id, message.sender, message.text, message.type) == (
+            "wamid.A",
+            "15550001111",
+            "Is 4B available?",
+            "text",
+        )
         assert message.sender_name == "Tenant 1111" and message.phone_number_id and message.received_at > 0
         assert (priority, key) == ("normal", "15550001111")
 
@@ -305,14 +311,35 @@ def test_non_text_messages_are_normalised() -> None:
     """Captions, button and list replies become text; type-specific data is kept."""
     value = text_message("1555", "wamid.t", "x")["entry"][0]["changes"][0]["value"]
     value["messages"] = [
-        {"from": "1555", "id": "wamid.img", "timestamp": "1", "type": "image",
-         "image": {"id": "media1", "mime_type": "image/jpeg", "caption": "the leak"}},
-        {"from": "1555", "id": "wamid.btn", "timestamp": "2", "type": "interactive",
-         "interactive": {"type": "button_reply", "button_reply": {"id": "book", "title": "Book a viewing"}}},
-        {"from": "1555", "id": "wamid.loc", "timestamp": "3", "type": "location",
-         "location": {"latitude": 51.5, "longitude": -0.12}, "context": {"from": "1999", "id": "wamid.prev"}},
-        {"from": "1555", "id": "wamid.unk", "timestamp": "4", "type": "unsupported",
-         "errors": [{"code": 131051, "title": "Message type unknown"}]},
+        {
+            "from": "1555",
+            "id": "wamid.img",
+            "timestamp": "1",
+            "type": "image",
+            "image": {"id": "media1", "mime_type": "image/jpeg", "caption": "the leak"},
+        },
+        {
+            "from": "1555",
+            "id": "wamid.btn",
+            "timestamp": "2",
+            "type": "interactive",
+            "interactive": {"type": "button_reply", "button_reply": {"id": "book", "title": "Book a viewing"}},
+        },
+        {
+            "from": "1555",
+            "id": "wamid.loc",
+            "timestamp": "3",
+            "type": "location",
+            "location": {"latitude": 51.5, "longitude": -0.12},
+            "context": {"from": "1999", "id": "wamid.prev"},
+        },
+        {
+            "from": "1555",
+            "id": "wamid.unk",
+            "timestamp": "4",
+            "type": "unsupported",
+            "errors": [{"code": 131051, "title": "Message type unknown"}],
+        },
     ]
     payload = text_message("1555", "wamid.t", "x")
     payload["entry"][0]["changes"][0]["value"] = value

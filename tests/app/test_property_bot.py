@@ -33,7 +33,11 @@ PHRASINGS: list[tuple[str, str, dict[str, Any]]] = [
     ("how much is 4D per month", "rent", {"unit": "4D"}),
     ("whats the monthly cost of 1A", "rent", {"unit": "1A"}),
     ("2 bed under 2k", "search", {"bedrooms": 2, "max_rent": 2000}),
-    ("any two bedroom apartments under $2,000 in maple", "search", {"bedrooms": 2, "max_rent": 2000, "building": "Maple Court"}),
+    (
+        "any two bedroom apartments under $2,000 in maple",
+        "search",
+        {"bedrooms": 2, "max_rent": 2000, "building": "Maple Court"},
+    ),
     ("looking for a 1br around 1400/month", "search", {"bedrooms": 1, "max_rent": 1400}),
     ("studio under 1300", "search", {"bedrooms": 0, "max_rent": 1300}),
     ("3BR?", "search", {"bedrooms": 3}),
@@ -58,10 +62,18 @@ PHRASINGS: list[tuple[str, str, dict[str, Any]]] = [
     ("roaches in the kitchen again", "maintenance", {"unit": None}),
     ("fridge not turning on - 4C", "maintenance", {"unit": "4C"}),
     ("can I view 3D on saturday at 2pm", "viewing", {"unit": "3D", "date": dt.date(2026, 12, 5), "time": "14:00"}),
-    ("book a viewing for unit 204 tomorrow at 10", "viewing", {"unit": "204", "date": dt.date(2026, 11, 30), "time": "10:00"}),
+    (
+        "book a viewing for unit 204 tomorrow at 10",
+        "viewing",
+        {"unit": "204", "date": dt.date(2026, 11, 30), "time": "10:00"},
+    ),
     ("Can I see 1C on 12/5 at 10am", "viewing", {"unit": "1C", "date": dt.date(2026, 12, 5), "time": "10:00"}),
     ("id like to tour 2D dec 12th", "viewing", {"unit": "2D", "date": dt.date(2026, 12, 12)}),
-    ("schedule a visit to unit 3 on the 6th of December at 14:00", "viewing", {"unit": "3", "date": dt.date(2026, 12, 6), "time": "14:00"}),
+    (
+        "schedule a visit to unit 3 on the 6th of December at 14:00",
+        "viewing",
+        {"unit": "3", "date": dt.date(2026, 12, 6), "time": "14:00"},
+    ),
     ("viewing 4D sun 2pm", "viewing", {"unit": "4D", "date": dt.date(2026, 12, 6), "time": "14:00"}),
     ("could we come and see 203 next saturday", "viewing", {"unit": "203", "date": dt.date(2026, 12, 5)}),
     ("view 1D 2026-12-12 at 10:00", "viewing", {"unit": "1D", "date": dt.date(2026, 12, 12), "time": "10:00"}),
@@ -95,7 +107,15 @@ def test_table_is_large_enough() -> None:
 
 @pytest.mark.parametrize(
     ("text", "budget"),
-    [("$2,000", 2000), ("under 2k", 2000), ("2.5k", 2500), ("max 1800", 1800), ("1800/month", 1800), ("2 bed", None), ("at 3", None)],
+    [
+        ("$2,000", 2000),
+        ("under 2k", 2000),
+        ("2.5k", 2500),
+        ("max 1800", 1800),
+        ("1800/month", 1800),
+        ("2 bed", None),
+        ("at 3", None),
+    ],
 )
 def test_budget_forms(text: str, budget: int | None) -> None:
     """Budgets are read in the forms tenants use, and small numbers are not budgets."""

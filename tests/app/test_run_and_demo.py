@@ -43,7 +43,10 @@ def test_sigterm_drains_and_logs_one_summary_line(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         secret = "e2e-secret"
-        async with SheetsEmulator() as sheets, WhatsAppEmulator(throughput=200.0, pair_limit=50, pair_window=1.0) as api:
+        async with (
+            SheetsEmulator() as sheets,
+            WhatsAppEmulator(throughput=200.0, pair_limit=50, pair_window=1.0) as api,
+        ):
             for name, path in SHEETS.items():
                 sheets.load_csv("sheet", name, path)
             port, admin = _free_port(), _free_port()
@@ -59,9 +62,19 @@ def test_sigterm_drains_and_logs_one_summary_line(tmp_path: Path) -> None:
                 "SLUICEWAY_MONITOR_PORT": "0",
             }
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "sluiceway.cli", "run", "sluiceway.examples.property_bot.app:bot",
-                "--port", str(port), "--workers", "1",
-                env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-m",
+                "sluiceway.cli",
+                "run",
+                "sluiceway.examples.property_bot.app:bot",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                env=env,
+                cwd=tmp_path,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             try:
                 await _until_answers(f"http://127.0.0.1:{admin}/status")
@@ -71,7 +84,13 @@ def test_sigterm_drains_and_logs_one_summary_line(tmp_path: Path) -> None:
                         async with session.post(f"http://127.0.0.1:{port}/webhook", data=body, headers=headers) as r:
                             assert r.status == 200
                 dlq = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "sluiceway.cli", "dlq", "list", "--admin-url", f"http://127.0.0.1:{admin}",
+                    sys.executable,
+                    "-m",
+                    "sluiceway.cli",
+                    "dlq",
+                    "list",
+                    "--admin-url",
+                    f"http://127.0.0.1:{admin}",
                     stdout=asyncio.subprocess.PIPE,
                 )
                 out, _ = await asyncio.wait_for(dlq.communicate(), WAIT)

@@ -159,7 +159,11 @@ def test_worker_settings_round_trip_without_secrets(tmp_path: Path) -> None:
     assert b"s3cret" not in data and b"tok3n" not in data
     rebuilt = worker_settings_from_json(data)
     assert rebuilt.whatsapp_app_secret is None and rebuilt.whatsapp_access_token is None
-    assert (rebuilt.workers, rebuilt.spreadsheet_id, rebuilt.high_priority_keywords) == (3, "x", settings.high_priority_keywords)
+    assert (rebuilt.workers, rebuilt.spreadsheet_id, rebuilt.high_priority_keywords) == (
+        3,
+        "x",
+        settings.high_priority_keywords,
+    )
     with pytest.raises(ValueError, match="JSON object"):
         worker_settings_from_json(b"[1]")
 

@@ -258,7 +258,10 @@ class RateLimiterMachine(RuleBasedStateMachine):
     @rule(n=st.integers(1, 3))
     def try_acquire(self, n: int) -> None:
         """Admits only when every member admits, then takes n from each; a refusal takes nothing anywhere."""
-        if any(isinstance(m, BucketModel) and n > m.burst or isinstance(m, WindowModel) and n > m.limit for m in self.models):
+        if any(
+            (isinstance(m, BucketModel) and n > m.burst) or (isinstance(m, WindowModel) and n > m.limit)
+            for m in self.models
+        ):
             with pytest.raises(ValueError, match="could never be admitted"):
                 self.limiter.try_acquire(n, now=self.now)
             return

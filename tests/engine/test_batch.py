@@ -54,7 +54,9 @@ def test_enqueue_many_with_a_key_runs_the_batch_in_order(run: Run, config: Confi
     async def scenario() -> None:
         async with MessageParallelizer(SCRIPTED, config(worker_concurrency=8)) as engine:
             await engine.enqueue_message({"log": log, "tag": "first", "sleep": 0.05}, ordering_key="+1555")
-            await engine.enqueue_many([{"log": log, "tag": str(i)} for i in range(30)], Priority.HIGH, ordering_key="+1555")
+            await engine.enqueue_many(
+                [{"log": log, "tag": str(i)} for i in range(30)], Priority.HIGH, ordering_key="+1555"
+            )
             await engine.wait_for_completion(timeout=60)
 
     run(scenario())
@@ -98,7 +100,13 @@ def test_enqueue_many_waits_between_slices_while_backpressure_is_on(run: Run, co
     gate = tmp_path / "gate"
 
     async def scenario() -> None:
-        cfg = config(default_worker_count=1, worker_concurrency=1, worker_prefetch=1, queue_high_water_mark=10, queue_low_water_mark=4)
+        cfg = config(
+            default_worker_count=1,
+            worker_concurrency=1,
+            worker_prefetch=1,
+            queue_high_water_mark=10,
+            queue_low_water_mark=4,
+        )
         async with MessageParallelizer(SCRIPTED, cfg) as engine:
             batch = asyncio.ensure_future(engine.enqueue_many([{"gate": str(gate)} for _ in range(25)]))
             await wait_until(lambda: engine.get_statistics().backpressure, what="backpressure on")
@@ -119,7 +127,13 @@ def test_enqueue_many_nowait_accepts_the_whole_batch_past_the_mark(run: Run, con
     gate = tmp_path / "gate"
 
     async def scenario() -> None:
-        cfg = config(default_worker_count=1, worker_concurrency=1, worker_prefetch=1, queue_high_water_mark=10, queue_low_water_mark=4)
+        cfg = config(
+            default_worker_count=1,
+            worker_concurrency=1,
+            worker_prefetch=1,
+            queue_high_water_mark=10,
+            queue_low_water_mark=4,
+        )
         async with MessageParallelizer(SCRIPTED, cfg) as engine:
             ids = engine.enqueue_many_nowait([{"gate": str(gate)} for _ in range(30)], Priority.LOW)
             assert len(ids) == 30 and engine.get_statistics().backpressure
@@ -153,7 +167,13 @@ def test_enqueue_many_waiting_when_the_engine_shuts_down_raises_and_keeps_what_i
     gate = tmp_path / "gate"
 
     async def scenario() -> None:
-        cfg = config(default_worker_count=1, worker_concurrency=1, worker_prefetch=1, queue_high_water_mark=10, queue_low_water_mark=4)
+        cfg = config(
+            default_worker_count=1,
+            worker_concurrency=1,
+            worker_prefetch=1,
+            queue_high_water_mark=10,
+            queue_low_water_mark=4,
+        )
         engine = MessageParallelizer(SCRIPTED, cfg)
         await engine.start()
         batch = asyncio.ensure_future(engine.enqueue_many([{"gate": str(gate)} for _ in range(25)]))

@@ -61,7 +61,10 @@ def test_retry_delay_matches_the_documented_formula(
 ) -> None:
     """delay(n) is min(cap, min(cap, initial * factor**(n-1)) * jitter factor) for any input."""
     config = ParallelizerConfig(
-        retry_initial_backoff=initial, retry_backoff_factor=factor, retry_max_backoff=initial + extra_cap, retry_jitter=jitter
+        retry_initial_backoff=initial,
+        retry_backoff_factor=factor,
+        retry_max_backoff=initial + extra_cap,
+        retry_jitter=jitter,
     )
     policy = RetryPolicy(config, uniform=lambda low, high: low + (high - low) * unit)
     cap = initial + extra_cap

@@ -12,7 +12,6 @@ import pytest
 from sluiceway.engine import (
     Backpressure,
     EngineNotRunning,
-    HandlerError,
     MessageParallelizer,
     ParallelizerConfig,
     Priority,
@@ -47,7 +46,13 @@ def test_submit_nowait_returns_a_future_or_refuses_at_once(run: Run, config: Con
     gate = tmp_path / "gate"
 
     async def scenario() -> None:
-        cfg = config(default_worker_count=1, worker_concurrency=1, worker_prefetch=1, queue_high_water_mark=3, queue_low_water_mark=1)
+        cfg = config(
+            default_worker_count=1,
+            worker_concurrency=1,
+            worker_prefetch=1,
+            queue_high_water_mark=3,
+            queue_low_water_mark=1,
+        )
         async with MessageParallelizer(SCRIPTED, cfg) as engine:
             first = engine.submit_nowait({"gate": str(gate), "result": "first"})
             await wait_until(lambda: engine.get_statistics().in_flight == 1, what="first message in flight")

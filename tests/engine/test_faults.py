@@ -32,8 +32,15 @@ def test_sigkilled_workers_lose_nothing(kills: list[tuple[int, int]], tmp_path_f
     log = str(tmp_path_factory.mktemp("kill") / "log")
     total = 300
     config = ParallelizerConfig(
-        default_worker_count=2, min_workers=1, max_workers=4, worker_concurrency=8, max_attempts=20,
-        retry_initial_backoff=0.0, retry_max_backoff=0.0, heartbeat_interval=0.25, worker_timeout=30.0,
+        default_worker_count=2,
+        min_workers=1,
+        max_workers=4,
+        worker_concurrency=8,
+        max_attempts=20,
+        retry_initial_backoff=0.0,
+        retry_max_backoff=0.0,
+        heartbeat_interval=0.25,
+        worker_timeout=30.0,
     )
 
     async def scenario() -> None:
@@ -53,7 +60,9 @@ def test_sigkilled_workers_lose_nothing(kills: list[tuple[int, int]], tmp_path_f
     uvloop.run(scenario())
 
 
-def test_poison_message_is_dead_lettered_without_taking_innocents_down(run: Run, config: Config, tmp_path: Path) -> None:
+def test_poison_message_is_dead_lettered_without_taking_innocents_down(
+    run: Run, config: Config, tmp_path: Path
+) -> None:
     """A message that kills its worker every time ends dead-lettered after max_attempts; the others sharing its worker complete."""
     log = str(tmp_path / "log")
 

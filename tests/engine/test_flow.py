@@ -32,12 +32,20 @@ Run = Callable[[Any], Any]
 Config = Callable[..., ParallelizerConfig]
 
 
-def test_backpressure_switches_on_at_high_and_off_only_at_low_water_mark(run: Run, config: Config, tmp_path: Path) -> None:
+def test_backpressure_switches_on_at_high_and_off_only_at_low_water_mark(
+    run: Run, config: Config, tmp_path: Path
+) -> None:
     """enqueue_nowait raises Backpressure from the high-water mark until the queue falls to the low one (hysteresis)."""
     gates = [tmp_path / f"gate{i}" for i in range(40)]
 
     async def scenario() -> None:
-        cfg = config(default_worker_count=1, worker_concurrency=1, worker_prefetch=1, queue_high_water_mark=10, queue_low_water_mark=4)
+        cfg = config(
+            default_worker_count=1,
+            worker_concurrency=1,
+            worker_prefetch=1,
+            queue_high_water_mark=10,
+            queue_low_water_mark=4,
+        )
         async with MessageParallelizer(SCRIPTED, cfg) as engine:
             engine.enqueue_nowait({"gate": str(gates[0])})
             await wait_until(lambda: engine.get_statistics().in_flight == 1, what="first message in flight")
@@ -70,7 +78,13 @@ def test_enqueue_message_waits_while_backpressure_is_on(run: Run, config: Config
     gate = tmp_path / "gate"
 
     async def scenario() -> None:
-        cfg = config(default_worker_count=1, worker_concurrency=1, worker_prefetch=1, queue_high_water_mark=5, queue_low_water_mark=1)
+        cfg = config(
+            default_worker_count=1,
+            worker_concurrency=1,
+            worker_prefetch=1,
+            queue_high_water_mark=5,
+            queue_low_water_mark=1,
+        )
         async with MessageParallelizer(SCRIPTED, cfg) as engine:
             await engine.enqueue_message({"gate": str(gate)})
             await wait_until(lambda: engine.get_statistics().in_flight == 1, what="first message in flight")
@@ -164,7 +178,9 @@ def test_workers_are_recycled_after_max_messages(run: Run, config: Config, tmp_p
     assert len(per_pid) >= 4 and sum(per_pid.values()) >= 200
 
 
-def test_adaptive_prefetch_grows_for_a_fast_worker_and_stays_at_its_floor_for_a_slow_one(run: Run, config: Config) -> None:
+def test_adaptive_prefetch_grows_for_a_fast_worker_and_stays_at_its_floor_for_a_slow_one(
+    run: Run, config: Config
+) -> None:
     """With a 1 s window any fast worker outgrows 2 x concurrency; one that cannot finish
     200 messages a second holds no more than its floor under a 2 ms window."""
 

@@ -190,7 +190,7 @@ def test_handlers_that_finish_at_once_are_reported_before_receive_returns(run: R
         worker, writer = local_worker(task_handlers.task_at_once)
         worker.receive(dispatch_items(5))
         assert [frame[0] for frame in writer.frames] == [pipe.REPORT]
-        assert reported_results(writer) == {seq: EVERY_CHECK for seq in range(1, 6)}
+        assert reported_results(writer) == dict.fromkeys(range(1, 6), EVERY_CHECK)
         assert worker.running == 0
 
     run(scenario())

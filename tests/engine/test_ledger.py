@@ -24,7 +24,12 @@ from sluiceway.histogram import LatencyHistogram
 LEVELS = 3
 NOW = 1000.0
 payloads = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=40) | st.binary(max_size=40),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40)
+    | st.binary(max_size=40),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=8,
 )
@@ -46,8 +51,14 @@ def decode_frame(frame: bytes) -> list[list[Any]]:
 def wire(entry: dict[str, Any]) -> list[Any]:
     """The DISPATCH item the worker must see for a model entry."""
     return [
-        entry["seq"], entry["attempt"], entry["priority"], entry["enqueued_at"], entry["key"],
-        True if entry["future"] is not None else None, entry["payload"], entry["enqueued"],
+        entry["seq"],
+        entry["attempt"],
+        entry["priority"],
+        entry["enqueued_at"],
+        entry["key"],
+        True if entry["future"] is not None else None,
+        entry["payload"],
+        entry["enqueued"],
     ]
 
 
@@ -71,13 +82,28 @@ class LedgerMachine(RuleBasedStateMachine):
     def _entry(self, priority: int, payload: Any, key: str | None, future: object | None, age: float) -> dict[str, Any]:
         seq = self.next_seq
         self.next_seq += 1
-        return {"seq": seq, "attempt": 0, "priority": priority, "enqueued_at": 1.7e9 + seq, "key": key,
-                "future": future, "payload": payload, "enqueued": NOW - age}
+        return {
+            "seq": seq,
+            "attempt": 0,
+            "priority": priority,
+            "enqueued_at": 1.7e9 + seq,
+            "key": key,
+            "future": future,
+            "payload": payload,
+            "enqueued": NOW - age,
+        }
 
     @rule(priority=st.integers(0, LEVELS - 1), payload=payloads, with_future=st.booleans(), age=st.floats(0.0, 50.0))
     def accept(self, priority: int, payload: Any, with_future: bool, age: float) -> None:
         entry = self._entry(priority, payload, None, object() if with_future else None, age)
-        self.queue.accept(entry["seq"], priority, entry["enqueued_at"], entry["future"], msgspec.msgpack.encode(payload), entry["enqueued"])
+        self.queue.accept(
+            entry["seq"],
+            priority,
+            entry["enqueued_at"],
+            entry["future"],
+            msgspec.msgpack.encode(payload),
+            entry["enqueued"],
+        )
         self.model_queue[priority].append(entry)
 
     @rule(priority=st.integers(0, LEVELS - 1), batch=st.lists(payloads, max_size=12), data=st.data())
@@ -98,8 +124,23 @@ class LedgerMachine(RuleBasedStateMachine):
         """A Python Entry (keyed, as parked ones are) goes in as a copy: changing it afterwards changes nothing."""
         entry = self._entry(priority, payload, key, None, 2.0)
         entry["attempt"] = attempt
-        made = Entry(entry["seq"], priority, entry["enqueued_at"], key, None, msgspec.msgpack.encode(payload), entry["enqueued"], attempt)
-        assert (made.seq, made.attempt, made.priority, made.key, made.future) == (entry["seq"], attempt, priority, key, None)
+        made = Entry(
+            entry["seq"],
+            priority,
+            entry["enqueued_at"],
+            key,
+            None,
+            msgspec.msgpack.encode(payload),
+            entry["enqueued"],
+            attempt,
+        )
+        assert (made.seq, made.attempt, made.priority, made.key, made.future) == (
+            entry["seq"],
+            attempt,
+            priority,
+            key,
+            None,
+        )
         self.queue.push(made)
         made.attempt = attempt + 100
         self.model_queue[priority].append(entry)
@@ -146,10 +187,25 @@ class LedgerMachine(RuleBasedStateMachine):
             assert entry is None
         else:
             assert entry is not None
-            assert [entry.seq, entry.attempt, entry.priority, entry.enqueued_at, entry.key, entry.future,
-                    msgspec.msgpack.decode(entry.payload), entry.enqueued] == [
-                model["seq"], model["attempt"], model["priority"], model["enqueued_at"], model["key"],
-                model["future"], model["payload"], model["enqueued"]]
+            assert [
+                entry.seq,
+                entry.attempt,
+                entry.priority,
+                entry.enqueued_at,
+                entry.key,
+                entry.future,
+                msgspec.msgpack.decode(entry.payload),
+                entry.enqueued,
+            ] == [
+                model["seq"],
+                model["attempt"],
+                model["priority"],
+                model["enqueued_at"],
+                model["key"],
+                model["future"],
+                model["payload"],
+                model["enqueued"],
+            ]
             assert seq not in self.tables[worker]
 
     @rule(worker=st.integers(0, 1))
@@ -206,13 +262,20 @@ def test_entry_batch_makes_keyed_entries_for_a_slice() -> None:
     batch = PayloadBatch(msgspec.msgpack.encode(["a", "b", "c", "d"]))
     entries = Entry.batch(batch, 1, 3, 10, 2, 1.7e9, "k", NOW)
     assert [(e.seq, msgspec.msgpack.decode(e.payload), e.key, e.priority, e.attempt) for e in entries] == [
-        (10, "b", "k", 2, 0), (11, "c", "k", 2, 0)]
+        (10, "b", "k", 2, 0),
+        (11, "c", "k", 2, 0),
+    ]
 
 
 @pytest.mark.parametrize(
     ("encoded", "match"),
-    [(b"", "truncated"), (msgspec.msgpack.encode(5), "not a msgpack array"), (b"\x92\xc0", "truncated"),
-     (b"\x91\xc1", "invalid byte 0xc1"), (b"\x91\xc0\xc0", "stray bytes")],
+    [
+        (b"", "truncated"),
+        (msgspec.msgpack.encode(5), "not a msgpack array"),
+        (b"\x92\xc0", "truncated"),
+        (b"\x91\xc1", "invalid byte 0xc1"),
+        (b"\x91\xc0\xc0", "stray bytes"),
+    ],
 )
 def test_a_batch_that_is_not_one_msgpack_array_is_refused(encoded: bytes, match: str) -> None:
     with pytest.raises(ValueError, match=match):

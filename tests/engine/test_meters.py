@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sluiceway.engine.statistics import LATENCY_SLICES, LATENCY_WINDOW, LatencyWindow, ThroughputMeter
 from sluiceway.engine.pipe import FrameReader, encode_frame
+from sluiceway.engine.statistics import LATENCY_SLICES, LATENCY_WINDOW, LatencyWindow, ThroughputMeter
 from sluiceway.histogram import LatencyHistogram
 
 samples = st.lists(st.tuples(st.floats(0.01, 5.0), st.integers(0, 1000)), min_size=1, max_size=60)
@@ -86,6 +86,10 @@ def test_record_many_counts_exactly_as_record_one_at_a_time(batches: list[list[f
             single_error = str(exc)
         assert batch_error == single_error
     assert (batched.buckets, batched.zeros, batched.count, batched.min, batched.max) == (
-        single.buckets, single.zeros, single.count, single.min, single.max,
+        single.buckets,
+        single.zeros,
+        single.count,
+        single.min,
+        single.max,
     )
     assert batched.sum == single.sum

@@ -343,8 +343,12 @@ def _self_signed(tmp_path: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -380,7 +384,10 @@ def test_https_verifies_the_server_and_keeps_the_connection(tmp_path: Any) -> No
 
 @pytest.mark.parametrize(
     "interim",
-    [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"],
+    [
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n",
+    ],
     ids=["100", "100 and 103"],
 )
 def test_interim_answers_are_skipped_for_the_final_one(interim: bytes) -> None:
@@ -402,7 +409,9 @@ def test_interim_answers_are_skipped_for_the_final_one(interim: bytes) -> None:
             for _ in range(2):
                 response = await http.post("/x", b"{}")
                 assert (response.status, response.body, response.headers) == (
-                    201, b"done", {"x-final": "yes", "content-length": "4"}
+                    201,
+                    b"done",
+                    {"x-final": "yes", "content-length": "4"},
                 )
         await done.wait()
         server.close()
@@ -416,7 +425,9 @@ def test_an_unasked_protocol_switch_is_an_error() -> None:
     async def scenario() -> None:
         async def switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x00")
+            writer.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x00"
+            )
             await reader.read()  # until the client drops the connection
             writer.close()
             done.set()

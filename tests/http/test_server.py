@@ -93,9 +93,10 @@ def test_pipelined_requests_are_answered_in_order() -> None:
 
     async def scenario() -> None:
         async with serving(uneven) as server:
-            requests = b"".join(
-                f"GET {p} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for p in ("/slow", "/a", "/b", "/c")
-            ) + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            requests = (
+                b"".join(f"GET {p} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for p in ("/slow", "/a", "/b", "/c"))
+                + b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
             answer = await raw_exchange(server, requests)
             bodies = [part.rsplit(b"\r\n\r\n", 1)[-1] for part in answer.split(b"HTTP/1.1 200 OK")[1:]]
             assert bodies == [b"/slow", b"/a", b"/b", b"/c", b"/last"]
@@ -107,8 +108,12 @@ def test_pipelined_requests_are_answered_in_order() -> None:
 @settings(max_examples=20)
 @given(
     requests=st.lists(
-        st.tuples(st.sampled_from(["GET", "POST", "PUT", "DELETE"]), st.from_regex(r"/[a-z0-9/_.-]{0,30}", fullmatch=True),
-                  st.binary(max_size=40_000), st.booleans()),
+        st.tuples(
+            st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+            st.from_regex(r"/[a-z0-9/_.-]{0,30}", fullmatch=True),
+            st.binary(max_size=40_000),
+            st.booleans(),
+        ),
         min_size=1,
         max_size=6,
     )
@@ -161,7 +166,11 @@ def test_chunked_body_over_the_limit_is_flagged_not_buffered() -> None:
     async def scenario() -> None:
         async with serving(max_body_bytes=1000) as server:
             chunk = b"y" * 800
-            data = b"POST /w HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + (b"%x\r\n%s\r\n" % (len(chunk), chunk)) * 3 + b"0\r\n\r\n"
+            data = (
+                b"POST /w HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + (b"%x\r\n%s\r\n" % (len(chunk), chunk)) * 3
+                + b"0\r\n\r\n"
+            )
             answer = await raw_exchange(server, data)
             assert b"POST /w ? 0 too_large=True" in answer and b"Connection: close" in answer
 
@@ -170,7 +179,11 @@ def test_chunked_body_over_the_limit_is_flagged_not_buffered() -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"NOT HTTP AT ALL\r\n\r\n", b"GET / HTTP/1.1\r\nHost x-no-colon\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n"],
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost x-no-colon\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    ],
 )
 def test_malformed_requests_get_400_and_the_server_lives_on(garbage: bytes) -> None:
     """Bytes that are not HTTP/1.1 get a 400 naming the problem and a closed connection; the next client is served."""
@@ -190,7 +203,9 @@ def test_upgrade_requests_are_refused() -> None:
 
     async def scenario() -> None:
         async with serving() as server:
-            answer = await raw_exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            answer = await raw_exchange(
+                server, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+            )
             assert answer.startswith(b"HTTP/1.1 400") and b"upgrades are not supported" in answer
 
     asyncio.run(scenario())

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sluiceway.http import HttpClient, HttpServer, Request, Response
 from sluiceway.testing.waiting import wait_until
 

@@ -21,6 +21,7 @@ import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sluiceway.http import HttpClient, HttpServer, Request, Response
 from sluiceway.http.server import MAX_URL_BYTES_CEILING, Handler
 from sluiceway.testing.clock import ManualClock

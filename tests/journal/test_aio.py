@@ -22,7 +22,7 @@ def test_queued_operations_apply_in_order_and_resolve_with_their_results(tmp_pat
         futures = [
             aio.insert_batch(batch, 0, 60, 0, 1, 5.0),
             aio.insert_batch(batch, 60, 100, 60, 0, 6.0, "+15550001"),
-            aio.dispatch(seq_runs(range(0, 80))),
+            aio.dispatch(seq_runs(range(80))),
             aio.complete([(0, 49)]),
             aio.requeue([(50, 59)]),
             aio.stats(),

@@ -58,4 +58,3 @@ def test_a_read_only_file_system_is_a_clear_error_and_the_file_is_kept(tmpfs: Pa
     with pytest.raises(JournalError, match=rf"cannot open journal {re.escape(str(path))}: .*Read-only file system"):
         Journal.open(path)
     assert path.read_bytes() == before
-

@@ -53,9 +53,8 @@ def test_a_second_journal_in_another_process_is_refused_naming_the_holder(tmp_pa
 
 
 def test_a_second_journal_in_the_same_process_is_refused(tmp_path: Path) -> None:
-    with Journal.open(tmp_path / "j.db"):
-        with pytest.raises(JournalLocked, match=rf"locked by pid {os.getpid()}\b"):
-            Journal.open(tmp_path / "j.db")
+    with Journal.open(tmp_path / "j.db"), pytest.raises(JournalLocked, match=rf"locked by pid {os.getpid()}\b"):
+        Journal.open(tmp_path / "j.db")
 
 
 def test_a_killed_holder_releases_the_journal(tmp_path: Path) -> None:

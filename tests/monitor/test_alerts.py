@@ -48,7 +48,9 @@ def test_repeated_crossings_are_deduplicated() -> None:
 def test_hovering_at_threshold_does_not_flap() -> None:
     """A metric oscillating just around the warning level raises once and never resolves inside the band."""
     alerts, _ = manager()
-    changes = [alerts.evaluate("cpu", v, warning=WARNING, critical=CRITICAL) for v in (70.5, 69.0, 70.2, 65.0, 71.0, 64.0)]
+    changes = [
+        alerts.evaluate("cpu", v, warning=WARNING, critical=CRITICAL) for v in (70.5, 69.0, 70.2, 65.0, 71.0, 64.0)
+    ]
     assert [c is not None for c in changes] == [True, False, False, False, False, False]
     assert alerts.evaluate("cpu", 62.9, warning=WARNING, critical=CRITICAL) is not None
     assert alerts.alerts() == []

@@ -10,6 +10,7 @@ import statistics
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sluiceway import MonitorConfig, PerformanceMonitor
 from sluiceway.engine import LatencyDelta
 from sluiceway.histogram import LatencyHistogram

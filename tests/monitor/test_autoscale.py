@@ -9,6 +9,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sluiceway.monitor.autoscale import AutoscalePolicy, ScalingDecision, ScalingInputs
 from sluiceway.monitor.config import AutoscaleConfig
 

@@ -37,12 +37,8 @@ def test_burst_scales_up_idleness_scales_down_no_message_lost(tmp_path: Path) ->
 
     async def scenario() -> None:
         monitor = PerformanceMonitor(monitor_config)
-        async with MessageParallelizer(
-            "sluiceway.testing.handlers:scripted", engine_config, monitor=monitor
-        ) as engine:
-            ids = {
-                await engine.enqueue_message({"gate": str(gate), "log": str(log)}) for _ in range(MESSAGES)
-            }
+        async with MessageParallelizer("sluiceway.testing.handlers:scripted", engine_config, monitor=monitor) as engine:
+            ids = {await engine.enqueue_message({"gate": str(gate), "log": str(log)}) for _ in range(MESSAGES)}
             # The gate holds every handler, so the backlog lasts however slow the machine is.
             await wait_until(
                 lambda: engine.get_statistics().worker_count == 3, WAIT, "the monitor to scale up to 3 workers"
@@ -82,9 +78,7 @@ def test_backlog_one_worker_clears_in_18s_gets_a_second_worker_while_it_lasts() 
 
     async def scenario() -> None:
         monitor = PerformanceMonitor(monitor_config)
-        async with MessageParallelizer(
-            "sluiceway.testing.handlers:scripted", engine_config, monitor=monitor
-        ) as engine:
+        async with MessageParallelizer("sluiceway.testing.handlers:scripted", engine_config, monitor=monitor) as engine:
             for _ in range(600):
                 await engine.enqueue_message({"sleep": 0.03})
             await wait_until(

@@ -50,7 +50,12 @@ def test_metrics_parse_with_prometheus_parser() -> None:
                     assert response.status == 200
                     assert response.headers["Content-Type"].startswith("text/plain")
                     text = await response.text()
-                return text if "sluiceway_messages_completed_total 190.0" in text and "sluiceway_process_cpu_seconds_total" in text else None
+                return (
+                    text
+                    if "sluiceway_messages_completed_total 190.0" in text
+                    and "sluiceway_process_cpu_seconds_total" in text
+                    else None
+                )
 
             text = await wait_for(scrape, "metrics with the recorded messages and a resource sample")
             families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -81,13 +86,21 @@ def test_status_json_and_dashboard_assets() -> None:
             async def status() -> Any:
                 async with http.get(monitor.http_url + "/status") as response:
                     body = await response.json()
-                ready = body["report"] and body["report"]["completed_total"] == 1 and len(body["series"].get("throughput", [])) >= 2
+                ready = (
+                    body["report"]
+                    and body["report"]["completed_total"] == 1
+                    and len(body["series"].get("throughput", [])) >= 2
+                )
                 return body if ready else None
 
             body = await wait_for(status, "a status with the recorded message")
             assert body["report"]["latency"][0]["max"] == 0.05
             assert body["resources"]["machine"]["cpu_count"] >= 1
-            for path, kind in (("/", "text/html"), ("/static/dashboard.js", "javascript"), ("/static/dashboard.css", "text/css")):
+            for path, kind in (
+                ("/", "text/html"),
+                ("/static/dashboard.js", "javascript"),
+                ("/static/dashboard.css", "text/css"),
+            ):
                 async with http.get(monitor.http_url + path) as response:
                     assert response.status == 200 and kind in response.headers["Content-Type"]
             assert monitor.current_report().resources is not None
@@ -101,8 +114,8 @@ def test_monitor_process_exits_on_stop() -> None:
     async def scenario() -> int:
         monitor = PerformanceMonitor(config())
         await monitor.start()
-        assert monitor._process is not None  # noqa: SLF001
-        pid = monitor._process.pid  # noqa: SLF001
+        assert monitor._process is not None
+        pid = monitor._process.pid
         assert pid is not None and psutil.pid_exists(pid)
         await monitor.stop()
         return pid
@@ -158,7 +171,9 @@ def test_workers_are_sampled_in_the_monitor_process() -> None:
 
             async def sampled() -> bool:
                 resources = monitor.current_report().resources
-                return resources is not None and any(p.pid == worker.pid and p.role == "worker" for p in resources.processes)
+                return resources is not None and any(
+                    p.pid == worker.pid and p.role == "worker" for p in resources.processes
+                )
 
             await wait_for(sampled, "a resource sample that includes the worker")
             assert monitor.http_url is not None

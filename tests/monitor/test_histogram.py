@@ -82,7 +82,11 @@ def test_merge_equals_recording_the_union(a: list[float], b: list[float], q: flo
     merged.merge(build(b))
     together = build(a + b)
     assert (merged.buckets, merged.zeros, merged.count, merged.min, merged.max) == (
-        together.buckets, together.zeros, together.count, together.min, together.max,
+        together.buckets,
+        together.zeros,
+        together.count,
+        together.min,
+        together.max,
     )
     assert merged.sum == pytest.approx(together.sum)
     assert merged.quantile(q) == together.quantile(q)

@@ -55,7 +55,9 @@ class SeriesVersusModel(RuleBasedStateMachine):
             if (p.t, p.value) in raw_set and p.low == p.high == p.value:
                 continue
             matches = [
-                values for (res, start), values in slots.items() if start == p.t and min(values) == p.low and max(values) == p.high
+                values
+                for (res, start), values in slots.items()
+                if start == p.t and min(values) == p.low and max(values) == p.high
             ]
             assert any(sum(v) / len(v) == pytest.approx(p.value, rel=1e-9, abs=1e-6) for v in matches), p
 
@@ -70,7 +72,7 @@ def test_memory_stays_flat_over_a_simulated_week() -> None:
     bound = sum(capacity for _, capacity in config.history_tiers())
     for t in range(0, 7 * 86_400, 1):
         history.record("throughput", float(t), float(t % 100))
-    series = history._series["throughput"]  # noqa: SLF001
+    series = history._series["throughput"]
     assert len(series) <= bound
     assert bound < 10_000
 

@@ -100,7 +100,11 @@ def test_custom_metrics_are_reported_and_kept() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value", "labels", "match"),
-    [("bad name", 1.0, {}, "metric name"), ("ok", float("nan"), {}, "finite"), ("ok", 1.0, {"bad-label": "x"}, "label name")],
+    [
+        ("bad name", 1.0, {}, "metric name"),
+        ("ok", float("nan"), {}, "finite"),
+        ("ok", 1.0, {"bad-label": "x"}, "label name"),
+    ],
 )
 def test_record_metric_rejects_bad_input(name: str, value: float, labels: dict[str, str], match: str) -> None:
     """A malformed metric name, label or value raises ValueError naming the problem."""

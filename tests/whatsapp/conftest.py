@@ -30,7 +30,9 @@ def _fast_config(**overrides: Any) -> SenderConfig:
         "per_recipient": RecipientLimit(2, 0.5),
         "initial_backoff": 0.02,
         "max_backoff": 0.2,
-        "breaker": BreakerConfig(failure_rate_threshold=0.5, window=2.0, minimum_calls=4, open_duration=0.3, half_open_trials=2),
+        "breaker": BreakerConfig(
+            failure_rate_threshold=0.5, window=2.0, minimum_calls=4, open_duration=0.3, half_open_trials=2
+        ),
         "shutdown_timeout": 5.0,
     }
     fields.update(overrides)
@@ -65,9 +67,12 @@ async def _stack(
     emulator.setdefault("pair_limit", 2)
     emulator.setdefault("pair_window", 0.5)
     try:
-        async with WhatsAppEmulator(**emulator) as api, WhatsAppCloudTransport(
-            api.phone_number_id, api.access_token, base_url=api.base_url, timeout=timeout
-        ) as transport:
+        async with (
+            WhatsAppEmulator(**emulator) as api,
+            WhatsAppCloudTransport(
+                api.phone_number_id, api.access_token, base_url=api.base_url, timeout=timeout
+            ) as transport,
+        ):
             sender = BatchSender(transport, config or _fast_config(), on_alert=on_alert)
             holder.append(sender)
             async with sender:

@@ -47,7 +47,11 @@ class BreakerModel:
         if self.state == "closed":
             self.outcomes = [(t, o) for t, o in self.outcomes if t >= now - self.c.window] + [(now, ok)]
             failures = sum(not o for _, o in self.outcomes)
-            if not ok and len(self.outcomes) >= self.c.minimum_calls and failures >= self.c.failure_rate_threshold * len(self.outcomes):
+            if (
+                not ok
+                and len(self.outcomes) >= self.c.minimum_calls
+                and failures >= self.c.failure_rate_threshold * len(self.outcomes)
+            ):
                 self.trip(now)
         elif self.state == "half_open":
             if not ok:

@@ -37,11 +37,20 @@ def test_text_message_encodes_to_the_api_body() -> None:
 def test_template_media_and_interactive_encode() -> None:
     """Template, media and interactive messages carry their objects under the field named by type."""
     tpl = OutboundMessage(to="1", type="template", template=Template("rent_due", Language("en_US"), [{"type": "body"}]))
-    assert msgspec.to_builtins(tpl)["template"] == {"name": "rent_due", "language": {"code": "en_US"}, "components": [{"type": "body"}]}
+    assert msgspec.to_builtins(tpl)["template"] == {
+        "name": "rent_due",
+        "language": {"code": "en_US"},
+        "components": [{"type": "body"}],
+    }
     img = OutboundMessage.of_media("1", "image", "https://x.test/a.png", caption="receipt")
     assert msgspec.to_builtins(img)["image"] == {"link": "https://x.test/a.png", "caption": "receipt"}
-    buttons = Interactive("button", InteractiveText("Pay now?"), {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]})
-    assert msgspec.to_builtins(OutboundMessage(to="1", type="interactive", interactive=buttons))["interactive"]["type"] == "button"
+    buttons = Interactive(
+        "button", InteractiveText("Pay now?"), {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]}
+    )
+    assert (
+        msgspec.to_builtins(OutboundMessage(to="1", type="interactive", interactive=buttons))["interactive"]["type"]
+        == "button"
+    )
 
 
 @pytest.mark.parametrize(
@@ -82,7 +91,10 @@ def test_webhooks_are_lenient_and_encode_like_meta() -> None:
     payload = msgspec.json.decode(body, type=WebhookPayload)
     assert [(s.id, s.status) for s in payload.statuses()] == [("wamid.C", "warned")]
     value = msgspec.json.decode(msgspec.json.encode(payload))["entry"][0]["changes"][0]["value"]
-    assert value == {"messaging_product": "whatsapp", "statuses": [{"id": "wamid.C", "status": "warned", "timestamp": "1", "recipient_id": "157"}]}
+    assert value == {
+        "messaging_product": "whatsapp",
+        "statuses": [{"id": "wamid.C", "status": "warned", "timestamp": "1", "recipient_id": "157"}],
+    }
 
 
 @pytest.mark.parametrize(

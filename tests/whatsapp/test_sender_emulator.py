@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from sluiceway.testing import WhatsAppEmulator
-from sluiceway.whatsapp import BatchSender, BreakerState, OutboundMessage, RecipientLimit, SendError, SenderConfig, WhatsAppCloudTransport
+from sluiceway.whatsapp import (
+    BatchSender,
+    BreakerState,
+    OutboundMessage,
+    RecipientLimit,
+    SenderConfig,
+    SendError,
+    WhatsAppCloudTransport,
+)
 
 Stack = Callable[..., Any]
 Config = Callable[..., SenderConfig]
@@ -114,12 +122,17 @@ def test_request_timeouts_are_retried(fast_config: Config, whatsapp_stack: Stack
 
 
 @pytest.mark.timeout(60)
-def test_expired_token_opens_breaker_alerts_and_holds_messages(fast_config: Config, whatsapp_stack: Stack, wait_for: Wait) -> None:
+def test_expired_token_opens_breaker_alerts_and_holds_messages(
+    fast_config: Config, whatsapp_stack: Stack, wait_for: Wait
+) -> None:
     """Code 190 opens the breaker and raises an alert; messages wait queued and go out once the token works again."""
 
     async def scenario() -> None:
         alerts: list[tuple[str, SendError]] = []
-        async with whatsapp_stack(fast_config(), on_alert=lambda kind, err: alerts.append((kind, err))) as (api, sender):
+        async with whatsapp_stack(fast_config(), on_alert=lambda kind, err: alerts.append((kind, err))) as (
+            api,
+            sender,
+        ):
             api.expire_token()
             mid = await sender.enqueue_message("15550004", "after renewal")
             await wait_for(lambda: bool(alerts))
@@ -134,7 +147,9 @@ def test_expired_token_opens_breaker_alerts_and_holds_messages(fast_config: Conf
 
 
 @pytest.mark.timeout(60)
-def test_outage_opens_breaker_then_recovers_without_losses(fast_config: Config, whatsapp_stack: Stack, wait_for: Wait) -> None:
+def test_outage_opens_breaker_then_recovers_without_losses(
+    fast_config: Config, whatsapp_stack: Stack, wait_for: Wait
+) -> None:
     """During an outage the breaker opens and messages wait; afterwards it closes and every message is delivered."""
 
     async def scenario() -> None:
@@ -208,7 +223,9 @@ def test_status_webhooks_confirm_and_fail_messages(fast_config: Config, whatsapp
 
 
 @pytest.mark.timeout(60)
-def test_close_reports_what_is_left(fast_config: Config, whatsapp_stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+def test_close_reports_what_is_left(
+    fast_config: Config, whatsapp_stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
     """Closing drains what it can, then reports messages still held back (here by a long pair-rate window)."""
 
     async def scenario() -> None:

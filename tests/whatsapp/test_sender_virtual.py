@@ -18,9 +18,9 @@ from sluiceway.whatsapp import (
     OutboundMessage,
     RateLimits,
     RecipientLimit,
-    SendError,
     SenderClosed,
     SenderConfig,
+    SendError,
 )
 
 VirtualTime = tuple[ManualClock, Callable[[float], Awaitable[None]]]
@@ -60,7 +60,9 @@ def config(**overrides: object) -> SenderConfig:
         "max_retries": 2,
         "initial_backoff": 0.1,
         "max_backoff": 1.0,
-        "breaker": BreakerConfig(failure_rate_threshold=0.5, window=5.0, minimum_calls=3, open_duration=2.0, half_open_trials=1),
+        "breaker": BreakerConfig(
+            failure_rate_threshold=0.5, window=5.0, minimum_calls=3, open_duration=2.0, half_open_trials=1
+        ),
         "message_ttl": 600.0,
     }
     fields.update(overrides)
@@ -81,8 +83,12 @@ def max_in_window(times: list[float], window: float) -> int:
 @settings(max_examples=60)
 # Found by this property: a recipient parked by the pair rate while forming a round, with
 # no other timer pending, left the dispatcher waiting for nothing.
-@example(schedule=[(0, "high", None, 0.3), (0, "high", None, 0.3), (0, "high", None, 0.0)], script=[], coalesce=False,
-         confirm=None)
+@example(
+    schedule=[(0, "high", None, 0.3), (0, "high", None, 0.3), (0, "high", None, 0.0)],
+    script=[],
+    coalesce=False,
+    confirm=None,
+)
 @given(
     schedule=st.lists(sends, min_size=1, max_size=25),
     script=st.lists(answers, max_size=30),
@@ -124,10 +130,24 @@ def test_every_accepted_message_is_accounted_for_exactly_once(
                     if call.wamid is not None and call.wamid not in seen_status:
                         seen_status.add(call.wamid)
                         if n % 2 == 0:
-                            sender.handle_status({"id": call.wamid, "status": "delivered", "timestamp": "1", "recipient_id": call.message.to})
+                            sender.handle_status(
+                                {
+                                    "id": call.wamid,
+                                    "status": "delivered",
+                                    "timestamp": "1",
+                                    "recipient_id": call.message.to,
+                                }
+                            )
                         elif n % 3 == 0:
-                            sender.handle_status({"id": call.wamid, "status": "failed", "timestamp": "1", "recipient_id": call.message.to,
-                                                  "errors": [{"code": 131026, "title": "Message undeliverable"}]})
+                            sender.handle_status(
+                                {
+                                    "id": call.wamid,
+                                    "status": "failed",
+                                    "timestamp": "1",
+                                    "recipient_id": call.message.to,
+                                    "errors": [{"code": 131026, "title": "Message undeliverable"}],
+                                }
+                            )
                 await asyncio.sleep(0)
 
         feeder = asyncio.create_task(feed_statuses()) if confirm == "statuses" else None
@@ -153,7 +173,10 @@ def test_every_accepted_message_is_accounted_for_exactly_once(
     assert set(dead) == {m for m, s in states.items() if s == "dead_lettered"} and set(dead.values()) <= {1}
     # Every text the provider accepted belongs to exactly one message that is not dead for a send error.
     accepted_texts = Counter(
-        part for call in transport.calls if call.wamid is not None for part in call.message.text.body.split("\n")  # type: ignore[union-attr]
+        part
+        for call in transport.calls
+        if call.wamid is not None
+        for part in call.message.text.body.split("\n")  # type: ignore[union-attr]
     )
     assert set(accepted_texts.values()) <= {1}
     refused = {d.message_id for d in sender.dead_letters() if d.error_code in REFUSED_CODES}
@@ -171,7 +194,9 @@ def test_every_accepted_message_is_accounted_for_exactly_once(
     assert max_in_window([c.at for c in transport.calls], 60.0) <= 60
 
 
-def run_virtual(virtual_time: VirtualTime, cfg: SenderConfig, body: Callable[[BatchSender, ScriptedTransport], Awaitable[None]]) -> ScriptedTransport:
+def run_virtual(
+    virtual_time: VirtualTime, cfg: SenderConfig, body: Callable[[BatchSender, ScriptedTransport], Awaitable[None]]
+) -> ScriptedTransport:
     clock, sleep = virtual_time
     transport = ScriptedTransport(clock=clock)
 

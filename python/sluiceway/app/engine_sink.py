@@ -114,7 +114,9 @@ class EngineSink:
         except Backpressure:
             # The engine's own queue is full: wait for room as submit() does. submit() accepts
             # in its first step, so start it and let an error there reach the ingress.
-            submission = asyncio.ensure_future(self._engine.submit(builtins, _PRIORITY[priority], ordering_key=ordering_key))
+            submission = asyncio.ensure_future(
+                self._engine.submit(builtins, _PRIORITY[priority], ordering_key=ordering_key)
+            )
             await asyncio.sleep(0)
             if submission.done() and submission.exception() is not None:
                 raise submission.exception()  # type: ignore[misc]

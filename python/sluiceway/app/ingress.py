@@ -48,6 +48,7 @@ from sluiceway.whatsapp.webhooks import DECODER, SIGNATURE_HEADER, WHATSAPP_OBJE
 
 logger = logging.getLogger("sluiceway.ingress")
 
+
 class Answer(msgspec.Struct):
     """The body of a 200: how many messages were new, how many were re-deliveries, how many statuses."""
 
@@ -301,5 +302,9 @@ class WebhookIngress:
 
 
 def _to_aiohttp(response: Response) -> web.Response:
-    headers = {**response.headers, "Content-Type": response.content_type} if response.headers else {"Content-Type": response.content_type}
+    headers = (
+        {**response.headers, "Content-Type": response.content_type}
+        if response.headers
+        else {"Content-Type": response.content_type}
+    )
     return web.Response(status=response.status, body=response.body, headers=headers)

@@ -30,7 +30,9 @@ class KeywordClassifier:
     def __init__(self, keywords: Iterable[str]) -> None:
         words = sorted({word.strip().lower() for word in keywords if word.strip()}, key=len, reverse=True)
         self.keywords = tuple(words)
-        self._pattern = re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE) if words else None
+        self._pattern = (
+            re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE) if words else None
+        )
 
     def __call__(self, text: str) -> PriorityLevel:
         if self._pattern is not None and self._pattern.search(text):

@@ -31,7 +31,9 @@ class RecentIds:
     (oldest first): memory stays bounded, and a re-delivery after that is processed again.
     """
 
-    def __init__(self, window: float, max_entries: int = 1_000_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, window: float, max_entries: int = 1_000_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if window <= 0:
             raise ValueError(f"window must be positive, got {window}")
         if max_entries <= 0:

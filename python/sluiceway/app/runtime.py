@@ -181,7 +181,10 @@ class Runtime:
         self.running = True
         logger.info(
             "webhook at %s ◆ %d workers ◆ admin %s ◆ monitor %s",
-            self.webhook_url, len(self.engine.worker_pids()), self.admin_url, self.monitor.http_url,
+            self.webhook_url,
+            len(self.engine.worker_pids()),
+            self.admin_url,
+            self.monitor.http_url,
         )
 
     def status(self, left_queued: int | None = None) -> RuntimeSummary:

@@ -15,12 +15,12 @@ and the TOML file, never from flags (command lines are visible to every local us
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
 
 import msgspec
+import tomllib
 
 from sluiceway.app.secret import Secret
 
@@ -52,6 +52,7 @@ DEFAULT_HIGH_PRIORITY_KEYWORDS = (
     "gas",
     "burst",
 )
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every setting of ``sluiceway run`` and ``sluiceway demo``, validated on construction.

@@ -33,7 +33,9 @@ def _chart(title: str, unit: str, series: Sequence[tuple[str, str, Sequence[tupl
     for index, (name, color, values) in enumerate(series):
         path = " ".join(xy(t, v) for t, v in values)
         lines.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"/>')
-        lines.append(f'<text x="{pad + 10 + index * 140}" y="16" fill="{color}" font-size="12">{html.escape(name)}</text>')
+        lines.append(
+            f'<text x="{pad + 10 + index * 140}" y="16" fill="{color}" font-size="12">{html.escape(name)}</text>'
+        )
     axes = (
         f'<line x1="{pad}" y1="{pad + h}" x2="{pad + w}" y2="{pad + h}" stroke="#888"/>'
         f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{pad + h}" stroke="#888"/>'
@@ -67,20 +69,29 @@ def write_reports(
     charts = [
         _chart("Throughput", "replies/s", [("replies/s", "#2a7", [(s.t, s.throughput) for s in snapshots])]),
         _chart(
-            "Reply latency (webhook in → reply at the API)", "ms",
+            "Reply latency (webhook in → reply at the API)",
+            "ms",
             [
                 ("p50", "#27a", [(s.t, s.latency_p50 * 1000) for s in snapshots]),
                 ("p99", "#a27", [(s.t, s.latency_p99 * 1000) for s in snapshots]),
             ],
         ),
-        _chart("Queue and workers", "messages / workers", [
-            ("queued", "#a72", [(s.t, float(s.queued)) for s in snapshots]),
-            ("workers", "#555", [(s.t, float(s.workers)) for s in snapshots]),
-        ]),
-        _chart("Sheets", "count", [
-            ("reads", "#27a", [(s.t, float(s.sheets_reads)) for s in snapshots]),
-            ("API requests", "#a27", [(s.t, float(s.sheets_requests)) for s in snapshots]),
-        ]),
+        _chart(
+            "Queue and workers",
+            "messages / workers",
+            [
+                ("queued", "#a72", [(s.t, float(s.queued)) for s in snapshots]),
+                ("workers", "#555", [(s.t, float(s.workers)) for s in snapshots]),
+            ],
+        ),
+        _chart(
+            "Sheets",
+            "count",
+            [
+                ("reads", "#27a", [(s.t, float(s.sheets_reads)) for s in snapshots]),
+                ("API requests", "#a27", [(s.t, float(s.sheets_requests)) for s in snapshots]),
+            ],
+        ),
     ]
     rows = {
         "verdict": "OK" if verdict.ok else "FAILED",

@@ -25,7 +25,9 @@ class Verdict(msgspec.Struct):
 
     @property
     def ok(self) -> bool:
-        return self.inbound == self.replied and not (self.missing or self.duplicated or self.out_of_order or self.unexpected)
+        return self.inbound == self.replied and not (
+            self.missing or self.duplicated or self.out_of_order or self.unexpected
+        )
 
 
 def quantile(sorted_values: Sequence[float], q: float) -> float:

@@ -20,10 +20,14 @@ def live_panel(snapshot: Snapshot, expected: int, title: str) -> Panel:
     table.add_column()
     table.add_row("messages in", f"{snapshot.inbound:,} / {expected:,}", "replies out", f"{snapshot.replies:,}")
     table.add_row("throughput", f"{snapshot.throughput:,.0f} replies/s", "queued", f"{snapshot.queued:,}")
-    table.add_row("reply p50", f"{snapshot.latency_p50 * 1000:,.0f} ms", "reply p99", f"{snapshot.latency_p99 * 1000:,.0f} ms")
     table.add_row(
-        "cache hit rate", f"{snapshot.cache_hit_rate:.1%}",
-        "Sheets requests / reads", f"{snapshot.sheets_requests:,} / {snapshot.sheets_reads:,}",
+        "reply p50", f"{snapshot.latency_p50 * 1000:,.0f} ms", "reply p99", f"{snapshot.latency_p99 * 1000:,.0f} ms"
+    )
+    table.add_row(
+        "cache hit rate",
+        f"{snapshot.cache_hit_rate:.1%}",
+        "Sheets requests / reads",
+        f"{snapshot.sheets_requests:,} / {snapshot.sheets_reads:,}",
     )
     table.add_row("throttle events", f"{snapshot.throttle_events:,}", "send retries", f"{snapshot.sender_retries:,}")
     table.add_row("workers", str(snapshot.workers), "elapsed", f"{snapshot.t:,.1f} s")

@@ -94,8 +94,11 @@ class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
         positive("statistics_interval", self.statistics_interval)
         if not isinstance(self.enable_auto_scaling, bool):
             raise ValueError(f"enable_auto_scaling must be a bool, got {self.enable_auto_scaling!r}")
-        if not (isinstance(self.retry_backoff_factor, (int, float)) and math.isfinite(self.retry_backoff_factor)
-                and self.retry_backoff_factor >= 1.0):
+        if not (
+            isinstance(self.retry_backoff_factor, (int, float))
+            and math.isfinite(self.retry_backoff_factor)
+            and self.retry_backoff_factor >= 1.0
+        ):
             raise ValueError(f"retry_backoff_factor must be a finite number >= 1, got {self.retry_backoff_factor!r}")
         if not (isinstance(self.retry_jitter, (int, float)) and 0.0 <= self.retry_jitter < 1.0):
             raise ValueError(f"retry_jitter must be within [0, 1), got {self.retry_jitter!r}")

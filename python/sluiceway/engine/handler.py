@@ -26,8 +26,7 @@ def spec_of(target: str | Callable[..., Any], what: str) -> str:
         raise ValueError(f"{what} {target!r} is not importable by name; define it at module level")
     if module == "__main__":
         raise ValueError(
-            f"{what} {qualname!r} is defined in __main__, which worker processes cannot import; "
-            "move it to a module"
+            f"{what} {qualname!r} is defined in __main__, which worker processes cannot import; move it to a module"
         )
     spec = f"{module}:{qualname}"
     if load(spec) is not target:

@@ -122,7 +122,11 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
         if self._size > self._client.max_response_bytes:
-            self._fail(HttpConnectionError(f"response from {self._client.origin} is over {self._client.max_response_bytes} bytes"))
+            self._fail(
+                HttpConnectionError(
+                    f"response from {self._client.origin} is over {self._client.max_response_bytes} bytes"
+                )
+            )
             return
         self._body.append(body)
 
@@ -223,7 +227,9 @@ class HttpClient:
         self._port: int = url.port or (443 if url.scheme == "https" else 80)
         self.origin = f"{url.scheme}://{self._host}:{self._port}"
         self._base_path = url.path.rstrip("/")
-        self._ssl: ssl_module.SSLContext | None = (ssl or ssl_module.create_default_context()) if url.scheme == "https" else None
+        self._ssl: ssl_module.SSLContext | None = (
+            (ssl or ssl_module.create_default_context()) if url.scheme == "https" else None
+        )
         host_header = url.host if url.is_default_port() else f"{url.host}:{url.port}"
         self._proxy = Proxy(proxy) if proxy is not None else None
         if proxy is None and trust_env:
@@ -251,7 +257,12 @@ class HttpClient:
         return len(self._open)
 
     async def post(
-        self, path: str, body: bytes, *, content_type: str = "application/json", headers: Mapping[str, str] | None = None
+        self,
+        path: str,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
     ) -> ClientResponse:
         """``POST`` ``body`` to ``path`` (relative to the base URL's path); a Content-Type in ``headers`` wins."""
         if not headers:

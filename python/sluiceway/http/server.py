@@ -49,7 +49,6 @@ from typing import Final, cast
 import httptools
 
 from sluiceway.errors import SluicewayError
-
 from sluiceway.http.messages import INTERNAL_ERROR, HttpDate, encode_response
 from sluiceway.http.messages import Request as Request
 from sluiceway.http.messages import Response as Response
@@ -411,10 +410,15 @@ class HttpServer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         for name, value in (
-            ("max_body_bytes", max_body_bytes), ("keepalive_timeout", keepalive_timeout),
-            ("header_timeout", header_timeout), ("body_timeout", body_timeout),
-            ("max_header_bytes", max_header_bytes), ("max_headers", max_headers), ("max_url_bytes", max_url_bytes),
-            ("max_connections", max_connections), ("max_pipelined", max_pipelined),
+            ("max_body_bytes", max_body_bytes),
+            ("keepalive_timeout", keepalive_timeout),
+            ("header_timeout", header_timeout),
+            ("body_timeout", body_timeout),
+            ("max_header_bytes", max_header_bytes),
+            ("max_headers", max_headers),
+            ("max_url_bytes", max_url_bytes),
+            ("max_connections", max_connections),
+            ("max_pipelined", max_pipelined),
         ):
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")

@@ -37,4 +37,3 @@ def recovery(raw: tuple[int, list[tuple[Any, ...]]]) -> Recovery:
 
 def stats(raw: dict[str, int]) -> JournalStats:
     return JournalStats(**raw)
-

@@ -104,9 +104,7 @@ class AsyncJournal:
         enqueued_at: float,
         ordering_key: str | None = None,
     ) -> asyncio.Future[None]:
-        return self._track(
-            self._core.insert_batch(batch, start, stop, first_seq, priority, enqueued_at, ordering_key)
-        )
+        return self._track(self._core.insert_batch(batch, start, stop, first_seq, priority, enqueued_at, ordering_key))
 
     def insert_payloads(
         self,
@@ -116,9 +114,7 @@ class AsyncJournal:
         enqueued_at: float,
         ordering_key: str | None = None,
     ) -> asyncio.Future[None]:
-        return self._track(
-            self._core.insert_payloads(first_seq, list(payloads), priority, enqueued_at, ordering_key)
-        )
+        return self._track(self._core.insert_payloads(first_seq, list(payloads), priority, enqueued_at, ordering_key))
 
     def dispatch(self, runs: Sequence[tuple[int, int]]) -> asyncio.Future[int]:
         return self._track(self._core.dispatch(list(runs)))

@@ -109,7 +109,14 @@ class AlertManager:
             log.warning("alert resolved: %s = %g", metric, value)
             return current
         if level.name != current.level:
-            log.warning("alert %s: %s → %s, %s = %g", "escalated" if level is AlertLevel.CRITICAL else "eased", current.level, level.name, metric, value)
+            log.warning(
+                "alert %s: %s → %s, %s = %g",
+                "escalated" if level is AlertLevel.CRITICAL else "eased",
+                current.level,
+                level.name,
+                metric,
+                value,
+            )
             current.level, current.threshold, current.updated_at = level.name, threshold, now
             if level > AlertLevel[current.peak_level]:
                 current.peak_level = level.name

@@ -95,9 +95,7 @@ class AutoscalePolicy:
         new one could start (``worker_start_margin`` × its start time) gets none.
     """
 
-    def __init__(
-        self, config: AutoscaleConfig, *, min_workers: int, max_workers: int, latency_warning: float
-    ) -> None:
+    def __init__(self, config: AutoscaleConfig, *, min_workers: int, max_workers: int, latency_warning: float) -> None:
         if not 1 <= min_workers <= max_workers:
             raise ValueError(f"need 1 <= min_workers <= max_workers, got {min_workers}..{max_workers}")
         self.config = config

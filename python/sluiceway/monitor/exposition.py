@@ -79,7 +79,11 @@ class SnapshotCollector:
         for name, doc, value in (
             ("sluiceway_messages_completed", "Messages whose handler succeeded.", report.completed_total),
             ("sluiceway_messages_failed", "Handler attempts that failed.", report.failed_total),
-            ("sluiceway_messages_dead_lettered", "Messages dead-lettered after their last attempt.", report.dead_lettered_total),
+            (
+                "sluiceway_messages_dead_lettered",
+                "Messages dead-lettered after their last attempt.",
+                report.dead_lettered_total,
+            ),
             ("sluiceway_anomalies", "Samples flagged as anomalies.", report.anomalies_total),
             ("sluiceway_scaling_decisions", "Worker-count changes made by the autoscaler.", report.scaling_total),
         ):
@@ -88,10 +92,18 @@ class SnapshotCollector:
         for priority, n in enumerate(report.queue_depths):
             depth.add_metric([str(priority)], n)
         yield depth
-        yield GaugeMetricFamily("sluiceway_messages_in_flight", "Messages handed to workers and not yet settled.", value=report.in_flight)
+        yield GaugeMetricFamily(
+            "sluiceway_messages_in_flight", "Messages handed to workers and not yet settled.", value=report.in_flight
+        )
         yield GaugeMetricFamily("sluiceway_workers", "Live worker processes.", value=report.workers)
-        yield GaugeMetricFamily("sluiceway_error_ratio", "Failed attempts / all attempts over the last check.", value=report.error_rate_percent / 100)
-        rate = GaugeMetricFamily("sluiceway_throughput_messages_per_second", "Messages finished per second.", labels=["window"])
+        yield GaugeMetricFamily(
+            "sluiceway_error_ratio",
+            "Failed attempts / all attempts over the last check.",
+            value=report.error_rate_percent / 100,
+        )
+        rate = GaugeMetricFamily(
+            "sluiceway_throughput_messages_per_second", "Messages finished per second.", labels=["window"]
+        )
         for window in report.throughput:
             rate.add_metric([f"{window.window:g}s"], window.rate)
         yield rate
@@ -130,9 +142,17 @@ class SnapshotCollector:
             yield family
 
     def _resource_metrics(self, sample: ResourceSample) -> Iterator[Metric]:
-        cpu = CounterMetricFamily("sluiceway_process_cpu_seconds", "CPU time of each engine process.", labels=["pid", "role"])
-        rss = GaugeMetricFamily("sluiceway_process_resident_memory_bytes", "Resident memory of each engine process.", labels=["pid", "role"])
-        share = GaugeMetricFamily("sluiceway_process_cpu_utilization_ratio", "Share of one core used since the last sample.", labels=["pid", "role"])
+        cpu = CounterMetricFamily(
+            "sluiceway_process_cpu_seconds", "CPU time of each engine process.", labels=["pid", "role"]
+        )
+        rss = GaugeMetricFamily(
+            "sluiceway_process_resident_memory_bytes", "Resident memory of each engine process.", labels=["pid", "role"]
+        )
+        share = GaugeMetricFamily(
+            "sluiceway_process_cpu_utilization_ratio",
+            "Share of one core used since the last sample.",
+            labels=["pid", "role"],
+        )
         for p in sample.processes:
             labels = [str(p.pid), p.role]
             cpu.add_metric(labels, p.cpu_seconds)
@@ -140,8 +160,12 @@ class SnapshotCollector:
             share.add_metric(labels, p.cpu_percent / 100)
         yield from (cpu, rss, share)
         m = sample.machine
-        yield GaugeMetricFamily("sluiceway_machine_cpu_utilization_ratio", "Machine CPU in use (all cores).", value=m.cpu_percent / 100)
-        yield GaugeMetricFamily("sluiceway_machine_memory_utilization_ratio", "Machine memory in use.", value=m.memory_percent / 100)
+        yield GaugeMetricFamily(
+            "sluiceway_machine_cpu_utilization_ratio", "Machine CPU in use (all cores).", value=m.cpu_percent / 100
+        )
+        yield GaugeMetricFamily(
+            "sluiceway_machine_memory_utilization_ratio", "Machine memory in use.", value=m.memory_percent / 100
+        )
 
 
 def build_app(state: ExpositionState) -> web.Application:

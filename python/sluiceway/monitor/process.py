@@ -79,7 +79,9 @@ class MonitorProcess:
         except asyncio.IncompleteReadError:
             await self.stop()
             address = f"{self._config.http_host}:{self._config.http_port}"
-            raise RuntimeError(f"the monitor process exited while starting (is {address} free?); see its stderr") from None
+            raise RuntimeError(
+                f"the monitor process exited while starting (is {address} free?); see its stderr"
+            ) from None
         except BaseException:
             await self.stop()
             raise

@@ -78,7 +78,7 @@ def sample_stacks(seconds: float, thread_id: int | None = None, interval: float 
     started = time.monotonic()
     deadline = started + seconds
     while time.monotonic() < deadline:
-        frame = sys._current_frames().get(target)  # noqa: SLF001 - the documented way to read another thread's stack
+        frame = sys._current_frames().get(target)
         if frame is not None:
             samples += 1
             seen: set[tuple[str, str, int]] = set()

@@ -14,8 +14,6 @@ GOOGLE_READS_PER_MINUTE_PER_USER = 60
 GOOGLE_WRITES_PER_MINUTE_PER_USER = 60
 
 
-
-
 class CacheConfig(msgspec.Struct, frozen=True, kw_only=True):
     """How :class:`~sluiceway.SheetsCache` keeps values.
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import msgspec
 
+from sluiceway.whatsapp.cloud_api import SendResult
 from sluiceway.whatsapp.errors import SendError
 from sluiceway.whatsapp.messages import OutboundMessage
-from sluiceway.whatsapp.cloud_api import SendResult
 
 
 class Sent(msgspec.Struct, frozen=True):

@@ -240,7 +240,10 @@ class WhatsAppEmulator:
             return self._error(400, 100, "(#100) Invalid parameter", "OAuthException", details=str(exc))
         if not self._throughput.take(now):
             return self._error(
-                400, 130429, "(#130429) Rate limit hit", "OAuthException",
+                400,
+                130429,
+                "(#130429) Rate limit hit",
+                "OAuthException",
                 details="Cloud API message throughput has been reached.",
             )
         pair = self._pairs.get(message.to)
@@ -248,7 +251,10 @@ class WhatsAppEmulator:
             pair = self._pairs[message.to] = _Bucket(self.pair_limit / self.pair_window, self.pair_limit, now)
         if not pair.take(now):
             return self._error(
-                400, 131056, "(#131056) (Business Account, Consumer Account) pair rate limit hit", "OAuthException",
+                400,
+                131056,
+                "(#131056) (Business Account, Consumer Account) pair rate limit hit",
+                "OAuthException",
                 details="Message failed to send because there were too many messages sent from this phone number "
                 "to the same phone number in a short period of time.",
             )

@@ -16,8 +16,8 @@ from sluiceway.whatsapp.config import RateLimits as RateLimits
 from sluiceway.whatsapp.config import RecipientLimit as RecipientLimit
 from sluiceway.whatsapp.config import SenderConfig as SenderConfig
 from sluiceway.whatsapp.errors import ErrorCategory as ErrorCategory
-from sluiceway.whatsapp.errors import SendError as SendError
 from sluiceway.whatsapp.errors import SenderClosed as SenderClosed
+from sluiceway.whatsapp.errors import SendError as SendError
 from sluiceway.whatsapp.errors import WhatsAppError as WhatsAppError
 from sluiceway.whatsapp.errors import classify as classify
 from sluiceway.whatsapp.messages import Interactive as Interactive

@@ -39,8 +39,19 @@ class SendAttempts:
     ``on_alert("auth", error)`` is called when the provider refuses our access token.
     """
 
-    __slots__ = ("_breaker", "_clock", "_ledger", "_limits", "_on_alert", "_retry", "_scheduler", "_transport",
-                 "latency", "retries", "throttle_events")
+    __slots__ = (
+        "_breaker",
+        "_clock",
+        "_ledger",
+        "_limits",
+        "_on_alert",
+        "_retry",
+        "_scheduler",
+        "_transport",
+        "latency",
+        "retries",
+        "throttle_events",
+    )
 
     def __init__(
         self,

@@ -28,7 +28,7 @@ from sluiceway.whatsapp.attempts import SendAttempts
 from sluiceway.whatsapp.breaker import BreakerState, CircuitBreaker
 from sluiceway.whatsapp.cloud_api import Transport
 from sluiceway.whatsapp.config import SenderConfig
-from sluiceway.whatsapp.errors import SendError, SenderClosed
+from sluiceway.whatsapp.errors import SenderClosed, SendError
 from sluiceway.whatsapp.failed_sends import FailedSendLog
 from sluiceway.whatsapp.ledger import IdempotencyWindow, SendLedger
 from sluiceway.whatsapp.limits import SendLimits
@@ -151,7 +151,10 @@ class BatchSender:
         counts = self._ledger.counts
         log.info(
             "whatsapp sender shutdown ◆ %d confirmed ◆ %d dead-lettered ◆ %d retries ◆ %d left unfinished",
-            counts["confirmed"], counts["failed"], self._attempts.retries, len(self._left_over),
+            counts["confirmed"],
+            counts["failed"],
+            self._attempts.retries,
+            len(self._left_over),
         )
         return list(self._left_over)
 
@@ -186,7 +189,9 @@ class BatchSender:
             message = OutboundMessage.of_media(recipient_id, kind, media_url, caption=text or None)
         return self.enqueue_nowait(message, priority, idempotency_key)
 
-    async def enqueue(self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None) -> str:
+    async def enqueue(
+        self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None
+    ) -> str:
         """Queue any :class:`OutboundMessage` (template, media, interactive...); returns our message id.
 
         With an ``idempotency_key`` seen in the last ``idempotency_window`` seconds this

@@ -45,7 +45,17 @@ class CircuitBreaker:
     the breaker belongs to one event loop, like the sender that owns it.
     """
 
-    __slots__ = ("_clock", "_events", "_failures", "_listeners", "_open_until", "_state", "_trial_ok", "_trials", "config")
+    __slots__ = (
+        "_clock",
+        "_events",
+        "_failures",
+        "_listeners",
+        "_open_until",
+        "_state",
+        "_trial_ok",
+        "_trials",
+        "config",
+    )
 
     def __init__(self, config: BreakerConfig | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config or BreakerConfig()

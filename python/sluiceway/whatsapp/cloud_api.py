@@ -106,7 +106,9 @@ class WhatsAppCloudTransport:
         if self._client is None:
             # No Accept-Encoding or User-Agent: the API answers small JSON either way.
             headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
-            self._client = HttpClient(self.base_url, headers=headers, max_connections=self.max_connections, timeout=self.timeout)
+            self._client = HttpClient(
+                self.base_url, headers=headers, max_connections=self.max_connections, timeout=self.timeout
+            )
         return self._client
 
     async def send(self, message: OutboundMessage) -> SendResult:

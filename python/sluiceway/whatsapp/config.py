@@ -11,9 +11,6 @@ from sluiceway._validation import fraction, non_negative, positive
 CLOUD_API_MPS = 80
 
 
-
-
-
 class RateLimits(msgspec.Struct, frozen=True):
     """Messages allowed per second, minute and hour for the business number (``None`` = no limit).
 
@@ -134,7 +131,12 @@ class SenderConfig(msgspec.Struct, frozen=True):
     shutdown_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        for name in ("base_batch_size", "max_batch_size_per_recipient", "priority_batch_size", "max_concurrent_batches"):
+        for name in (
+            "base_batch_size",
+            "max_batch_size_per_recipient",
+            "priority_batch_size",
+            "max_concurrent_batches",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -148,7 +150,9 @@ class SenderConfig(msgspec.Struct, frozen=True):
         positive("initial_backoff", self.initial_backoff)
         positive("max_backoff", self.max_backoff)
         if self.max_backoff < self.initial_backoff:
-            raise ValueError(f"max_backoff ({self.max_backoff}) must be at least initial_backoff ({self.initial_backoff})")
+            raise ValueError(
+                f"max_backoff ({self.max_backoff}) must be at least initial_backoff ({self.initial_backoff})"
+            )
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be in [0, 1], got {self.jitter!r}")
         fraction("throttle_decrease", self.throttle_decrease, closed_right=False)

@@ -129,7 +129,13 @@ class SendError(WhatsAppError):
         self.category = classify(code, http_status)
 
     def __str__(self) -> str:
-        where = f"code {self.code}" if self.code is not None else f"HTTP {self.http_status}" if self.http_status else "no response"
+        where = (
+            f"code {self.code}"
+            if self.code is not None
+            else f"HTTP {self.http_status}"
+            if self.http_status
+            else "no response"
+        )
         return f"{self.message} ({where}, {self.category.value})"
 
     def __reduce__(self) -> tuple[object, ...]:
@@ -137,5 +143,7 @@ class SendError(WhatsAppError):
         return (_rebuild, (self.message, self.code, self.http_status, self.details, self.fbtrace_id))
 
 
-def _rebuild(message: str, code: int | None, http_status: int | None, details: str | None, fbtrace_id: str | None) -> SendError:
+def _rebuild(
+    message: str, code: int | None, http_status: int | None, details: str | None, fbtrace_id: str | None
+) -> SendError:
     return SendError(message, code=code, http_status=http_status, details=details, fbtrace_id=fbtrace_id)

@@ -37,7 +37,9 @@ _decode_webhook = msgspec.json.Decoder(WebhookPayload).decode
 _decode_status = msgspec.json.Decoder(Status).decode
 #: The ``stats()`` counter each final state adds to.
 _COUNTER = {
-    MessageState.CONFIRMED: "confirmed", MessageState.UNCONFIRMED: "unconfirmed", MessageState.DEAD_LETTERED: "failed"
+    MessageState.CONFIRMED: "confirmed",
+    MessageState.UNCONFIRMED: "unconfirmed",
+    MessageState.DEAD_LETTERED: "failed",
 }
 
 
@@ -50,8 +52,18 @@ class SendLedger:
     """
 
     __slots__ = (
-        "_by_wamid", "_clock", "_confirm_deadlines", "_confirmation_timeout", "_early", "_failed", "_finished",
-        "_id_prefix", "_ids", "counts", "idle", "live",
+        "_by_wamid",
+        "_clock",
+        "_confirm_deadlines",
+        "_confirmation_timeout",
+        "_early",
+        "_failed",
+        "_finished",
+        "_id_prefix",
+        "_ids",
+        "counts",
+        "idle",
+        "live",
     )
 
     def __init__(

@@ -122,7 +122,16 @@ class OutboundMessage(msgspec.Struct, frozen=True, omit_defaults=True, tag_field
     def __post_init__(self) -> None:
         if not self.to or not self.to.strip():
             raise ValueError("recipient `to` must be a non-empty phone number or WhatsApp id")
-        payloads = (self.text, self.image, self.audio, self.video, self.document, self.sticker, self.template, self.interactive)
+        payloads = (
+            self.text,
+            self.image,
+            self.audio,
+            self.video,
+            self.document,
+            self.sticker,
+            self.template,
+            self.interactive,
+        )
         if getattr(self, self.type) is None or payloads.count(None) != len(payloads) - 1:
             present = [name for name in _PAYLOAD_FIELDS if getattr(self, name) is not None]
             raise ValueError(f"a {self.type!r} message needs exactly its {self.type!r} field set, got {present}")

@@ -20,8 +20,20 @@ class SendRecord:
     """
 
     __slots__ = (
-        "attempts", "deadline", "error_code", "error_text", "id", "level", "message", "recipient",
-        "riders", "send_as", "sends", "state", "throttles", "wamid",
+        "attempts",
+        "deadline",
+        "error_code",
+        "error_text",
+        "id",
+        "level",
+        "message",
+        "recipient",
+        "riders",
+        "send_as",
+        "sends",
+        "state",
+        "throttles",
+        "wamid",
     )
 
     def __init__(self, mid: str, message: OutboundMessage, level: int, deadline: float) -> None:

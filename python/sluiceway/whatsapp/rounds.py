@@ -40,8 +40,21 @@ class RoundScheduler:
     (the sender records it as failed). Not thread-safe: it belongs to the sender's loop.
     """
 
-    __slots__ = ("_closed", "_coalesce", "_expire", "_hold", "_limits", "_pending", "_per_recipient", "_ready",
-                 "_separator", "_seq", "_state", "_timers", "coalesced")
+    __slots__ = (
+        "_closed",
+        "_coalesce",
+        "_expire",
+        "_hold",
+        "_limits",
+        "_pending",
+        "_per_recipient",
+        "_ready",
+        "_separator",
+        "_seq",
+        "_state",
+        "_timers",
+        "coalesced",
+    )
 
     def __init__(self, config: SenderConfig, limits: SendLimits, expire: Callable[[SendRecord], None]) -> None:
         self._limits = limits

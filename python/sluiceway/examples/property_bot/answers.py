@@ -30,11 +30,11 @@ MAX_LISTED = 5
 
 HELP = (
     "Hi! I can help with:\n"
-    "• availability: \"is 4B available?\"\n"
-    "• search: \"2 bed under $2,000\", \"studio at Harbor View\"\n"
-    "• rent: \"rent for unit 12\"\n"
-    "• viewings: \"view 3D on Saturday at 2pm\"\n"
-    "• maintenance: \"sink leaking in 4B\""
+    '• availability: "is 4B available?"\n'
+    '• search: "2 bed under $2,000", "studio at Harbor View"\n'
+    '• rent: "rent for unit 12"\n'
+    '• viewings: "view 3D on Saturday at 2pm"\n'
+    '• maintenance: "sink leaking in 4B"'
 )
 
 
@@ -218,7 +218,7 @@ class PropertyDesk:
         open_slots = [s for s in await self._slots(unit.unit) if s.status == "open"]
         if open_slots:
             listed = ", ".join(s.label() for s in open_slots[:MAX_LISTED])
-            reply += f" Open viewings: {listed}. Reply e.g. \"view {unit.unit} {open_slots[0].label()}\" to book."
+            reply += f' Open viewings: {listed}. Reply e.g. "view {unit.unit} {open_slots[0].label()}" to book.'
         else:
             reply += " All viewing slots are booked for now."
         return reply
@@ -247,7 +247,7 @@ class PropertyDesk:
 
     async def _maintenance(self, parsed: Parsed, text: str, sender: str, message_id: str) -> str:
         if parsed.unit is None:
-            return "Sorry to hear that. Which unit is it? Please resend with your unit, e.g. \"leak in unit 4B\"."
+            return 'Sorry to hear that. Which unit is it? Please resend with your unit, e.g. "leak in unit 4B".'
         ticket = ticket_id(message_id)
         rows = await self._store.get_values(self._spreadsheet_id, MAINTENANCE_RANGE)
         urgent = _URGENT(text) == "high"
@@ -278,9 +278,7 @@ class PropertyDesk:
             listed = ", ".join(s.label() for s in open_slots[:MAX_LISTED])
             return f"That time isn't open for {unit.unit}. Open slots: {listed}."
         slot = chosen[0]
-        await self._store.update_values(
-            self._spreadsheet_id, f"Viewings!D{slot.row}:E{slot.row}", [["booked", sender]]
-        )
+        await self._store.update_values(self._spreadsheet_id, f"Viewings!D{slot.row}:E{slot.row}", [["booked", sender]])
         return f"Booked: viewing of {unit.describe()} on {slot.label()}. See you there!"
 
 

@@ -50,14 +50,18 @@ _BUILDINGS = {
 _BUILDING_NAMES = re.compile(r"\b(?:maple court|harbou?r view|cedar house)\b", re.IGNORECASE)
 
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-_WEEKDAY = re.compile(r"\b(next\s+)?(mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day|sday|nesday|rsday|urday)?\b", re.IGNORECASE)
+_WEEKDAY = re.compile(
+    r"\b(next\s+)?(mon|tue|tues|wed|thu|thur|thurs|fri|sat|sun)(?:day|sday|nesday|rsday|urday)?\b", re.IGNORECASE
+)
 _MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 _MONTH_NAME = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _DATE_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
 _DATE_SLASH = re.compile(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?\b")
 _DATE_MONTH_DAY = re.compile(_MONTH_NAME + r"\s+(\d{1,2})(?:st|nd|rd|th)?\b", re.IGNORECASE)
 _DATE_DAY_MONTH = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH_NAME, re.IGNORECASE)
-_TIME = re.compile(r"\b(?:at\s+)?(\d{1,2})(?::(\d{2}))?\s*(am|pm)\b|\b(?:at\s+)?(\d{1,2}):(\d{2})\b|\bat\s+(\d{1,2})\b", re.IGNORECASE)
+_TIME = re.compile(
+    r"\b(?:at\s+)?(\d{1,2})(?::(\d{2}))?\s*(am|pm)\b|\b(?:at\s+)?(\d{1,2}):(\d{2})\b|\bat\s+(\d{1,2})\b", re.IGNORECASE
+)
 
 #: Problem words make a maintenance request; naming an appliance alone ("is there a dishwasher?") does not.
 _MAINTENANCE = re.compile(
@@ -241,14 +245,10 @@ def parse(text: str, today: dt.date) -> Parsed:
         intent = "rent"
     elif unit and (_AVAILABILITY.search(text) or not _RENT.search(text)):
         intent = "availability"
-    elif bedrooms is not None or budget is not None or building or _SEARCH.search(text) or _AVAILABILITY.search(text):
-        intent = "search"
-    elif _RENT.search(text):
+    elif bedrooms is not None or budget is not None or building or _SEARCH.search(text) or _AVAILABILITY.search(text) or _RENT.search(text):
         intent = "search"
     elif _HELP.search(text):
         intent = "help"
     else:
         intent = "unknown"
-    return Parsed(
-        intent=intent, unit=unit, bedrooms=bedrooms, max_rent=budget, building=building, date=date, time=time
-    )
+    return Parsed(intent=intent, unit=unit, bedrooms=bedrooms, max_rent=budget, building=building, date=date, time=time)
