@@ -17,9 +17,13 @@ build-prod:  ## Build the extension with optimisations into the active venv
 
 format:  ## Format Rust and Python sources
 	cargo fmt
+	ruff format .
+	ruff check --fix .
 
-lint:  ## cargo fmt --check, clippy -D warnings, mypy
+lint:  ## cargo fmt --check, clippy -D warnings, ruff check, ruff format --check, mypy
 	cargo fmt --check
+	ruff check .
+	ruff format --check .
 	cargo clippy --all-targets -- -D warnings
 	mypy
 

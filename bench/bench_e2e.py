@@ -8,7 +8,8 @@ a synchronous google-api-python-client Sheets read, then an awaited send):
 * the share of the cap sustained while tenants offer 1.2 × the cap (open loop);
 * p50/p99 reply latency (the tenant's POST → the emulator accepting the reply) at 0.8 × the cap.
 
-Each run starts the bot afresh (with its own emulators) and warms it up with 20 messages, so a naive bot still working off the previous run's backlog does not leak into the
+Each run starts the bot afresh (with its own emulators) and warms it up with 20 messages, so a naive bot still working
+off the previous run's backlog does not leak into the
 next run. The naive bot reads the sheet on every message, so at the 1,000 mps tier the Sheets
 quota (300 reads a minute) caps it far below the cap whatever its speed.
 

@@ -122,7 +122,7 @@ class Engine:
         before = [_cpu_seconds(p) for p in processes]
         self.loop.run_until_complete(run())
         after = [_cpu_seconds(p) for p in processes]
-        spent = [(a - b) / messages * 1e6 for a, b in zip(after, before)]
+        spent = [(a - b) / messages * 1e6 for a, b in zip(after, before, strict=False)]
         self.cpu.append((spent[0], sum(spent[1:])))
         return messages
 
@@ -396,7 +396,8 @@ def open_loop_latency(report: Report) -> None:
                 late_p99s.append(run.lateness.quantile(0.99) * 1000)
                 if run.refused:
                     print(
-                        f"  {run.refused} of {int(rate * LATENCY_SECONDS)} submits refused by backpressure at {rate:,} msg/s"
+                        f"  {run.refused} of {int(rate * LATENCY_SECONDS)} "
+                        f"submits refused by backpressure at {rate:,} msg/s"
                     )
                 h = _pool_open_loop(pool, rate, LATENCY_SECONDS)
                 pool_p50s.append(h.quantile(0.5) * 1000)

@@ -83,7 +83,7 @@ def _setter(name: str, cache: Cache) -> Callable[[str, bytes], object]:
 def _filled(name: str, make: Callable[[], Cache], keys: list[str], values: list[bytes]) -> Cache:
     cache = make()
     put = _setter(name, cache)
-    for k, v in zip(keys, values):
+    for k, v in zip(keys, values, strict=False):
         put(k, v)
     return cache
 
@@ -101,7 +101,7 @@ def _get_run(cache: Cache, probe: list[str]) -> Callable[[], int]:
 def _set_run(name: str, cache: Cache, keys: list[str], values: list[bytes]) -> Callable[[], int]:
     def run() -> int:
         put = _setter(name, cache)
-        for k, v in zip(keys, values):
+        for k, v in zip(keys, values, strict=False):
             put(k, v)
         return len(keys)
 

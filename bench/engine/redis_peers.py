@@ -95,7 +95,7 @@ def _arq_settings() -> Any:
     from arq.connections import RedisSettings
 
     class ArqSettings:
-        functions = [arq_noop]
+        functions = [arq_noop]  # noqa: RUF012 - arq reads its worker settings from class attributes
         redis_settings = RedisSettings.from_dsn(REDIS_URL)
         max_jobs = 64
         keep_result = 0

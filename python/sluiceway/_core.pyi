@@ -108,7 +108,8 @@ class ByteLRU:
         tags: Sequence[str] = (),
         now: float | None = None,
     ) -> None:
-        """Store ``value``: fresh for ``ttl`` (default ``default_ttl``; ``None`` = forever), then stale for ``stale_ttl``.
+        """Store ``value``: fresh for ``ttl`` (default ``default_ttl``; ``None`` = forever), then stale for
+        ``stale_ttl``.
 
         ``ValueError`` when the entry alone costs more than ``max_bytes`` or a duration is
         negative; ``TypeError`` for a non-``str`` key, non-``bytes`` value or a lone ``str`` as ``tags``.

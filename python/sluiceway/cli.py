@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -65,10 +66,8 @@ def _repository_url() -> str:
     from importlib.metadata import PackageNotFoundError, metadata
 
     urls: list[str] = []
-    try:
+    with contextlib.suppress(PackageNotFoundError):
         urls = metadata("sluiceway").get_all("Project-URL") or []
-    except PackageNotFoundError:
-        pass
     # Entries read "Label, https://..."; a source link is what `git clone` needs.
     for label, _, url in (entry.partition(", ") for entry in urls):
         if label.lower() in {"repository", "source", "source code"}:

@@ -203,7 +203,7 @@ def test_failed_handler_is_dead_lettered_and_replayable(stack: type[Stack]) -> N
             assert s.session is not None
             async with s.session.get(s.runtime.admin_url + "/dead-letters") as response:
                 letters = msgspec.json.decode(await response.read())
-            assert [(l["kind"], l["id"]) for l in letters] == [("message", "wamid.boom")]
+            assert [(letter["kind"], letter["id"]) for letter in letters] == [("message", "wamid.boom")]
             assert "RuntimeError" in letters[0]["error"] or "failed" in letters[0]["error"]
             async with s.session.post(s.runtime.admin_url + "/dead-letters/replay") as response:
                 assert msgspec.json.decode(await response.read()) == {"replayed": 1}

@@ -169,7 +169,9 @@ def test_worker_settings_round_trip_without_secrets(tmp_path: Path) -> None:
 
 
 def test_runtime_sends_at_the_configured_throughput_tier() -> None:
-    """Without an explicit SenderConfig, ``sluiceway run`` sends within ``messages_per_second`` (the number's Cloud API tier)."""
+    """Without an explicit SenderConfig, ``sluiceway run`` sends within ``messages_per_second`` (the number's Cloud API
+    tier).
+    """
     runtime = Runtime("sluiceway.examples.property_bot.app:bot", Settings(messages_per_second=1000))
     assert runtime.sender_config.rate_limit.per_second == 1000
     assert Runtime("sluiceway.examples.property_bot.app:bot", Settings()).sender_config.rate_limit.per_second == 80

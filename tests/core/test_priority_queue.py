@@ -128,7 +128,7 @@ class PriorityQueueMachine(RuleBasedStateMachine):
         expected = [self.model.pop() for _ in range(min(n, len(self.model)))]
         got = self.queue.pop_many(n)
         assert len(got) == len(expected)
-        assert all(a is b for a, b in zip(got, expected))
+        assert all(a is b for a, b in zip(got, expected, strict=False))
 
     @precondition(lambda self: len(self.model) > 0)
     @rule()
@@ -177,7 +177,7 @@ def test_items_keep_their_identity() -> None:
     q = PriorityQueue(levels=1)
     for item in items:
         q.push(item, 0)
-    assert all(got is item for got, item in zip(q.pop_many(10), items))
+    assert all(got is item for got, item in zip(q.pop_many(10), items, strict=False))
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Union
 
 import pytest
 from hypothesis import strategies as st
@@ -74,7 +73,7 @@ class WindowModel:
         return 0.0 if need <= 0 else held[need - 1] + self.window - self.latest
 
 
-Model = Union[BucketModel, WindowModel]
+Model = BucketModel | WindowModel
 
 
 def assert_window_guarantee(history: list[float], limit: int, window: float) -> None:
@@ -265,7 +264,7 @@ class RateLimiterMachine(RuleBasedStateMachine):
             with pytest.raises(ValueError, match="could never be admitted"):
                 self.limiter.try_acquire(n, now=self.now)
             return
-        expected = all([m.admits(n, self.now) for m in self.models])
+        expected = all(m.admits(n, self.now) for m in self.models)
         assert self.limiter.try_acquire(n, now=self.now) is expected
         if expected:
             for m in self.models:
@@ -279,14 +278,14 @@ class RateLimiterMachine(RuleBasedStateMachine):
         except ValueError:
             return
         self.now += wait
-        assert all([m.admits(n, self.now) for m in self.models])
+        assert all(m.admits(n, self.now) for m in self.models)
         assert self.limiter.try_acquire(n, now=self.now)
         for m in self.models:
             m.consume(n)
 
     @invariant()
     def every_member_matches_its_model(self) -> None:
-        for member, model in zip(self.members, self.models):
+        for member, model in zip(self.members, self.models, strict=False):
             if isinstance(model, BucketModel):
                 model.refill(self.now)
                 assert math.isclose(member.tokens(now=self.now), model.held, rel_tol=1e-9, abs_tol=1e-9)

@@ -29,17 +29,17 @@ def config() -> Callable[..., ParallelizerConfig]:
     """A small config for tests: 2 workers, no backoff, quick heartbeats; override any field."""
 
     def make(**overrides: Any) -> ParallelizerConfig:
-        fields: dict[str, Any] = dict(
-            default_worker_count=2,
-            min_workers=1,
-            max_workers=4,
-            worker_concurrency=4,
-            retry_initial_backoff=0.0,
-            retry_max_backoff=0.0,
-            heartbeat_interval=0.25,
-            statistics_interval=0.25,
-            worker_timeout=20.0,
-        )
+        fields: dict[str, Any] = {
+            "default_worker_count": 2,
+            "min_workers": 1,
+            "max_workers": 4,
+            "worker_concurrency": 4,
+            "retry_initial_backoff": 0.0,
+            "retry_max_backoff": 0.0,
+            "heartbeat_interval": 0.25,
+            "statistics_interval": 0.25,
+            "worker_timeout": 20.0,
+        }
         fields.update(overrides)
         return ParallelizerConfig(**fields)
 

@@ -42,7 +42,9 @@ def test_submit_returns_the_handler_result_from_a_worker_process(run: Run, confi
 
 
 def test_submit_nowait_returns_a_future_or_refuses_at_once(run: Run, config: Config, tmp_path: Path) -> None:
-    """submit_nowait accepts synchronously and returns the result's future; under backpressure it raises, accepting nothing."""
+    """submit_nowait accepts synchronously and returns the result's future; under backpressure it raises, accepting
+    nothing.
+    """
     gate = tmp_path / "gate"
 
     async def scenario() -> None:

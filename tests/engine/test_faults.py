@@ -26,7 +26,7 @@ Config = Callable[..., ParallelizerConfig]
     kills=st.lists(st.tuples(st.integers(1, 250), st.integers(0, 1)), min_size=1, max_size=3),
 )
 def test_sigkilled_workers_lose_nothing(kills: list[tuple[int, int]], tmp_path_factory: Any) -> None:
-    """SIGKILL of workers at hypothesis-chosen moments under load: every message still completes, workers are replaced."""
+    """Workers SIGKILLed at hypothesis-chosen moments under load: every message still completes, workers replaced."""
     import uvloop
 
     log = str(tmp_path_factory.mktemp("kill") / "log")
@@ -47,7 +47,7 @@ def test_sigkilled_workers_lose_nothing(kills: list[tuple[int, int]], tmp_path_f
         async with MessageParallelizer(SCRIPTED, config) as engine:
             ids = [await engine.enqueue_message({"log": log, "sleep": 0.002}) for _ in range(total)]
             for after, which in sorted(kills):
-                await wait_until(lambda: len(read_log(log)) >= after or engine.get_statistics().completed == total)
+                await wait_until(lambda: len(read_log(log)) >= after or engine.get_statistics().completed == total)  # noqa: B023 - awaited within this iteration
                 pids = engine.worker_pids()
                 if pids:
                     os.kill(pids[which % len(pids)], signal.SIGKILL)
@@ -63,7 +63,9 @@ def test_sigkilled_workers_lose_nothing(kills: list[tuple[int, int]], tmp_path_f
 def test_poison_message_is_dead_lettered_without_taking_innocents_down(
     run: Run, config: Config, tmp_path: Path
 ) -> None:
-    """A message that kills its worker every time ends dead-lettered after max_attempts; the others sharing its worker complete."""
+    """A message that kills its worker every time ends dead-lettered after max_attempts; the others sharing its worker
+    complete.
+    """
     log = str(tmp_path / "log")
 
     async def scenario() -> None:
@@ -99,7 +101,7 @@ def test_hanging_handler_is_cancelled_as_a_failed_attempt(run: Run, config: Conf
 
 
 def test_blocking_handler_gets_its_worker_replaced(run: Run, config: Config, tmp_path: Path) -> None:
-    """A handler that blocks the loop gets its worker killed as unresponsive and replaced; the other messages complete."""
+    """A handler blocking the loop gets its worker killed as unresponsive and replaced; the others complete."""
     log = str(tmp_path / "log")
 
     async def scenario() -> None:

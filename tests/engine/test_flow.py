@@ -58,7 +58,7 @@ def test_backpressure_switches_on_at_high_and_off_only_at_low_water_mark(
             # Completing messages one by one: still refused while queued is above the low mark.
             for done in range(1, 7):
                 gates[done - 1].touch()
-                await wait_until(lambda: engine.get_statistics().completed == done, what=f"{done} completions")
+                await wait_until(lambda: engine.get_statistics().completed == done, what=f"{done} completions")  # noqa: B023 - awaited within this iteration
                 queued = engine.get_statistics().queued
                 if queued > 4:
                     with pytest.raises(Backpressure):
@@ -162,7 +162,9 @@ def test_shutdown_without_drain_reports_what_stayed_queued(run: Run, config: Con
 
 
 def test_workers_are_recycled_after_max_messages(run: Run, config: Config, tmp_path: Path) -> None:
-    """With max_messages_per_worker, a worker retires after that many messages and a fresh one takes over, losing nothing."""
+    """With max_messages_per_worker, a worker retires after that many messages and a fresh one takes over, losing
+    nothing.
+    """
     log = str(tmp_path / "log")
 
     async def scenario() -> None:
@@ -250,7 +252,9 @@ class RecordingHooks(EngineHooks):
 
 
 def test_hooks_see_lifecycle_statistics_latencies_and_dead_letters(run: Run, config: Config) -> None:
-    """A monitor attached as a hook is told of start, workers, statistics, completions' latencies, dead letters, scaling and stop."""
+    """A monitor attached as a hook is told of start, workers, statistics, completions' latencies, dead letters, scaling
+    and stop.
+    """
     hooks = RecordingHooks()
 
     async def scenario() -> None:

@@ -180,7 +180,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(worker=st.integers(0, 1), data=st.data())
     def pop(self, worker: int, data: st.DataObject) -> None:
         held = sorted(self.model_held[worker]) or [0]
-        seq = data.draw(st.sampled_from(held + [self.next_seq]))
+        seq = data.draw(st.sampled_from([*held, self.next_seq]))
         entry = self.tables[worker].pop(seq)
         model = self.model_held[worker].pop(seq, None)
         if model is None:
@@ -215,7 +215,7 @@ class LedgerMachine(RuleBasedStateMachine):
         model = [self.model_held[worker][seq] for seq in sorted(self.model_held[worker])]
         assert [(e.seq, e.attempt) for e in taken] == [(m["seq"], m["attempt"]) for m in model]
         self.model_held[worker].clear()
-        for entry, m in zip(taken, model):
+        for entry, m in zip(taken, model, strict=False):
             self.queue.push(entry)
             self.model_queue[m["priority"]].append(m)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from hypothesis import given
@@ -61,7 +62,7 @@ def test_frames_survive_any_split_of_the_byte_stream(sent: list[list[Any]], cuts
     received: list[Any] = []
     reader = FrameReader(received.append, lambda: None)
     points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
-    for start, end in zip(points, points[1:]):
+    for start, end in itertools.pairwise(points):
         reader.data_received(stream[start:end])
     assert received == sent
 

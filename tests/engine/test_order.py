@@ -63,7 +63,9 @@ def test_same_key_runs_in_enqueue_order_while_keys_run_in_parallel(run: Run, con
 
 
 def test_a_failing_key_does_not_hold_up_other_keys(run: Run, config: Config, tmp_path: Path) -> None:
-    """While one key's message waits out a long retry backoff, other keys' messages all complete; its own wait behind it."""
+    """While one key's message waits out a long retry backoff, other keys' messages all complete; its own wait behind
+    it.
+    """
     log = str(tmp_path / "log")
 
     async def scenario() -> None:

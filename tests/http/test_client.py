@@ -125,7 +125,9 @@ def test_connection_close_answer_is_not_reused() -> None:
     )
 )
 def test_every_answer_arrives_exactly_as_sent(answers: list[tuple[int, bytes, bool, bool]]) -> None:
-    """Whatever mix of statuses, sizes, chunked or sized bodies and closes the server sends, each response is returned exactly."""
+    """Whatever mix of statuses, sizes, chunked or sized bodies and closes the server sends, each response is returned
+    exactly.
+    """
     queue = list(answers)
 
     async def scripted(request: web.Request) -> web.StreamResponse:
@@ -281,7 +283,9 @@ def test_connection_broken_mid_response_is_an_error() -> None:
 
 
 def test_refused_connection_and_oversized_answers_are_errors_without_secrets() -> None:
-    """Nothing listening, or an answer over ``max_response_bytes``, raise HttpConnectionError; no header value appears in them."""
+    """Nothing listening, or an answer over ``max_response_bytes``, raise HttpConnectionError; no header value appears
+    in them.
+    """
 
     async def big(request: web.Request) -> web.StreamResponse:
         return web.Response(body=b"x" * 5000)
@@ -365,7 +369,9 @@ def _self_signed(tmp_path: Any) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
 
 def test_https_verifies_the_server_and_keeps_the_connection(tmp_path: Any) -> None:
-    """Over https, requests reuse one verified connection; a client that does not trust the certificate gets a connection error."""
+    """Over https, requests reuse one verified connection; a client that does not trust the certificate gets a
+    connection error.
+    """
     server_ssl, client_ssl = _self_signed(tmp_path)
 
     async def scenario() -> None:

@@ -18,7 +18,10 @@ from sluiceway.testing.waiting import wait_until
 
 async def echo(request: Request) -> Response:
     """Answers with what it saw, so tests can check the parsing."""
-    summary = f"{request.method} {request.path} ?{request.query_string} {len(request.body)} too_large={request.body_too_large}"
+    summary = (
+        f"{request.method} {request.path} ?{request.query_string} "
+        f"{len(request.body)} too_large={request.body_too_large}"
+    )
     return Response(200, summary.encode() + b"\n" + request.body, headers={"X-Seen": request.headers.get("x-tag", "")})
 
 
@@ -85,7 +88,9 @@ def test_keep_alive_serves_many_requests_on_one_connection() -> None:
 
 
 def test_pipelined_requests_are_answered_in_order() -> None:
-    """Requests written back to back on one connection get their answers in the same order, even when handlers finish out of order."""
+    """Requests written back to back on one connection get their answers in the same order, even when handlers finish
+    out of order.
+    """
 
     async def uneven(request: Request) -> Response:
         await asyncio.sleep(0.05 if request.path == "/slow" else 0)
@@ -149,7 +154,9 @@ def test_bodies_of_any_size_and_framing_arrive_whole(requests: list[tuple[str, s
 
 
 def test_declared_oversized_body_is_refused_before_it_is_read() -> None:
-    """A Content-Length over ``max_body_bytes`` reaches the handler as ``body_too_large`` at once, and the connection closes."""
+    """A Content-Length over ``max_body_bytes`` reaches the handler as ``body_too_large`` at once, and the connection
+    closes.
+    """
 
     async def scenario() -> None:
         async with serving(max_body_bytes=1000) as server:
@@ -322,7 +329,7 @@ def test_stop_cancels_handlers_that_outlive_the_timeout() -> None:
 
         server = HttpServer(hang)
         await server.start()
-        reader, writer = await asyncio.open_connection(server.host, server.port)
+        _reader, writer = await asyncio.open_connection(server.host, server.port)
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         await started.wait()
         await server.stop(timeout=0.05)

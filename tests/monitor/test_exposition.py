@@ -36,7 +36,9 @@ def config() -> MonitorConfig:
 
 
 def test_metrics_parse_with_prometheus_parser() -> None:
-    """/metrics parses with prometheus_client's parser and carries counters, gauges and a histogram with the right types."""
+    """/metrics parses with prometheus_client's parser and carries counters, gauges and a histogram with the right
+    types.
+    """
 
     async def scenario() -> None:
         async with PerformanceMonitor(config()) as monitor, aiohttp.ClientSession() as http:

@@ -135,7 +135,7 @@ def test_a_bad_value_is_refused_after_counting_those_before_it(values: list[floa
     where = min(where, len(values))
     h = LatencyHistogram()
     with pytest.raises(ValueError, match="finite non-negative"):
-        h.record_many(values[:where] + [bad] + values[where:])
+        h.record_many([*values[:where], bad, *values[where:]])
     assert state(h) == state(build(values[:where]))
     with pytest.raises(ValueError, match="latency"):
         h.record(bad)
@@ -183,7 +183,7 @@ def test_cumulative_counts_agree_with_the_model_up_to_the_relative_error(
 ) -> None:
     """At each bound: at least the values surely below it, at most those that may round below it."""
     counts = build(values).cumulative_counts(bounds)
-    for bound, count in zip(bounds, counts):
+    for bound, count in zip(bounds, counts, strict=False):
         surely_below = sum(1 for v in values if v <= MIN_VALUE or v <= bound / (1 + RELATIVE_ERROR) * (1 - 1e-9))
         maybe_below = sum(1 for v in values if v <= MIN_VALUE or v <= bound / (1 - RELATIVE_ERROR) * (1 + 1e-9))
         assert surely_below <= count <= maybe_below, (bound, count, surely_below, maybe_below)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 
@@ -87,7 +88,7 @@ def test_trend_covers_the_window_at_decreasing_resolution() -> None:
     points = history.trend("q", 86_400.0, now)
     assert points[0].t >= now - 86_400.0
     assert points[-1].t == now
-    spacing = [b.t - a.t for a, b in zip(points, points[1:])]
+    spacing = [b.t - a.t for a, b in itertools.pairwise(points)]
     assert spacing[-1] == 5.0 and max(spacing) == 60.0
     assert all(p.value == 1.0 for p in points)
 

@@ -33,7 +33,7 @@ def test_window_matches_model(stream: list[tuple[float, list[float], int, int]],
         for v in values:
             histogram.record(v)
         window.add(Slot(t, histogram, ok, failed, None), start)
-        kept = [s for s in kept + [(t, values, ok, failed)] if s[0] > t - span]
+        kept = [s for s in [*kept, (t, values, ok, failed)] if s[0] > t - span]
         model = LatencyHistogram()
         for _, vs, _, _ in kept:
             for v in vs:

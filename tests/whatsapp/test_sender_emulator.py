@@ -49,7 +49,9 @@ def test_at_the_configured_cap_no_rate_limit_errors(fast_config: Config, whatsap
 
 @pytest.mark.timeout(120)
 def test_throughput_cut_adapts_and_loses_nothing(fast_config: Config, whatsapp_stack: Stack, wait_for: Wait) -> None:
-    """After the provider's throughput drops, the sender cuts its rate, retries what bounced, and delivers all exactly once."""
+    """After the provider's throughput drops, the sender cuts its rate, retries what bounced, and delivers all exactly
+    once.
+    """
 
     async def scenario() -> None:
         async with whatsapp_stack(fast_config()) as (api, sender):
@@ -87,7 +89,9 @@ def test_transient_errors_retry_then_succeed(fast_config: Config, whatsapp_stack
 
 @pytest.mark.timeout(60)
 def test_exhausted_retries_and_permanent_errors_dead_letter(fast_config: Config, whatsapp_stack: Stack) -> None:
-    """Transient failures beyond max_retries, and permanent codes at once, end in the dead-letter queue with the provider's code."""
+    """Transient failures beyond max_retries, and permanent codes at once, end in the dead-letter queue with the
+    provider's code.
+    """
 
     async def scenario() -> None:
         async with whatsapp_stack(fast_config(max_retries=2)) as (api, sender):
@@ -230,7 +234,7 @@ def test_close_reports_what_is_left(
 
     async def scenario() -> None:
         config = fast_config(per_recipient=RecipientLimit(1, 60.0))
-        async with whatsapp_stack(config, pair_limit=1, pair_window=60.0) as (api, sender):
+        async with whatsapp_stack(config, pair_limit=1, pair_window=60.0) as (_api, sender):
             ids = [await sender.enqueue_message("15550008", f"m{i}") for i in range(3)]
             left = await sender.close(timeout=0.5)
             assert sender.state(ids[0]) == "confirmed"
@@ -249,7 +253,7 @@ def test_bad_input_is_rejected_at_once(fast_config: Config, whatsapp_stack: Stac
     """Empty recipient, over-long text, unknown priority and over-long caption raise ValueError and queue nothing."""
 
     async def scenario() -> None:
-        async with whatsapp_stack(fast_config()) as (api, sender):
+        async with whatsapp_stack(fast_config()) as (_api, sender):
             with pytest.raises(ValueError, match="recipient"):
                 await sender.enqueue_message("", "hi")
             with pytest.raises(ValueError, match="4096"):
@@ -270,25 +274,27 @@ def test_access_token_never_leaks(fast_config: Config, caplog: pytest.LogCapture
 
     async def scenario() -> list[str]:
         seen: list[str] = []
-        async with WhatsAppEmulator(access_token=token) as api:
-            async with WhatsAppCloudTransport(api.phone_number_id, token, base_url=api.base_url) as transport:
-                seen.append(repr(transport))
-                api.expire_token()
-                sender = BatchSender(transport, fast_config())
-                await sender.start()
-                await sender.enqueue_message("15550009", "hi")
-                while not api.answers[190]:
-                    await asyncio.sleep(0.01)
-                seen.append(repr(sender))
-                await sender.close(timeout=0.0)
-                for port in (api.port, 1):
-                    other = WhatsAppCloudTransport(api.phone_number_id, token, base_url=f"http://127.0.0.1:{port}")
-                    try:
-                        await other.send(OutboundMessage.of_text("15550010", "hi"))
-                    except SendError as exc:
-                        seen += [str(exc), repr(exc), repr(exc.__cause__), repr(exc.__context__)]
-                    finally:
-                        await other.aclose()
+        async with (
+            WhatsAppEmulator(access_token=token) as api,
+            WhatsAppCloudTransport(api.phone_number_id, token, base_url=api.base_url) as transport,
+        ):
+            seen.append(repr(transport))
+            api.expire_token()
+            sender = BatchSender(transport, fast_config())
+            await sender.start()
+            await sender.enqueue_message("15550009", "hi")
+            while not api.answers[190]:
+                await asyncio.sleep(0.01)
+            seen.append(repr(sender))
+            await sender.close(timeout=0.0)
+            for port in (api.port, 1):
+                other = WhatsAppCloudTransport(api.phone_number_id, token, base_url=f"http://127.0.0.1:{port}")
+                try:
+                    await other.send(OutboundMessage.of_text("15550010", "hi"))
+                except SendError as exc:
+                    seen += [str(exc), repr(exc), repr(exc.__cause__), repr(exc.__context__)]
+                finally:
+                    await other.aclose()
         return seen
 
     with caplog.at_level(logging.DEBUG):

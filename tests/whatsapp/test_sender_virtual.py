@@ -287,7 +287,7 @@ def test_confirm_delivery_by_our_id(virtual_time: VirtualTime) -> None:
 
 def test_idempotency_window_expires(virtual_time: VirtualTime) -> None:
     """The same idempotency key after the window has passed is a new message."""
-    clock, sleep = virtual_time
+    clock, _sleep = virtual_time
 
     async def body(sender: BatchSender, transport: ScriptedTransport) -> None:
         first = await sender.enqueue_message("1555000G", "g", idempotency_key="k")

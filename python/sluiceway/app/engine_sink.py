@@ -119,7 +119,7 @@ class EngineSink:
             )
             await asyncio.sleep(0)
             if submission.done() and submission.exception() is not None:
-                raise submission.exception()  # type: ignore[misc]
+                raise submission.exception() from None  # type: ignore[misc]  # the backpressure was handled
         self.stats.accepted += 1
         self.stats.outstanding += 1
         self._idle.clear()

@@ -100,7 +100,10 @@ def write_reports(
         "missing": f"{len(verdict.missing):,}",
         "duplicated": f"{len(verdict.duplicated):,}",
         "tenants out of order": f"{len(verdict.out_of_order):,}",
-        "reply latency p50 / p99 / max": f"{verdict.latency_p50 * 1000:,.0f} / {verdict.latency_p99 * 1000:,.0f} / {verdict.latency_max * 1000:,.0f} ms",
+        "reply latency p50 / p99 / max": (
+            f"{verdict.latency_p50 * 1000:,.0f} / {verdict.latency_p99 * 1000:,.0f} / "
+            f"{verdict.latency_max * 1000:,.0f} ms"
+        ),
         "cache hit rate": f"{last.cache_hit_rate:.1%}" if last else "-",
         "Sheets API requests / reads": f"{last.sheets_requests:,} / {last.sheets_reads:,}" if last else "-",
         "throttle events": f"{last.throttle_events:,}" if last else "-",
@@ -111,7 +114,8 @@ def write_reports(
     event_list = "".join(f"<li>{html.escape(e)}</li>" for e in events) or "<li>none</li>"
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>sluiceway demo report</title>"
-        "<style>body{font-family:sans-serif;max-width:720px;margin:2em auto}th{text-align:left;padding-right:2em}</style>"
+        "<style>body{font-family:sans-serif;max-width:720px;margin:2em auto}"
+        "th{text-align:left;padding-right:2em}</style>"
         f"</head><body><h1>sluiceway demo</h1><table>{table}</table>"
         f"<h3>Faults injected</h3><ul>{event_list}</ul>{''.join(charts)}</body></html>"
     )

@@ -149,7 +149,10 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         faults = _FaultPlan(runtime, whatsapp, sheets, options.rate) if options.faults else None
         sampler = _Sampler(runtime, whatsapp, sheets, conversations, started)
         crowd_task = asyncio.ensure_future(crowd.run())
-        title = f"sluiceway demo: {options.conversations:,} tenants × {options.messages} messages, {options.workers} workers"
+        title = (
+            f"sluiceway demo: {options.conversations:,} tenants × "
+            f"{options.messages} messages, {options.workers} workers"
+        )
         live = Live(live_panel(sampler.sample([]), expected, title), console=console, refresh_per_second=4)
         with live if options.live else contextlib.nullcontext():
             while True:

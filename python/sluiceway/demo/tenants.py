@@ -104,7 +104,7 @@ class TenantCrowd:
     async def _tenant(self, http: HttpClient, path: str, messages: list[Sent]) -> None:
         start = self._clock()
         due = sorted(self._rng.random() * self._duration for _ in messages)
-        for message, at in zip(messages, due):
+        for message, at in zip(messages, due, strict=False):
             await asyncio.sleep(max(0.0, start + at - self._clock()))
             message.posted_at = self._clock()
             await self._post(http, path, message)

@@ -112,7 +112,7 @@ class Worker:
                 sys.path.insert(0, entry)
         context.install(self.context)
         target = handler.load(settings["handler"])
-        if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None)):
+        if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(type(target).__call__):
             self.handler = target
         else:
             self.loop.set_default_executor(ThreadPoolExecutor(self.concurrency, "sluiceway-handler"))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ssl as ssl_module
 import time
 from collections.abc import Callable, Mapping
@@ -103,10 +104,8 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # A response delimited by the end of the connection (no length, not chunked) ends here.
-        try:
+        with contextlib.suppress(httptools.HttpParserError):
             self._parser.feed_data(b"")
-        except httptools.HttpParserError:
-            pass
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:

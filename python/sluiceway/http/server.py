@@ -477,7 +477,9 @@ class HttpServer:
                 connection.expire()
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Stop listening, let handlers in progress answer for up to ``timeout`` s, cancel the rest, close every connection."""
+        """Stop listening, let handlers in progress answer for up to ``timeout`` s, cancel the rest, close every
+        connection.
+        """
         self.stopping = True
         if self._server is not None:
             self._server.close()

@@ -55,7 +55,7 @@ def latency_buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
     A count at a bound is exact up to the histogram's relative error.
     """
     counts = histogram.cumulative_counts(LATENCY_BUCKETS)
-    result = [(repr(bound), float(n)) for bound, n in zip(LATENCY_BUCKETS, counts)]
+    result = [(repr(bound), float(n)) for bound, n in zip(LATENCY_BUCKETS, counts, strict=False)]
     result.append(("+Inf", float(histogram.count)))
     return result
 

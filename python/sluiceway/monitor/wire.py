@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import Union
 
 import msgspec
 
@@ -52,8 +51,8 @@ class Sample(msgspec.Struct, tag=True):
     sample: ResourceSample
 
 
-ToMonitor = Union[Hello, Publish]
-FromMonitor = Union[Ready, Sample]
+ToMonitor = Hello | Publish
+FromMonitor = Ready | Sample
 
 _encoder = msgspec.msgpack.Encoder()
 

@@ -64,8 +64,7 @@ async def http_get(message: Message) -> dict[str, Any]:
     """GETs ``payload["url"]`` with ``ClientTimeout(total=payload["timeout"])``: its body, or "timed out"."""
     timeout = aiohttp.ClientTimeout(total=message.payload["timeout"])
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(message.payload["url"]) as response:
-                return {"status": response.status, "body": await response.text()}
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(message.payload["url"]) as response:
+            return {"status": response.status, "body": await response.text()}
     except TimeoutError:
         return {"timed_out": True}

@@ -2,7 +2,8 @@
 
 ``BatchSender`` (dispatch rounds under global and per-recipient limits, adaptive
 throttling, retries, circuit breaker, failed sends) over a ``Transport`` such as
-``WhatsAppCloudTransport`` (on :class:`sluiceway.http.HttpClient`); messages are msgspec Structs mirroring the API's JSON.
+``WhatsAppCloudTransport`` (on :class:`sluiceway.http.HttpClient`); messages are msgspec Structs mirroring the API's
+JSON.
 """
 
 from sluiceway.whatsapp.batch_sender import BatchSender as BatchSender

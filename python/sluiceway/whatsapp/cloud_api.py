@@ -100,7 +100,10 @@ class WhatsAppCloudTransport:
         return cls(os.environ[ENV_PHONE_NUMBER_ID], os.environ[ENV_ACCESS_TOKEN], **kwargs)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        return f"WhatsAppCloudTransport(phone_number_id={self.phone_number_id!r}, url={self.url!r}, access_token=<redacted>)"
+        return (
+            f"WhatsAppCloudTransport(phone_number_id={self.phone_number_id!r}, "
+            f"url={self.url!r}, access_token=<redacted>)"
+        )
 
     def _open(self) -> HttpClient:
         if self._client is None:

@@ -142,7 +142,8 @@ class SenderConfig(msgspec.Struct, frozen=True):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.priority_batch_size > self.base_batch_size:
             raise ValueError(
-                f"priority_batch_size ({self.priority_batch_size}) must not exceed base_batch_size ({self.base_batch_size})"
+                f"priority_batch_size ({self.priority_batch_size}) must "
+                f"not exceed base_batch_size ({self.base_batch_size})"
             )
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative integer, got {self.max_retries!r}")

@@ -31,7 +31,7 @@ class Text(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class Media(msgspec.Struct, frozen=True, omit_defaults=True):
-    """An ``image``/``audio``/``video``/``document``/``sticker`` object: a public ``link`` or an uploaded media ``id``."""
+    """An ``image``/``audio``/``video``/``document``/``sticker`` object: a public ``link`` or an uploaded ``id``."""
 
     link: str | None = None
     id: str | None = None

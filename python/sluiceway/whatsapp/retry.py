@@ -9,7 +9,8 @@ import msgspec
 
 
 class SendRetryPolicy(msgspec.Struct, frozen=True):
-    """Delay before retry ``attempt`` (1-based): ``initial × 2^(attempt-1)`` capped at ``cap``, minus up to ``jitter`` of it.
+    """Delay before retry ``attempt`` (1-based): ``initial × 2^(attempt-1)`` capped at ``cap``, minus up to ``jitter``
+    of it.
 
     The success path never touches this: a send is a plain ``await``, and the policy
     is consulted only after a failure, so retries cost nothing until they happen (a

@@ -127,7 +127,10 @@ def _unit_status(unit: Unit) -> str:
         when = f"from {_day(unit.available_from)}" if unit.available_from else "now"
         return f"{unit.describe()} is available {when} at ${unit.rent:,}/month."
     if unit.status == "reserved":
-        return f"{unit.describe()} is reserved (an application is pending); it may free up from {_day(unit.available_from)}."
+        return (
+            f"{unit.describe()} is reserved (an application is "
+            f"pending); it may free up from {_day(unit.available_from)}."
+        )
     return f"{unit.describe()} is currently let."
 
 

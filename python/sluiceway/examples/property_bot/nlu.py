@@ -245,7 +245,14 @@ def parse(text: str, today: dt.date) -> Parsed:
         intent = "rent"
     elif unit and (_AVAILABILITY.search(text) or not _RENT.search(text)):
         intent = "availability"
-    elif bedrooms is not None or budget is not None or building or _SEARCH.search(text) or _AVAILABILITY.search(text) or _RENT.search(text):
+    elif (
+        bedrooms is not None
+        or budget is not None
+        or building
+        or _SEARCH.search(text)
+        or _AVAILABILITY.search(text)
+        or _RENT.search(text)
+    ):
         intent = "search"
     elif _HELP.search(text):
         intent = "help"
