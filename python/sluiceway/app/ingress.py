@@ -3,7 +3,9 @@
 ``GET <path>`` answers Meta's verification handshake; ``POST <path>`` takes message and
 status webhooks. ``WebhookIngress.handle`` serves them on ``sluiceway.http.HttpServer``
 (what ``sluiceway run`` does: a quarter of aiohttp's cost per request, and Meta posts three
-status webhooks per reply); ``add_routes`` mounts the same logic on an aiohttp application.
+status webhooks per reply). ``asgi()`` serves the same logic as an ASGI 3 application (FastAPI,
+Starlette: see :mod:`sluiceway.app.asgi` for where to mount it), and ``add_routes`` on an aiohttp
+application (needs the ``sluiceway[aiohttp]`` extra); the native server is the fast path.
 Each POST is checked in this order, and the first failure answers:
 
 ==========================================  ======
@@ -33,11 +35,11 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
-from aiohttp import web
 
+from sluiceway.app.asgi import WebhookAsgiApp
 from sluiceway.app.inbound import InboundMessage, inbound_messages
 from sluiceway.app.priority import KeywordClassifier, PriorityLevel
 from sluiceway.app.recent_ids import RecentIds
@@ -45,6 +47,9 @@ from sluiceway.app.secret import Secret
 from sluiceway.app.settings import Settings
 from sluiceway.http import Request, Response
 from sluiceway.whatsapp.webhooks import DECODER, SIGNATURE_HEADER, WHATSAPP_OBJECT, Status
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 logger = logging.getLogger("sluiceway.ingress")
 
@@ -96,8 +101,8 @@ class WebhookIngress:
     Example::
 
         ingress = WebhookIngress.from_settings(settings, sink=engine_sink, status_sink=sender)
-        app = web.Application()
-        ingress.add_routes(app)
+        server = HttpServer(ingress.handle, max_body_bytes=ingress.max_body_bytes)   # the fast path
+        routes = [Route("/webhook", ingress.asgi(), methods=["GET", "POST"])]     # or in Starlette/FastAPI
 
     Warning: de-duplication is in memory, per ingress process, for ``dedup_window``
     seconds: a restart forgets which messages were seen (at-least-once, not exactly-once,
@@ -183,16 +188,31 @@ class WebhookIngress:
             return self.verify(request.query)
         return Response.text(405, f"{request.method} not allowed", headers={"Allow": "GET, POST"})
 
+    def asgi(self) -> WebhookAsgiApp:
+        """This webhook as an ASGI 3 application (FastAPI, Starlette; where to mount it: :mod:`sluiceway.app.asgi`)."""
+        return WebhookAsgiApp(self)
+
     def add_routes(self, app: web.Application) -> None:
-        """Serve the webhook at ``self.path`` on an aiohttp ``app`` (for programs that already run one)."""
+        """Serve the webhook at ``self.path`` on an aiohttp ``app``; needs the ``sluiceway[aiohttp]`` extra."""
+        try:
+            from aiohttp import web
+        except ImportError:
+            raise ImportError(
+                "WebhookIngress.add_routes needs aiohttp: pip install 'sluiceway[aiohttp]'"
+                " (or serve the ingress on sluiceway.http.HttpServer, or as ASGI with asgi())"
+            ) from None
+
+        def to_aiohttp(response: Response) -> web.Response:
+            headers = {**(response.headers or {}), "Content-Type": response.content_type}
+            return web.Response(status=response.status, body=response.body, headers=headers)
 
         async def get(request: web.Request) -> web.StreamResponse:
-            return _to_aiohttp(self.verify(request.query))
+            return to_aiohttp(self.verify(request.query))
 
         async def post(request: web.Request) -> web.StreamResponse:
-            body = await self._read_body(request)
+            body = await self._read_aiohttp_body(request)
             answer = await self.receive(body or b"", request.headers.get(SIGNATURE_HEADER), body is None)
-            return _to_aiohttp(answer)
+            return to_aiohttp(answer)
 
         app.router.add_get(self.path, get)
         app.router.add_post(self.path, post)
@@ -211,7 +231,7 @@ class WebhookIngress:
         self.stats.failed_verifications += 1
         return Response.text(403, "verification failed")
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
+    async def _read_aiohttp_body(self, request: web.Request) -> bytes | None:
         limit = self._max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return None
@@ -299,12 +319,3 @@ class WebhookIngress:
                 logger.exception("handling status %s (%s) failed", status.id, status.status)
         self.stats.statuses += len(items)
         return len(items)
-
-
-def _to_aiohttp(response: Response) -> web.Response:
-    headers = (
-        {**response.headers, "Content-Type": response.content_type}
-        if response.headers
-        else {"Content-Type": response.content_type}
-    )
-    return web.Response(status=response.status, body=response.body, headers=headers)

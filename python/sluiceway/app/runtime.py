@@ -24,9 +24,8 @@ import signal
 from collections.abc import Callable
 
 import msgspec
-from aiohttp import web
 
-from sluiceway.app.admin import ADMIN_HOST, admin_app
+from sluiceway.app.admin import ADMIN_HOST, admin_routes
 from sluiceway.app.context import HandlerResult
 from sluiceway.app.engine_sink import EngineSink
 from sluiceway.app.gc_tuning import tune_for_serving
@@ -120,7 +119,7 @@ class Runtime:
         self.sink: EngineSink | None = None
         self.ingress: WebhookIngress | None = None
         self._server: HttpServer | None = None
-        self._admin_runner: web.AppRunner | None = None
+        self._admin_server: HttpServer | None = None
         self.webhook_url = ""
         self.admin_url = ""
         #: True between a successful ``start`` and ``stop``.
@@ -173,11 +172,9 @@ class Runtime:
         self._server = HttpServer(self.ingress.handle, max_body_bytes=settings.max_body_bytes)
         await self._server.start(settings.host, settings.port)
         self.webhook_url = f"{self._server.url}{settings.webhook_path}"
-        self._admin_runner = web.AppRunner(admin_app(self), access_log=None, handle_signals=False)
-        await self._admin_runner.setup()
-        await web.TCPSite(self._admin_runner, ADMIN_HOST, settings.admin_port).start()
-        admin_host, admin_port = self._admin_runner.addresses[0][:2]
-        self.admin_url = f"http://{admin_host}:{admin_port}"
+        self._admin_server = HttpServer(admin_routes(self).handle)
+        await self._admin_server.start(ADMIN_HOST, settings.admin_port)
+        self.admin_url = self._admin_server.url
         self.running = True
         logger.info(
             "webhook at %s ◆ %d workers ◆ admin %s ◆ monitor %s",
@@ -235,8 +232,8 @@ class Runtime:
         if close is not None:
             await close()
         await self._server.stop()
-        if self._admin_runner is not None:
-            await self._admin_runner.cleanup()
+        if self._admin_server is not None:
+            await self._admin_server.stop()
         summary = self.status(left_queued=len(engine_summary.remaining) + len(left_over))
         logger.info(summary.line())
         return summary
