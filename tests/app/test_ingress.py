@@ -541,6 +541,24 @@ def test_stop_accepting_refuses_messages_but_takes_statuses() -> None:
     run(scenario)
 
 
+def test_shedding_refuses_messages_at_once_but_takes_statuses() -> None:
+    """While overloaded() is true, message webhooks get 503 without waiting on the engine; statuses still pass."""
+
+    async def scenario() -> None:
+        engine, sender = FakeEngine(), FakeSender()
+        overloaded = [True]
+        async with serve(engine, sender, enqueue_timeout=30.0, overloaded=lambda: overloaded[0]) as client:
+            refused = await client.post(text_message("1555", "wamid.shed", "hello"))
+            assert (refused[0], client.ingress.stats.shed) == (503, 1)
+            assert (await client.post(status_update("wamid.out", "1555", "delivered")))[0] == 200
+            overloaded[0] = False
+            assert (await client.post(text_message("1555", "wamid.shed", "hello")))[0] == 200  # Meta's re-delivery
+        assert [m.id for m, _, _ in engine.accepted] == ["wamid.shed"]
+        assert [s.id for s in sender.statuses] == ["wamid.out"]
+
+    run(scenario)
+
+
 # --- where the ASGI app answers -------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ signature is not HMAC-SHA256(app secret)     403
 body is not JSON / not a webhook payload     400 (the reason in the body)
 engine did not accept within the timeout     503 (Meta re-delivers later)
 shutting down (``stop_accepting``)           503 for messages; statuses still taken
+shedding load (``overloaded()`` is true)      503 for messages at once; statuses still taken
 accepted (or a known re-delivery)            200
 ==========================================  ======
 
@@ -24,6 +25,11 @@ engine. While the engine pushes back, the request waits up to ``enqueue_timeout`
 the messages not yet accepted are un-claimed, and Meta's re-delivery enqueues them, while
 those already accepted are recognised as duplicates. Nothing is dropped and nothing runs
 twice. ``enqueue_timeout = 0`` answers 503 as soon as the engine is full.
+
+Load shedding: backpressure bounds how many messages wait, not how long. ``overloaded`` (a
+callable, e.g. :meth:`sluiceway.app.shedding.LoadShedder.overloaded`) is asked before each
+POST carrying messages; while it is true they are answered 503 at once, so the messages
+already accepted keep a bounded wait (see :mod:`sluiceway.app.shedding`).
 """
 
 from __future__ import annotations
@@ -91,6 +97,7 @@ class IngressStats(msgspec.Struct):
     bad_signature: int = 0
     malformed: int = 0
     backpressured: int = 0
+    shed: int = 0
     verifications: int = 0
     failed_verifications: int = 0
 
@@ -122,6 +129,7 @@ class WebhookIngress:
         dedup_max_entries: int = 1_000_000,
         enqueue_timeout: float = 5.0,
         classify: Callable[[str], PriorityLevel] | None = None,
+        overloaded: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -142,6 +150,7 @@ class WebhookIngress:
         self._seen = RecentIds(dedup_window, dedup_max_entries, clock)
         self._wall_clock = wall_clock
         self._accepting = True
+        self._overloaded = overloaded
         self.stats = IngressStats()
 
     @classmethod
@@ -151,6 +160,7 @@ class WebhookIngress:
         sink: MessageSink,
         status_sink: StatusSink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        overloaded: Callable[[], bool] | None = None,
     ) -> WebhookIngress:
         """An ingress configured from ``settings`` (which must carry ``whatsapp_app_secret``)."""
         if settings.whatsapp_app_secret is None:
@@ -166,6 +176,7 @@ class WebhookIngress:
             dedup_max_entries=settings.dedup_max_entries,
             enqueue_timeout=settings.enqueue_timeout,
             classify=KeywordClassifier(settings.high_priority_keywords),
+            overloaded=overloaded,
             clock=clock,
         )
 
@@ -272,6 +283,10 @@ class WebhookIngress:
         if messages and not self._accepting:
             await self._hand_over_statuses(payload.statuses())
             self.stats.backpressured += 1
+            return self._busy(0)
+        if messages and self._overloaded is not None and self._overloaded():
+            await self._hand_over_statuses(payload.statuses())
+            self.stats.shed += 1
             return self._busy(0)
         accepted = duplicates = 0
         for message in messages:

@@ -32,6 +32,7 @@ from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.ingress import WebhookIngress
 from sluiceway.app.settings import Settings
+from sluiceway.app.shedding import DEFAULT_MAX_DELAY, LoadShedder
 from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
@@ -81,6 +82,8 @@ class Runtime:
     ``transport`` replaces the Cloud API (the demo passes one pointed at the emulator); the
     runtime closes it on ``stop``. The sender's config defaults to the Cloud API preset at
     ``settings.messages_per_second``; the others to the components' own defaults.
+    ``shed_after`` (seconds, ``None``: never) is the expected wait of an accepted message past
+    which new message webhooks are answered 503 at once (:mod:`sluiceway.app.shedding`).
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class Runtime:
         sender_config: SenderConfig | None = None,
         monitor_config: MonitorConfig | None = None,
         on_handled: Callable[[InboundMessage, HandlerResult | None], None] | None = None,
+        shed_after: float | None = DEFAULT_MAX_DELAY,
     ) -> None:
         self.bot_spec = bot_spec
         engine_config = engine_config or ParallelizerConfig()
@@ -113,6 +117,9 @@ class Runtime:
             http_host=settings.monitor_host, http_port=settings.monitor_port
         )
         self._on_handled = on_handled
+        self._shed_after = shed_after
+        #: Refuses new message webhooks (503) while accepted ones would wait over ``shed_after`` s.
+        self.shedder: LoadShedder | None = None
         self.engine: MessageParallelizer | None = None
         self.sender: BatchSender | None = None
         self.monitor: PerformanceMonitor | None = None
@@ -166,9 +173,13 @@ class Runtime:
             high_water=self.engine_config.queue_high_water_mark,
             low_water=self.engine_config.queue_low_water_mark,
             metrics=self.monitor,
-            on_handled=self._on_handled,
+            on_handled=self._handled,
         )
-        self.ingress = WebhookIngress.from_settings(settings, self.sink, status_sink=self)
+        sink = self.sink
+        if self._shed_after is not None:
+            self.shedder = LoadShedder(lambda: sink.stats.outstanding, max_delay=self._shed_after)
+        overloaded = self.shedder.overloaded if self.shedder is not None else None
+        self.ingress = WebhookIngress.from_settings(settings, sink, status_sink=self, overloaded=overloaded)
         self._server = HttpServer(self.ingress.handle, max_body_bytes=settings.max_body_bytes)
         await self._server.start(settings.host, settings.port)
         self.webhook_url = f"{self._server.url}{settings.webhook_path}"
@@ -207,6 +218,12 @@ class Runtime:
             dead_lettered=len(self.sink.dead_letters) + len(self.sender.dead_letters()),
             left_queued=left_queued,
         )
+
+    def _handled(self, message: InboundMessage, result: HandlerResult | None) -> None:
+        if self.shedder is not None:
+            self.shedder.record_handled()
+        if self._on_handled is not None:
+            self._on_handled(message, result)
 
     def handle_status(self, status: Status) -> object:
         """Status webhooks go to the sender (the runtime is the ingress's status sink).
