@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -62,7 +65,8 @@ def test_never_sheds_a_small_backlog_or_before_any_message_finished() -> None:
     backlog.outstanding = 9
     policy.record_handled(1)
     clock.advance(0.5)
-    assert policy.expected_delay() == pytest.approx(4.5) and not policy.overloaded()
+    # 2 messages/s would make 9 outstanding a 4.5 s wait, but under the floor the engine's part does not count.
+    assert policy.rate() == pytest.approx(2.0) and policy.expected_delay() == 0.0 and not policy.overloaded()
     clock.advance(60.0)  # idle: the completion has left the window
     backlog.outstanding = 5_000
     assert policy.rate() is None and policy.expected_delay() is None
@@ -77,6 +81,33 @@ def test_a_burst_after_idle_is_measured_from_its_first_completion() -> None:
     backlog.outstanding = 100
     serve(policy, clock, backlog, per_second=200, seconds=0.3)  # 60 done in 0.3 s: 200/s, not 12/s
     assert policy.rate() == pytest.approx(200.0, rel=0.25)
+    assert not policy.overloaded()
+
+
+def test_the_reply_queue_alone_can_trigger_shedding_and_is_sampled_sparingly() -> None:
+    """A sender backlog over the bound sheds with an idle engine; backlog_delay is read at most every window/20."""
+    clock, backlog = ManualClock(), Backlog()
+    reply_queue = [0.0]
+    reads = []
+
+    def backlog_delay() -> float:
+        reads.append(clock())
+        return reply_queue[0]
+
+    policy = shedder(backlog, clock, backlog_delay=backlog_delay)  # type: ignore[arg-type]
+    assert not policy.overloaded()
+    reply_queue[0] = 5.0
+    assert not policy.overloaded()  # the last sample (0 s) is still fresh
+    clock.advance(0.05)
+    assert policy.overloaded() and policy.expected_delay() == 5.0
+    for _ in range(100):
+        policy.overloaded()
+    assert len(reads) == 2
+    reply_queue[0] = 1.5  # between half the bound and the bound: shedding goes on
+    clock.advance(0.05)
+    assert policy.overloaded()
+    reply_queue[0] = 0.5
+    clock.advance(0.05)
     assert not policy.overloaded()
 
 
@@ -99,7 +130,7 @@ class Reference:
 
     def decide(self, now: float, outstanding: int) -> bool:
         if outstanding < self.min_outstanding:
-            self.shedding = False
+            self.shedding = False  # the engine's part is 0 and there is no reply queue here
             return False
         current = int(now // self.width)
         recent = [(int(t // self.width), n) for t, n in self.done if int(t // self.width) > current - 20]
@@ -139,3 +170,28 @@ def test_decisions_match_the_reference_model(
             reference.done.append((clock(), done))
         backlog.outstanding = outstanding
         assert policy.overloaded() == reference.decide(clock(), outstanding)
+
+
+def test_a_runtime_behind_on_replies_sheds_new_messages_and_answers_every_accepted_one(stack: Any) -> None:
+    """With the sender far behind (5 replies/s), new messages get 503 at once; each accepted one is answered once."""
+
+    async def scenario() -> None:
+        async with stack(rate=5) as s:
+            assert s.runtime.shedder is not None
+            s.runtime.shedder.max_delay = 1.0  # five unsent replies are a second's wait at 5/s
+            await s.reply("15550009999", "wamid.warm", "is 3D available?")  # workers and caches ready
+            statuses: list[int] = []
+            while 503 not in statuses:  # tenants post far faster than 5 replies/s go out
+                assert len(statuses) < 500, "never shed"
+                await asyncio.sleep(0.01)  # paced, so the shedder's 0.25 s samples of the reply queue see it grow
+                statuses.append(await s.say(f"1555000{len(statuses):04d}", f"wamid.load.{len(statuses)}", "hi"))
+            accepted = [f"wamid.load.{i}" for i, status in enumerate(statuses) if status == 200]
+            shed = [f"wamid.load.{i}" for i, status in enumerate(statuses) if status == 503]
+            assert len(accepted) + len(shed) == len(statuses) and s.runtime.ingress.stats.shed == len(shed) == 1
+            await s.until(lambda: all(s.replies_to(w) for w in accepted))
+            assert all(len(s.replies_to(w)) == 1 for w in accepted) and not s.replies_to(shed[0])
+            # Once the replies are out, Meta's re-delivery of the shed message is taken and answered.
+            await s.until(lambda: not s.runtime.shedder.overloaded())
+            assert await s.reply("15550009999", shed[0], "is 3D available?")
+
+    asyncio.run(scenario())

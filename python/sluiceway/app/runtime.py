@@ -177,7 +177,9 @@ class Runtime:
         )
         sink = self.sink
         if self._shed_after is not None:
-            self.shedder = LoadShedder(lambda: sink.stats.outstanding, max_delay=self._shed_after)
+            self.shedder = LoadShedder(
+                lambda: sink.stats.outstanding, backlog_delay=self._reply_queue_seconds, max_delay=self._shed_after
+            )
         overloaded = self.shedder.overloaded if self.shedder is not None else None
         self.ingress = WebhookIngress.from_settings(settings, sink, status_sink=self, overloaded=overloaded)
         self._server = HttpServer(self.ingress.handle, max_body_bytes=settings.max_body_bytes)
@@ -218,6 +220,15 @@ class Runtime:
             dead_lettered=len(self.sink.dead_letters) + len(self.sender.dead_letters()),
             left_queued=left_queued,
         )
+
+    def _reply_queue_seconds(self) -> float:
+        """Seconds the sender needs, at its current rate, for the replies it has not sent yet."""
+        assert self.sender is not None
+        unsent = sum(
+            states["queued"] + states["in_flight"] + states["retrying"]
+            for states in self.sender.queue_status().values()
+        )
+        return unsent / max(float(self.sender.stats()["rate"]), 1e-9) if unsent else 0.0
 
     def _handled(self, message: InboundMessage, result: HandlerResult | None) -> None:
         if self.shedder is not None:

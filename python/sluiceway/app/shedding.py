@@ -1,12 +1,14 @@
 """Load shedding: refuse new message webhooks at once while accepted messages would wait too long.
 
 Backpressure (``EngineSink``'s high-water mark) bounds how *many* messages are outstanding;
-it does not bound how *long* they wait: at 2-4x the node's capacity the engine stays full,
-every accepted message waits the whole queue out, and replies arrive late for everyone. The
-shedder bounds the wait instead. Its signal is the delay a message accepted now can expect
-before its handler finishes, by Little's law::
+it does not bound how *long* they wait: at 2-4x the node's capacity the engine stays full (or
+the sender's queue grows, when the number's throughput tier is what binds), every accepted
+message waits the whole queue out, and replies arrive late for everyone. The shedder bounds
+the wait instead. Its signal is the delay a message accepted now can expect before its reply
+leaves, by Little's law, in two parts::
 
     expected delay = messages outstanding (accepted, not handled) / messages handled per second
+                   + the reply queue's delay (``backlog_delay``: the sender's unsent / its rate)
 
 with the rate measured over the last ``window`` seconds, from the first completion in it (so
 a burst after an idle spell is measured over the time it has been served, not over the idle
@@ -21,11 +23,13 @@ is only the reply half).
 
 Policy, with hysteresis so the answer does not flap:
 
-- start shedding when the expected delay exceeds ``max_delay`` and at least
-  ``min_outstanding`` messages are outstanding (a handful is never a backlog, and before the
-  first completion the rate is unknown);
-- stop when the expected delay falls below ``resume_below * max_delay``, or fewer than
-  ``min_outstanding`` are outstanding.
+- start shedding when the expected delay exceeds ``max_delay``; the engine's part counts
+  only while at least ``min_outstanding`` messages are outstanding (a handful is never a
+  backlog, and its rate over a handful says little);
+- stop when the expected delay falls below ``resume_below * max_delay``.
+
+``backlog_delay`` is sampled at most every ``window / 20`` seconds, so it may be a few
+milliseconds' work (the runtime reads the sender's queue) without costing every webhook.
 
 While shedding, the ingress answers message webhooks 503 at once (Meta re-delivers them later)
 and still takes status webhooks. Nothing accepted is dropped: shedding only refuses new work.
@@ -53,7 +57,7 @@ class LoadShedder:
 
     Example::
 
-        shedder = LoadShedder(lambda: sink.stats.outstanding, max_delay=10.0)
+        shedder = LoadShedder(lambda: sink.stats.outstanding, backlog_delay=reply_queue_seconds, max_delay=10.0)
         ...                       # call shedder.record_handled() as each message's handler finishes
         if shedder.overloaded():  # the ingress asks this before taking a message webhook
             ...                   # answer 503
@@ -66,6 +70,7 @@ class LoadShedder:
         self,
         outstanding: Callable[[], int],
         *,
+        backlog_delay: Callable[[], float] | None = None,
         max_delay: float = DEFAULT_MAX_DELAY,
         resume_below: float = 0.5,
         min_outstanding: int = DEFAULT_MIN_OUTSTANDING,
@@ -81,6 +86,9 @@ class LoadShedder:
         if not window > 0:
             raise ValueError(f"window must be positive, got {window}")
         self._outstanding = outstanding
+        self._backlog_delay = backlog_delay
+        self._backlog = 0.0
+        self._backlog_sampled = -float("inf")
         self.max_delay = max_delay
         self.resume_below = resume_below
         self.min_outstanding = min_outstanding
@@ -117,18 +125,26 @@ class LoadShedder:
         return self._in_window / span
 
     def expected_delay(self) -> float | None:
-        """Seconds a message accepted now can expect to wait for its handler; ``None`` if the rate is unknown."""
+        """Seconds a message accepted now can expect to wait for its reply to leave; ``None`` if unknown."""
+        backlog = self._reply_queue_delay()
         outstanding = self._outstanding()
-        if outstanding == 0:
-            return 0.0
+        if outstanding < self.min_outstanding:
+            return backlog
         rate = self.rate()
-        return None if rate is None else outstanding / rate
+        if rate is None:
+            return backlog if backlog > 0 else None
+        return outstanding / rate + backlog
+
+    def _reply_queue_delay(self) -> float:
+        if self._backlog_delay is None:
+            return 0.0
+        now = self._clock()
+        if now - self._backlog_sampled >= self._bucket_width:
+            self._backlog, self._backlog_sampled = self._backlog_delay(), now
+        return self._backlog
 
     def overloaded(self) -> bool:
         """Whether to refuse new messages now (see the module docstring for the policy)."""
-        if self._outstanding() < self.min_outstanding:
-            self.shedding = False
-            return False
         delay = self.expected_delay()
         if delay is None:
             return self.shedding  # unknown: keep the current decision
