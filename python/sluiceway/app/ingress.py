@@ -15,7 +15,7 @@ signature is not HMAC-SHA256(app secret)     403
 body is not JSON / not a webhook payload     400 (the reason in the body)
 engine did not accept within the timeout     503 (Meta re-delivers later)
 shutting down (``stop_accepting``)           503 for messages; statuses still taken
-shedding load (``overloaded()`` is true)      503 for messages at once; statuses still taken
+shedding load (``overloaded()`` is true)     503 for messages at once; statuses still taken
 accepted (or a known re-delivery)            200
 ==========================================  ======
 

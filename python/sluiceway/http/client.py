@@ -73,7 +73,8 @@ class HttpError(SluicewayError):
 
 
 class HttpTimeout(HttpError):
-    """No complete response within ``timeout`` of writing the request (``sent`` is true)."""
+    """No complete response in time: within ``timeout`` of writing the request (``sent`` true), or,
+    as the subclass ``HttpPoolTimeout``, no connection to write it on (``sent`` false)."""
 
 
 class HttpPoolTimeout(HttpTimeout):
