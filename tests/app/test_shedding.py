@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sluiceway.app.runtime import Runtime
+from sluiceway.app.settings import Settings
 from sluiceway.app.shedding import LoadShedder
 from sluiceway.testing import ManualClock
 
@@ -116,6 +118,13 @@ def test_bad_settings_are_refused_by_name() -> None:
     for name, value in (("max_delay", 0.0), ("resume_below", 1.5), ("min_outstanding", 0), ("window", -1.0)):
         with pytest.raises(ValueError, match=name):
             LoadShedder(Backlog(), **{name: value})  # type: ignore[arg-type]
+
+
+def test_runtime_refuses_a_non_positive_shed_after() -> None:
+    """shed_after must be positive seconds (or None for no shedding): 0 is refused by name before anything starts."""
+    with pytest.raises(ValueError, match="shed_after"):
+        Runtime("sluiceway.examples.property_bot.app:bot", Settings(), shed_after=0.0)
+    assert Runtime("sluiceway.examples.property_bot.app:bot", Settings(), shed_after=None).shedder is None
 
 
 class Reference:

@@ -98,6 +98,8 @@ class Runtime:
         on_handled: Callable[[InboundMessage, HandlerResult | None], None] | None = None,
         shed_after: float | None = DEFAULT_MAX_DELAY,
     ) -> None:
+        if shed_after is not None and not shed_after > 0:
+            raise ValueError(f"shed_after must be positive seconds or None, got {shed_after}")
         self.bot_spec = bot_spec
         engine_config = engine_config or ParallelizerConfig()
         if settings.workers is not None:
