@@ -198,7 +198,7 @@ def test_a_hung_server_times_out_and_its_connection_is_dropped() -> None:
             return web.Response(text="fine")
 
         async with serving(maybe_hang) as server, HttpClient(server.url, timeout=0.3) as http:
-            with pytest.raises(HttpTimeout, match="within 0.3 s") as hung:
+            with pytest.raises(HttpTimeout, match=r"within 0\.3 s") as hung:
                 await http.post("/hang", b"")
             assert hung.value.sent is True  # written: the server may have acted on it
             assert http.open_connections == 0
