@@ -6,7 +6,11 @@ workers → SheetsCache → BatchSender) and for a naive single-process bot (aio
 a synchronous google-api-python-client Sheets read, then an awaited send):
 
 * the share of the cap sustained while tenants offer 1.2 × the cap (open loop);
-* p50/p99 reply latency (the tenant's POST → the emulator accepting the reply) at 0.8 × the cap.
+* p50/p99 reply latency (the tenant's POST → the emulator accepting the reply) at 0.8 × the cap;
+* overload (sluiceway only, at the 80 mps tier): goodput (replies/s) and the p99 reply latency of
+  the messages it accepted while tenants offer 1, 2 and 4 × the cap. Load shedding answers the
+  excess 503 (the tenants here do not re-post, as Meta would later), so the accepted messages'
+  latency should stay near ``shed_after`` (10 s) plus the run, not grow with the backlog.
 
 Each run starts the bot afresh (with its own emulators) and warms it up with 20 messages, so a naive bot still working
 off the previous run's backlog does not leak into the
@@ -57,6 +61,8 @@ Bot = Callable[[int, str], contextlib.AbstractAsyncContextManager[tuple[str, "_T
 
 #: Emulator caps measured (messages per second).
 TIERS = (80, 1000)
+#: The overload rows: the tier, and the offered loads relative to its cap.
+OVERLOAD_TIER, OVERLOADS = 80, (1.0, 2.0, 4.0)
 #: Seconds each measured run offers load.
 RUN_SECONDS = 10
 #: Offered load relative to the cap for the throughput and the latency runs.
@@ -409,11 +415,29 @@ async def _tier(report: Report, cap: int) -> None:
         )
 
 
+async def _overload(report: Report, cap: int) -> None:
+    """Goodput and the accepted messages' p99 reply latency at 1, 2 and 4 x the cap (figures, no peer)."""
+    secret = secrets.token_hex(8)
+    seconds = scaled(RUN_SECONDS)
+    for load in OVERLOADS:
+        goodput: list[float] = []
+        p99: list[float] = []
+        for round_ in range(REPEAT):
+            rate, latencies = await _measure(ours, cap, secret, load * cap, seconds, f"over-{load:g}-{round_}")
+            goodput.append(rate)
+            p99.append(_quantile(latencies, 0.99))
+        report.figure(f"ours: goodput at {load:g} x {cap} mps offered, replies/s", statistics.median(goodput))
+        report.figure(
+            f"ours: p99 reply latency of accepted messages at {load:g} x {cap} mps, ms", statistics.median(p99) * 1000
+        )
+
+
 def main() -> None:
     report = Report("e2e")
     header("end to end: webhook in -> reply at the WhatsApp emulator")
     for cap in TIERS:
         uvloop.run(_tier(report, cap))
+    uvloop.run(_overload(report, OVERLOAD_TIER))
     report.write()
 
 

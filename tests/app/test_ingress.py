@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
 import pytest
+import uvicorn
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
 
 from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.ingress import WebhookIngress
@@ -82,6 +86,8 @@ async def serve(engine: FakeEngine, sender: FakeSender | None = None, **options:
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         base, close = str(server.make_url("")).rstrip("/"), server.close
+    elif FRONT_END == "asgi":
+        base, close = await serve_asgi(Starlette(routes=[Route("/webhook", ingress.asgi(), methods=["GET", "POST"])]))
     else:
         lean = HttpServer(ingress.handle, max_body_bytes=ingress.max_body_bytes)
         await lean.start()
@@ -93,13 +99,31 @@ async def serve(engine: FakeEngine, sender: FakeSender | None = None, **options:
         await close()
 
 
-#: The HTTP server the ingress runs on in the current test (every test runs on both).
+async def serve_asgi(app: Any) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """Serve the ASGI ``app`` with uvicorn on 127.0.0.1 and a free port: its base URL and how to stop it."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", ws="none")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # uvicorn gave up: show why
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+
+    async def close() -> None:
+        server.should_exit = True
+        await task
+
+    return f"http://127.0.0.1:{port}", close
+
+
+#: The HTTP server the ingress runs on in the current test (every test runs on each).
 FRONT_END = "httptools"
 
 
-@pytest.fixture(autouse=True, params=["httptools", "aiohttp"])
+@pytest.fixture(autouse=True, params=["httptools", "aiohttp", "asgi"])
 def front_end(request: pytest.FixtureRequest) -> None:
-    """Run each test with the ingress on sluiceway.http.HttpServer and on an aiohttp application."""
+    """Run each test with the ingress on sluiceway.http.HttpServer, an aiohttp application and uvicorn + Starlette."""
     global FRONT_END
     FRONT_END = request.param
 
@@ -515,3 +539,109 @@ def test_stop_accepting_refuses_messages_but_takes_statuses() -> None:
         assert engine.accepted == [] and [s.id for s in sender.statuses] == ["wamid.out"]
 
     run(scenario)
+
+
+def test_shedding_refuses_messages_at_once_but_takes_statuses() -> None:
+    """While overloaded() is true, message webhooks get 503 without waiting on the engine; statuses still pass."""
+
+    async def scenario() -> None:
+        engine, sender = FakeEngine(), FakeSender()
+        overloaded = [True]
+        async with serve(engine, sender, enqueue_timeout=30.0, overloaded=lambda: overloaded[0]) as client:
+            refused = await client.post(text_message("1555", "wamid.shed", "hello"))
+            assert (refused[0], client.ingress.stats.shed) == (503, 1)
+            assert (await client.post(status_update("wamid.out", "1555", "delivered")))[0] == 200
+            overloaded[0] = False
+            assert (await client.post(text_message("1555", "wamid.shed", "hello")))[0] == 200  # Meta's re-delivery
+        assert [m.id for m, _, _ in engine.accepted] == ["wamid.shed"]
+        assert [s.id for s in sender.statuses] == ["wamid.out"]
+
+    run(scenario)
+
+
+# --- where the ASGI app answers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("front_end", ["asgi"], indirect=True)
+@pytest.mark.parametrize(
+    ("routes", "answered", "refused"),
+    [
+        # The documented form: exactly /webhook, no redirect for Meta to (not) follow.
+        (
+            lambda asgi: [Route("/webhook", asgi, methods=["GET", "POST"])],
+            ["/webhook"],
+            {"/webhook/": 307, "/webhook/x": 404},
+        ),
+        # A mount answers at its root; Starlette itself redirects /webhook to /webhook/ (307).
+        (lambda asgi: [Mount("/webhook", app=asgi)], ["/webhook/"], {"/webhook": 307, "/webhook/other": 404}),
+        (lambda asgi: [Mount("/hooks/wa", app=asgi)], ["/hooks/wa/"], {"/hooks/wa/x": 404}),
+    ],
+)
+def test_asgi_app_answers_at_its_route_or_mount_root(
+    front_end: None,
+    routes: Callable[[Any], list[Any]],
+    answered: list[str],
+    refused: dict[str, int],
+) -> None:
+    """The ASGI app verifies and takes webhooks at the route or the mount's root, and nowhere else."""
+
+    async def scenario() -> None:
+        engine = FakeEngine()
+        ingress = WebhookIngress(app_secret=Secret(SECRET), verify_token=Secret(VERIFY), sink=engine)
+        base, close = await serve_asgi(Starlette(routes=routes(ingress.asgi())))
+        params = {"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "42"}
+        try:
+            async with ClientSession() as session:
+                for n, path in enumerate(answered):
+                    async with session.get(base + path, params=params, allow_redirects=False) as response:
+                        assert (response.status, await response.text()) == (200, "42")
+                    body, headers = signed(text_message("1555", f"wamid.{n}", "hi"), SECRET)
+                    async with session.post(base + path, data=body, headers=headers, allow_redirects=False) as response:
+                        assert response.status == 200
+                for path, status in refused.items():
+                    body, headers = signed(text_message("1555", "wamid.refused", "hi"), SECRET)
+                    async with session.post(base + path, data=body, headers=headers, allow_redirects=False) as response:
+                        assert response.status == status
+        finally:
+            await close()
+        assert [m.id for m, _, _ in engine.accepted] == [f"wamid.{n}" for n in range(len(answered))]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("front_end", ["asgi"], indirect=True)
+def test_asgi_app_alone_answers_at_the_ingress_path(front_end: None) -> None:
+    """Served directly by uvicorn (lifespan on), the ASGI app answers at ingress.path and 404s elsewhere."""
+
+    async def scenario() -> None:
+        ingress = WebhookIngress(app_secret=Secret(SECRET), sink=FakeEngine(), path="/hook")
+        config = uvicorn.Config(ingress.asgi(), host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws="none")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            assert not task.done()
+            await asyncio.sleep(0.01)
+        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        try:
+            async with ClientSession() as session:
+                body, headers = signed(text_message("1555", "wamid.alone", "hi"), SECRET)
+                async with session.post(base + "/hook", data=body, headers=headers) as response:
+                    assert response.status == 200
+                async with session.post(base + "/webhook", data=body, headers=headers) as response:
+                    assert response.status == 404
+                async with session.put(base + "/hook", data=body) as response:
+                    assert (response.status, response.headers["Allow"]) == (405, "GET, POST")
+        finally:
+            server.should_exit = True
+            await task
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("front_end", ["aiohttp"], indirect=True)
+def test_add_routes_without_aiohttp_names_the_extra(front_end: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without aiohttp installed, add_routes fails with an ImportError naming sluiceway[aiohttp]."""
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # what an uninstalled package looks like
+    ingress = WebhookIngress(app_secret=Secret(SECRET), sink=FakeEngine())
+    with pytest.raises(ImportError, match=r"sluiceway\[aiohttp\]"):
+        ingress.add_routes(object())  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sluiceway.http import HttpClient, HttpConnectionError, HttpTimeout
+from sluiceway.http import HttpClient, HttpConnectionError, HttpPoolTimeout, HttpTimeout
 from sluiceway.testing.waiting import wait_until
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -200,8 +200,9 @@ def test_a_hung_server_times_out_and_its_connection_is_dropped() -> None:
             return web.Response(text="fine")
 
         async with serving(maybe_hang) as server, HttpClient(server.url, timeout=0.3) as http:
-            with pytest.raises(HttpTimeout, match="within 0.3 s"):
+            with pytest.raises(HttpTimeout, match=r"within 0\.3 s") as hung:
                 await http.post("/hang", b"")
+            assert hung.value.sent is True  # written: the server may have acted on it
             assert http.open_connections == 0
             assert (await http.post("/ok", b"")).body == b"fine"
             never.set()
@@ -209,8 +210,8 @@ def test_a_hung_server_times_out_and_its_connection_is_dropped() -> None:
     asyncio.run(scenario())
 
 
-def test_waiting_for_a_free_connection_counts_against_the_timeout() -> None:
-    """When every connection is busy past the timeout, a waiting request times out instead of waiting forever."""
+def test_waiting_for_a_free_connection_is_bounded_and_sends_nothing() -> None:
+    """When every connection stays busy, a waiting request fails after connect_timeout, marked as never sent."""
 
     async def scenario() -> None:
         never = asyncio.Event()
@@ -219,11 +220,37 @@ def test_waiting_for_a_free_connection_counts_against_the_timeout() -> None:
             await never.wait()
             return web.Response()
 
-        async with serving(hang) as server, HttpClient(server.url, max_connections=1, timeout=0.3) as http:
-            results = await asyncio.gather(http.post("/a", b""), http.post("/b", b""), return_exceptions=True)
-            assert all(isinstance(r, HttpTimeout) for r in results)
-            assert len(server.requests) == 1
+        async with (
+            serving(hang) as server,
+            HttpClient(server.url, max_connections=1, timeout=30, connect_timeout=0.3) as http,
+        ):
+            first = asyncio.ensure_future(http.post("/a", b""))
+            await wait_until(lambda: len(server.requests) == 1, what="the first request to arrive")
+            with pytest.raises(HttpPoolTimeout, match="was not sent") as waited:
+                await http.post("/b", b"")
+            assert waited.value.sent is False
+            assert [path for _, path, _, _ in server.requests] == ["/a"]
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
             never.set()
+
+    asyncio.run(scenario())
+
+
+def test_the_answer_timeout_starts_when_the_request_is_written() -> None:
+    """Requests queued behind a busy connection longer than ``timeout`` still get their answers, each sent once."""
+
+    async def scenario() -> None:
+        async def slow(request: web.Request) -> web.StreamResponse:
+            await asyncio.sleep(0.2)
+            return web.Response(text=request.path)
+
+        async with serving(slow) as server, HttpClient(server.url, max_connections=1, timeout=1.0) as http:
+            # The last of eight waits ~1.4 s for the one connection, then ~0.2 s for its answer.
+            answers = await asyncio.gather(*(http.post(f"/{n}", b"") for n in range(8)))
+            assert [a.body for a in answers] == [f"/{n}".encode() for n in range(8)]
+            assert sorted(path for _, path, _, _ in server.requests) == [f"/{n}" for n in range(8)]
 
     asyncio.run(scenario())
 
@@ -299,6 +326,7 @@ def test_refused_connection_and_oversized_answers_are_errors_without_secrets() -
         async with HttpClient(f"http://127.0.0.1:{port}", headers={"Authorization": TOKEN}) as http:
             with pytest.raises(HttpConnectionError, match="cannot connect") as refused:
                 await http.post("/x", b"")
+            assert refused.value.sent is False
         for error in (too_big.value, refused.value):
             assert "do-not-leak-me" not in str(error) and error.__cause__ is None
 
@@ -313,6 +341,8 @@ def test_bad_arguments_are_refused_by_name() -> None:
         HttpClient("http://127.0.0.1:1", max_connections=0)
     with pytest.raises(ValueError, match="timeout"):
         HttpClient("http://127.0.0.1:1", timeout=0)
+    with pytest.raises(ValueError, match="connect_timeout"):
+        HttpClient("http://127.0.0.1:1", connect_timeout=-1)
     with pytest.raises(ValueError, match="header"):
         HttpClient("http://127.0.0.1:1", headers={"X-Evil": "a\r\nInjected: yes"})
 

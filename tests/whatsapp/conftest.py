@@ -45,6 +45,7 @@ async def _stack(
     *,
     webhooks: bool = False,
     timeout: float = 5.0,
+    max_connections: int = 100,
     on_alert: Callable[[str, Any], None] | None = None,
     **emulator: Any,
 ) -> AsyncIterator[tuple[WhatsAppEmulator, BatchSender]]:
@@ -70,7 +71,11 @@ async def _stack(
         async with (
             WhatsAppEmulator(**emulator) as api,
             WhatsAppCloudTransport(
-                api.phone_number_id, api.access_token, base_url=api.base_url, timeout=timeout
+                api.phone_number_id,
+                api.access_token,
+                base_url=api.base_url,
+                timeout=timeout,
+                max_connections=max_connections,
             ) as transport,
         ):
             sender = BatchSender(transport, config or _fast_config(), on_alert=on_alert)

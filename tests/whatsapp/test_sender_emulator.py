@@ -111,16 +111,48 @@ def test_exhausted_retries_and_permanent_errors_dead_letter(fast_config: Config,
 
 
 @pytest.mark.timeout(60)
-def test_request_timeouts_are_retried(fast_config: Config, whatsapp_stack: Stack) -> None:
-    """A request the provider never answers in time is retried and delivered."""
+def test_a_send_written_but_never_answered_is_not_sent_again(
+    fast_config: Config, whatsapp_stack: Stack, wait_for: Wait
+) -> None:
+    """A send the provider takes but answers after the timeout is uncertain: counted, unconfirmed, never re-sent."""
 
     async def scenario() -> None:
-        async with whatsapp_stack(fast_config(), timeout=0.3) as (api, sender):
+        # The emulator checks the pair rate after the hang: room for both sends to one recipient.
+        async with whatsapp_stack(fast_config(), timeout=0.3, pair_limit=10) as (api, sender):
             api.hang_next(1, seconds=0.6)
-            mid = await sender.enqueue_message("15550003", "eventually")
+            mid = await sender.enqueue_message("15550003", "maybe delivered")
+            after = await sender.enqueue_message("15550003", "next in line")
             assert await sender.drain(timeout=30)
-            assert sender.state(mid) == "confirmed"
-            assert sender.stats()["retries"] >= 1
+            await wait_for(lambda: len(api.accepted) == 2)  # the hung request is taken once it wakes
+            assert (sender.state(mid), sender.state(after)) == ("unconfirmed", "confirmed")
+            stats = sender.stats()
+            assert (stats["uncertain_sends"], stats["retries"]) == (1, 0)
+            assert sorted(bodies(api)) == ["maybe delivered", "next in line"]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.timeout(120)
+def test_a_saturated_connection_pool_sends_nothing_twice(fast_config: Config, whatsapp_stack: Stack) -> None:
+    """Sends queued for a busy connection longer than the answer timeout are still sent exactly once.
+
+    One connection and a provider taking 0.1 s per send: the later of 40 concurrent sends
+    wait seconds for the connection, far past the 0.5 s answer timeout, which starts only
+    once a send is written. (When the wait counted against it, such sends timed out after
+    the provider had taken them and were sent again.)
+    """
+
+    async def scenario() -> None:
+        config = fast_config(per_recipient=RecipientLimit(100, 1.0))
+        async with whatsapp_stack(
+            config, timeout=0.5, max_connections=1, latency=0.1, throughput=1000, pair_limit=100, pair_window=1.0
+        ) as (api, sender):
+            ids = [await sender.enqueue_message(f"1777{i:04d}", f"m{i}") for i in range(40)]
+            assert await sender.drain(timeout=60)
+            assert sorted(bodies(api)) == sorted(f"m{i}" for i in range(40))  # each exactly once
+            assert {sender.state(mid) for mid in ids} == {"confirmed"}
+            stats = sender.stats()
+            assert (stats["uncertain_sends"], stats["retries"], stats["sent"]) == (0, 0, 40)
 
     asyncio.run(scenario())
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from aiohttp import web
+
+from sluiceway.http import Request, Response
+from sluiceway.http.routes import Routes
 
 if TYPE_CHECKING:
     from sluiceway.app.runtime import Runtime
@@ -36,30 +38,38 @@ def _letters(runtime: Runtime) -> list[dict[str, Any]]:
     return out
 
 
-def admin_app(runtime: Runtime) -> web.Application:
+_json = msgspec.json.Encoder()
+
+
+def _json_response(value: object) -> Response:
+    return Response(200, _json.encode(value), content_type="application/json")
+
+
+def admin_routes(runtime: Runtime) -> Routes:
     """``GET /dead-letters``, ``POST /dead-letters/replay``, ``POST /dead-letters/purge``, ``GET /status``.
 
-    Replay and purge act on inbound messages whose handler failed; failed sends (the
-    provider refused them, e.g. outside the 24-hour window) are listed for inspection.
+    Serve them with ``HttpServer(admin_routes(runtime).handle)``. Replay and purge act on
+    inbound messages whose handler failed; failed sends (the provider refused them, e.g.
+    outside the 24-hour window) are listed for inspection.
     """
 
-    async def list_letters(_: web.Request) -> web.Response:
-        return web.json_response(_letters(runtime))
+    async def list_letters(_: Request) -> Response:
+        return _json_response(_letters(runtime))
 
-    async def replay(_: web.Request) -> web.Response:
+    async def replay(_: Request) -> Response:
         assert runtime.sink is not None and runtime.ingress is not None
-        return web.json_response({"replayed": await runtime.sink.replay_dead_letters(runtime.ingress.classify)})
+        return _json_response({"replayed": await runtime.sink.replay_dead_letters(runtime.ingress.classify)})
 
-    async def purge(_: web.Request) -> web.Response:
+    async def purge(_: Request) -> Response:
         assert runtime.sink is not None
-        return web.json_response({"purged": runtime.sink.purge_dead_letters()})
+        return _json_response({"purged": runtime.sink.purge_dead_letters()})
 
-    async def status(_: web.Request) -> web.Response:
-        return web.json_response(msgspec.to_builtins(runtime.status()))
+    async def status(_: Request) -> Response:
+        return _json_response(runtime.status())
 
-    app = web.Application()
-    app.router.add_get("/dead-letters", list_letters)
-    app.router.add_post("/dead-letters/replay", replay)
-    app.router.add_post("/dead-letters/purge", purge)
-    app.router.add_get("/status", status)
-    return app
+    routes = Routes()
+    routes.add("GET", "/dead-letters", list_letters)
+    routes.add("POST", "/dead-letters/replay", replay)
+    routes.add("POST", "/dead-letters/purge", purge)
+    routes.add("GET", "/status", status)
+    return routes

@@ -3,7 +3,9 @@
 ``GET <path>`` answers Meta's verification handshake; ``POST <path>`` takes message and
 status webhooks. ``WebhookIngress.handle`` serves them on ``sluiceway.http.HttpServer``
 (what ``sluiceway run`` does: a quarter of aiohttp's cost per request, and Meta posts three
-status webhooks per reply); ``add_routes`` mounts the same logic on an aiohttp application.
+status webhooks per reply). ``asgi()`` serves the same logic as an ASGI 3 application (FastAPI,
+Starlette: see :mod:`sluiceway.app.asgi` for where to mount it), and ``add_routes`` on an aiohttp
+application (needs the ``sluiceway[aiohttp]`` extra); the native server is the fast path.
 Each POST is checked in this order, and the first failure answers:
 
 ==========================================  ======
@@ -13,6 +15,7 @@ signature is not HMAC-SHA256(app secret)     403
 body is not JSON / not a webhook payload     400 (the reason in the body)
 engine did not accept within the timeout     503 (Meta re-delivers later)
 shutting down (``stop_accepting``)           503 for messages; statuses still taken
+shedding load (``overloaded()`` is true)     503 for messages at once; statuses still taken
 accepted (or a known re-delivery)            200
 ==========================================  ======
 
@@ -22,6 +25,11 @@ engine. While the engine pushes back, the request waits up to ``enqueue_timeout`
 the messages not yet accepted are un-claimed, and Meta's re-delivery enqueues them, while
 those already accepted are recognised as duplicates. Nothing is dropped and nothing runs
 twice. ``enqueue_timeout = 0`` answers 503 as soon as the engine is full.
+
+Load shedding: backpressure bounds how many messages wait, not how long. ``overloaded`` (a
+callable, e.g. :meth:`sluiceway.app.shedding.LoadShedder.overloaded`) is asked before each
+POST carrying messages; while it is true they are answered 503 at once, so the messages
+already accepted keep a bounded wait (see :mod:`sluiceway.app.shedding`).
 """
 
 from __future__ import annotations
@@ -33,11 +41,11 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
-from aiohttp import web
 
+from sluiceway.app.asgi import WebhookAsgiApp
 from sluiceway.app.inbound import InboundMessage, inbound_messages
 from sluiceway.app.priority import KeywordClassifier, PriorityLevel
 from sluiceway.app.recent_ids import RecentIds
@@ -45,6 +53,9 @@ from sluiceway.app.secret import Secret
 from sluiceway.app.settings import Settings
 from sluiceway.http import Request, Response
 from sluiceway.whatsapp.webhooks import DECODER, SIGNATURE_HEADER, WHATSAPP_OBJECT, Status
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 logger = logging.getLogger("sluiceway.ingress")
 
@@ -86,6 +97,7 @@ class IngressStats(msgspec.Struct):
     bad_signature: int = 0
     malformed: int = 0
     backpressured: int = 0
+    shed: int = 0
     verifications: int = 0
     failed_verifications: int = 0
 
@@ -96,8 +108,8 @@ class WebhookIngress:
     Example::
 
         ingress = WebhookIngress.from_settings(settings, sink=engine_sink, status_sink=sender)
-        app = web.Application()
-        ingress.add_routes(app)
+        server = HttpServer(ingress.handle, max_body_bytes=ingress.max_body_bytes)   # the fast path
+        routes = [Route("/webhook", ingress.asgi(), methods=["GET", "POST"])]     # or in Starlette/FastAPI
 
     Warning: de-duplication is in memory, per ingress process, for ``dedup_window``
     seconds: a restart forgets which messages were seen (at-least-once, not exactly-once,
@@ -117,6 +129,7 @@ class WebhookIngress:
         dedup_max_entries: int = 1_000_000,
         enqueue_timeout: float = 5.0,
         classify: Callable[[str], PriorityLevel] | None = None,
+        overloaded: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -137,6 +150,7 @@ class WebhookIngress:
         self._seen = RecentIds(dedup_window, dedup_max_entries, clock)
         self._wall_clock = wall_clock
         self._accepting = True
+        self._overloaded = overloaded
         self.stats = IngressStats()
 
     @classmethod
@@ -146,6 +160,7 @@ class WebhookIngress:
         sink: MessageSink,
         status_sink: StatusSink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        overloaded: Callable[[], bool] | None = None,
     ) -> WebhookIngress:
         """An ingress configured from ``settings`` (which must carry ``whatsapp_app_secret``)."""
         if settings.whatsapp_app_secret is None:
@@ -161,6 +176,7 @@ class WebhookIngress:
             dedup_max_entries=settings.dedup_max_entries,
             enqueue_timeout=settings.enqueue_timeout,
             classify=KeywordClassifier(settings.high_priority_keywords),
+            overloaded=overloaded,
             clock=clock,
         )
 
@@ -183,16 +199,31 @@ class WebhookIngress:
             return self.verify(request.query)
         return Response.text(405, f"{request.method} not allowed", headers={"Allow": "GET, POST"})
 
+    def asgi(self) -> WebhookAsgiApp:
+        """This webhook as an ASGI 3 application (FastAPI, Starlette; where to mount it: :mod:`sluiceway.app.asgi`)."""
+        return WebhookAsgiApp(self)
+
     def add_routes(self, app: web.Application) -> None:
-        """Serve the webhook at ``self.path`` on an aiohttp ``app`` (for programs that already run one)."""
+        """Serve the webhook at ``self.path`` on an aiohttp ``app``; needs the ``sluiceway[aiohttp]`` extra."""
+        try:
+            from aiohttp import web
+        except ImportError:
+            raise ImportError(
+                "WebhookIngress.add_routes needs aiohttp: pip install 'sluiceway[aiohttp]'"
+                " (or serve the ingress on sluiceway.http.HttpServer, or as ASGI with asgi())"
+            ) from None
+
+        def to_aiohttp(response: Response) -> web.Response:
+            headers = {**(response.headers or {}), "Content-Type": response.content_type}
+            return web.Response(status=response.status, body=response.body, headers=headers)
 
         async def get(request: web.Request) -> web.StreamResponse:
-            return _to_aiohttp(self.verify(request.query))
+            return to_aiohttp(self.verify(request.query))
 
         async def post(request: web.Request) -> web.StreamResponse:
-            body = await self._read_body(request)
+            body = await self._read_aiohttp_body(request)
             answer = await self.receive(body or b"", request.headers.get(SIGNATURE_HEADER), body is None)
-            return _to_aiohttp(answer)
+            return to_aiohttp(answer)
 
         app.router.add_get(self.path, get)
         app.router.add_post(self.path, post)
@@ -211,7 +242,7 @@ class WebhookIngress:
         self.stats.failed_verifications += 1
         return Response.text(403, "verification failed")
 
-    async def _read_body(self, request: web.Request) -> bytes | None:
+    async def _read_aiohttp_body(self, request: web.Request) -> bytes | None:
         limit = self._max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             return None
@@ -252,6 +283,10 @@ class WebhookIngress:
         if messages and not self._accepting:
             await self._hand_over_statuses(payload.statuses())
             self.stats.backpressured += 1
+            return self._busy(0)
+        if messages and self._overloaded is not None and self._overloaded():
+            await self._hand_over_statuses(payload.statuses())
+            self.stats.shed += 1
             return self._busy(0)
         accepted = duplicates = 0
         for message in messages:
@@ -299,12 +334,3 @@ class WebhookIngress:
                 logger.exception("handling status %s (%s) failed", status.id, status.status)
         self.stats.statuses += len(items)
         return len(items)
-
-
-def _to_aiohttp(response: Response) -> web.Response:
-    headers = (
-        {**response.headers, "Content-Type": response.content_type}
-        if response.headers
-        else {"Content-Type": response.content_type}
-    )
-    return web.Response(status=response.status, body=response.body, headers=headers)

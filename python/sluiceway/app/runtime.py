@@ -24,15 +24,15 @@ import signal
 from collections.abc import Callable
 
 import msgspec
-from aiohttp import web
 
-from sluiceway.app.admin import ADMIN_HOST, admin_app
+from sluiceway.app.admin import ADMIN_HOST, admin_routes
 from sluiceway.app.context import HandlerResult
 from sluiceway.app.engine_sink import EngineSink
 from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.ingress import WebhookIngress
 from sluiceway.app.settings import Settings
+from sluiceway.app.shedding import DEFAULT_MAX_DELAY, LoadShedder
 from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
@@ -82,6 +82,8 @@ class Runtime:
     ``transport`` replaces the Cloud API (the demo passes one pointed at the emulator); the
     runtime closes it on ``stop``. The sender's config defaults to the Cloud API preset at
     ``settings.messages_per_second``; the others to the components' own defaults.
+    ``shed_after`` (seconds, ``None``: never) is the expected wait of an accepted message past
+    which new message webhooks are answered 503 at once (:mod:`sluiceway.app.shedding`).
     """
 
     def __init__(
@@ -94,7 +96,10 @@ class Runtime:
         sender_config: SenderConfig | None = None,
         monitor_config: MonitorConfig | None = None,
         on_handled: Callable[[InboundMessage, HandlerResult | None], None] | None = None,
+        shed_after: float | None = DEFAULT_MAX_DELAY,
     ) -> None:
+        if shed_after is not None and not shed_after > 0:
+            raise ValueError(f"shed_after must be positive seconds or None, got {shed_after}")
         self.bot_spec = bot_spec
         engine_config = engine_config or ParallelizerConfig()
         if settings.workers is not None:
@@ -114,13 +119,16 @@ class Runtime:
             http_host=settings.monitor_host, http_port=settings.monitor_port
         )
         self._on_handled = on_handled
+        self._shed_after = shed_after
+        #: Refuses new message webhooks (503) while accepted ones would wait over ``shed_after`` s.
+        self.shedder: LoadShedder | None = None
         self.engine: MessageParallelizer | None = None
         self.sender: BatchSender | None = None
         self.monitor: PerformanceMonitor | None = None
         self.sink: EngineSink | None = None
         self.ingress: WebhookIngress | None = None
         self._server: HttpServer | None = None
-        self._admin_runner: web.AppRunner | None = None
+        self._admin_server: HttpServer | None = None
         self.webhook_url = ""
         self.admin_url = ""
         #: True between a successful ``start`` and ``stop``.
@@ -167,17 +175,21 @@ class Runtime:
             high_water=self.engine_config.queue_high_water_mark,
             low_water=self.engine_config.queue_low_water_mark,
             metrics=self.monitor,
-            on_handled=self._on_handled,
+            on_handled=self._handled,
         )
-        self.ingress = WebhookIngress.from_settings(settings, self.sink, status_sink=self)
+        sink = self.sink
+        if self._shed_after is not None:
+            self.shedder = LoadShedder(
+                lambda: sink.stats.outstanding, backlog_delay=self._reply_queue_seconds, max_delay=self._shed_after
+            )
+        overloaded = self.shedder.overloaded if self.shedder is not None else None
+        self.ingress = WebhookIngress.from_settings(settings, sink, status_sink=self, overloaded=overloaded)
         self._server = HttpServer(self.ingress.handle, max_body_bytes=settings.max_body_bytes)
         await self._server.start(settings.host, settings.port)
         self.webhook_url = f"{self._server.url}{settings.webhook_path}"
-        self._admin_runner = web.AppRunner(admin_app(self), access_log=None, handle_signals=False)
-        await self._admin_runner.setup()
-        await web.TCPSite(self._admin_runner, ADMIN_HOST, settings.admin_port).start()
-        admin_host, admin_port = self._admin_runner.addresses[0][:2]
-        self.admin_url = f"http://{admin_host}:{admin_port}"
+        self._admin_server = HttpServer(admin_routes(self).handle)
+        await self._admin_server.start(ADMIN_HOST, settings.admin_port)
+        self.admin_url = self._admin_server.url
         self.running = True
         logger.info(
             "webhook at %s ◆ %d workers ◆ admin %s ◆ monitor %s",
@@ -211,6 +223,21 @@ class Runtime:
             left_queued=left_queued,
         )
 
+    def _reply_queue_seconds(self) -> float:
+        """Seconds the sender needs, at its current rate, for the replies it has not sent yet."""
+        assert self.sender is not None
+        unsent = sum(
+            states["queued"] + states["in_flight"] + states["retrying"]
+            for states in self.sender.queue_status().values()
+        )
+        return unsent / max(float(self.sender.stats()["rate"]), 1e-9) if unsent else 0.0
+
+    def _handled(self, message: InboundMessage, result: HandlerResult | None) -> None:
+        if self.shedder is not None:
+            self.shedder.record_handled()
+        if self._on_handled is not None:
+            self._on_handled(message, result)
+
     def handle_status(self, status: Status) -> object:
         """Status webhooks go to the sender (the runtime is the ingress's status sink).
 
@@ -235,8 +262,8 @@ class Runtime:
         if close is not None:
             await close()
         await self._server.stop()
-        if self._admin_runner is not None:
-            await self._admin_runner.cleanup()
+        if self._admin_server is not None:
+            await self._admin_server.stop()
         summary = self.status(left_queued=len(engine_summary.remaining) + len(left_over))
         logger.info(summary.line())
         return summary

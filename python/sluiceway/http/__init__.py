@@ -5,6 +5,7 @@ from sluiceway.http.client import ClientResponse as ClientResponse
 from sluiceway.http.client import HttpClient as HttpClient
 from sluiceway.http.client import HttpConnectionError as HttpConnectionError
 from sluiceway.http.client import HttpError as HttpError
+from sluiceway.http.client import HttpPoolTimeout as HttpPoolTimeout
 from sluiceway.http.client import HttpTimeout as HttpTimeout
 from sluiceway.http.server import HttpServer as HttpServer
 from sluiceway.http.server import Request as Request
@@ -15,6 +16,7 @@ __all__ = [
     "HttpClient",
     "HttpConnectionError",
     "HttpError",
+    "HttpPoolTimeout",
     "HttpServer",
     "HttpTimeout",
     "Request",

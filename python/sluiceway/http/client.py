@@ -19,7 +19,16 @@ and appear in no message: errors name the proxy by host and port only.
 
 Errors are ``HttpError`` subclasses whose messages name the origin and what failed, never a
 header (the bearer token lives in one). A request that fails is not retried here: a POST may
-have reached the server, so whether to send it again is the caller's decision.
+have reached the server, so whether to send it again is the caller's decision, and
+``HttpError.sent`` tells it which case it is in.
+
+Two timeouts, because they mean different things to a caller: ``connect_timeout`` bounds the
+wait for a connection (a free one from the pool, or a new one: connect, TLS, proxy tunnel), and
+nothing has been written when it runs out (``HttpPoolTimeout``, ``sent`` false: safe to retry);
+``timeout`` starts when the request is written and bounds the wait for its answer
+(``HttpTimeout``, ``sent`` true: the server may have acted on it). Counting the wait for a busy
+pool against the answer's timeout made a saturated client time out requests the server had
+already taken, and a caller that retried them sent them twice.
 """
 
 from __future__ import annotations
@@ -41,8 +50,10 @@ from sluiceway.http.proxy import Proxy, Tunnel
 
 #: Connections open at once, per client, unless told otherwise.
 DEFAULT_MAX_CONNECTIONS: Final = 100
-#: Seconds a whole request may take (connecting, waiting for a free connection, the answer).
+#: Seconds from writing a request to its complete answer.
 DEFAULT_TIMEOUT: Final = 30.0
+#: Seconds a request may wait for a connection (a free one, or a new one opened) before it is written.
+DEFAULT_CONNECT_TIMEOUT: Final = 30.0
 #: Seconds an idle connection is kept; servers commonly close theirs after 15-75 s, and
 #: reusing one the server is closing at that moment fails the request.
 DEFAULT_IDLE_TIMEOUT: Final = 10.0
@@ -51,15 +62,31 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 
 
 class HttpError(SluicewayError):
-    """A request failed before a complete response arrived."""
+    """A request failed before a complete response arrived.
+
+    ``sent`` is false when no byte of the request was written (the server cannot have seen it:
+    safe to send again), true when it was written and the server may have acted on it.
+    """
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class HttpTimeout(HttpError):
-    """No complete response within the request's timeout."""
+    """No complete response in time: within ``timeout`` of writing the request (``sent`` true), or,
+    as the subclass ``HttpPoolTimeout``, no connection to write it on (``sent`` false)."""
+
+
+class HttpPoolTimeout(HttpTimeout):
+    """No connection within ``connect_timeout``: the request was never written (``sent`` is false)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, sent=False)
 
 
 class HttpConnectionError(HttpError):
-    """Connecting failed, or the connection broke or sent something that is not HTTP/1.1."""
+    """Connecting failed (``sent`` false), or the connection broke or sent something that is not HTTP/1.1."""
 
 
 class ClientResponse:
@@ -184,8 +211,8 @@ class HttpClient:
                 ...
 
     ``headers`` go on every request; ``request(..., headers=)`` adds more for one request.
-    At most ``max_connections`` are open; further requests wait for one to come free, and
-    that wait counts against their ``timeout``.
+    At most ``max_connections`` are open; further requests wait up to ``connect_timeout`` for
+    one to come free (or to be opened), and ``timeout`` starts once the request is written.
 
     ``proxy`` (an ``http://[user:password@]host:port`` URL) sends every request through that
     proxy; without it, ``trust_env`` (default True) takes the proxy from ``HTTP_PROXY`` /
@@ -202,6 +229,7 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         ssl: ssl_module.SSLContext | None = None,
@@ -216,6 +244,8 @@ class HttpClient:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        if connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be positive, got {connect_timeout}")
         if idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive, got {idle_timeout}")
         if max_response_bytes < 1:
@@ -241,6 +271,7 @@ class HttpClient:
             self._fixed_headers += self._proxy.authorization
         self.max_connections = max_connections
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
         self.max_response_bytes = max_response_bytes
         self._clock = clock
@@ -281,7 +312,7 @@ class HttpClient:
     ) -> ClientResponse:
         """Send one request and return the complete response; ``HttpError`` if none arrives."""
         if self._closed:
-            raise HttpConnectionError(f"client for {self.origin} is closed")
+            raise HttpConnectionError(f"client for {self.origin} is closed", sent=False)
         if not path.startswith("/") or any(c in path for c in "\r\n "):
             raise ValueError(f"path must start with '/' and contain no spaces or line breaks, got {path!r}")
         head = b"%s %s%s%s HTTP/1.1\r\n%sContent-Length: %d\r\n%s\r\n" % (
@@ -295,11 +326,18 @@ class HttpClient:
         )
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[ClientResponse] = loop.create_future()
-        timer = loop.call_later(self.timeout, _expire, waiter, self)
+        # The waiter fails with HttpPoolTimeout until the request is written, with HttpTimeout after.
+        timer = loop.call_later(self.connect_timeout, _expire_wait, waiter, self)
         connection: _Connection | None = None
         try:
             connection = await self._acquire(waiter)
+            if waiter.done():
+                # The wait ran out as the connection came: nothing was written, so it stays usable.
+                self._release(connection)
+                waiter.result()  # raises the HttpPoolTimeout
+            timer.cancel()
             connection.send(head + body, waiter)
+            timer = loop.call_later(self.timeout, _expire, waiter, self)
             return await waiter
         except BaseException:
             if connection is not None and connection.waiter is waiter:
@@ -351,16 +389,17 @@ class HttpClient:
                 connection = connect.result()
             except OSError as error:
                 via = f" via {self._proxy.address}" if self._proxy is not None else ""
-                raise HttpConnectionError(f"cannot connect to {self.origin}{via}: {error.strerror or error}") from None
+                message = f"cannot connect to {self.origin}{via}: {error.strerror or error}"
+                raise HttpConnectionError(message, sent=False) from None
             except ValueError as error:  # the proxy refused or garbled the tunnel
                 assert self._proxy is not None
                 where = f"{self.origin} via {self._proxy.address}"
-                raise HttpConnectionError(f"cannot tunnel to {where}: {error}") from None
+                raise HttpConnectionError(f"cannot tunnel to {where}: {error}", sent=False) from None
         finally:
             self._connecting -= 1
         if self._closed:
             connection.close()
-            raise HttpConnectionError(f"client for {self.origin} is closed")
+            raise HttpConnectionError(f"client for {self.origin} is closed", sent=False)
         self._open.add(connection)
         return connection
 
@@ -437,6 +476,12 @@ class HttpClient:
 def _expire(waiter: asyncio.Future[ClientResponse], client: HttpClient) -> None:
     if not waiter.done():
         waiter.set_exception(HttpTimeout(f"no complete response from {client.origin} within {client.timeout} s"))
+
+
+def _expire_wait(waiter: asyncio.Future[ClientResponse], client: HttpClient) -> None:
+    if not waiter.done():
+        message = f"no connection to {client.origin} within {client.connect_timeout} s; the request was not sent"
+        waiter.set_exception(HttpPoolTimeout(message))
 
 
 def _header_lines(headers: Mapping[str, str]) -> bytes:

@@ -8,18 +8,20 @@ serves the dashboard, whose assets ship in ``sluiceway/monitor/static``.
 
 from __future__ import annotations
 
+import mimetypes
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import msgspec
-from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from sluiceway.histogram import LatencyHistogram
+from sluiceway.http import Request, Response
+from sluiceway.http.routes import Routes
 from sluiceway.monitor.report import ResourceSample
 from sluiceway.monitor.wire import Publish
 
@@ -55,7 +57,7 @@ def latency_buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
     A count at a bound is exact up to the histogram's relative error.
     """
     counts = histogram.cumulative_counts(LATENCY_BUCKETS)
-    result = [(repr(bound), float(n)) for bound, n in zip(LATENCY_BUCKETS, counts, strict=False)]
+    result = [(repr(bound), float(n)) for bound, n in zip(LATENCY_BUCKETS, counts, strict=True)]
     result.append(("+Inf", float(histogram.count)))
     return result
 
@@ -168,36 +170,49 @@ class SnapshotCollector:
         )
 
 
-def build_app(state: ExpositionState) -> web.Application:
-    """The aiohttp application serving ``state``.
+def build_routes(state: ExpositionState) -> Routes:
+    """The endpoints serving ``state``, for ``sluiceway.http.HttpServer``.
 
     Example::
 
-        runner = web.AppRunner(build_app(state))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 9464).start()
+        server = HttpServer(build_routes(state).handle)
+        await server.start("127.0.0.1", 9464)
     """
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(state))
     encoder = msgspec.json.Encoder()
 
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(_: Request) -> Response:
+        return Response(200, generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
-    async def status(_: web.Request) -> web.Response:
+    async def status(_: Request) -> Response:
         body = {
             "report": state.publish.report if state.publish else None,
             "resources": state.sample,
             "series": {name: list(points) for name, points in state.series.items()},
         }
-        return web.Response(body=encoder.encode(body), content_type="application/json")
+        return Response(200, encoder.encode(body), content_type="application/json")
 
-    async def dashboard(_: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC_DIR / "index.html")
+    routes = Routes()
+    routes.add("GET", "/metrics", metrics)
+    routes.add("GET", "/status", status)
+    # The dashboard's few small assets, read once: only these names are served, so no path can escape the folder.
+    for asset in sorted(STATIC_DIR.iterdir()):
+        if asset.is_file():
+            endpoint = _static(asset)
+            routes.add("GET", f"/static/{asset.name}", endpoint)
+            if asset.name == "index.html":
+                routes.add("GET", "/", endpoint)
+    return routes
 
-    app = web.Application()
-    app.router.add_get("/", dashboard)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/status", status)
-    app.router.add_static("/static/", STATIC_DIR)
-    return app
+
+def _static(asset: Path) -> Callable[[Request], Awaitable[Response]]:
+    content_type = mimetypes.guess_type(asset.name)[0] or "application/octet-stream"
+    if content_type.startswith("text/") or content_type.endswith("javascript"):
+        content_type += "; charset=utf-8"
+    answer = Response(200, asset.read_bytes(), content_type=content_type)
+
+    async def serve(_: Request) -> Response:
+        return answer
+
+    return serve

@@ -133,11 +133,10 @@ class MonitorProcess:
 
 async def serve(sock: socket.socket) -> None:
     """The monitor process's main loop: sample, serve HTTP, apply snapshots until the socket closes."""
-    # Imported here, in the monitor process only: aiohttp and prometheus_client would add
-    # a few hundred milliseconds to every process that merely imports sluiceway.
-    from aiohttp import web
-
-    from sluiceway.monitor.exposition import ExpositionState, build_app
+    # Imported here, in the monitor process only: prometheus_client would add time to
+    # every process that merely imports sluiceway.
+    from sluiceway.http import HttpServer
+    from sluiceway.monitor.exposition import ExpositionState, build_routes
     from sluiceway.monitor.sampling import ResourceSampler
 
     reader, writer = await asyncio.open_unix_connection(sock=sock)
@@ -147,10 +146,9 @@ async def serve(sock: socket.socket) -> None:
     config = hello.config
     state = ExpositionState()
     sampler = ResourceSampler(hello.supervisor_pid)
-    runner = web.AppRunner(build_app(state), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, config.http_host, config.http_port).start()
-    port = runner.addresses[0][1]  # the real port when http_port is 0
+    server = HttpServer(build_routes(state).handle)
+    await server.start(config.http_host, config.http_port)
+    port = server.port  # the real port when http_port is 0
     host = f"[{config.http_host}]" if ":" in config.http_host else config.http_host
     writer.write(encode(Ready(url=f"http://{host}:{port}")))
     worker_pids: list[int] = []
@@ -173,7 +171,7 @@ async def serve(sock: socket.socket) -> None:
         sampling.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):
             await sampling
-        await runner.cleanup()
+        await server.stop()
 
 
 def main(argv: list[str]) -> None:

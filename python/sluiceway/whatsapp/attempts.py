@@ -4,6 +4,15 @@ Failures are classified by ``error.code`` (:mod:`sluiceway.whatsapp.errors`): a 
 error fails the message, a transient one is retried after backoff (and counts against
 the breaker), an auth error opens the breaker and the message waits, and a throughput or
 pair-rate refusal slows the global rate or the recipient and the message is retried.
+
+A send that may have reached the API (written, then a timeout or a broken connection before
+the answer) is never retried: under overload the API may be slow to answer sends it has
+taken, and retrying those delivered the same reply twice. It finishes as unconfirmed and
+is counted in the sender's ``uncertain_sends``; a lost reply is the lesser harm, and it is
+visible. (Re-sending after a grace period without a status would need the status webhooks
+to name our id, and still duplicates when they are late; the journal's outbox, behind
+:class:`~sluiceway.whatsapp.ledger.SendLedger`, is where such sends can be reconciled.)
+Failures before anything was written are safe to retry and are, as transient ones.
 """
 
 from __future__ import annotations
@@ -131,6 +140,10 @@ class SendAttempts:
             return True
         if category is ErrorCategory.TRANSIENT:
             self._breaker.record_failure()
+            if exc.uncertain:
+                log.warning("send %s may have reached the API (%s); it is not sent again", m.id, exc)
+                self._ledger.record_uncertain(m, exc.message)
+                return True
             m.attempts += 1
             if self._retry.exhausted(m.attempts):
                 self._ledger.record_failed(m, exc.code, exc.message)

@@ -16,8 +16,10 @@ from sluiceway.whatsapp.messages import ErrorEnvelope, OutboundMessage, SendResp
 DEFAULT_API_VERSION = "v23.0"
 #: Where the Cloud API lives.
 DEFAULT_BASE_URL = "https://graph.facebook.com"
-#: Seconds a whole send may take (connect, write, wait, read) before it counts as a transient failure.
+#: Seconds from writing a send to the API's answer; past it the send is uncertain (it may have been taken).
 DEFAULT_TIMEOUT = 10.0
+#: Seconds a send may wait for a connection (a free one, or a new one) before it fails unsent (safe to retry).
+DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Keep-alive connections kept open to the API; sends beyond this wait for a free one.
 DEFAULT_MAX_CONNECTIONS = 100
 #: Environment variables ``from_env`` reads.
@@ -58,9 +60,11 @@ class WhatsAppCloudTransport:
             result = await transport.send(OutboundMessage.of_text("15551234567", "hi"))
             result.message_id    # "wamid.HBgL..."
 
-    Warning: connection errors and timeouts become ``SendError`` (transient) whether or
-    not the provider saw the request, so a retried send may in rare cases deliver a
-    message twice; the Cloud API offers no idempotency key to prevent it.
+    Failures before the request is written (no free connection within ``connect_timeout``,
+    connecting failed) are plain transient ``SendError``: the provider never saw them. A send
+    written but not answered within ``timeout`` (or whose connection broke before the answer)
+    may have been taken: its ``SendError`` is ``uncertain``, and the sender does not send it
+    again (the Cloud API offers no idempotency key that would make a second send safe).
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class WhatsAppCloudTransport:
         api_version: str = DEFAULT_API_VERSION,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         if not phone_number_id:
@@ -79,6 +84,8 @@ class WhatsAppCloudTransport:
             raise ValueError("access_token must not be empty")
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
+        if connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be positive, got {connect_timeout}")
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         self.phone_number_id = phone_number_id
@@ -87,6 +94,7 @@ class WhatsAppCloudTransport:
         self.url = f"{self.base_url}/{api_version}/{phone_number_id}/messages"
         self._path = f"/{api_version}/{phone_number_id}/messages"
         self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.max_connections = max_connections
         self._token = access_token
         self._client: HttpClient | None = None
@@ -110,7 +118,11 @@ class WhatsAppCloudTransport:
             # No Accept-Encoding or User-Agent: the API answers small JSON either way.
             headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
             self._client = HttpClient(
-                self.base_url, headers=headers, max_connections=self.max_connections, timeout=self.timeout
+                self.base_url,
+                headers=headers,
+                max_connections=self.max_connections,
+                timeout=self.timeout,
+                connect_timeout=self.connect_timeout,
             )
         return self._client
 
@@ -120,7 +132,7 @@ class WhatsAppCloudTransport:
         try:
             response = await client.request("POST", self._path, _encode(message))
         except HttpError as exc:  # its messages name the origin and the failure, never a header
-            raise SendError(f"request failed: {type(exc).__name__}: {exc}") from None
+            raise SendError(f"request failed: {type(exc).__name__}: {exc}", uncertain=exc.sent) from None
         status, body = response.status, response.body
         if 200 <= status < 300:
             try:

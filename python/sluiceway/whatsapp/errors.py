@@ -107,8 +107,10 @@ class SendError(WhatsAppError):
 
     ``code`` is the Graph ``error.code`` (``None`` when no envelope came back),
     ``http_status`` the HTTP status (``None`` for timeouts and connection errors),
-    ``details`` the provider's ``error_data.details``. The message never contains the
-    access token or the request headers.
+    ``details`` the provider's ``error_data.details``. ``uncertain`` is true when the request
+    was written but no answer came (a timeout or a broken connection after writing): the
+    provider may have sent the message, so it must not be sent again blindly. The message
+    never contains the access token or the request headers.
     """
 
     def __init__(
@@ -119,6 +121,7 @@ class SendError(WhatsAppError):
         http_status: int | None = None,
         details: str | None = None,
         fbtrace_id: str | None = None,
+        uncertain: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -126,6 +129,7 @@ class SendError(WhatsAppError):
         self.http_status = http_status
         self.details = details
         self.fbtrace_id = fbtrace_id
+        self.uncertain = uncertain
         self.category = classify(code, http_status)
 
     def __str__(self) -> str:
@@ -140,10 +144,17 @@ class SendError(WhatsAppError):
 
     def __reduce__(self) -> tuple[object, ...]:
         # Keyword-only arguments need an explicit reduce to survive pickling to workers.
-        return (_rebuild, (self.message, self.code, self.http_status, self.details, self.fbtrace_id))
+        return (_rebuild, (self.message, self.code, self.http_status, self.details, self.fbtrace_id, self.uncertain))
 
 
 def _rebuild(
-    message: str, code: int | None, http_status: int | None, details: str | None, fbtrace_id: str | None
+    message: str,
+    code: int | None,
+    http_status: int | None,
+    details: str | None,
+    fbtrace_id: str | None,
+    uncertain: bool = False,
 ) -> SendError:
-    return SendError(message, code=code, http_status=http_status, details=details, fbtrace_id=fbtrace_id)
+    return SendError(
+        message, code=code, http_status=http_status, details=details, fbtrace_id=fbtrace_id, uncertain=uncertain
+    )

@@ -3,7 +3,9 @@
 This is the one place a send is recorded: as queued (:meth:`SendLedger.record_queued`), as
 sent with the provider's ``wamid`` (:meth:`~SendLedger.record_sent`), and as finished:
 confirmed or unconfirmed (:meth:`~SendLedger.record_final`) or failed
-(:meth:`~SendLedger.record_failed`). A durable outbox belongs behind these calls.
+(:meth:`~SendLedger.record_failed`), or as uncertain (:meth:`~SendLedger.record_uncertain`:
+written to the API, never answered). A durable outbox belongs behind these calls; it is also
+where an uncertain send could later be reconciled instead of only counted.
 
 Delivery statuses (status webhooks, or ``confirm_delivery`` by our id) are matched to
 sends by ``wamid``; one that arrives before its send's HTTP answer is held until the
@@ -80,7 +82,7 @@ class SendLedger:
         self._confirm_deadlines: list[tuple[float, str]] = []
         self.idle = asyncio.Event()
         self.idle.set()
-        self.counts = dict.fromkeys(("accepted", "sent", "confirmed", "failed", "unconfirmed"), 0)
+        self.counts = dict.fromkeys(("accepted", "sent", "confirmed", "failed", "unconfirmed", "uncertain_sends"), 0)
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
 
@@ -108,6 +110,16 @@ class SendLedger:
         early = self._early.pop(wamid, None)
         if early is not None:
             self._apply(m, early)
+
+    def record_uncertain(self, m: SendRecord, text: str) -> None:
+        """``m`` was written to the API but no answer came: it may have been sent, so it is not sent again.
+
+        It finishes as unconfirmed (no ``wamid`` came back, so no status can ever match it)
+        and is counted in ``uncertain_sends``, with ``text`` kept as its error.
+        """
+        self.counts["uncertain_sends"] += 1 + len(m.riders)
+        m.error_text = text
+        self.record_final(m, MessageState.UNCONFIRMED)
 
     def record_final(self, m: SendRecord, state: MessageState) -> None:
         """``m`` and its riders are done in ``state`` (confirmed, unconfirmed or dead-lettered)."""
