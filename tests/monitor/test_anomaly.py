@@ -35,9 +35,24 @@ def flagged(values: list[float]) -> list[int]:
     return [i for i, v in enumerate(values) if d.observe("m", v) is not None]
 
 
+#: Longest run of jitter on one side of the ramp: a longer run is a level shift, which the
+#: detector may rightly flag when the series comes back (e.g. eleven -1s in a row then a +1).
+MAX_RUN = 4
+
+
 def jittered_ramp(seed: int, n: int, start: float, slope: float, scale: float) -> list[float]:
+    """A ramp plus ±``scale`` jitter drawn at random, never more than ``MAX_RUN`` times in a row on one side."""
     rng = random.Random(seed)
-    return [start + slope * i + scale * rng.choice(WOBBLE) for i in range(n)]
+    values: list[float] = []
+    side, run = 0.0, 0
+    for i in range(n):
+        wobble = rng.choice(WOBBLE)
+        run = run + 1 if wobble == side else 1
+        if run > MAX_RUN:
+            wobble, run = -wobble, 1
+        side = wobble
+        values.append(start + slope * i + scale * wobble)
+    return values
 
 
 @settings(max_examples=60, deadline=None)
