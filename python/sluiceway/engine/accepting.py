@@ -70,20 +70,34 @@ class Intake:
     def accept(
         self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None
     ) -> str:
-        """Accept one message now (backpressure already dealt with); returns its id."""
+        """Accept one message now (backpressure already dealt with; no journal); returns its id."""
         level = self.check(priority, key)
-        try:
-            encoded = _payload_encoder.encode(payload)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise UnencodablePayload(
-                f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
-            ) from exc
+        encoded = encode(payload)
         now = self._clock()
         ledger = self._ledger
         seq = ledger.accept(level, now + self.wall_offset, now, encoded, key, future)
         if not self.backpressure and ledger.unfinished - ledger.in_flight >= self._high_water_mark:
             self._backpressure_on()
         return f"{self._engine_id}-{seq}"
+
+    def accept_journaled(
+        self,
+        payload: Any,
+        priority: Priority | int,
+        key: str | None,
+        future: asyncio.Future[Any] | None,
+        dedup_key: str | None,
+    ) -> tuple[str, asyncio.Future[bool]]:
+        """Journal one message (backpressure already dealt with); its id and its commit
+        (True: accepted; False: a duplicate ``dedup_key``; ``JournalError``: not accepted)."""
+        level = self.check(priority, key)
+        encoded = encode(payload)
+        now = self._clock()
+        ledger = self._ledger
+        seq, committed = ledger.accept_journaled(level, now + self.wall_offset, now, encoded, key, future, dedup_key)
+        if not self.backpressure and ledger.unfinished - ledger.in_flight >= self._high_water_mark:
+            self._backpressure_on()
+        return f"{self._engine_id}-{seq}", committed
 
     def check(self, priority: Priority | int, key: str | None) -> int:
         """The priority level, after checking the engine is open and the arguments are valid."""
@@ -110,16 +124,21 @@ class Intake:
         batch = encode_batch(payloads)
         first = self._ledger.last_seq + 1
         start = 0
-        while start < len(batch):
-            if self.backpressure:
-                await self.wait_for_room()
-                level = self.check(priority, key)  # the engine may have closed meanwhile
-            room = max(1, self._high_water_mark - self._ledger.queued)
-            end = min(len(batch), start + room)
-            batch_first = self._accept_slice(batch, start, end, level, key)
-            if start == 0:
-                first = batch_first
-            start = end
+        commits: list[asyncio.Future[None]] = []
+        try:
+            while start < len(batch):
+                if self.backpressure:
+                    await self.wait_for_room()
+                    level = self.check(priority, key)  # the engine may have closed meanwhile
+                room = max(1, self._high_water_mark - self._ledger.queued)
+                end = min(len(batch), start + room)
+                batch_first = self._accept_slice(batch, start, end, level, key, commits)
+                if start == 0:
+                    first = batch_first
+                start = end
+        finally:
+            if commits:  # reported accepted only once committed (the slices share transactions)
+                await asyncio.gather(*commits)
         return MessageIds(self._engine_id, first, len(batch))
 
     def accept_many_nowait(self, payloads: Iterable[Any], priority: Priority | int, key: str | None) -> MessageIds:
@@ -130,9 +149,23 @@ class Intake:
         batch = encode_batch(payloads)
         return MessageIds(self._engine_id, self._accept_slice(batch, 0, len(batch), level, key), len(batch))
 
-    def _accept_slice(self, batch: PayloadBatch, start: int, end: int, level: int, key: str | None) -> int:
+    def _accept_slice(
+        self,
+        batch: PayloadBatch,
+        start: int,
+        end: int,
+        level: int,
+        key: str | None,
+        commits: list[asyncio.Future[None]] | None = None,
+    ) -> int:
         now = self._clock()
-        first = self._ledger.accept_batch(batch, start, end, level, now + self.wall_offset, now, key)
+        if self._ledger.journal is not None and commits is not None:
+            first, commit = self._ledger.accept_batch_journaled(
+                batch, start, end, level, now + self.wall_offset, now, key
+            )
+            commits.append(commit)
+        else:
+            first = self._ledger.accept_batch(batch, start, end, level, now + self.wall_offset, now, key)
         if not self.backpressure and self._ledger.queued >= self._high_water_mark:
             self._backpressure_on()
         return first
@@ -159,6 +192,16 @@ class Intake:
             f"{self._ledger.queued} messages queued: over the high-water mark "
             f"({self._config.queue_high_water_mark}), not yet back at the low one ({self._config.queue_low_water_mark})"
         )
+
+
+def encode(payload: Any) -> bytes:
+    """The payload as msgpack; ``UnencodablePayload`` if msgpack cannot encode it."""
+    try:
+        return _payload_encoder.encode(payload)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise UnencodablePayload(
+            f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
+        ) from exc
 
 
 def encode_batch(payloads: Iterable[Any]) -> PayloadBatch:
