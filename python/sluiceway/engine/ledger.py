@@ -213,7 +213,7 @@ class Ledger:
         return first
 
     def _pending(self, count: int) -> None:
-        if self.unfinished == 0:
+        if self.unfinished == 0 and count:
             self.idle.clear()
         self.unfinished += count
 
