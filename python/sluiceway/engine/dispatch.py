@@ -57,8 +57,10 @@ class Dispatcher:
             return
         queue = ledger.queue
         suspects = ledger.suspects
-        # With a journal, the seq runs handed over are recorded (attempt + 1, dispatched).
+        # With a journal, the seq runs handed over are recorded (attempt + 1, dispatched)
+        # and the frames go out once that is committed (see ``_send_when_recorded``).
         runs: list[tuple[int, int]] | None = [] if ledger.journal is not None else None
+        frames: list[tuple[WorkerHandle, bytes]] = []
         for worker in self._pool.workers:
             if worker.state != READY or worker.isolating:
                 continue
@@ -69,7 +71,7 @@ class Dispatcher:
                 suspect = suspects.popleft()
                 if runs is not None:
                     runs.append((suspect.seq, suspect.seq))
-                worker.send_encoded(held.hold(suspect))
+                frames.append((worker, held.hold(suspect)))
                 continue
             prefetch = worker.prefetch
             credit = prefetch.limit - len(held)
@@ -79,13 +81,32 @@ class Dispatcher:
                 before = len(held)
                 frame = queue.dispatch(held, min(credit, prefetch.frame_size), runs)
                 assert frame is not None
-                worker.send_encoded(frame)
+                frames.append((worker, frame))
                 sent = len(held) - before
                 ledger.in_flight += sent
                 credit -= sent
         if runs:
-            ledger.record_dispatched(runs)
+            self._send_when_recorded(runs, frames)
+        else:
+            for worker, frame in frames:
+                worker.send_encoded(frame)
         self._intake.relieve()
+
+    def _send_when_recorded(self, runs: list[tuple[int, int]], frames: list[tuple[WorkerHandle, bytes]]) -> None:
+        """Send ``frames`` once the journal has committed their hand-over.
+
+        A handler may kill the whole process: only a committed hand-over makes its message
+        a crash suspect after the restart (run alone, its starts counted), so it never runs
+        unrecorded. The loop does not wait for the commit; frames go out in commit order,
+        which keeps each worker's frames in order.
+        """
+        recorded = self._ledger.record_dispatched(runs)
+
+        def send(_: object) -> None:
+            for worker, frame in frames:
+                worker.send_encoded(frame)  # a worker that exited meanwhile ignores it
+
+        recorded.add_done_callback(send)
 
     def _dispatch_exclusive(self) -> bool:
         """After a restart, the journal's crash suspects run one at a time on the whole pool
@@ -102,8 +123,7 @@ class Dispatcher:
                 worker.isolating = True
                 ledger.in_flight += 1
                 suspect = ledger.suspects.popleft()
-                ledger.record_dispatched([(suspect.seq, suspect.seq)])
-                worker.send_encoded(worker.held.hold(suspect))
+                self._send_when_recorded([(suspect.seq, suspect.seq)], [(worker, worker.held.hold(suspect))])
                 break
         return True
 

@@ -94,8 +94,11 @@ class EngineJournal:
 
     # -- queued without waiting ------------------------------------------------------------------
 
-    def dispatched(self, runs: list[tuple[int, int]]) -> None:
-        self._background(self.aio.dispatch(runs), "dispatch")
+    def dispatched(self, runs: list[tuple[int, int]]) -> asyncio.Future[int]:
+        """Record a hand-over; the caller sends the frames once it resolves (failed or not)."""
+        future = self.aio.dispatch(runs)
+        self._background(future, "dispatch")
+        return future
 
     def completed(self, seqs: Sequence[int]) -> None:
         self._background(self.aio.complete(seq_runs(seqs)), "completion")

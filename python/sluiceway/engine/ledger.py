@@ -270,9 +270,10 @@ class Ledger:
                 self.queue.push(entry)
         self.wake()
 
-    def record_dispatched(self, runs: list[tuple[int, int]]) -> None:
-        if self.journal is not None and runs:
-            self.journal.dispatched(runs)
+    def record_dispatched(self, runs: list[tuple[int, int]]) -> asyncio.Future[int]:
+        """Record a hand-over (with a journal); the future resolves once it is committed."""
+        assert self.journal is not None
+        return self.journal.dispatched(runs)
 
     def record_completed(self, seqs: list[int]) -> None:
         if self.journal is not None and seqs:
