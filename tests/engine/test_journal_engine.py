@@ -8,6 +8,7 @@ atomic across processes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -126,10 +127,8 @@ def wait_until(condition: object, timeout: float = 60.0) -> None:
 
 
 def kill_group(process: subprocess.Popen[str]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):  # it finished first
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.communicate(timeout=30)
 
 
@@ -141,7 +140,11 @@ def test_every_reported_accept_survives_sigkill_of_the_whole_process_group(
     child = Child(tmp_path_factory.mktemp("crash"))
     for accepted_before_kill, extra in kills:
         process = child.start("produce", 20000)
-        wait_until(lambda: len(child.lines(child.accepted)) >= accepted_before_kill or process.poll() is not None)
+        wait_until(
+            lambda process=process, at_least=accepted_before_kill: (
+                len(child.lines(child.accepted)) >= at_least or process.poll() is not None
+            )
+        )
         time.sleep(extra)  # the kill moment: hypothesis picks how far past the threshold
         kill_group(process)
     code, out, err = child.run("drain")
