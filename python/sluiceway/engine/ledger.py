@@ -48,8 +48,10 @@ class Ledger:
         #: Schedules a dispatch pass soon (once per burst); the engine sets it to its dispatcher's.
         #: Called when something became dispatchable: accepted, unparked, or due for a retry.
         self.wake: Callable[[], None] = _not_wired
-        #: The last seq given out: every message accepted so far.
+        #: The last seq given out (seqs go on from the journal's across restarts).
         self.last_seq = 0
+        #: ``last_seq`` when this run started, less what a restart re-queued: ``accepted`` counts from it.
+        self._seq_base = 0
         self.completed = 0
         self.failed_attempts = 0
         self.retried = 0
@@ -68,6 +70,11 @@ class Ledger:
         #: After a restart, while the journal's crash suspects are re-run: one message at a
         #: time on the whole pool, so the one that killed the process cannot take others with it.
         self.exclusive = False
+
+    @property
+    def accepted(self) -> int:
+        """Messages accepted since start (a restart's re-queued ones included)."""
+        return self.last_seq - self._seq_base
 
     @property
     def queued(self) -> int:
@@ -241,6 +248,7 @@ class Ledger:
         wall_now = time.time()
         loop = asyncio.get_running_loop()
         self.last_seq = max(self.last_seq, next_seq - 1)
+        self._seq_base = self.last_seq - len(recovery_messages)
         self._pending(len(recovery_messages))
         for m in recovery_messages:
             # ``enqueued`` is the monotonic clock's reading at acceptance (for latency).

@@ -70,8 +70,9 @@ class Failures:
             entry.future.set_exception(handler_exception(letter, pickled))
         self._hooks.dead_letter(letter)
 
-    def recovered(self, messages: list[JournaledMessage]) -> list[JournaledMessage]:
-        """Judge what a restart found in workers' hands (crash suspects); the messages to re-queue.
+    def recovered(self, messages: list[JournaledMessage]) -> tuple[list[JournaledMessage], list[DeadLetter]]:
+        """Judge what a restart found in workers' hands (crash suspects): the messages to re-queue,
+        and the dead letters made (for the hooks, once they are started).
 
         As with a worker's death: if several were in flight, nobody is to blame yet, so each
         is refunded the attempt and re-runs alone; if one was, it ran alone and its attempt
@@ -82,6 +83,7 @@ class Failures:
         suspects = [m for m in messages if m.dispatched]
         shared = len(suspects) > 1
         kept: list[JournaledMessage] = []
+        letters: list[DeadLetter] = []
         for m in messages:
             if m.dispatched and shared and m.attempt > 0:
                 m = m._replace(attempt=m.attempt - 1)
@@ -102,12 +104,12 @@ class Failures:
                     ordering_key=m.ordering_key,
                 )
                 self.dead_letters.add(letter)
+                letters.append(letter)
                 self._ledger.failed_attempts += 1
                 self._ledger.dead_lettered += 1
-                self._hooks.dead_letter(letter)
                 continue
             kept.append(m)
-        return kept
+        return kept, letters
 
     def redeliver(self, entries: list[Entry], pid: int, ran_alone: bool, reason: str, code: int | None) -> None:
         """Put back what a worker held when it exited for ``reason`` (``ran_alone``: it was isolating one message)."""

@@ -145,6 +145,8 @@ class MessageParallelizer:
         self._started_at = 0.0
         self._summary: ShutdownSummary | None = None
         self._timers: list[asyncio.TimerHandle] = []
+        #: Crash suspects a restart dead-lettered (out of starts), told to the hooks once started.
+        self._recovered_letters: list[DeadLetter] = []
         # Set in start(), to the loop that runs the engine.
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -185,6 +187,9 @@ class MessageParallelizer:
         self._hooks.start(self)
         for worker in self._pool.workers:
             self._pool.announce(worker)
+        for letter in self._recovered_letters:
+            self._hooks.dead_letter(letter)
+        self._recovered_letters = []
 
     async def _open_journal(self, path: str) -> None:
         """Open the journal (``JournalLocked``/``JournalError`` as they are: they name the file,
@@ -197,7 +202,7 @@ class MessageParallelizer:
         ledger.journal = journal
         for letter in letters:
             self._failures.dead_letters.add(recovered_letter(self._engine_id, letter))
-        messages = self._failures.recovered(recovery.messages)
+        messages, self._recovered_letters = self._failures.recovered(recovery.messages)
         ledger.recover(messages, recovery.next_seq, self._clock())
         if recovery.messages:
             _log.info(
@@ -556,7 +561,7 @@ class MessageParallelizer:
         ledger = self._ledger
         journal_stats = ledger.journal.stats if ledger.journal is not None else None
         return Statistics(
-            enqueued=ledger.last_seq,
+            enqueued=ledger.accepted,
             completed=ledger.completed,
             failed_attempts=ledger.failed_attempts,
             retried=ledger.retried,
