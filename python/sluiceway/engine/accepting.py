@@ -17,9 +17,10 @@ import msgspec
 
 from sluiceway._core import PayloadBatch
 from sluiceway.engine.config import ParallelizerConfig
-from sluiceway.engine.errors import Backpressure, EngineNotRunning, UnencodablePayload
+from sluiceway.engine.dedup import DedupWindow
+from sluiceway.engine.errors import Backpressure, DuplicateMessage, EngineNotRunning, UnencodablePayload
 from sluiceway.engine.ledger import Ledger
-from sluiceway.engine.message import MessageIds, Priority
+from sluiceway.engine.message import Accepted, MessageIds, Priority
 
 _payload_encoder = msgspec.msgpack.Encoder()
 #: Accepted priority values (ints or Priority members), mapped to plain ints.
@@ -42,6 +43,8 @@ class Intake:
         self._engine_id = engine_id
         self._clock = clock
         self._high_water_mark = config.queue_high_water_mark
+        #: ``dedup_key`` values seen, without a journal (the journal keeps its own).
+        self._dedup = DedupWindow(config.dedup_window, config.dedup_max_entries)
         self.open = False
         #: Set in ``start``: stopped producers must not wait forever.
         self.running = False
@@ -79,6 +82,40 @@ class Intake:
         if not self.backpressure and ledger.unfinished - ledger.in_flight >= self._high_water_mark:
             self._backpressure_on()
         return f"{self._engine_id}-{seq}"
+
+    def admit(
+        self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None
+    ) -> tuple[str, asyncio.Future[bool] | None]:
+        """Accept one message (backpressure dealt with): its id, and with a journal its commit to await."""
+        if self._ledger.journal is None:
+            return self.accept(payload, priority, key, future), None
+        return self.accept_journaled(payload, priority, key, future, None)
+
+    def accept_once(
+        self,
+        payload: Any,
+        priority: Priority | int,
+        key: str | None,
+        dedup_key: str | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> Accepted:
+        """``MessageParallelizer.accept``: unless ``dedup_key`` was accepted within the window."""
+        if dedup_key is not None and not isinstance(dedup_key, str):
+            raise ValueError(f"dedup_key must be a str or None, got {type(dedup_key).__name__}")
+        result: asyncio.Future[Any] = loop.create_future()
+        if self._ledger.journal is not None:  # the journal keeps the dedup record, in the message's transaction
+            message_id, committed = self.accept_journaled(payload, priority, key, result, dedup_key)
+            return Accepted(message_id, committed, result)
+        committed = loop.create_future()
+        if dedup_key is not None and not self._dedup.first_time(dedup_key, self._clock()):
+            self.check(priority, key)
+            result.set_exception(DuplicateMessage(f"dedup_key {dedup_key!r} was already accepted"))
+            result.exception()  # retrieved: a caller may only look at ``committed``
+            committed.set_result(False)
+            return Accepted("", committed, result)
+        message_id = self.accept(payload, priority, key, result)
+        committed.set_result(True)
+        return Accepted(message_id, committed, result)
 
     def accept_journaled(
         self,

@@ -91,7 +91,7 @@ class Accepted:
 
     ``committed`` resolves to True once the message is accepted (with a journal: committed
     to it, so it survives a crash), to False if its ``dedup_key`` was already accepted
-    within ``dedup_window`` (nothing was accepted), and raises ``JournalError`` if the
+    within ``dedup_window`` (nothing was accepted; ``id`` is then ""), and raises ``JournalError`` if the
     journal could not commit it (nothing was accepted). ``result`` is the handler's result,
     as ``submit`` returns it (it raises ``DuplicateMessage`` for a duplicate).
 

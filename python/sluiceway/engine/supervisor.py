@@ -8,7 +8,9 @@
 - ``BroadcastRelay`` (``broadcast.py``) and ``HookSet`` (``hooks.py``);
 - ``EngineJournal`` (``journaling.py``): with ``journal=path``, the durable record the ledger keeps.
 
-This module wires them together, routes worker frames, and owns start and shutdown.
+This module wires them together, routes worker frames, and owns start and shutdown. It is
+over 500 lines because it is the engine's whole public API: most of it is the public
+methods' docstrings, and each method hands its work to one of the parts above.
 """
 
 from __future__ import annotations
@@ -33,9 +35,8 @@ from sluiceway.engine.broadcast import BroadcastRelay
 from sluiceway.engine.config import ParallelizerConfig
 from sluiceway.engine.context import check_broadcast
 from sluiceway.engine.dead_letters import DeadLetter
-from sluiceway.engine.dedup import DedupWindow
 from sluiceway.engine.dispatch import Dispatcher
-from sluiceway.engine.errors import DuplicateMessage, EngineNotRunning, WorkerStartupError
+from sluiceway.engine.errors import EngineNotRunning, WorkerStartupError
 from sluiceway.engine.handler import spec_of
 from sluiceway.engine.hooks import EngineHooks, HookSet, LatencyDelta, Scaled, WorkerExited
 from sluiceway.engine.journaling import EngineJournal
@@ -128,8 +129,6 @@ class MessageParallelizer:
             else uuid.uuid4().hex[:12]
         )
         self._ledger = Ledger(len(_PRIORITIES))
-        #: ``dedup_key`` values seen, without a journal (the journal keeps its own).
-        self._dedup = DedupWindow(self.config.dedup_window, self.config.dedup_max_entries)
         self._intake = Intake(self.config, self._ledger, self._engine_id, clock)
         self._failures = Failures(self._ledger, RetryPolicy(self.config), self._hooks, self._engine_id)
         self._pool = WorkerPool(
@@ -220,7 +219,8 @@ class MessageParallelizer:
         until everything accepted is done or dead-lettered; without it, or once ``timeout``
         passes, workers finish only what they hold, and the messages still queued are
         returned in ``ShutdownSummary.remaining`` (pending ``submit`` calls get
-        ``EngineNotRunning``).
+        ``EngineNotRunning``). With a journal they also stay in it, and the next start on
+        it runs them; the journal is closed last.
         """
         if self._summary is not None:
             return self._summary  # already shut down (e.g. inside ``async with``)
@@ -279,10 +279,9 @@ class MessageParallelizer:
         """
         if self._intake.backpressure:
             await self._intake.wait_for_room()
-        if self._ledger.journal is None:
-            return self._intake.accept(payload, priority, ordering_key, None)
-        message_id, committed = self._intake.accept_journaled(payload, priority, ordering_key, None, None)
-        await committed
+        message_id, committed = self._intake.admit(payload, priority, ordering_key, None)
+        if committed is not None:
+            await committed
         return message_id
 
     def enqueue_nowait(
@@ -314,25 +313,9 @@ class MessageParallelizer:
         a key already accepted within ``dedup_window`` is not accepted again (``committed``
         resolves to False); with a journal the message and its key commit in one transaction.
         """
-        if dedup_key is not None and not isinstance(dedup_key, str):
-            raise ValueError(f"dedup_key must be a str or None, got {type(dedup_key).__name__}")
         if self._intake.backpressure:
             raise self._intake.backpressure_error()
-        loop = self._running_loop()
-        result: asyncio.Future[Any] = loop.create_future()
-        if self._ledger.journal is not None:
-            message_id, committed = self._intake.accept_journaled(payload, priority, ordering_key, result, dedup_key)
-            return Accepted(message_id, committed, result)
-        committed = loop.create_future()
-        if dedup_key is not None and not self._dedup.first_time(dedup_key, self._clock()):
-            self._intake.check(priority, ordering_key)
-            result.set_exception(DuplicateMessage(f"dedup_key {dedup_key!r} was already accepted"))
-            result.exception()  # retrieved: a caller may only look at ``committed``
-            committed.set_result(False)
-            return Accepted("", committed, result)
-        message_id = self._intake.accept(payload, priority, ordering_key, result)
-        committed.set_result(True)
-        return Accepted(message_id, committed, result)
+        return self._intake.accept_once(payload, priority, ordering_key, dedup_key, self._running_loop())
 
     def _refuse_with_journal(self, method: str) -> None:
         if self._journal_path is not None:
@@ -353,10 +336,8 @@ class MessageParallelizer:
         if self._intake.backpressure:
             await self._intake.wait_for_room()
         future: asyncio.Future[Any] = self._running_loop().create_future()
-        if self._ledger.journal is None:
-            self._intake.accept(payload, priority, ordering_key, future)
-        else:
-            _, committed = self._intake.accept_journaled(payload, priority, ordering_key, future, None)
+        _, committed = self._intake.admit(payload, priority, ordering_key, future)
+        if committed is not None:
             await committed
         return await future
 
@@ -374,10 +355,7 @@ class MessageParallelizer:
         if self._intake.backpressure:
             raise self._intake.backpressure_error()
         future: asyncio.Future[Any] = self._running_loop().create_future()
-        if self._ledger.journal is None:
-            self._intake.accept(payload, priority, ordering_key, future)
-        else:
-            self._intake.accept_journaled(payload, priority, ordering_key, future, None)
+        self._intake.admit(payload, priority, ordering_key, future)
         return future
 
     async def enqueue_many(
