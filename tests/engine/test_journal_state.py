@@ -3,9 +3,11 @@ dedup keys, refusals (a held lock, a corrupt file, the ``_nowait`` forms), figur
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -224,9 +226,6 @@ def test_statistics_carry_the_journal_figures(run: Run, config: Config, tmp_path
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    import asyncio
-    import time
-
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
@@ -278,3 +277,39 @@ def test_a_full_disk_fails_the_accept_and_nothing_uncommitted_runs(run: Run, con
     ran = {line.split()[0] for line in log.read_text().splitlines()}  # no tag: "<id> <attempt> <pid>"
     log.unlink()
     assert ran == set(accepted) and completed == len(accepted)
+
+
+def test_a_retry_waiting_out_its_backoff_keeps_its_attempt_and_due_time_across_a_restart(
+    run: Run, config: Config, tmp_path: Path
+) -> None:
+    path = tmp_path / "journal.db"
+    log = tmp_path / "log"
+
+    async def first() -> tuple[str, float]:
+        engine = MessageParallelizer(
+            SCRIPTED, config(retry_initial_backoff=60.0, retry_max_backoff=60.0, retry_jitter=0.0), journal=path
+        )
+        await engine.start()
+        message_id = await engine.enqueue_message({"fail_until": 2, "log": str(log)}, 0, ordering_key="k")
+        await wait_until(lambda: engine.get_statistics().retried == 1)
+        failed_at = time.time()
+        summary = await engine.shutdown(drain=False)
+        assert [message.id for message in summary.remaining] == [message_id]
+        return message_id, failed_at
+
+    message_id, failed_at = run(first())
+    with Journal.open(path) as journal:
+        (message,) = journal.recover().messages
+    assert (message.attempt, message.priority, message.ordering_key, message.dispatched) == (1, 0, "k", False)
+    assert message.not_before is not None and failed_at + 55 < message.not_before < failed_at + 61
+
+    async def second() -> None:
+        # Due now: the restart runs it at once, as its second attempt.
+        with Journal.open(path) as journal:
+            journal.retry([(message.seq, message.attempt, 0.0)])
+        async with MessageParallelizer(SCRIPTED, config(), journal=path) as engine:
+            await engine.wait_for_completion(30)
+
+    run(second())
+    runs = [line.split()[:2] for line in log.read_text().splitlines()]  # "<id> <attempt> <pid>"
+    assert runs == [[message_id, "1"], [message_id, "2"]]  # the same id across the restart
