@@ -23,6 +23,11 @@ class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
         async with MessageParallelizer("bot.handlers:handle", config) as engine:
             await engine.enqueue_message({"from": "+15550100", "text": "hi"})
 
+    With a journal (``MessageParallelizer(handler, config, journal=path)``), ``journal_sync``
+    says how durable a reported accept is ("full": survives power loss; "normal": survives
+    a process crash), and ``dedup_window`` / ``dedup_max_entries`` bound the remembered
+    ``dedup_key`` values (journal or not).
+
     Warning:
         Prefetch trades priority latency for throughput: a high-priority message may wait
         behind what each worker already holds. By default that is about

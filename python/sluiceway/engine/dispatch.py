@@ -54,6 +54,7 @@ class Dispatcher:
         self._scheduled = False
         ledger = self._ledger
         if ledger.exclusive and self._dispatch_exclusive():
+            self._intake.relieve()
             return
         queue = ledger.queue
         suspects = ledger.suspects
