@@ -9,6 +9,7 @@ variants raise ``Backpressure``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -85,8 +86,9 @@ class Intake:
 
     def admit(
         self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None
-    ) -> tuple[str, asyncio.Future[bool] | None]:
-        """Accept one message (backpressure dealt with): its id, and with a journal its commit to await."""
+    ) -> tuple[str, asyncio.Future[Any] | None]:
+        """Accept one message (backpressure dealt with): its id, and with a journal its commit to
+        await (it raises ``JournalError`` if the message could not be committed)."""
         if self._ledger.journal is None:
             return self.accept(payload, priority, key, future), None
         return self.accept_journaled(payload, priority, key, future, None)
@@ -103,10 +105,11 @@ class Intake:
         if dedup_key is not None and not isinstance(dedup_key, str):
             raise ValueError(f"dedup_key must be a str or None, got {type(dedup_key).__name__}")
         result: asyncio.Future[Any] = loop.create_future()
+        committed: asyncio.Future[bool] = loop.create_future()
         if self._ledger.journal is not None:  # the journal keeps the dedup record, in the message's transaction
-            message_id, committed = self.accept_journaled(payload, priority, key, result, dedup_key)
+            message_id, op = self.accept_journaled(payload, priority, key, result, dedup_key)
+            op.add_done_callback(functools.partial(_settle_committed, committed))
             return Accepted(message_id, committed, result)
-        committed = loop.create_future()
         if dedup_key is not None and not self._dedup.first_time(dedup_key, self._clock()):
             self.check(priority, key)
             result.set_exception(DuplicateMessage(f"dedup_key {dedup_key!r} was already accepted"))
@@ -124,9 +127,9 @@ class Intake:
         key: str | None,
         future: asyncio.Future[Any] | None,
         dedup_key: str | None,
-    ) -> tuple[str, asyncio.Future[bool]]:
-        """Journal one message (backpressure already dealt with); its id and its commit
-        (True: accepted; False: a duplicate ``dedup_key``; ``JournalError``: not accepted)."""
+    ) -> tuple[str, asyncio.Future[Any]]:
+        """Journal one message (backpressure already dealt with); its id and its commit (see
+        ``Ledger.accept_journaled``)."""
         level = self.check(priority, key)
         encoded = encode(payload)
         now = self._clock()
@@ -229,6 +232,18 @@ class Intake:
             f"{self._ledger.queued} messages queued: over the high-water mark "
             f"({self._config.queue_high_water_mark}), not yet back at the low one ({self._config.queue_low_water_mark})"
         )
+
+
+def _settle_committed(committed: asyncio.Future[bool], op: asyncio.Future[Any]) -> None:
+    """``Accepted.committed`` from the journal's answer: True accepted, False a duplicate."""
+    if committed.done():
+        return
+    if op.cancelled():
+        committed.cancel()
+    elif op.exception() is not None:
+        committed.set_exception(op.exception())  # type: ignore[arg-type]
+    else:
+        committed.set_result(op.result() is not True)
 
 
 def encode(payload: Any) -> bytes:

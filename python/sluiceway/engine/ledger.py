@@ -128,10 +128,10 @@ class Ledger:
         key: str | None,
         future: asyncio.Future[Any] | None,
         dedup_key: str | None,
-    ) -> tuple[int, asyncio.Future[bool]]:
-        """Journal one message; it is staged once committed. Returns its seq and a future of
-        True (committed and accepted) or False (a duplicate ``dedup_key``: nothing accepted);
-        it fails with ``JournalError`` if the commit failed (then nothing is accepted)."""
+    ) -> tuple[int, asyncio.Future[Any]]:
+        """Journal one message; it is staged once committed. Returns its seq and the commit:
+        it resolves (to None, or with ``dedup_key`` to True for a duplicate: nothing
+        accepted) after the message is staged, or fails with ``JournalError`` (nothing accepted)."""
         journal = self.journal
         assert journal is not None
         seq = self.last_seq = self.last_seq + 1
@@ -140,31 +140,26 @@ class Ledger:
             op: asyncio.Future[Any] = journal.insert(seq, payload, level, wall, key)
         else:
             op = journal.accept_once(dedup_key, seq, payload, level, wall, key)
-        committed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.committing.add(op)
 
         def on_commit(done: asyncio.Future[Any]) -> None:
             self.committing.discard(done)
-            error = None if done.cancelled() else done.exception()
-            if error is not None or done.cancelled() or done.result() is True:
-                self._unpending(1)
-                failure: BaseException = error or DuplicateMessage(f"dedup_key {dedup_key!r} was already accepted")
-                if future is not None and not future.done():
-                    future.set_exception(failure)
-                    future.exception()  # retrieved: a caller may only look at ``committed``
-                if not committed.done():
-                    if error is None:
-                        committed.set_result(False)
-                    else:
-                        committed.set_exception(error)
+            if not done.cancelled() and done.exception() is None and done.result() is not True:
+                self._stage(Entry(seq, level, wall, key, future, payload, now))
                 return
-            entry = Entry(seq, level, wall, key, future, payload, now)
-            self._stage(entry)
-            if not committed.done():
-                committed.set_result(True)
+            self._unpending(1)
+            if future is not None and not future.done():
+                if done.cancelled():
+                    future.cancel()
+                else:
+                    future.set_exception(
+                        done.exception() or DuplicateMessage(f"dedup_key {dedup_key!r} was already accepted")
+                    )
+                    future.exception()  # retrieved: a caller may look only at the commit
 
+        # Added before anyone can await ``op``: the message is staged before its caller resumes.
         op.add_done_callback(on_commit)
-        return seq, committed
+        return seq, op
 
     def accept_batch_journaled(
         self, batch: PayloadBatch, start: int, end: int, level: int, wall: float, now: float, key: str | None
