@@ -313,3 +313,39 @@ def test_a_retry_waiting_out_its_backoff_keeps_its_attempt_and_due_time_across_a
     run(second())
     runs = [line.split()[:2] for line in log.read_text().splitlines()]  # "<id> <attempt> <pid>"
     assert runs == [[message_id, "1"], [message_id, "2"]]  # the same id across the restart
+
+
+def test_the_monitor_exposes_the_journal_gauges(run: Run, config: Config, tmp_path: Path) -> None:
+    import aiohttp
+
+    from sluiceway import MonitorConfig, PerformanceMonitor
+
+    async def main() -> None:
+        monitor = PerformanceMonitor(
+            MonitorConfig(metric_collection_interval=0.1, performance_check_interval=0.2, http_port=0)
+        )
+        gate = tmp_path / "gate"
+        async with (
+            MessageParallelizer(SCRIPTED, config(), monitor=monitor, journal=tmp_path / "j.db") as engine,
+            aiohttp.ClientSession() as http,
+        ):
+            await engine.enqueue_many([{"gate": str(gate)} for _ in range(3)])
+
+            async def metrics() -> str:
+                if monitor.http_url is None:  # its process is still starting
+                    return ""
+                async with http.get(monitor.http_url + "/metrics") as response:
+                    return await response.text()
+
+            deadline = time.monotonic() + 60
+            text = await metrics()
+            while "sluiceway_journal_pending_messages 3.0" not in text:
+                assert time.monotonic() < deadline, text
+                await asyncio.sleep(0.05)
+                text = await metrics()
+            size = next(line for line in text.splitlines() if line.startswith("sluiceway_journal_bytes "))
+            assert float(size.split()[1]) > 0
+            gate.touch()
+            await engine.wait_for_completion(30)
+
+    run(main())
