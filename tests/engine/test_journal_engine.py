@@ -197,3 +197,45 @@ def test_a_message_that_kills_the_whole_process_is_dead_lettered_after_max_attem
         assert journal.recover().messages == []
         (letter,) = journal.dead_letters()
         assert letter.reason == "crashed" and letter.attempts == max_attempts
+
+
+PROGRAM = textwrap.dedent(
+    """
+    import asyncio, sys
+    from sluiceway.engine import MessageParallelizer, ParallelizerConfig, run
+
+    journal, log, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    async def main(engine):
+        await engine.enqueue_many([{"sleep": 0.01, "log": log} for _ in range(count)])
+        print("enqueued", flush=True)
+        await asyncio.Event().wait()
+
+    config = ParallelizerConfig(default_worker_count=2, min_workers=1, worker_concurrency=4)
+    summary = run(MessageParallelizer("sluiceway.testing.handlers:scripted", config, journal=journal), main)
+    print("completed", summary.completed, "remaining", len(summary.remaining), flush=True)
+    """
+)
+
+
+def test_sigterm_drains_a_journaled_engine_and_leaves_the_journal_empty(tmp_path: Path) -> None:
+    (tmp_path / "program.py").write_text(PROGRAM)
+    journal, log, count = tmp_path / "journal.db", tmp_path / "log", 200
+    program = subprocess.Popen(
+        [sys.executable, str(tmp_path / "program.py"), str(journal), str(log), str(count)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert program.stdout is not None
+        assert program.stdout.readline().strip() == "enqueued"
+        program.send_signal(signal.SIGTERM)
+        out, _ = program.communicate(timeout=120)
+    finally:
+        if program.poll() is None:
+            program.kill()
+            program.wait()
+    assert program.returncode == 0
+    assert out.strip() == f"completed {count} remaining 0"
+    with Journal.open(journal) as opened:
+        assert opened.recover().messages == []
