@@ -7,24 +7,39 @@ operation, as the engine awaits only what it must (the writer groups the rest). 
 for ``sync="full"`` and ``"normal"``, beside the in-memory ledger the engine uses without
 a journal (``EntryQueue.accept_batch``, interleaved in the same run) and beside the
 engine's no-op ``enqueue_many`` rate recorded in ``bench/results/engine.json`` (the
-issue's target: journaled >= 0.3x of it). Writes ``bench/results/journal.json``.
+issue's target: journaled >= 0.3x of it).
+
+Then the engine itself (``MessageParallelizer(journal=path)``, 2 workers, no-op handler):
+``enqueue_many`` with the journal at ``full`` and ``normal`` beside the same engine in
+memory (target: ``full`` >= 0.3x), ``enqueue_message`` from 64 concurrent producers (each
+awaits its commit; concurrent commits share transactions), and, when ``redis-server`` and
+dramatiq are installed, dramatiq on a Redis with ``appendonly yes, appendfsync everysec``
+(the issue's peer target: >= 25x). Writes ``bench/results/journal.json``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import json
+import os
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import msgspec
+import uvloop
 
 from bench.harness import REPEAT, RESULTS_DIR, Comparison, Report, header, interleaved_rates, scaled
 from sluiceway._core import EntryQueue, PayloadBatch
 from sluiceway._core import Journal as CoreJournal
+from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 
 #: Messages per timed run.
 MESSAGES = scaled(200_000)
@@ -34,6 +49,19 @@ BATCH = 10_000
 FRAME = 256
 #: Target from the issue: journaled throughput >= 0.3x the engine's in-memory enqueue_many.
 TARGET = 0.3
+#: Target from the issue: the journaled engine (sync=full) >= 25x dramatiq on Redis with AOF everysec.
+TARGET_VS_DRAMATIQ_AOF = 25.0
+#: Messages per engine run (``enqueue_many`` and the 64 producers).
+ENGINE_MESSAGES = scaled(100_000)
+#: Concurrent ``enqueue_message`` producers.
+PRODUCERS = 64
+#: Messages per dramatiq run (it is far slower).
+DRAMATIQ_MESSAGES = scaled(5_000)
+#: The engine bench's configuration: 2 workers, a high-water mark that lets producers run ahead.
+ENGINE_CONFIG = ParallelizerConfig(
+    default_worker_count=2, min_workers=1, max_workers=2, queue_high_water_mark=20_000, queue_low_water_mark=10_000
+)
+NOOP = "sluiceway.testing.handlers:noop"
 
 
 def journal_run(
@@ -113,6 +141,188 @@ def engine_enqueue_many_rate() -> float | None:
     return None
 
 
+class Engine:
+    """One started engine (journaled at ``sync`` under ``workdir``, or in memory) on its own loop."""
+
+    def __init__(self, sync: str | None, workdir: Path) -> None:
+        self.loop = uvloop.new_event_loop()
+        config = ENGINE_CONFIG if sync is None else msgspec.structs.replace(ENGINE_CONFIG, journal_sync=sync)
+        journal = None if sync is None else workdir / f"engine-{sync}.db"
+        self.engine = MessageParallelizer(NOOP, config, journal=journal)
+        self.loop.run_until_complete(self.engine.start())
+
+    def enqueue_many(self) -> int:
+        payloads = [None] * BATCH
+
+        async def run() -> None:
+            for start in range(0, ENGINE_MESSAGES, BATCH):
+                await self.engine.enqueue_many(payloads[: min(BATCH, ENGINE_MESSAGES - start)])
+            await self.engine.wait_for_completion()
+
+        self.loop.run_until_complete(run())
+        return ENGINE_MESSAGES
+
+    def producers(self) -> int:
+        per_producer = ENGINE_MESSAGES // PRODUCERS
+
+        async def produce() -> None:
+            enqueue = self.engine.enqueue_message
+            for _ in range(per_producer):
+                await enqueue(None)
+
+        async def run() -> None:
+            await asyncio.gather(*(produce() for _ in range(PRODUCERS)))
+            await self.engine.wait_for_completion()
+
+        self.loop.run_until_complete(run())
+        return per_producer * PRODUCERS
+
+    def close(self) -> None:
+        summary = self.loop.run_until_complete(self.engine.shutdown())
+        self.loop.close()
+        if summary.remaining or summary.dead_lettered:
+            raise RuntimeError(f"engine run left work behind: {summary}")
+
+
+@contextmanager
+def redis_with_aof(workdir: Path) -> Iterator[str]:
+    """A private redis-server with ``appendonly yes`` and ``appendfsync everysec``; yields its URL."""
+    from bench.engine import redis_peers
+
+    port = redis_peers._free_port()
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        import redis
+
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        if client.config_get("appendfsync")["appendfsync"] != "everysec":
+            raise RuntimeError("redis-server did not take appendfsync everysec")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def dramatiq_aof_rates(workdir: Path) -> list[float] | None:
+    """dramatiq no-op msg/s on Redis with AOF everysec (REPEAT runs), or None if it cannot run here."""
+    if shutil.which("redis-server") is None:
+        print("  (redis-server not installed: the dramatiq row is skipped)")
+        return None
+    try:
+        import dramatiq  # noqa: F401
+    except ImportError:
+        print("  (dramatiq not installed: pip install '.[bench]'; the dramatiq row is skipped)")
+        return None
+    from bench.engine import redis_peers
+
+    with redis_with_aof(workdir) as url:
+        os.environ[redis_peers.URL_VARIABLE] = url
+        peers: Any = importlib.reload(redis_peers)
+        return [peers.dramatiq_rate(url, DRAMATIQ_MESSAGES) for _ in range(REPEAT)]
+
+
+def engine_rows(report: Report, workdir: Path) -> None:
+    header(f"engine: no-op messages, {ENGINE_MESSAGES:,} per run, 2 workers")
+    engines = {name: Engine(sync, workdir) for name, sync in (("memory", None), ("full", "full"), ("normal", "normal"))}
+    try:
+        runs: dict[str, Callable[[], int]] = {}
+        for name, engine in engines.items():
+            runs[f"many {name}"] = engine.enqueue_many
+            runs[f"producers {name}"] = engine.producers
+        rates = interleaved_rates(runs)
+    finally:
+        for engine in engines.values():
+            engine.close()
+    memory, memory_samples = rates["many memory"]
+    for sync in ("full", "normal"):
+        rate, samples = rates[f"many {sync}"]
+        report.add(
+            Comparison(
+                f"engine enqueue_many, journal sync={sync}",
+                "engine enqueue_many in memory",
+                rate,
+                memory,
+                "msg/s",
+                True,
+                TARGET if sync == "full" else None,
+                samples,
+                memory_samples,
+            )
+        )
+    producers_memory, producers_memory_samples = rates["producers memory"]
+    for sync in ("full", "normal"):
+        rate, samples = rates[f"producers {sync}"]
+        report.add(
+            Comparison(
+                f"engine enqueue_message x{PRODUCERS} producers, journal sync={sync}",
+                f"engine enqueue_message x{PRODUCERS} in memory",
+                rate,
+                producers_memory,
+                "msg/s",
+                True,
+                None,
+                samples,
+                producers_memory_samples,
+            )
+        )
+    dramatiq = dramatiq_aof_rates(workdir)
+    if dramatiq is not None:
+        full, full_samples = rates["many full"]
+        report.add(
+            Comparison(
+                "engine enqueue_many, journal sync=full",
+                "dramatiq (redis, appendonly everysec)",
+                full,
+                statistics.median(dramatiq),
+                "msg/s",
+                True,
+                TARGET_VS_DRAMATIQ_AOF,
+                full_samples,
+                dramatiq,
+            )
+        )
+        producers_full, producers_full_samples = rates["producers full"]
+        report.add(
+            Comparison(
+                f"engine enqueue_message x{PRODUCERS} producers, journal sync=full",
+                "dramatiq (redis, appendonly everysec)",
+                producers_full,
+                statistics.median(dramatiq),
+                "msg/s",
+                True,
+                None,
+                producers_full_samples,
+                dramatiq,
+            )
+        )
+
+
 def main() -> None:
     report = Report("journal")
     batch = PayloadBatch(msgspec.msgpack.encode([{"n": i} for i in range(BATCH)]))
@@ -180,6 +390,11 @@ def main() -> None:
         report.figure(f"one-at-a-time awaited commits/s (fsync-bound), sync={sync}", rate)
     if engine is not None:
         report.figure("engine no-op enqueue_many, from engine.json [msg/s]", engine)
+    engine_dir = Path(tempfile.mkdtemp(prefix="bench-journal-engine-"))
+    try:
+        engine_rows(report, engine_dir)
+    finally:
+        shutil.rmtree(engine_dir, ignore_errors=True)
     report.write()
 
 

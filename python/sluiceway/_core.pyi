@@ -301,8 +301,11 @@ class EntryQueue:
         """Queue ``batch[start:stop]`` (no ordering key), seqs from ``first_seq`` on; returns how many."""
     def push(self, entry: Entry) -> None:
         """Queue a copy of ``entry`` at the back of its priority's line."""
-    def dispatch(self, held: InFlight, count: int) -> bytes | None:
-        """Pop up to ``count``, count a delivery each, move them into ``held``; their DISPATCH frame, or None."""
+    def dispatch(self, held: InFlight, count: int, runs: list[tuple[int, int]] | None = None) -> bytes | None:
+        """Pop up to ``count``, count a delivery each, move them into ``held``; their DISPATCH frame, or None.
+
+        With ``runs``, the dispatched seqs are appended to it as inclusive ``(first, last)`` runs.
+        """
     def take_all(self) -> list[Entry]:
         """Remove every queued entry, in dispatch order."""
 

@@ -138,11 +138,17 @@ impl PyEntryQueue {
 
     /// Pop up to `count` entries, count a delivery for each, move them into `held` and
     /// return their DISPATCH frame (length header included); None when nothing was queued.
+    ///
+    /// With `runs`, the dispatched seqs are appended to it as inclusive `(first, last)`
+    /// runs of consecutive seqs (what a journal records per frame, without a Python
+    /// object per message).
+    #[pyo3(signature = (held, count, runs=None))]
     fn dispatch<'py>(
         &mut self,
         py: Python<'py>,
         held: &mut PyInFlight,
         count: usize,
+        runs: Option<&Bound<'py, PyList>>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let n = count.min(self.levels.len());
         if n == 0 {
@@ -150,10 +156,24 @@ impl PyEntryQueue {
         }
         let mut frame = DispatchFrame::new(n);
         held.entries.reserve(n);
+        let mut run: Option<(u64, u64)> = None;
         for mut entry in self.levels.pop_up_to(n) {
             entry.attempt += 1;
             frame.add(py, &entry)?;
+            if let Some(runs) = runs {
+                run = match run {
+                    Some((first, last)) if entry.seq == last + 1 => Some((first, entry.seq)),
+                    Some(done) => {
+                        runs.append(done)?;
+                        Some((entry.seq, entry.seq))
+                    }
+                    None => Some((entry.seq, entry.seq)),
+                };
+            }
             held.entries.insert(entry.seq, entry);
+        }
+        if let (Some(runs), Some(done)) = (runs, run) {
+            runs.append(done)?;
         }
         Ok(Some(frame.finish(py)))
     }

@@ -1,7 +1,7 @@
 """The message engine: a supervisor with a priority queue feeding uvloop worker processes.
 
 Public names: ``MessageParallelizer``, ``ParallelizerConfig``, ``Message``, ``Priority``,
-``Statistics``, ``DeadLetter``, ``current_worker``, the engine's errors, and for hooks
+``Statistics``, ``DeadLetter``, ``Accepted`` (what ``accept`` returns), ``current_worker``, the engine's errors, and for hooks
 ``EngineHooks``, ``EngineView`` and their events (``LatencyDelta``, ``WorkerStarted``,
 ``WorkerExited``, ``Scaled``); ``run`` (in ``sluiceway.engine.runner``) drains the engine
 on SIGINT/SIGTERM.
@@ -12,6 +12,7 @@ from sluiceway.engine.context import WorkerContext as WorkerContext
 from sluiceway.engine.context import current_worker as current_worker
 from sluiceway.engine.dead_letters import DeadLetter as DeadLetter
 from sluiceway.engine.errors import Backpressure as Backpressure
+from sluiceway.engine.errors import DuplicateMessage as DuplicateMessage
 from sluiceway.engine.errors import EngineNotRunning as EngineNotRunning
 from sluiceway.engine.errors import HandlerError as HandlerError
 from sluiceway.engine.errors import MessageDeadLettered as MessageDeadLettered
@@ -23,6 +24,7 @@ from sluiceway.engine.hooks import LatencyDelta as LatencyDelta
 from sluiceway.engine.hooks import Scaled as Scaled
 from sluiceway.engine.hooks import WorkerExited as WorkerExited
 from sluiceway.engine.hooks import WorkerStarted as WorkerStarted
+from sluiceway.engine.message import Accepted as Accepted
 from sluiceway.engine.message import Message as Message
 from sluiceway.engine.message import MessageIds as MessageIds
 from sluiceway.engine.message import Priority as Priority
@@ -34,8 +36,10 @@ from sluiceway.engine.supervisor import MessageParallelizer as MessageParalleliz
 from sluiceway.engine.supervisor import ShutdownSummary as ShutdownSummary
 
 __all__ = [
+    "Accepted",
     "Backpressure",
     "DeadLetter",
+    "DuplicateMessage",
     "EngineHooks",
     "EngineNotRunning",
     "EngineView",

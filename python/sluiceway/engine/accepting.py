@@ -9,6 +9,7 @@ variants raise ``Backpressure``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,9 +18,10 @@ import msgspec
 
 from sluiceway._core import PayloadBatch
 from sluiceway.engine.config import ParallelizerConfig
-from sluiceway.engine.errors import Backpressure, EngineNotRunning, UnencodablePayload
+from sluiceway.engine.dedup import DedupWindow
+from sluiceway.engine.errors import Backpressure, DuplicateMessage, EngineNotRunning, UnencodablePayload
 from sluiceway.engine.ledger import Ledger
-from sluiceway.engine.message import MessageIds, Priority
+from sluiceway.engine.message import Accepted, MessageIds, Priority
 
 _payload_encoder = msgspec.msgpack.Encoder()
 #: Accepted priority values (ints or Priority members), mapped to plain ints.
@@ -42,6 +44,8 @@ class Intake:
         self._engine_id = engine_id
         self._clock = clock
         self._high_water_mark = config.queue_high_water_mark
+        #: ``dedup_key`` values seen, without a journal (the journal keeps its own).
+        self._dedup = DedupWindow(config.dedup_window, config.dedup_max_entries)
         self.open = False
         #: Set in ``start``: stopped producers must not wait forever.
         self.running = False
@@ -70,20 +74,70 @@ class Intake:
     def accept(
         self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None
     ) -> str:
-        """Accept one message now (backpressure already dealt with); returns its id."""
+        """Accept one message now (backpressure already dealt with; no journal); returns its id."""
         level = self.check(priority, key)
-        try:
-            encoded = _payload_encoder.encode(payload)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise UnencodablePayload(
-                f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
-            ) from exc
+        encoded = encode(payload)
         now = self._clock()
         ledger = self._ledger
         seq = ledger.accept(level, now + self.wall_offset, now, encoded, key, future)
         if not self.backpressure and ledger.unfinished - ledger.in_flight >= self._high_water_mark:
             self._backpressure_on()
         return f"{self._engine_id}-{seq}"
+
+    def admit(
+        self, payload: Any, priority: Priority | int, key: str | None, future: asyncio.Future[Any] | None
+    ) -> tuple[str, asyncio.Future[Any] | None]:
+        """Accept one message (backpressure dealt with): its id, and with a journal its commit to
+        await (it raises ``JournalError`` if the message could not be committed)."""
+        if self._ledger.journal is None:
+            return self.accept(payload, priority, key, future), None
+        return self.accept_journaled(payload, priority, key, future, None)
+
+    def accept_once(
+        self,
+        payload: Any,
+        priority: Priority | int,
+        key: str | None,
+        dedup_key: str | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> Accepted:
+        """``MessageParallelizer.accept``: unless ``dedup_key`` was accepted within the window."""
+        if dedup_key is not None and not isinstance(dedup_key, str):
+            raise ValueError(f"dedup_key must be a str or None, got {type(dedup_key).__name__}")
+        result: asyncio.Future[Any] = loop.create_future()
+        committed: asyncio.Future[bool] = loop.create_future()
+        if self._ledger.journal is not None:  # the journal keeps the dedup record, in the message's transaction
+            message_id, op = self.accept_journaled(payload, priority, key, result, dedup_key)
+            op.add_done_callback(functools.partial(_settle_committed, committed))
+            return Accepted(message_id, committed, result)
+        if dedup_key is not None and not self._dedup.first_time(dedup_key, self._clock()):
+            self.check(priority, key)
+            result.set_exception(DuplicateMessage(f"dedup_key {dedup_key!r} was already accepted"))
+            result.exception()  # retrieved: a caller may only look at ``committed``
+            committed.set_result(False)
+            return Accepted("", committed, result)
+        message_id = self.accept(payload, priority, key, result)
+        committed.set_result(True)
+        return Accepted(message_id, committed, result)
+
+    def accept_journaled(
+        self,
+        payload: Any,
+        priority: Priority | int,
+        key: str | None,
+        future: asyncio.Future[Any] | None,
+        dedup_key: str | None,
+    ) -> tuple[str, asyncio.Future[Any]]:
+        """Journal one message (backpressure already dealt with); its id and its commit (see
+        ``Ledger.accept_journaled``)."""
+        level = self.check(priority, key)
+        encoded = encode(payload)
+        now = self._clock()
+        ledger = self._ledger
+        seq, committed = ledger.accept_journaled(level, now + self.wall_offset, now, encoded, key, future, dedup_key)
+        if not self.backpressure and ledger.unfinished - ledger.in_flight >= self._high_water_mark:
+            self._backpressure_on()
+        return f"{self._engine_id}-{seq}", committed
 
     def check(self, priority: Priority | int, key: str | None) -> int:
         """The priority level, after checking the engine is open and the arguments are valid."""
@@ -110,16 +164,21 @@ class Intake:
         batch = encode_batch(payloads)
         first = self._ledger.last_seq + 1
         start = 0
-        while start < len(batch):
-            if self.backpressure:
-                await self.wait_for_room()
-                level = self.check(priority, key)  # the engine may have closed meanwhile
-            room = max(1, self._high_water_mark - self._ledger.queued)
-            end = min(len(batch), start + room)
-            batch_first = self._accept_slice(batch, start, end, level, key)
-            if start == 0:
-                first = batch_first
-            start = end
+        commits: list[asyncio.Future[None]] = []
+        try:
+            while start < len(batch):
+                if self.backpressure:
+                    await self.wait_for_room()
+                    level = self.check(priority, key)  # the engine may have closed meanwhile
+                room = max(1, self._high_water_mark - self._ledger.queued)
+                end = min(len(batch), start + room)
+                batch_first = self._accept_slice(batch, start, end, level, key, commits)
+                if start == 0:
+                    first = batch_first
+                start = end
+        finally:
+            if commits:  # reported accepted only once committed (the slices share transactions)
+                await asyncio.gather(*commits)
         return MessageIds(self._engine_id, first, len(batch))
 
     def accept_many_nowait(self, payloads: Iterable[Any], priority: Priority | int, key: str | None) -> MessageIds:
@@ -130,9 +189,23 @@ class Intake:
         batch = encode_batch(payloads)
         return MessageIds(self._engine_id, self._accept_slice(batch, 0, len(batch), level, key), len(batch))
 
-    def _accept_slice(self, batch: PayloadBatch, start: int, end: int, level: int, key: str | None) -> int:
+    def _accept_slice(
+        self,
+        batch: PayloadBatch,
+        start: int,
+        end: int,
+        level: int,
+        key: str | None,
+        commits: list[asyncio.Future[None]] | None = None,
+    ) -> int:
         now = self._clock()
-        first = self._ledger.accept_batch(batch, start, end, level, now + self.wall_offset, now, key)
+        if self._ledger.journal is not None and commits is not None:
+            first, commit = self._ledger.accept_batch_journaled(
+                batch, start, end, level, now + self.wall_offset, now, key
+            )
+            commits.append(commit)
+        else:
+            first = self._ledger.accept_batch(batch, start, end, level, now + self.wall_offset, now, key)
         if not self.backpressure and self._ledger.queued >= self._high_water_mark:
             self._backpressure_on()
         return first
@@ -159,6 +232,28 @@ class Intake:
             f"{self._ledger.queued} messages queued: over the high-water mark "
             f"({self._config.queue_high_water_mark}), not yet back at the low one ({self._config.queue_low_water_mark})"
         )
+
+
+def _settle_committed(committed: asyncio.Future[bool], op: asyncio.Future[Any]) -> None:
+    """``Accepted.committed`` from the journal's answer: True accepted, False a duplicate."""
+    if committed.done():
+        return
+    if op.cancelled():
+        committed.cancel()
+    elif op.exception() is not None:
+        committed.set_exception(op.exception())  # type: ignore[arg-type]
+    else:
+        committed.set_result(op.result() is not True)
+
+
+def encode(payload: Any) -> bytes:
+    """The payload as msgpack; ``UnencodablePayload`` if msgpack cannot encode it."""
+    try:
+        return _payload_encoder.encode(payload)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise UnencodablePayload(
+            f"payload of type {type(payload).__name__} cannot be encoded with msgpack: {exc}"
+        ) from exc
 
 
 def encode_batch(payloads: Iterable[Any]) -> PayloadBatch:

@@ -7,6 +7,7 @@ times are seconds as floats and sizes are bytes.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import msgspec
 
@@ -21,6 +22,11 @@ class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
         config = ParallelizerConfig(default_worker_count=2, worker_concurrency=64, max_attempts=5)
         async with MessageParallelizer("bot.handlers:handle", config) as engine:
             await engine.enqueue_message({"from": "+15550100", "text": "hi"})
+
+    With a journal (``MessageParallelizer(handler, config, journal=path)``), ``journal_sync``
+    says how durable a reported accept is ("full": survives power loss; "normal": survives
+    a process crash), and ``dedup_window`` / ``dedup_max_entries`` bound the remembered
+    ``dedup_key`` values (journal or not).
 
     Warning:
         Prefetch trades priority latency for throughput: a high-priority message may wait
@@ -74,6 +80,15 @@ class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_interval: float = 1.0
     #: Seconds between statistics snapshots handed to hooks.
     statistics_interval: float = 1.0
+    #: With a journal (``MessageParallelizer(journal=path)``): "full" (SQLite
+    #: synchronous=FULL: a reported accept survives power loss) or "normal" (it survives a
+    #: process crash, even ``kill -9``, but the last commits may be lost to a power loss).
+    journal_sync: Literal["full", "normal"] = "full"
+    #: Seconds a ``dedup_key`` (a webhook's wamid) is remembered: the same key within it is
+    #: not accepted again. A week by default (WhatsApp re-delivers for days).
+    dedup_window: float = 604800.0
+    #: Most ``dedup_key`` values remembered; the oldest are forgotten first.
+    dedup_max_entries: int = 1_000_000
 
     def __post_init__(self) -> None:
         integer_at_least("default_worker_count", self.default_worker_count, 1)
@@ -92,6 +107,10 @@ class ParallelizerConfig(msgspec.Struct, frozen=True, kw_only=True):
         non_negative("retry_max_backoff", self.retry_max_backoff)
         positive("heartbeat_interval", self.heartbeat_interval)
         positive("statistics_interval", self.statistics_interval)
+        positive("dedup_window", self.dedup_window)
+        integer_at_least("dedup_max_entries", self.dedup_max_entries, 1)
+        if self.journal_sync not in ("full", "normal"):
+            raise ValueError(f'journal_sync must be "full" or "normal", got {self.journal_sync!r}')
         if not isinstance(self.enable_auto_scaling, bool):
             raise ValueError(f"enable_auto_scaling must be a bool, got {self.enable_auto_scaling!r}")
         if not (

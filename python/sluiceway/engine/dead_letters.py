@@ -34,8 +34,9 @@ class DeadLetterQueue:
     """An in-memory, insertion-ordered store of dead letters.
 
     Warning:
-        It lives in the supervisor's memory and is lost with the process; an ``on_dead_letter``
-        hook is the place to persist dead letters that must outlive it.
+        Without a journal it lives in the supervisor's memory and is lost with the process;
+        with one (``MessageParallelizer(journal=path)``) the journal keeps every dead letter
+        and this mirrors it.
     """
 
     def __init__(self) -> None:
@@ -52,6 +53,14 @@ class DeadLetterQueue:
         """Remove and return every dead letter (for replay)."""
         letters, self._letters = self._letters, []
         return letters
+
+    def remove(self, ids: set[str] | None) -> list[DeadLetter]:
+        """Remove and return the dead letters with ``ids`` (None: all of them)."""
+        if ids is None:
+            return self.take_all()
+        removed = [letter for letter in self._letters if letter.id in ids]
+        self._letters = [letter for letter in self._letters if letter.id not in ids]
+        return removed
 
     def __len__(self) -> int:
         return len(self._letters)

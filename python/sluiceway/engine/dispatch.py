@@ -53,8 +53,15 @@ class Dispatcher:
         """
         self._scheduled = False
         ledger = self._ledger
+        if ledger.exclusive and self._dispatch_exclusive():
+            self._intake.relieve()
+            return
         queue = ledger.queue
         suspects = ledger.suspects
+        # With a journal, the seq runs handed over are recorded (attempt + 1, dispatched)
+        # and the frames go out once that is committed (see ``_send_when_recorded``).
+        runs: list[tuple[int, int]] | None = [] if ledger.journal is not None else None
+        frames: list[tuple[WorkerHandle, bytes]] = []
         for worker in self._pool.workers:
             if worker.state != READY or worker.isolating:
                 continue
@@ -62,7 +69,10 @@ class Dispatcher:
             if suspects and not held:
                 worker.isolating = True
                 ledger.in_flight += 1
-                worker.send_encoded(held.hold(suspects.popleft()))
+                suspect = suspects.popleft()
+                if runs is not None:
+                    runs.append((suspect.seq, suspect.seq))
+                frames.append((worker, held.hold(suspect)))
                 continue
             prefetch = worker.prefetch
             credit = prefetch.limit - len(held)
@@ -70,13 +80,53 @@ class Dispatcher:
                 if credit < prefetch.least_frame <= len(queue):
                     break  # it still holds plenty: top it up in a fuller frame later
                 before = len(held)
-                frame = queue.dispatch(held, min(credit, prefetch.frame_size))
+                frame = queue.dispatch(held, min(credit, prefetch.frame_size), runs)
                 assert frame is not None
-                worker.send_encoded(frame)
+                frames.append((worker, frame))
                 sent = len(held) - before
                 ledger.in_flight += sent
                 credit -= sent
+        if runs:
+            self._send_when_recorded(runs, frames)
+        else:
+            for worker, frame in frames:
+                worker.send_encoded(frame)
         self._intake.relieve()
+
+    def _send_when_recorded(self, runs: list[tuple[int, int]], frames: list[tuple[WorkerHandle, bytes]]) -> None:
+        """Send ``frames`` once the journal has committed their hand-over.
+
+        A handler may kill the whole process: only a committed hand-over makes its message
+        a crash suspect after the restart (run alone, its starts counted), so it never runs
+        unrecorded. The loop does not wait for the commit; frames go out in commit order,
+        which keeps each worker's frames in order.
+        """
+        recorded = self._ledger.record_dispatched(runs)
+
+        def send(_: object) -> None:
+            for worker, frame in frames:
+                worker.send_encoded(frame)  # a worker that exited meanwhile ignores it
+
+        recorded.add_done_callback(send)
+
+    def _dispatch_exclusive(self) -> bool:
+        """After a restart, the journal's crash suspects run one at a time on the whole pool
+        (nothing else runs beside them); False once they are through."""
+        ledger = self._ledger
+        workers = self._pool.workers
+        if any(worker.held for worker in workers):
+            return True
+        if not ledger.suspects:
+            ledger.exclusive = False
+            return False
+        for worker in workers:
+            if worker.state == READY:
+                worker.isolating = True
+                ledger.in_flight += 1
+                suspect = ledger.suspects.popleft()
+                self._send_when_recorded([(suspect.seq, suspect.seq)], [(worker, worker.held.hold(suspect))])
+                break
+        return True
 
     def settle_report(self, worker: WorkerHandle, frame: list[Any]) -> None:
         """A worker's REPORT: complete its acks, fail its failures, note its handler latencies and memory."""
@@ -87,6 +137,8 @@ class Dispatcher:
         # Completions are counted here, at settlement, once each: these latencies are what
         # the hooks' LatencyDelta events carry, so their counts match ``completed`` exactly.
         settled_latency = worker.settled_latency
+        if ledger.journal is not None:
+            ledger.record_completed(done + [seq for seq, _ in results])
         settled, keys = held.settle(done, now, settled_latency)
         for key in keys:
             ledger.release_key(key)
@@ -123,5 +175,5 @@ class Dispatcher:
             worker.rss_bytes = rss
         if worker.state == READY:
             self._pool.recycle_if_due(worker)
-        if ledger.queue or ledger.suspects or self._intake.backpressure:
+        if ledger.queue or ledger.suspects or ledger.exclusive or self._intake.backpressure:
             self.dispatch()  # with backpressure on, re-checks the low-water mark

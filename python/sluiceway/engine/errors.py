@@ -37,3 +37,8 @@ class HandlerError(SluicewayError):
 class MessageDeadLettered(SluicewayError):
     """``submit``'s message ended in the dead-letter queue without an exception to re-raise (its
     worker crashed or hung on every attempt)."""
+
+
+class DuplicateMessage(SluicewayError):
+    """``accept(..., dedup_key=...)`` was given a key already accepted within ``dedup_window``:
+    nothing was accepted (``Accepted.committed`` is False; its ``result`` raises this)."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, overload
 
 import msgspec
@@ -81,3 +83,25 @@ class MessageIds(Sequence[str]):
 
     def __repr__(self) -> str:
         return f"MessageIds({self[:3]}{'...' if self._count > 3 else ''}, {self._count} ids)"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What ``MessageParallelizer.accept`` hands back at once.
+
+    ``committed`` resolves to True once the message is accepted (with a journal: committed
+    to it, so it survives a crash), to False if its ``dedup_key`` was already accepted
+    within ``dedup_window`` (nothing was accepted; ``id`` is then ""), and raises ``JournalError`` if the
+    journal could not commit it (nothing was accepted). ``result`` is the handler's result,
+    as ``submit`` returns it (it raises ``DuplicateMessage`` for a duplicate).
+
+    Example::
+
+        accepted = engine.accept(payload, dedup_key=wamid)
+        if await accepted.committed:    # answer the webhook 200 only now
+            ...
+    """
+
+    id: str
+    committed: asyncio.Future[bool]
+    result: asyncio.Future[Any]

@@ -21,6 +21,8 @@ from sluiceway.engine.hooks import HookSet
 from sluiceway.engine.ledger import Ledger
 from sluiceway.engine.message import Priority
 from sluiceway.engine.retry import RetryPolicy
+from sluiceway.journal import DeadLetter as JournalDeadLetter
+from sluiceway.journal import JournaledMessage
 
 _log = logging.getLogger("sluiceway.engine")
 _decoder = msgspec.msgpack.Decoder()
@@ -63,10 +65,51 @@ class Failures:
             ordering_key=entry.key,
         )
         self.dead_letters.add(letter)
-        self._ledger.dead_letter(entry)
+        self._ledger.dead_letter(entry, reason, error, traceback_text)
         if entry.future is not None and not entry.future.done():
             entry.future.set_exception(handler_exception(letter, pickled))
         self._hooks.dead_letter(letter)
+
+    def recovered(self, messages: list[JournaledMessage]) -> tuple[list[JournaledMessage], list[DeadLetter]]:
+        """Judge what a restart found in workers' hands (crash suspects): the messages to re-queue,
+        and the dead letters made (for the hooks, once they are started).
+
+        As with a worker's death: if several were in flight, nobody is to blame yet, so each
+        is refunded the attempt and re-runs alone; if one was, it ran alone and its attempt
+        counts. One that has had ``max_attempts`` starts is dead-lettered without another.
+        """
+        journal = self._ledger.journal
+        assert journal is not None
+        suspects = [m for m in messages if m.dispatched]
+        shared = len(suspects) > 1
+        kept: list[JournaledMessage] = []
+        letters: list[DeadLetter] = []
+        for m in messages:
+            if m.dispatched and shared and m.attempt > 0:
+                m = m._replace(attempt=m.attempt - 1)
+                journal.retry(m.seq, m.attempt, 0.0)
+            if m.dispatched and not self._policy.should_retry(m.attempt):
+                error = f"WorkerDied: the process died while running this message alone ({m.attempt} starts)"
+                journal.dead_letter(m.seq, "crashed", error, "")
+                letter = DeadLetter(
+                    id=f"{self._engine_id}-{m.seq}",
+                    payload=_decoder.decode(m.payload),
+                    priority=_PRIORITIES[m.priority],
+                    attempts=m.attempt,
+                    enqueued_at=m.enqueued_at,
+                    dead_at=time.time(),
+                    reason="crashed",
+                    error=error,
+                    traceback="",
+                    ordering_key=m.ordering_key,
+                )
+                self.dead_letters.add(letter)
+                letters.append(letter)
+                self._ledger.failed_attempts += 1
+                self._ledger.dead_lettered += 1
+                continue
+            kept.append(m)
+        return kept, letters
 
     def redeliver(self, entries: list[Entry], pid: int, ran_alone: bool, reason: str, code: int | None) -> None:
         """Put back what a worker held when it exited for ``reason`` (``ran_alone``: it was isolating one message)."""
@@ -82,6 +125,22 @@ class Failures:
         for entry in entries:
             entry.attempt -= 1
             self._ledger.requeue(entry, alone=reason in _DEATHS)
+
+
+def recovered_letter(engine_id: str, letter: JournalDeadLetter) -> DeadLetter:
+    """A dead letter the journal kept from an earlier run, as the engine reports it."""
+    return DeadLetter(
+        id=f"{engine_id}-{letter.seq}",
+        payload=_decoder.decode(letter.payload),
+        priority=_PRIORITIES[letter.priority],
+        attempts=letter.attempts,
+        enqueued_at=letter.enqueued_at,
+        dead_at=letter.dead_at,
+        reason=letter.reason,
+        error=letter.error,
+        traceback=letter.traceback,
+        ordering_key=letter.ordering_key,
+    )
 
 
 def handler_exception(letter: DeadLetter, pickled: bytes | None) -> BaseException:

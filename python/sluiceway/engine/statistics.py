@@ -41,6 +41,8 @@ class Statistics(msgspec.Struct, frozen=True):
     Throughputs are completions per second over the last 1, 10 and 60 seconds; latencies are
     enqueue-to-done seconds over about the last minute. ``worker_start_seconds`` is the median
     time recent workers took from spawn to ready (0.0 before any): how long a scale-up takes.
+    ``journal_bytes`` (database plus write-ahead log) and ``journal_pending`` (unfinished
+    messages it holds) are read each ``statistics_interval``; 0 without a journal.
     """
 
     enqueued: int
@@ -62,6 +64,8 @@ class Statistics(msgspec.Struct, frozen=True):
     latency_p99: float
     uptime: float
     worker_start_seconds: float = 0.0
+    journal_bytes: int = 0
+    journal_pending: int = 0
 
 
 class ThroughputMeter:

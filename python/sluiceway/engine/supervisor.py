@@ -5,19 +5,25 @@
 - ``Dispatcher`` (``dispatch.py``): the ledger's queue into workers, their reports settled;
 - ``Failures`` (``retries.py``): retries with backoff, crash suspects, dead letters;
 - ``WorkerPool`` (``pool.py``): worker processes started, watched, replaced, retired, scaled;
-- ``BroadcastRelay`` (``broadcast.py``) and ``HookSet`` (``hooks.py``).
+- ``BroadcastRelay`` (``broadcast.py``) and ``HookSet`` (``hooks.py``);
+- ``EngineJournal`` (``journaling.py``): with ``journal=path``, the durable record the ledger keeps.
 
-This module wires them together, routes worker frames, and owns start and shutdown.
+This module wires them together, routes worker frames, and owns start and shutdown. It is
+over 500 lines because it is the engine's whole public API: most of it is the public
+methods' docstrings, and each method hands its work to one of the parts above.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from os import PathLike
 from typing import Any
 
 import msgspec
@@ -33,10 +39,11 @@ from sluiceway.engine.dispatch import Dispatcher
 from sluiceway.engine.errors import EngineNotRunning, WorkerStartupError
 from sluiceway.engine.handler import spec_of
 from sluiceway.engine.hooks import EngineHooks, HookSet, LatencyDelta, Scaled, WorkerExited
+from sluiceway.engine.journaling import EngineJournal
 from sluiceway.engine.ledger import Ledger
-from sluiceway.engine.message import Message, MessageIds, Priority
+from sluiceway.engine.message import Accepted, Message, MessageIds, Priority
 from sluiceway.engine.pool import WorkerPool
-from sluiceway.engine.retries import Failures
+from sluiceway.engine.retries import Failures, recovered_letter
 from sluiceway.engine.retry import RetryPolicy
 from sluiceway.engine.statistics import LatencyWindow, Statistics, ThroughputMeter, WorkerStatistics
 from sluiceway.engine.worker_handle import READY, STARTING, WorkerHandle
@@ -75,6 +82,17 @@ class MessageParallelizer:
     run once per worker process, before its first message and after its last; they open and
     close clients, kept in ``current_worker().state``.
 
+    With ``journal=path`` every accepted message is committed to a SQLite journal before
+    it is reported accepted (``enqueue_message``, ``enqueue_many``, ``submit`` and
+    ``accept(...).committed`` return only then; concurrent accepts share one commit), and
+    dead letters live there too. A restart on the same path re-queues every unfinished
+    message (priority, ordering key, attempts and enqueue time kept, per-key order kept)
+    before new work; those that were in a worker's hands when the process died re-run one
+    at a time, so a message that kills the whole process reaches the dead letters after
+    ``max_attempts`` starts and takes no other message with it. Message ids are stable
+    across restarts. ``enqueue_nowait`` and ``enqueue_many_nowait`` refuse with a journal
+    (they could only report an accept before it is durable): use ``accept``.
+
     Warning:
         Delivery is at-least-once: a message whose worker dies after running it but before
         reporting it runs again, so handlers with external side effects should be idempotent
@@ -91,16 +109,25 @@ class MessageParallelizer:
         worker_setup: str | Callable[[], Any] | None = None,
         worker_teardown: str | Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        journal: str | PathLike[str] | None = None,
     ) -> None:
         self.config = config if config is not None else ParallelizerConfig()
         if not isinstance(self.config, ParallelizerConfig):
             raise ValueError(f"config must be a ParallelizerConfig, got {type(config).__name__}")
+        if journal is not None and not isinstance(journal, (str, PathLike)):
+            raise ValueError(f"journal must be a path (str or PathLike) or None, got {type(journal).__name__}")
+        self._journal_path = os.fspath(journal) if journal is not None else None
         self._handler_spec = spec_of(handler, "handler")
         self._setup_spec = spec_of(worker_setup, "worker_setup") if worker_setup is not None else None
         self._teardown_spec = spec_of(worker_teardown, "worker_teardown") if worker_teardown is not None else None
         self._hooks = HookSet(([monitor] if monitor is not None else []) + list(hooks))
         self._clock = clock
-        self._engine_id = uuid.uuid4().hex[:12]
+        # With a journal, ids must stay the same across restarts: derive them from its path.
+        self._engine_id = (
+            hashlib.sha256(os.path.abspath(self._journal_path).encode()).hexdigest()[:12]
+            if self._journal_path is not None
+            else uuid.uuid4().hex[:12]
+        )
         self._ledger = Ledger(len(_PRIORITIES))
         self._intake = Intake(self.config, self._ledger, self._engine_id, clock)
         self._failures = Failures(self._ledger, RetryPolicy(self.config), self._hooks, self._engine_id)
@@ -117,6 +144,8 @@ class MessageParallelizer:
         self._started_at = 0.0
         self._summary: ShutdownSummary | None = None
         self._timers: list[asyncio.TimerHandle] = []
+        #: Crash suspects a restart dead-lettered (out of starts), told to the hooks once started.
+        self._recovered_letters: list[DeadLetter] = []
         # Set in start(), to the loop that runs the engine.
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -141,10 +170,14 @@ class MessageParallelizer:
         self._started_at = self._clock()
         self._latency = LatencyWindow(self._started_at)
         self._throughput.sample(self._started_at, 0)
+        if self._journal_path is not None:
+            await self._open_journal(self._journal_path)
         try:
             await self._pool.add_workers(self.config.default_worker_count)
         except BaseException:
             await self._pool.kill_all()
+            if self._ledger.journal is not None:
+                await self._ledger.journal.close()
             raise
         self._running = self._pool.running = self._failures.running = True
         self._intake.start(self._started_at)
@@ -153,6 +186,31 @@ class MessageParallelizer:
         self._hooks.start(self)
         for worker in self._pool.workers:
             self._pool.announce(worker)
+        for letter in self._recovered_letters:
+            self._hooks.dead_letter(letter)
+        self._recovered_letters = []
+
+    async def _open_journal(self, path: str) -> None:
+        """Open the journal (``JournalLocked``/``JournalError`` as they are: they name the file,
+        the holder's pid or the reason) and re-queue what the last run left."""
+        config = self.config
+        journal, recovery, letters = await EngineJournal.open(
+            path, config.journal_sync, config.dedup_window, config.dedup_max_entries
+        )
+        ledger = self._ledger
+        ledger.journal = journal
+        for letter in letters:
+            self._failures.dead_letters.add(recovered_letter(self._engine_id, letter))
+        messages, self._recovered_letters = self._failures.recovered(recovery.messages)
+        ledger.recover(messages, recovery.next_seq, self._clock())
+        if recovery.messages:
+            _log.info(
+                "journal %s: %d unfinished messages re-queued (%d were in flight), %d dead letters",
+                path,
+                len(messages),
+                len(recovery.suspects),
+                len(self._failures.dead_letters),
+            )
 
     async def shutdown(self, drain: bool = True, timeout: float | None = None) -> ShutdownSummary:
         """Stop accepting, then stop the workers; a second call returns the first one's summary.
@@ -161,7 +219,8 @@ class MessageParallelizer:
         until everything accepted is done or dead-lettered; without it, or once ``timeout``
         passes, workers finish only what they hold, and the messages still queued are
         returned in ``ShutdownSummary.remaining`` (pending ``submit`` calls get
-        ``EngineNotRunning``).
+        ``EngineNotRunning``). With a journal they also stay in it, and the next start on
+        it runs them; the journal is closed last.
         """
         if self._summary is not None:
             return self._summary  # already shut down (e.g. inside ``async with``)
@@ -178,6 +237,8 @@ class MessageParallelizer:
         self._intake.stop()
         for timer in self._timers:
             timer.cancel()
+        if self._ledger.committing:  # accepts on their way to the journal: staged once committed
+            await asyncio.gather(*self._ledger.committing, return_exceptions=True)
         remaining_entries = self._ledger.take_waiting()
         await self._pool.retire_all()
         # Workers re-queue what they held if they died while retiring: collect that too.
@@ -189,6 +250,8 @@ class MessageParallelizer:
                 entry.future.set_exception(EngineNotRunning("the engine shut down before this message ran"))
         await self._pool.kill_all()
         ledger = self._ledger
+        if ledger.journal is not None:  # what remains stays in it for the next start
+            await ledger.journal.close()
         summary = self._summary = ShutdownSummary(
             ledger.completed, ledger.failed_attempts, ledger.retried, ledger.dead_lettered, remaining
         )
@@ -216,15 +279,50 @@ class MessageParallelizer:
         """
         if self._intake.backpressure:
             await self._intake.wait_for_room()
-        return self._intake.accept(payload, priority, ordering_key, None)
+        message_id, committed = self._intake.admit(payload, priority, ordering_key, None)
+        if committed is not None:
+            await committed
+        return message_id
 
     def enqueue_nowait(
         self, payload: Any, priority: Priority | int = Priority.NORMAL, *, ordering_key: str | None = None
     ) -> str:
-        """Like ``enqueue_message`` but raises ``Backpressure`` instead of waiting."""
+        """Like ``enqueue_message`` but raises ``Backpressure`` instead of waiting.
+
+        ``ValueError`` with a journal: it would report the message accepted before it is
+        committed; use ``accept`` (and await its ``committed``) instead.
+        """
+        self._refuse_with_journal("enqueue_nowait")
         if self._intake.backpressure:
             raise self._intake.backpressure_error()
         return self._intake.accept(payload, priority, ordering_key, None)
+
+    def accept(
+        self,
+        payload: Any,
+        priority: Priority | int = Priority.NORMAL,
+        *,
+        ordering_key: str | None = None,
+        dedup_key: str | None = None,
+    ) -> Accepted:
+        """Accept ``payload`` now (or raise ``Backpressure``, ``UnencodablePayload``...), and hand
+        back its id, its commit and its result (see ``Accepted``).
+
+        With a journal the message counts as accepted only once ``committed`` resolves to
+        True: a webhook should be answered 200 only then. ``dedup_key`` (a webhook's wamid):
+        a key already accepted within ``dedup_window`` is not accepted again (``committed``
+        resolves to False); with a journal the message and its key commit in one transaction.
+        """
+        if self._intake.backpressure:
+            raise self._intake.backpressure_error()
+        return self._intake.accept_once(payload, priority, ordering_key, dedup_key, self._running_loop())
+
+    def _refuse_with_journal(self, method: str) -> None:
+        if self._journal_path is not None:
+            raise ValueError(
+                f"{method} cannot report an accept before the journal commits it: "
+                "use accept(...) and await its committed, or the awaiting enqueue methods"
+            )
 
     async def submit(
         self, payload: Any, priority: Priority | int = Priority.NORMAL, *, ordering_key: str | None = None
@@ -238,7 +336,9 @@ class MessageParallelizer:
         if self._intake.backpressure:
             await self._intake.wait_for_room()
         future: asyncio.Future[Any] = self._running_loop().create_future()
-        self._intake.accept(payload, priority, ordering_key, future)
+        _, committed = self._intake.admit(payload, priority, ordering_key, future)
+        if committed is not None:
+            await committed
         return await future
 
     def submit_nowait(
@@ -248,12 +348,14 @@ class MessageParallelizer:
         returns the future of the handler's result.
 
         For callers that track many results with callbacks rather than a task each (the bot
-        runtime hands every inbound message to the engine this way).
+        runtime hands every inbound message to the engine this way). With a journal the
+        message counts as accepted once committed, and the future raises ``JournalError``
+        if the commit fails; use ``accept`` to learn when it is committed.
         """
         if self._intake.backpressure:
             raise self._intake.backpressure_error()
         future: asyncio.Future[Any] = self._running_loop().create_future()
-        self._intake.accept(payload, priority, ordering_key, future)
+        self._intake.admit(payload, priority, ordering_key, future)
         return future
 
     async def enqueue_many(
@@ -280,23 +382,56 @@ class MessageParallelizer:
     ) -> MessageIds:
         """Like ``enqueue_many`` but all or nothing: ``Backpressure`` if it is on, else the whole batch goes in.
 
+        ``ValueError`` with a journal (it would report the batch accepted before it is
+        committed): await ``enqueue_many`` instead.
+
         Warning:
             The batch is accepted whole even when it takes the queue past the high-water
             mark (backpressure then switches on for what follows); bound batch sizes if the
             mark must hold exactly.
         """
+        self._refuse_with_journal("enqueue_many_nowait")
         return self._intake.accept_many_nowait(payloads, priority, ordering_key)
 
     # -- dead letters ----------------------------------------------------------------------
 
     def dead_letters(self) -> list[DeadLetter]:
-        """Every dead letter so far, oldest first (payload, attempts, last error and traceback)."""
+        """Every dead letter so far, oldest first (payload, attempts, last error and traceback).
+
+        With a journal they are kept there, and this includes those of earlier runs.
+        """
         return self._failures.dead_letters.snapshot()
 
     def replay_dead_letters(self) -> list[str]:
-        """Enqueue every dead letter again as a new message (attempts start over); returns the new ids."""
-        letters = self._failures.dead_letters.take_all()
-        return [self._intake.accept(letter.payload, letter.priority, letter.ordering_key, None) for letter in letters]
+        """Enqueue every dead letter again as a new message (attempts start over); returns the new ids.
+
+        With a journal the dead letters move back to the messages in one transaction,
+        queued now and committed in order with everything else.
+        """
+        journal = self._ledger.journal
+        if journal is None:
+            letters = self._failures.dead_letters.take_all()
+            return [
+                self._intake.accept(letter.payload, letter.priority, letter.ordering_key, None) for letter in letters
+            ]
+        self._intake.check(Priority.NORMAL, None)
+        count = len(self._failures.dead_letters)
+        if not count:
+            return []
+        self._failures.dead_letters.take_all()
+        first = self._ledger.replay(journal.replay_dead_letters(self._ledger.last_seq + 1), count, self._clock())
+        return [f"{self._engine_id}-{seq}" for seq in range(first, first + count)]
+
+    def purge_dead_letters(self, ids: Iterable[str] | None = None) -> int:
+        """Delete dead letters (all, or those with the given ids) for good; how many went."""
+        chosen = None if ids is None else set(ids)
+        purged = self._failures.dead_letters.remove(chosen)
+        journal = self._ledger.journal
+        if journal is not None and purged:
+            prefix = f"{self._engine_id}-"
+            seqs = None if chosen is None else [int(letter.id.removeprefix(prefix)) for letter in purged]
+            journal.purge_dead_letters(seqs)
+        return len(purged)
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -318,6 +453,11 @@ class MessageParallelizer:
     def worker_pids(self) -> list[int]:
         """The pids of the live worker processes (starting, ready or retiring)."""
         return self._pool.pids()
+
+    async def journal_synchronous(self) -> str | None:
+        """What the journal's SQLite reports for ``PRAGMA synchronous`` ("full" or "normal"), or None without one."""
+        journal = self._ledger.journal
+        return None if journal is None else await journal.synchronous()
 
     def _settings(self, index: int) -> dict[str, Any]:
         return {
@@ -397,8 +537,9 @@ class MessageParallelizer:
             for w in workers
         ]
         ledger = self._ledger
+        journal_stats = ledger.journal.stats if ledger.journal is not None else None
         return Statistics(
-            enqueued=ledger.last_seq,
+            enqueued=ledger.accepted,
             completed=ledger.completed,
             failed_attempts=ledger.failed_attempts,
             retried=ledger.retried,
@@ -417,6 +558,8 @@ class MessageParallelizer:
             latency_p99=latency.quantile(0.99),
             uptime=now - self._started_at,
             worker_start_seconds=self._pool.start_seconds(),
+            journal_bytes=journal_stats.file_bytes if journal_stats is not None else 0,
+            journal_pending=journal_stats.pending if journal_stats is not None else 0,
         )
 
     def publish_latencies(self) -> None:
@@ -442,6 +585,8 @@ class MessageParallelizer:
         self._throughput.sample(now, self._ledger.completed)
         assert self._latency is not None
         self._latency.rotate(now)
+        if self._ledger.journal is not None:
+            self._ledger.journal.refresh_stats()
         self.publish_latencies()
         if self._hooks:
             self._hooks.statistics(self.get_statistics())

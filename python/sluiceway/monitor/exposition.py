@@ -98,6 +98,18 @@ class SnapshotCollector:
             "sluiceway_messages_in_flight", "Messages handed to workers and not yet settled.", value=report.in_flight
         )
         yield GaugeMetricFamily("sluiceway_workers", "Live worker processes.", value=report.workers)
+        points = publish.points
+        if "journal_bytes" in points:  # an engine with a journal
+            yield GaugeMetricFamily(
+                "sluiceway_journal_bytes",
+                "The engine journal's size (database and WAL).",
+                value=points["journal_bytes"],
+            )
+            yield GaugeMetricFamily(
+                "sluiceway_journal_pending_messages",
+                "Unfinished messages the journal holds.",
+                value=points["journal_pending"],
+            )
         yield GaugeMetricFamily(
             "sluiceway_error_ratio",
             "Failed attempts / all attempts over the last check.",

@@ -275,6 +275,9 @@ class PerformanceMonitor(EngineHooks):
             points["queue_depth"] = float(self._statistics.queued)
             points["in_flight"] = float(self._statistics.in_flight)
             points["workers"] = float(self._statistics.worker_count)
+            if self._statistics.journal_bytes:  # only an engine with a journal has these series
+                points["journal_bytes"] = float(self._statistics.journal_bytes)
+                points["journal_pending"] = float(self._statistics.journal_pending)
         if self._resources is not None:
             points["cpu_percent"] = self._resources.machine.cpu_percent
             points["memory_percent"] = self._resources.machine.memory_percent
