@@ -23,8 +23,10 @@ _EXPORTS = {
     "Settings": "sluiceway.app",
     "load_settings": "sluiceway.app",
     # the engine
+    "Accepted": "sluiceway.engine",
     "Backpressure": "sluiceway.engine",
     "DeadLetter": "sluiceway.engine",
+    "DuplicateMessage": "sluiceway.engine",
     "EngineHooks": "sluiceway.engine",
     "Message": "sluiceway.engine",
     "MessageParallelizer": "sluiceway.engine",
@@ -87,8 +89,10 @@ if TYPE_CHECKING:
     from sluiceway.app import KeywordClassifier as KeywordClassifier
     from sluiceway.app import Settings as Settings
     from sluiceway.app import load_settings as load_settings
+    from sluiceway.engine import Accepted as Accepted
     from sluiceway.engine import Backpressure as Backpressure
     from sluiceway.engine import DeadLetter as DeadLetter
+    from sluiceway.engine import DuplicateMessage as DuplicateMessage
     from sluiceway.engine import EngineHooks as EngineHooks
     from sluiceway.engine import Message as Message
     from sluiceway.engine import MessageParallelizer as MessageParallelizer
@@ -126,6 +130,7 @@ else:
 
 __all__ = [
     "DEFAULT_HIGH_PRIORITY_KEYWORDS",
+    "Accepted",
     "Alert",
     "AutoscaleConfig",
     "Backpressure",
@@ -136,6 +141,7 @@ __all__ = [
     "CacheResult",
     "Context",
     "DeadLetter",
+    "DuplicateMessage",
     "EngineHooks",
     "FailedSend",
     "InboundMessage",

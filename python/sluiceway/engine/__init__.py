@@ -1,8 +1,8 @@
 """The message engine: a supervisor with a priority queue feeding uvloop worker processes.
 
 Public names: ``MessageParallelizer``, ``ParallelizerConfig``, ``Message``, ``Priority``,
-``Statistics``, ``DeadLetter``, ``Accepted`` (what ``accept`` returns), ``current_worker``, the engine's errors, and for hooks
-``EngineHooks``, ``EngineView`` and their events (``LatencyDelta``, ``WorkerStarted``,
+``Statistics``, ``DeadLetter``, ``Accepted`` (what ``accept`` returns), ``current_worker``, the
+engine's errors, and for hooks ``EngineHooks``, ``EngineView`` and their events (``LatencyDelta``, ``WorkerStarted``,
 ``WorkerExited``, ``Scaled``); ``run`` (in ``sluiceway.engine.runner``) drains the engine
 on SIGINT/SIGTERM.
 """
