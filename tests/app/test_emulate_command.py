@@ -100,3 +100,13 @@ def test_emulate_refuses_a_malformed_csv_flag(capsys: pytest.CaptureFixture[str]
 
     assert main(["emulate", "sheets", "--csv", "units.csv"]) == EXIT_USAGE
     assert "NAME=PATH" in capsys.readouterr().err
+
+
+def test_the_readme_lists_every_environment_variable_the_bot_reads() -> None:
+    """The settings table of the README names the environment variable of every setting."""
+    from sluiceway.app.settings import Settings, env_name
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Configuration of `sluiceway run`")[1].split("###")[0]
+    missing = [env_name(field) for field in Settings.__struct_fields__ if f"`{env_name(field)}`" not in table]
+    assert missing == []

@@ -122,7 +122,7 @@ class ChatMessage(msgspec.Struct, frozen=True):
     reply_to: str | None = None
 
 
-def _readable(message: OutboundMessage) -> tuple[str, list[str]]:
+def readable(message: OutboundMessage) -> tuple[str, list[str]]:
     """The text a user would read in ``message``, and the titles of its buttons or list rows."""
     if message.text is not None:
         return message.text.body, []
@@ -339,7 +339,7 @@ class WhatsAppEmulator:
             return self._error(400, 131026, "Message undeliverable", "OAuthException")
         wamid = self._new_wamid(message.to)
         self.accepted.append(Accepted(wamid, message, now))
-        text, buttons = _readable(message)
+        text, buttons = readable(message)
         reply_to = message.context.message_id if message.context is not None else None
         self.conversation.append(
             ChatMessage(
