@@ -57,7 +57,11 @@ DEFAULT_SENDER = "15550000001"
 #: A sheet's contents: a CSV file's path, or its rows (the first row is usually the header).
 SheetSource = str | os.PathLike[str] | Sequence[Sequence[Any]]
 
-_ENGINE_PRIORITY: dict[PriorityLevel, Priority] = {"high": Priority.HIGH, "normal": Priority.NORMAL}
+_ENGINE_PRIORITY: dict[PriorityLevel, Priority] = {
+    "high": Priority.HIGH,
+    "normal": Priority.NORMAL,
+    "low": Priority.LOW,
+}
 
 
 class BotReply(msgspec.Struct, frozen=True):
