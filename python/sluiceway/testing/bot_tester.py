@@ -33,9 +33,10 @@ from sluiceway.app.settings import Settings
 from sluiceway.app.worker import Resources
 from sluiceway.engine import DeadLetter, ParallelizerConfig, Priority
 from sluiceway.sheets.config import SheetsClientConfig
+from sluiceway.testing.conversation import readable
 from sluiceway.testing.sheets_emulator import SheetsEmulator
 from sluiceway.testing.sheets_grid import rows_from_csv
-from sluiceway.testing.whatsapp_emulator import DEFAULT_PHONE_NUMBER_ID, readable
+from sluiceway.testing.whatsapp_emulator import DEFAULT_PHONE_NUMBER_ID
 from sluiceway.whatsapp.messages import OutboundMessage
 from sluiceway.whatsapp.webhooks import (
     Change,
