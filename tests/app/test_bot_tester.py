@@ -120,7 +120,7 @@ def test_a_failing_handler_is_retried_then_dead_lettered() -> None:
     asyncio.run(scenario())
 
 
-def test_buttons_hooks_and_priority() -> None:
+def test_buttons_taps_hooks_and_priority() -> None:
     events: list[str] = []
     menu = Bot()
 
@@ -149,6 +149,13 @@ def test_buttons_hooks_and_priority() -> None:
             assert reply.text == "Book a viewing?" and reply.buttons == ["Yes", "No"]
             assert [m.to for m in reply.messages] == ["15550000001", "15550000042"]
             assert (await tester.send("hello")).priority == "normal"
+            tapped = await tester.tap("No")
+            assert (tapped.inbound.type, tapped.inbound.text) == ("interactive", "No")
+            assert tapped.inbound.data["button_reply"] == {"id": "n", "title": "No", "description": ""}
+            with pytest.raises(ValueError, match="offers 'Yes', 'No', not 'Maybe'"):
+                await tester.tap("Maybe")
+            with pytest.raises(ValueError, match="offers nothing"):
+                await tester.tap("Yes", sender="15550000042")  # that recipient got only text
         assert events == ["start -", "stop"]
 
     asyncio.run(scenario())

@@ -43,9 +43,11 @@ from sluiceway.whatsapp.webhooks import (
     ChangeValue,
     Contact,
     Entry,
+    InboundInteractive,
     InboundText,
     Metadata,
     Profile,
+    Reply,
     WebhookMessage,
     WebhookPayload,
 )
@@ -122,6 +124,7 @@ class BotTester:
             reply = await tester.send("is 3D available?", sender="+15551234567")
             assert "3D" in reply.text
             tester.sheet_rows("Units")          # what the bot wrote, as stored
+            await tester.tap("Book a viewing")  # a reply button the bot offered
 
     The bot's ``on_worker_start`` hooks run on entry and ``on_worker_stop`` hooks on exit.
     """
@@ -207,17 +210,54 @@ class BotTester:
 
     async def send(self, text: str, sender: str = DEFAULT_SENDER, *, name: str = "Test User") -> BotReply:
         """Deliver a text message from ``sender`` (digits, an optional leading ``+``) to the handler."""
-        wa_id = sender.removeprefix("+")
-        if not wa_id.isdigit():
-            raise ValueError(f"sender must be a phone number in digits (e.g. 15551234567), got {sender!r}")
+        wa_id = _wa_id(sender)
         if not text:
             raise ValueError("text must not be empty: WhatsApp delivers no empty text messages")
+        return await self._receive(wa_id, name, type="text", text=InboundText(text))
+
+    async def tap(self, title: str, sender: str = DEFAULT_SENDER, *, name: str = "Test User") -> BotReply:
+        """Tap the reply button or list row titled ``title`` in the latest interactive message sent to ``sender``.
+
+        The handler gets what WhatsApp delivers for a tap (``msg.type == "interactive"``, ``msg.text``
+        the title, ``msg.data`` the choice's id). ``ValueError`` if that message offers no such choice.
+        """
+        wa_id = _wa_id(sender)
+        choices = self._latest_choices(wa_id)
+        if title not in choices:
+            offered = ", ".join(repr(t) for t in choices) or "nothing"
+            raise ValueError(f"the latest interactive message to {wa_id} offers {offered}, not {title!r}")
+        kind, choice_id = choices[title]
+        choice = Reply(choice_id, title)
+        interactive = InboundInteractive(
+            kind,
+            button_reply=choice if kind == "button_reply" else None,
+            list_reply=choice if kind == "list_reply" else None,
+        )
+        return await self._receive(wa_id, name, type="interactive", interactive=interactive)
+
+    def _latest_choices(self, wa_id: str) -> dict[str, tuple[str, str]]:
+        """Title → (reply kind, id) of the choices in the latest interactive message sent to ``wa_id``."""
+        for reply in reversed(self.replies):
+            for message in reversed(reply.messages):
+                if message.to != wa_id or message.interactive is None:
+                    continue
+                action = message.interactive.action
+                choices = {
+                    b["reply"]["title"]: ("button_reply", b["reply"]["id"])
+                    for b in action.get("buttons", [])
+                    if "reply" in b
+                }
+                for section in action.get("sections", []):
+                    choices.update({row["title"]: ("list_reply", row["id"]) for row in section.get("rows", [])})
+                return choices
+        return {}
+
+    async def _receive(self, wa_id: str, name: str, **content: Any) -> BotReply:
+        """Wrap one message from ``wa_id`` in a webhook as Meta does, normalise it as the ingress does, deliver it."""
         await self.start()
         self._ids += 1
         now = self._clock()
-        message = WebhookMessage(
-            from_=wa_id, id=f"wamid.test-{self._ids:06d}", timestamp=str(int(now)), type="text", text=InboundText(text)
-        )
+        message = WebhookMessage(from_=wa_id, id=f"wamid.test-{self._ids:06d}", timestamp=str(int(now)), **content)
         value = ChangeValue(
             "whatsapp",
             Metadata("15550000000", DEFAULT_PHONE_NUMBER_ID),
@@ -258,6 +298,14 @@ class BotTester:
             traceback=trace,
         )
         return BotReply(inbound, priority, [], [], self.max_attempts, letter)
+
+
+def _wa_id(sender: str) -> str:
+    """A sender's WhatsApp id: the phone number's digits, without the ``+``."""
+    wa_id = sender.removeprefix("+")
+    if not wa_id.isdigit():
+        raise ValueError(f"sender must be a phone number in digits (e.g. 15551234567), got {sender!r}")
+    return wa_id
 
 
 def _emulator_for(sheets: Mapping[str, SheetSource] | SheetsEmulator, spreadsheet_id: str) -> SheetsEmulator:
