@@ -198,40 +198,114 @@ def _dlq(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_emulator(kind: str, args: argparse.Namespace) -> None:
-    import signal
+def _export_block(settings: dict[str, str]) -> str:
+    """``export NAME=value`` lines for the settings fields in ``settings``, under the names the bot reads."""
+    import shlex
 
-    from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
+    from sluiceway.app.settings import env_name
+
+    return "\n".join(f"export {env_name(field)}={shlex.quote(value)}" for field, value in settings.items())
+
+
+def _sheets_to_load(args: argparse.Namespace) -> dict[str, Path]:
+    """Sheet name → CSV file: the ``--csv NAME=PATH`` flags, else the property bot's sample spreadsheet."""
+    if not args.csv:
+        from sluiceway.examples.property_bot import SHEETS
+
+        return dict(SHEETS)
+    sheets: dict[str, Path] = {}
+    for item in args.csv:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--csv takes NAME=PATH (e.g. Units=units.csv), got {item!r}")
+        if not Path(path).is_file():
+            raise ValueError(f"--csv {item!r}: no such file {path!r}")
+        sheets[name] = Path(path)
+    return sheets
+
+
+async def _serve_whatsapp(args: argparse.Namespace, stop: asyncio.Event) -> None:
+    import secrets
+
+    from sluiceway.testing import WhatsAppEmulator
+
+    # Explicit, never read from the environment: the bot's WHATSAPP_APP_SECRET must be set to
+    # this value, so the emulator decides it and prints it rather than guessing from the shell.
+    app_secret = args.app_secret or secrets.token_urlsafe(24)
+    verify_token = args.verify_token or secrets.token_urlsafe(12)
+    whatsapp = WhatsAppEmulator(
+        throughput=args.rate, webhook_url=args.webhook_url, app_secret=app_secret, port=args.port
+    )
+    async with whatsapp:
+        exports = _export_block(
+            {
+                "whatsapp_base_url": whatsapp.base_url,
+                "whatsapp_access_token": whatsapp.access_token,
+                "whatsapp_phone_number_id": whatsapp.phone_number_id,
+                "whatsapp_app_secret": app_secret,
+                "whatsapp_verify_token": verify_token,
+            }
+        )
+        secret_origin = "given with --app-secret" if args.app_secret else "generated; fix it with --app-secret"
+        print(
+            f"WhatsApp Cloud API emulator at {whatsapp.base_url} (throughput {args.rate:g}/s); Ctrl-C stops.\n"
+            f"Status webhooks and test messages go to {args.webhook_url}, signed (X-Hub-Signature-256) with\n"
+            f"the app secret below ({secret_origin}): the bot's WHATSAPP_APP_SECRET must be the same.\n"
+            "Paste into the shell that runs your bot:\n\n"
+            f"{exports}\n\n"
+            "Send the bot a message, then read the conversation:\n"
+            f'  curl -s {whatsapp.base_url}/_emulator/inbound -d \'{{"from": "15551234567", "text": "hello"}}\'\n'
+            f"  curl -s '{whatsapp.base_url}/_emulator/messages?with=15551234567'",
+            flush=True,
+        )
+        await stop.wait()
+        print(f"accepted {len(whatsapp.accepted)} message(s); answers {dict(whatsapp.answers)}", flush=True)
+
+
+async def _serve_sheets(args: argparse.Namespace, stop: asyncio.Event, sheets_to_load: dict[str, Path]) -> None:
+    from sluiceway.testing import SheetsEmulator
+
+    sheets = SheetsEmulator(port=args.port)
+    async with sheets:
+        for name, path in sheets_to_load.items():
+            sheets.load_csv(args.spreadsheet_id, name, path)
+        exports = _export_block({"sheets_api_endpoint": sheets.url, "spreadsheet_id": args.spreadsheet_id})
+        print(
+            f"Google Sheets API emulator at {sheets.url}; Ctrl-C stops.\n"
+            f"Spreadsheet {args.spreadsheet_id!r} with sheets {', '.join(sheets_to_load)} (no credentials needed).\n"
+            "Paste into the shell that runs your bot:\n\n"
+            f"{exports}\n",
+            flush=True,
+        )
+        await stop.wait()
+        print(f"requests: {dict(sheets.requests)}", flush=True)
+
+
+async def _serve_emulator(args: argparse.Namespace, sheets_to_load: dict[str, Path]) -> None:
+    import signal
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    if kind == "whatsapp":
-        whatsapp = WhatsAppEmulator(
-            throughput=args.rate, webhook_url=args.webhook_url, app_secret=os.environ.get("WHATSAPP_APP_SECRET")
-        )
-        async with whatsapp:
-            print(f"WhatsApp Cloud API emulator at {whatsapp.base_url}")
-            print(f"  phone number id {whatsapp.phone_number_id}; access token {whatsapp.access_token}")
-            print(f"  throughput {args.rate}/s; status webhooks to {args.webhook_url or '(none)'}; Ctrl-C stops")
-            await stop.wait()
-            print(f"accepted {len(whatsapp.accepted)} message(s); answers {dict(whatsapp.answers)}")
+    if args.api == "whatsapp":
+        await _serve_whatsapp(args, stop)
     else:
-        from sluiceway.examples.property_bot import SHEETS
-
-        sheets = SheetsEmulator(port=args.port)
-        async with sheets:
-            for name, path in SHEETS.items():
-                sheets.load_csv(args.spreadsheet_id, name, path)
-            print(f"Google Sheets API emulator at {sheets.url}")
-            print(f"  spreadsheet {args.spreadsheet_id!r} with sheets {', '.join(SHEETS)}; Ctrl-C stops")
-            await stop.wait()
-            print(f"requests: {dict(sheets.requests)}")
+        await _serve_sheets(args, stop, sheets_to_load)
 
 
 def _emulate(args: argparse.Namespace) -> int:
-    _run_async(_serve_emulator(args.api, args))
+    try:
+        if not 0 <= args.port <= 65535:
+            raise ValueError(f"--port must be a TCP port in 0..65535, got {args.port}")
+        sheets_to_load = _sheets_to_load(args) if args.api == "sheets" else {}
+        _run_async(_serve_emulator(args, sheets_to_load))
+    except ValueError as error:
+        print(f"cannot start the emulator: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:  # the port is taken, most often
+        print(f"cannot start the emulator on port {args.port}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
@@ -266,12 +340,33 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--config", metavar="PATH", help="settings file to read admin_port from")
     dlq.set_defaults(func=_dlq)
 
-    emulate = commands.add_parser("emulate", help="run the WhatsApp or Sheets API emulator alone")
+    emulate = commands.add_parser(
+        "emulate",
+        help="run the WhatsApp or Sheets API emulator alone, for a local development loop",
+        description="Run a local WhatsApp Cloud API or Google Sheets API and print the settings a bot needs "
+        "to use it (export lines to paste).",
+    )
     emulate.add_argument("api", choices=["whatsapp", "sheets"])
+    emulate.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     emulate.add_argument("--rate", type=float, default=80.0, help="whatsapp: messages/s cap (default 80)")
-    emulate.add_argument("--webhook-url", help="whatsapp: where to post status webhooks")
-    emulate.add_argument("--port", type=int, default=0, help="sheets: port (default: a free one)")
-    emulate.add_argument("--spreadsheet-id", default="demo-property-sheet", help="sheets: id of the sample spreadsheet")
+    emulate.add_argument(
+        "--webhook-url",
+        default="http://127.0.0.1:8080/webhook",
+        help="whatsapp: the bot's webhook, where status webhooks and test messages are posted "
+        "(default: http://127.0.0.1:8080/webhook, where `sluiceway run` listens by default)",
+    )
+    emulate.add_argument(
+        "--app-secret",
+        help="whatsapp: the app secret that signs the webhooks it posts (default: a generated one, printed)",
+    )
+    emulate.add_argument("--verify-token", help="whatsapp: the webhook verify token to print (default: generated)")
+    emulate.add_argument("--spreadsheet-id", default="demo-property-sheet", help="sheets: id of the spreadsheet")
+    emulate.add_argument(
+        "--csv",
+        action="append",
+        metavar="NAME=PATH",
+        help="sheets: load sheet NAME from a CSV file (repeatable; default: the property bot's sample sheets)",
+    )
     emulate.set_defaults(func=_emulate)
 
     config = commands.add_parser("config", help="inspect the effective settings")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import os
 import re
 import shutil
@@ -76,3 +78,30 @@ def test_dashboard_shows_data_points_in_headless_chromium() -> None:
     assert int(drawn["latency_p50,latency_p95,latency_p99"]) >= 9
     assert int(drawn["cpu_percent"]) >= 3 and int(drawn["memory_percent"]) >= 3
     assert "msg/s (1 min)" in dom and "uptime" in dom
+    charts = {chart["data-series"]: chart for chart in canvases(dom)}
+
+    # Latency (0.01 to 0.5 s here) reads in milliseconds, on 1-2-5 ticks from 0, with room above the highest line.
+    latency = charts["latency_p50,latency_p95,latency_p99"]
+    ticks = latency["data-y-ticks"].split("|")
+    assert ticks[0] == "0 ms" and all(t.endswith(" ms") for t in ticks) and len(ticks) >= 3
+    values = [float(t.removesuffix(" ms")) for t in ticks]
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(values)}
+    assert len(steps) == 1 and is_one_two_five(steps.pop())
+    assert float(latency["data-y-top"]) > float(latency["data-y-max"])  # a flat or top line is not on the edge
+    assert re.search(r"<b>[0-9.]+ ms</b>p95 latency", dom)
+    # Every drawn chart labels its y ticks with the unit and its x axis with time up to now.
+    for series, suffix in (("throughput", "/s"), ("cpu_percent", " %"), ("memory_percent", " %")):
+        assert all(t.endswith(suffix) for t in charts[series]["data-y-ticks"].split("|")), charts[series]
+        x_ticks = charts[series]["data-x-ticks"].split("|")
+        assert x_ticks[-1] == "now" and len(x_ticks) >= 2 and all(t.endswith(" s") for t in x_ticks[:-1])
+
+
+def canvases(dom: str) -> list[dict[str, str]]:
+    """The attributes of each ``<canvas>`` in ``dom``."""
+    return [dict(re.findall(r'([\w-]+)="([^"]*)"', tag)) for tag in re.findall(r"<canvas[^>]*>", dom)]
+
+
+def is_one_two_five(step: float) -> bool:
+    """``step`` is 1, 2 or 5 times a power of ten."""
+    exponent = math.floor(math.log10(step))
+    return round(step / 10**exponent, 6) in (1.0, 2.0, 5.0)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import psutil
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sluiceway import MonitorConfig, PerformanceMonitor
@@ -185,3 +188,53 @@ def test_workers_are_sampled_in_the_monitor_process() -> None:
     finally:
         worker.kill()
         worker.wait()
+
+
+def _scrape_real_metrics() -> str:
+    """/metrics of a real monitor that has latencies, failures (so an alert), a resource sample and
+    custom metrics whose labels Prometheus reserves or refuses."""
+
+    async def scenario() -> str:
+        async with PerformanceMonitor(config()) as monitor:
+            for i in range(200):
+                monitor.record_message_latency(f"m{i}", 0.002 * (i % 50 + 1), success=i % 20 != 0)
+            monitor.record_metric("reserved_labels", 1.0, quantile="0.5", le="1", __x="y", sheet="units")
+            assert monitor.http_url is not None
+            url = monitor.http_url + "/metrics"
+
+            async def scrape() -> str | None:
+                text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
+                wanted = ("completed_total 190.0", "sluiceway_process_cpu_seconds_total", "sluiceway_alert_active{")
+                return text if all(part in text for part in wanted) else None
+
+            text: str = await wait_for(scrape, "metrics with latencies, an alert and a resource sample")
+            return text
+
+    return asyncio.run(scenario())
+
+
+def test_metrics_use_quantile_and_le_labels_only_where_prometheus_allows() -> None:
+    """Only a summary has a ``quantile`` label, only a histogram an ``le``; quantiles are gauges named per quantile."""
+    families = {f.name: f for f in text_string_to_metric_families(_scrape_real_metrics())}
+    for family in families.values():
+        for sample in family.samples:
+            assert family.type == "summary" or "quantile" not in sample.labels, (family.name, sample)
+            assert family.type == "histogram" or "le" not in sample.labels, (family.name, sample)
+    for name in ("p50", "p95", "p99"):
+        quantile = families[f"sluiceway_message_latency_{name}_seconds"]
+        assert quantile.type == "gauge"
+        assert {s.labels["window"] for s in quantile.samples} == {"60s", "300s", "900s"}
+        assert all(0.002 <= s.value <= 0.1 for s in quantile.samples)
+    p50 = families["sluiceway_message_latency_p50_seconds"].samples[0].value
+    assert p50 <= families["sluiceway_message_latency_p99_seconds"].samples[0].value
+    [custom] = families["sluiceway_custom_reserved_labels"].samples
+    assert custom.labels == {"label_quantile": "0.5", "label_le": "1", "label___x": "y", "sheet": "units"}
+
+
+def test_metrics_pass_promtool() -> None:
+    """``promtool check metrics`` (Prometheus's own linter) finds nothing in the monitor's real output."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (Debian package: prometheus)")
+    check = subprocess.run([promtool, "check", "metrics"], input=_scrape_real_metrics(), capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout + check.stderr == "", check.stdout + check.stderr

@@ -1,7 +1,11 @@
 """The monitor's HTTP face (in the monitor process): ``/metrics``, ``/status`` and the dashboard.
 
 ``/metrics`` is rendered by ``prometheus_client`` from a custom collector that reads the
-latest snapshot, so nothing is counted twice and scrapes cost the supervisor nothing.
+latest snapshot, so nothing is counted twice and scrapes cost the supervisor nothing. It passes
+``promtool check metrics``: windowed latency quantiles are gauges named per quantile
+(``sluiceway_message_latency_p99_seconds{window="60s"}``), since Prometheus reserves the
+``quantile`` label for summaries; the ``sluiceway_message_latency_seconds`` histogram is the one
+to aggregate across instances (``histogram_quantile``).
 ``/status`` is the latest report plus the dashboard's recent series as JSON; ``/``
 serves the dashboard, whose assets ship in ``sluiceway/monitor/static``.
 """
@@ -49,6 +53,13 @@ class ExpositionState:
             if series is None:
                 series = self.series[name] = deque(maxlen=DASHBOARD_POINTS)
             series.append((publish.report.at, value))
+
+
+def _label_name(name: str) -> str:
+    """A custom metric's label (already a valid name, ``record_metric`` checks) as Prometheus accepts it on
+    a gauge: ``le`` and ``quantile`` (reserved for histograms and summaries) and names starting ``__``
+    (reserved for Prometheus itself) get a ``label_`` prefix, so none is dropped or breaks the scrape."""
+    return "label_" + name if name in ("le", "quantile") or name.startswith("__") else name
 
 
 def latency_buckets(histogram: LatencyHistogram) -> list[tuple[str, float]]:
@@ -121,15 +132,18 @@ class SnapshotCollector:
         for window in report.throughput:
             rate.add_metric([f"{window.window:g}s"], window.rate)
         yield rate
-        quantiles = GaugeMetricFamily(
-            "sluiceway_message_latency_quantile_seconds",
-            "Message latency (enqueue to done) quantiles per window.",
-            labels=["window", "quantile"],
-        )
-        for w in report.latency:
-            for q, v in (("0.5", w.p50), ("0.95", w.p95), ("0.99", w.p99)):
-                quantiles.add_metric([f"{w.window:g}s", q], v)
-        yield quantiles
+        # One gauge per quantile, not one with a ``quantile`` label: Prometheus reserves that label
+        # for summaries (promtool rejects it elsewhere), and these windowed quantiles are not a
+        # summary (no _sum/_count per window). Aggregate across instances with the histogram below.
+        for name in ("p50", "p95", "p99"):  # fields of each window's latency report
+            quantile = GaugeMetricFamily(
+                f"sluiceway_message_latency_{name}_seconds",
+                f"Message latency (enqueue to done), {name} over the last window.",
+                labels=["window"],
+            )
+            for w in report.latency:
+                quantile.add_metric([f"{w.window:g}s"], getattr(w, name))
+            yield quantile
         histogram = LatencyHistogram.from_wire(publish.latency)
         yield HistogramMetricFamily(
             "sluiceway_message_latency_seconds",
@@ -150,7 +164,9 @@ class SnapshotCollector:
             by_name.setdefault(name, []).append((metric.labels, metric.value))
         for name, values in by_name.items():
             label_names = sorted({k for labels, _ in values for k in labels})
-            family = GaugeMetricFamily(name, "Recorded with PerformanceMonitor.record_metric.", labels=label_names)
+            family = GaugeMetricFamily(
+                name, "Recorded with PerformanceMonitor.record_metric.", labels=[_label_name(k) for k in label_names]
+            )
             for labels, value in values:
                 family.add_metric([labels.get(k, "") for k in label_names], value)
             yield family

@@ -1,12 +1,15 @@
 """SheetsEmulator: a local stand-in for the Google Sheets v4 values API.
 
-An aiohttp server on 127.0.0.1 answering ``values.get``, ``values.batchGet``,
-``values.update``, ``values.append`` and ``values.batchUpdate`` at the paths of
-Google's discovery document, over in-memory spreadsheets loaded from CSV. The real
+A server on 127.0.0.1 (sluiceway's own ``HttpServer``) answering ``values.get``,
+``values.batchGet``, ``values.update``, ``values.append`` and ``values.batchUpdate`` at the
+paths of Google's discovery document, over in-memory spreadsheets loaded from CSV. The real
 google-api-python-client works against it unchanged; only the endpoint differs::
 
     service = discovery.build("sheets", "v4", http=httplib2.Http(), static_discovery=True,
                               client_options={"api_endpoint": emulator.url})
+
+Without a server, ``emulator.client()`` gives a real ``SheetsClient`` whose requests reach
+the same answers in process (``sluiceway.testing.sheets_in_process``), for unit tests.
 
 Like Google (https://developers.google.com/sheets/api/limits) it enforces per-minute
 read and write quotas that refill every minute, answering ``429 RESOURCE_EXHAUSTED``
@@ -25,11 +28,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from aiohttp import web
-
+from sluiceway.http import HttpServer, Request, Response
 from sluiceway.testing.sheets_grid import ApiError, Rows, Spreadsheet, bad_request, new_spreadsheet, rows_from_csv
 
 #: Google's per-minute quotas per project (https://developers.google.com/sheets/api/limits).
@@ -37,6 +39,13 @@ DEFAULT_READS_PER_MINUTE = 300
 DEFAULT_WRITES_PER_MINUTE = 300
 #: Quotas refill at the start of every minute.
 QUOTA_WINDOW_SECONDS = 60.0
+
+#: Request bodies up to this size are read (Google documents ~10 MB as the practical payload limit).
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+if TYPE_CHECKING:
+    from sluiceway.sheets.client import SheetsClient
+    from sluiceway.sheets.config import SheetsClientConfig
 
 _READS = frozenset({"values.get", "values.batchGet"})
 _FAULT_MESSAGES = {
@@ -94,7 +103,7 @@ class SheetsEmulator:
         self._clock = clock
         self._port = port
         self._lock = threading.Lock()
-        self._runner: web.AppRunner | None = None
+        self._server: HttpServer | None = None
         self.url = ""
 
     # -- data -------------------------------------------------------------------
@@ -140,20 +149,28 @@ class SheetsEmulator:
 
     async def start(self) -> str:
         """Start serving on 127.0.0.1; returns the base URL (also ``self.url``)."""
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}/"
+        self._server = HttpServer(self._serve, max_body_bytes=MAX_BODY_BYTES)
+        await self._server.start("127.0.0.1", self._port)
+        self.url = f"http://127.0.0.1:{self._server.port}/"
         return self.url
 
+    @property
+    def port(self) -> int:
+        """The port served on (0 before ``start``)."""
+        return self._server.port if self._server is not None else 0
+
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            # Requests held by ``latency`` get a moment to answer; the client retries any cut off.
+            await self._server.stop(timeout=1.0)
+            self._server = None
+
+    def client(self, config: SheetsClientConfig | None = None) -> SheetsClient:
+        """A real ``SheetsClient`` (cache, coalescing, retries, google-api-python-client) whose
+        requests this emulator answers in process: no server, no port. ``start`` is not needed."""
+        from sluiceway.testing.sheets_in_process import in_process_client
+
+        return in_process_client(self, config)
 
     async def __aenter__(self) -> SheetsEmulator:
         await self.start()
@@ -179,15 +196,24 @@ class SheetsEmulator:
 
     # -- request handling -------------------------------------------------------
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        path = request.raw_path.split("?", 1)[0]
-        query = parse_qs(request.query_string, keep_blank_values=True)
-        body = await request.read()
-        if self.latency:
-            await asyncio.sleep(self.latency)
+    async def _serve(self, request: Request) -> Response:
+        if request.body_too_large:
+            status, answer = 413, bad_request(f"Request payload over {MAX_BODY_BYTES} bytes.").body()
+        else:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            status, answer = self.handle(request.method, request.path, request.query_string, request.body)
+        return Response(status, json.dumps(answer).encode(), content_type="application/json; charset=UTF-8")
+
+    def handle(self, http_method: str, path: str, query_string: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """Answer one request (``path`` still percent-encoded): its HTTP status and JSON body.
+
+        The server and the in-process transport both call this; ``latency`` is theirs to add.
+        """
+        query = parse_qs(query_string, keep_blank_values=True)
         method = "unknown"
         try:
-            method, spreadsheet_id, cell_range = _route(request.method, path)
+            method, spreadsheet_id, cell_range = _route(http_method, path)
             self.requests[method] += 1
             with self._lock:
                 answer = self._answer(method, spreadsheet_id, cell_range, query, body)
@@ -197,7 +223,7 @@ class SheetsEmulator:
                 self.requests[method] += 1
             status, answer = exc.code, exc.body()
         self.statuses[status] += 1
-        return web.json_response(answer, status=status)
+        return status, answer
 
     def _answer(
         self, method: str, spreadsheet_id: str, cell_range: str, query: dict[str, list[str]], body: bytes

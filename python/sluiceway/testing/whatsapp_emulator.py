@@ -1,6 +1,6 @@
 """A local WhatsApp Cloud API: the messages endpoint with its real envelopes, limits and faults.
 
-``WhatsAppEmulator`` is an aiohttp server on 127.0.0.1 that answers
+``WhatsAppEmulator`` is a server on 127.0.0.1 (sluiceway's own ``HttpServer``) that answers
 ``POST /{version}/{phone_number_id}/messages`` the way the Cloud API does: a
 ``{"messaging_product", "contacts", "messages": [{"id": "wamid..."}]}`` body on
 success and a Graph ``{"error": {...}}`` envelope on failure, HTTP 400 for the
@@ -11,6 +11,11 @@ throughput as a token bucket of ``throughput`` per second holding one second's
 worth, and the pair rate as a bucket of ``pair_limit`` per ``pair_window`` seconds
 per recipient. Faults are injected at run time, and status webhooks (sent,
 delivered, read, failed) can be posted back to a URL.
+
+For a local development loop it also plays the user's side: it keeps the conversation
+(``GET /_emulator/messages``: what the bot sent, and the inbound messages it posted) and
+posts an inbound text message to the bot's webhook on ``POST /_emulator/inbound``, signed
+with the emulator's ``app_secret`` as Meta signs with the app's.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import msgspec
 import yarl
 
 from sluiceway.http import HttpClient, HttpError, HttpServer, Request, Response
+from sluiceway.testing.conversation import ChatMessage, InboundRequest, readable
 from sluiceway.whatsapp.messages import (
     ErrorData,
     ErrorEnvelope,
@@ -41,10 +47,14 @@ from sluiceway.whatsapp.webhooks import (
     SIGNATURE_HEADER,
     Change,
     ChangeValue,
+    Contact,
     Entry,
+    InboundText,
     Metadata,
+    Profile,
     Status,
     StatusError,
+    WebhookMessage,
     WebhookPayload,
     sign,
 )
@@ -55,6 +65,9 @@ DEFAULT_PHONE_NUMBER_ID = "106540352242922"
 
 _encode = msgspec.json.Encoder().encode
 _decode_message = msgspec.json.Decoder(OutboundMessage).decode
+
+
+_decode_inbound = msgspec.json.Decoder(InboundRequest).decode
 
 
 class _Bucket:
@@ -101,6 +114,15 @@ class WhatsAppEmulator:
     invalid body (100), throughput (130429), pair rate (131056), invalid recipient
     (131026: a ``failed`` status webhook when webhooks are on, else a synchronous error).
     ``GET /_emulator/stats`` reports ``accepted`` and ``answers`` to other processes.
+
+    The conversation: ``GET /_emulator/messages`` lists every message the bot had accepted
+    and every inbound one posted, oldest first (``?to=N``: only those addressed to ``N``;
+    ``?with=N``: both directions of the chat with ``N``). ``POST /_emulator/inbound`` with
+    ``{"from": "15551234567", "text": "hi"}`` posts that message to ``webhook_url`` the way
+    Meta would (see :meth:`post_inbound`).
+
+    ``app_secret`` signs the webhooks it posts (``X-Hub-Signature-256``); ``None`` leaves
+    them unsigned. ``port`` 0 picks a free port.
     """
 
     def __init__(
@@ -116,8 +138,12 @@ class WhatsAppEmulator:
         status_delay: float = 0.0,
         send_read: bool = False,
         app_secret: str | None = None,
+        port: int = 0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be a TCP port in 0..65535, got {port}")
         self.access_token = access_token
         self.phone_number_id = phone_number_id
         self.latency = latency
@@ -128,12 +154,16 @@ class WhatsAppEmulator:
         self.pair_window = pair_window
         self.invalid_recipients: set[str] = set()
         self.accepted: list[Accepted] = []
+        #: The conversation view, oldest first (see ``GET /_emulator/messages``).
+        self.conversation: list[ChatMessage] = []
         #: How many requests got each answer: ``"ok"`` or the Graph error code.
         self.answers: collections.Counter[int | str] = collections.Counter()
         self.webhooks_posted = 0
         self.webhook_failures = 0
         self._app_secret = app_secret
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._inbound_ids = itertools.count(1)
         self._token_valid = True
         self._fail_next: list[tuple[int, int]] = []
         self._hang_next = 0
@@ -147,7 +177,7 @@ class WhatsAppEmulator:
         self._webhooks_for = ""  # the ``webhook_url`` that client and path were made for
         self._webhooks_path = ""
         self._background: set[asyncio.Task[None]] = set()
-        self.port = 0
+        self.port = port
 
     # --- fault injection ---------------------------------------------------------------
 
@@ -185,7 +215,7 @@ class WhatsAppEmulator:
 
     async def start(self) -> None:
         self._server = HttpServer(self._route)
-        await self._server.start("127.0.0.1", 0)
+        await self._server.start("127.0.0.1", self.port)
         self.port = self._server.port
 
     async def stop(self) -> None:
@@ -214,6 +244,10 @@ class WhatsAppEmulator:
             return await self._handle(parts[2], request.headers.get("authorization", ""), request.body)
         if request.method == "GET" and request.path == "/_emulator/stats":
             return self._stats()
+        if request.method == "GET" and request.path == "/_emulator/messages":
+            return self._messages(request.query)
+        if request.method == "POST" and request.path == "/_emulator/inbound":
+            return await self._inbound(request.body)
         return self._error(404, 2500, f"Unknown path components: {request.path}", "OAuthException")
 
     async def _handle(self, phone_number_id: str, authorization: str, body: bytes) -> Response:
@@ -263,6 +297,21 @@ class WhatsAppEmulator:
             return self._error(400, 131026, "Message undeliverable", "OAuthException")
         wamid = self._new_wamid(message.to)
         self.accepted.append(Accepted(wamid, message, now))
+        text, buttons = readable(message)
+        reply_to = message.context.message_id if message.context is not None else None
+        self.conversation.append(
+            ChatMessage(
+                "outbound",
+                wamid,
+                self.phone_number_id,
+                message.to,
+                message.type,
+                text,
+                self._wall_clock(),
+                buttons,
+                reply_to,
+            )
+        )
         self.answers["ok"] += 1
         if self.webhook_url is not None:
             kinds = ["sent", "failed"] if invalid else ["sent", "delivered", *(["read"] if self.send_read else [])]
@@ -277,6 +326,56 @@ class WhatsAppEmulator:
         """``GET /_emulator/stats``: the answers so far and how many messages were accepted (for other processes)."""
         body = {"accepted": len(self.accepted), "answers": {str(k): v for k, v in self.answers.items()}}
         return Response(200, _encode(body), content_type="application/json")
+
+    def messages(self, *, to: str | None = None, with_: str | None = None) -> list[ChatMessage]:
+        """The conversation, oldest first: all, only messages addressed ``to`` someone, or the chat ``with_`` one."""
+        chosen = self.conversation
+        if to is not None:
+            chosen = [m for m in chosen if m.to == to]
+        if with_ is not None:
+            chosen = [m for m in chosen if with_ in (m.to, m.from_)]
+        return list(chosen)
+
+    def _messages(self, query: dict[str, str]) -> Response:
+        unknown = set(query) - {"to", "with"}
+        if unknown:
+            return self._error(400, 100, f"(#100) Unknown parameter(s): {', '.join(sorted(unknown))}", "OAuthException")
+        chosen = self.messages(to=query.get("to"), with_=query.get("with"))
+        return Response(200, _encode({"messages": chosen}), content_type="application/json")
+
+    async def post_inbound(self, sender: str, text: str, name: str = "Test User") -> tuple[str, int]:
+        """Post a text message from ``sender`` (digits, an optional leading ``+``) to ``webhook_url``.
+
+        Returns the message's ``wamid`` and the bot's HTTP status. ``ValueError`` if there is
+        no ``webhook_url``, the sender is not a phone number or the text is empty.
+        """
+        if self.webhook_url is None:
+            raise ValueError("no webhook_url: start the emulator with the bot's webhook URL to post messages to it")
+        wa_id = sender.removeprefix("+")
+        if not wa_id.isdigit():
+            raise ValueError(f"sender must be a phone number in digits (e.g. 15551234567), got {sender!r}")
+        if not text:
+            raise ValueError("text must not be empty")
+        wamid = "wamid." + base64.b64encode(f"inbound-{wa_id}-{next(self._inbound_ids):012d}".encode()).decode()
+        now = self._wall_clock()
+        message = WebhookMessage(from_=wa_id, id=wamid, timestamp=str(int(now)), type="text", text=InboundText(text))
+        value = ChangeValue(
+            "whatsapp",
+            Metadata("15550000000", self.phone_number_id),
+            contacts=[Contact(wa_id, Profile(name))],
+            messages=[message],
+        )
+        self.conversation.append(ChatMessage("inbound", wamid, wa_id, self.phone_number_id, "text", text, now))
+        status = await self._post_webhook(_encode(self._envelope(value)))
+        return wamid, status
+
+    async def _inbound(self, body: bytes) -> Response:
+        try:
+            request = _decode_inbound(body)
+            wamid, status = await self.post_inbound(request.from_, request.text, request.name)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            return self._error(400, 100, f"(#100) Invalid parameter: {exc}", "OAuthException")
+        return Response(200, _encode({"wamid": wamid, "webhook_status": status}), content_type="application/json")
 
     def _error(
         self, status: int, code: int, message: str, kind: str, *, details: str | None = None, subcode: int | None = None
@@ -322,21 +421,28 @@ class WhatsAppEmulator:
                 return
             errors = [StatusError(131026, "Message undeliverable", "Message undeliverable")] if kind == "failed" else []
             status = Status(id=wamid, status=kind, timestamp=str(int(time.time())), recipient_id=to, errors=errors)
-            body = _encode(self.webhook_body([status]))
-            headers = {}
-            if self._app_secret is not None:
-                headers[SIGNATURE_HEADER] = sign(body, self._app_secret.encode())
-            client, path = self._webhook_target()
-            try:
-                ok = (await client.post(path, body, headers=headers)).status < 300
-            except HttpError:
-                ok = False
-            if ok:
-                self.webhooks_posted += 1
-            else:
-                self.webhook_failures += 1
+            await self._post_webhook(_encode(self.webhook_body([status])))
+
+    async def _post_webhook(self, body: bytes) -> int:
+        """POST ``body`` to ``webhook_url``, signed if there is an app secret; the HTTP status, 0 if none came."""
+        headers = {"content-type": "application/json"}
+        if self._app_secret is not None:
+            headers[SIGNATURE_HEADER] = sign(body, self._app_secret.encode())
+        client, path = self._webhook_target()
+        try:
+            status = (await client.post(path, body, headers=headers)).status
+        except HttpError:
+            status = 0
+        if 0 < status < 300:
+            self.webhooks_posted += 1
+        else:
+            self.webhook_failures += 1
+        return status
 
     def webhook_body(self, statuses: list[Status]) -> WebhookPayload:
         """The ``messages`` webhook envelope the Cloud API wraps ``statuses`` in."""
-        value = ChangeValue("whatsapp", Metadata("15550000000", self.phone_number_id), statuses=statuses)
+        return self._envelope(ChangeValue("whatsapp", Metadata("15550000000", self.phone_number_id), statuses=statuses))
+
+    @staticmethod
+    def _envelope(value: ChangeValue) -> WebhookPayload:
         return WebhookPayload("whatsapp_business_account", [Entry("102290129340398", [Change("messages", value)])])

@@ -4,12 +4,62 @@
 
 const REFRESH_MS = 2000;
 const COLORS = ["#2563eb", "#d97706", "#dc2626"];
+// Roughly this many intervals on each axis; the step is the nearest 1-2-5 number.
+const Y_INTERVALS = 4;
+const X_INTERVALS = 5;
+// Seconds between x-axis ticks, from which the smallest giving at most X_INTERVALS ticks is chosen.
+const TIME_STEPS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
+const PAD = { left: 58, right: 12, top: 10, bottom: 22 };
+
+// A 1, 2 or 5 times a power of ten, at least `rough`.
+function niceStep(rough) {
+  const power = Math.pow(10, Math.floor(Math.log10(rough)));
+  for (const m of [1, 2, 5, 10]) if (m * power >= rough * (1 - 1e-9)) return m * power;
+  return 10 * power;
+}
+
+// The y axis for values in [lo, hi]: a 1-2-5 step (at least minStep), from a multiple of it at or
+// below lo (and 0) up to one strictly above hi, so that a flat line or the maximum is drawn at its
+// value, never on the top edge; except that an axis never passes `ceiling` (100 %) when the data stays within it.
+function yAxis(lo, hi, minStep = 0, ceiling = Infinity) {
+  lo = Math.min(lo, 0);
+  if (hi <= lo) hi = lo + (Math.abs(lo) || 1);
+  const step = Math.max(niceStep((hi - lo) / Y_INTERVALS), minStep);
+  const bottom = Math.floor(lo / step + 1e-9) * step;
+  let top = Math.ceil(hi / step - 1e-9) * step;
+  if (top <= hi) top += step;
+  if (hi <= ceiling && top > ceiling && Number.isInteger(ceiling / step)) top = ceiling;
+  const ticks = [];
+  for (let v = bottom; v <= top + step / 2; v += step) ticks.push(Math.abs(v) < step / 1e6 ? 0 : v);
+  return { bottom, top, step, ticks };
+}
+
+// The unit a chart's values are shown in: latency (kept in seconds) as ms, or µs when the axis stays below 1 ms.
+function unitFor(kind, top) {
+  if (kind === "seconds") return top <= 0.001 ? { scale: 1e6, suffix: " µs" } : { scale: 1e3, suffix: " ms" };
+  if (kind === "percent") return { scale: 1, suffix: " %" };
+  if (kind === "rate") return { scale: 1, suffix: "/s" };
+  return { scale: 1, suffix: "" };
+}
+
+// A tick value with as many decimals as its step needs (a step of 0.5 shows one).
+function tickLabel(value, step, unit) {
+  const decimals = Math.max(0, -Math.floor(Math.log10(step * unit.scale) + 1e-9));
+  return (value * unit.scale).toFixed(decimals) + unit.suffix;
+}
+
+function timeLabel(secondsAgo, step) {
+  if (secondsAgo === 0) return "now";
+  if (step >= 60) return `−${Math.round(secondsAgo / 60)} min`;
+  return `−${step < 1 ? secondsAgo.toFixed(1) : Math.round(secondsAgo)} s`;
+}
 
 function drawChart(canvas, seriesByName) {
   const names = canvas.dataset.series.split(",");
   const ctx = canvas.getContext("2d");
-  const w = canvas.width, h = canvas.height, pad = 34;
+  const w = canvas.width, h = canvas.height;
   ctx.clearRect(0, 0, w, h);
+  ctx.font = "11px system-ui, sans-serif";
   const all = names.flatMap((n) => seriesByName[n] || []);
   canvas.dataset.points = String(all.length);
   if (all.length === 0) {
@@ -18,15 +68,48 @@ function drawChart(canvas, seriesByName) {
     return;
   }
   const t0 = Math.min(...all.map((p) => p[0])), t1 = Math.max(...all.map((p) => p[0]));
-  const vmax = Math.max(...all.map((p) => p[1]), 1e-9);
-  const x = (t) => pad + ((t - t0) / Math.max(t1 - t0, 1e-9)) * (w - pad - 8);
-  const y = (v) => h - 18 - (v / vmax) * (h - 30);
-  ctx.strokeStyle = "#dde1e6";
-  ctx.beginPath(); ctx.moveTo(pad, 8); ctx.lineTo(pad, h - 18); ctx.lineTo(w - 8, h - 18); ctx.stroke();
-  ctx.fillStyle = "#4a5360";
-  ctx.fillText(formatNumber(vmax), 2, 14);
-  ctx.fillText("0", 2, h - 18);
-  ctx.fillText(`${Math.round(t1 - t0)} s`, w - 40, h - 4);
+  const values = all.map((p) => p[1]);
+  const kind = canvas.dataset.unit;
+  const minStep = kind === "count" ? 1 : 0;  // workers and queued messages step by whole numbers
+  const axis = yAxis(Math.min(...values), Math.max(...values), minStep, kind === "percent" ? 100 : Infinity);
+  const unit = unitFor(kind, axis.top);
+  const span = Math.max(t1 - t0, 1e-9);
+  const plotW = w - PAD.left - PAD.right, plotH = h - PAD.top - PAD.bottom;
+  const x = (t) => PAD.left + ((t - t0) / span) * plotW;
+  const y = (v) => PAD.top + (1 - (v - axis.bottom) / (axis.top - axis.bottom)) * plotH;
+
+  // Grid and y ticks.
+  const yLabels = [];
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "right";
+  for (const v of axis.ticks) {
+    ctx.strokeStyle = v === 0 ? "#b8bfc8" : "#eceff3";
+    ctx.beginPath(); ctx.moveTo(PAD.left, y(v)); ctx.lineTo(w - PAD.right, y(v)); ctx.stroke();
+    const label = tickLabel(v, axis.step, unit);
+    yLabels.push(label);
+    ctx.fillStyle = "#4a5360";
+    ctx.fillText(label, PAD.left - 6, y(v));
+  }
+  // x ticks: time before the newest point, at a round step.
+  const step = TIME_STEPS.find((s) => span / s <= X_INTERVALS) || TIME_STEPS[TIME_STEPS.length - 1];
+  const xLabels = [];
+  ctx.textBaseline = "alphabetic";
+  ctx.textAlign = "center";
+  for (let ago = 0; ago <= span + 1e-9; ago += step) {
+    const px = x(t1 - ago);
+    ctx.strokeStyle = "#b8bfc8";
+    ctx.beginPath(); ctx.moveTo(px, h - PAD.bottom); ctx.lineTo(px, h - PAD.bottom + 4); ctx.stroke();
+    const label = timeLabel(ago, step);
+    xLabels.push(label);
+    ctx.fillStyle = "#4a5360";
+    ctx.fillText(label, Math.min(px, w - PAD.right - 12), h - 6);
+  }
+  // What the chart shows, for tests and for reading the DOM.
+  canvas.dataset.yTicks = yLabels.join("|");
+  canvas.dataset.xTicks = xLabels.reverse().join("|");
+  canvas.dataset.yTop = String(axis.top);
+  canvas.dataset.yMax = String(Math.max(...values));
+
   names.forEach((name, i) => {
     const points = seriesByName[name] || [];
     ctx.strokeStyle = COLORS[i % COLORS.length];
@@ -37,7 +120,8 @@ function drawChart(canvas, seriesByName) {
     ctx.stroke();
     if (names.length > 1) {
       ctx.fillStyle = ctx.strokeStyle;
-      ctx.fillText(name.replace(/^.*_/, ""), w - 40 * (names.length - i), 14);
+      ctx.textAlign = "right";
+      ctx.fillText(name.replace(/^.*_/, ""), w - PAD.right - 36 * (names.length - 1 - i), PAD.top + 8);
     }
   });
 }
@@ -46,6 +130,12 @@ function formatNumber(v) {
   if (v >= 1000) return v.toFixed(0);
   if (v >= 1) return v.toFixed(2);
   return v.toPrecision(2);
+}
+
+// A latency in seconds as a person reads it: ms, or µs below 1 ms.
+function formatLatency(seconds) {
+  if (seconds < 0.001) return `${formatNumber(seconds * 1e6)} µs`;
+  return `${formatNumber(seconds * 1e3)} ms`;
 }
 
 function fillList(id, items, render) {
@@ -77,7 +167,7 @@ function render(status) {
   const latency = report.latency[0];
   document.getElementById("summary").replaceChildren(
     card("msg/s (1 min)", formatNumber(report.throughput[0].rate)),
-    card("p95 latency (1 min)", `${formatNumber(latency.p95)} s`),
+    card("p95 latency (1 min)", formatLatency(latency.p95)),
     card("error rate", `${report.error_rate_percent.toFixed(1)} %`),
     card("queued", String(report.queue_depths.reduce((a, b) => a + b, 0))),
     card("workers", String(report.workers)),
@@ -87,7 +177,8 @@ function render(status) {
   fillList("alerts", report.alerts, (a) => {
     const li = document.createElement("li");
     li.className = a.level;
-    li.textContent = `${a.level} ${a.metric} = ${formatNumber(a.value)} (threshold ${formatNumber(a.threshold)})`;
+    const show = a.metric.includes("latency") ? formatLatency : formatNumber;  // latency alerts are in seconds
+    li.textContent = `${a.level} ${a.metric} = ${show(a.value)} (threshold ${show(a.threshold)})`;
     return li;
   });
   fillList("scaling", report.scaling.slice().reverse(), (d) => {
