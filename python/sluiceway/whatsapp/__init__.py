@@ -24,8 +24,12 @@ from sluiceway.whatsapp.errors import classify as classify
 from sluiceway.whatsapp.messages import Interactive as Interactive
 from sluiceway.whatsapp.messages import InteractiveText as InteractiveText
 from sluiceway.whatsapp.messages import Language as Language
+from sluiceway.whatsapp.messages import ListRow as ListRow
+from sluiceway.whatsapp.messages import ListSection as ListSection
 from sluiceway.whatsapp.messages import Media as Media
 from sluiceway.whatsapp.messages import OutboundMessage as OutboundMessage
+from sluiceway.whatsapp.messages import ReadReceipt as ReadReceipt
+from sluiceway.whatsapp.messages import ReplyButton as ReplyButton
 from sluiceway.whatsapp.messages import Template as Template
 from sluiceway.whatsapp.messages import Text as Text
 from sluiceway.whatsapp.outcomes import FailedSend as FailedSend
@@ -34,6 +38,7 @@ from sluiceway.whatsapp.outcomes import MessageState as MessageState
 from sluiceway.whatsapp.records import PRIORITIES as PRIORITIES
 from sluiceway.whatsapp.retry import SendRetryPolicy as SendRetryPolicy
 from sluiceway.whatsapp.webhooks import Status as Status
+from sluiceway.whatsapp.webhooks import WebhookMessage as WebhookMessage
 from sluiceway.whatsapp.webhooks import WebhookPayload as WebhookPayload
 
 __all__ = [
@@ -48,11 +53,15 @@ __all__ = [
     "InteractiveText",
     "Language",
     "LeftOver",
+    "ListRow",
+    "ListSection",
     "Media",
     "MessageState",
     "OutboundMessage",
     "RateLimits",
+    "ReadReceipt",
     "RecipientLimit",
+    "ReplyButton",
     "SendError",
     "SendResult",
     "SendRetryPolicy",
@@ -62,6 +71,7 @@ __all__ = [
     "Template",
     "Text",
     "Transport",
+    "WebhookMessage",
     "WebhookPayload",
     "WhatsAppCloudTransport",
     "WhatsAppError",

@@ -27,7 +27,8 @@ code      meaning                                      category
 131049    per-user marketing limit (meta advises not   PERMANENT
           to retry soon)
 131051    unsupported message type                     PERMANENT
-132000+   template errors                              PERMANENT
+132000+   template errors (132001: template name or    PERMANENT
+          language does not exist)
 ========  ===========================================  ===============
 
 Anything else is PERMANENT when the HTTP status is 4xx and TRANSIENT when it is 5xx
@@ -69,6 +70,10 @@ _BY_CODE: dict[int, ErrorCategory] = {
     131016: ErrorCategory.TRANSIENT,
     0: ErrorCategory.AUTH,
     190: ErrorCategory.AUTH,
+    # Named though a 4xx is PERMANENT anyway: both are common with templates and the 24-hour window, and must
+    # stay permanent even if Meta answers them with another status.
+    131047: ErrorCategory.PERMANENT,
+    132001: ErrorCategory.PERMANENT,
 }
 
 

@@ -71,12 +71,23 @@ class InboundText(msgspec.Struct, frozen=True):
 
 
 class InboundMedia(msgspec.Struct, frozen=True):
-    """A user's image, audio, video, document or sticker: the uploaded media's ``id`` and what describes it."""
+    """A user's image, video, document or sticker: the uploaded media's ``id`` and what describes it.
+
+    Fetch the bytes with ``GET /{id}`` (a short-lived ``url``) and then that url, both with the
+    access token.
+    """
 
     id: str
     mime_type: str = ""
+    sha256: str = ""
     caption: str = ""
     filename: str = ""
+
+
+class InboundAudio(InboundMedia, frozen=True):
+    """A user's audio: ``voice`` is true for a voice note recorded in WhatsApp."""
+
+    voice: bool = False
 
 
 class Location(msgspec.Struct, frozen=True):
@@ -86,8 +97,61 @@ class Location(msgspec.Struct, frozen=True):
     address: str = ""
 
 
+class ContactName(msgspec.Struct, frozen=True):
+    formatted_name: str = ""
+    first_name: str = ""
+    last_name: str = ""
+    middle_name: str = ""
+    prefix: str = ""
+    suffix: str = ""
+
+
+class ContactPhone(msgspec.Struct, frozen=True):
+    phone: str = ""
+    type: str = ""
+    wa_id: str = ""
+
+
+class ContactEmail(msgspec.Struct, frozen=True):
+    email: str = ""
+    type: str = ""
+
+
+class ContactAddress(msgspec.Struct, frozen=True):
+    street: str = ""
+    city: str = ""
+    state: str = ""
+    zip: str = ""
+    country: str = ""
+    country_code: str = ""
+    type: str = ""
+
+
+class ContactOrg(msgspec.Struct, frozen=True):
+    company: str = ""
+    department: str = ""
+    title: str = ""
+
+
+class ContactUrl(msgspec.Struct, frozen=True):
+    url: str = ""
+    type: str = ""
+
+
+class SharedContact(msgspec.Struct, frozen=True):
+    """One contact card of a ``contacts`` message (a user shared someone's details)."""
+
+    name: ContactName = ContactName()
+    phones: list[ContactPhone] = []
+    emails: list[ContactEmail] = []
+    addresses: list[ContactAddress] = []
+    org: ContactOrg | None = None
+    urls: list[ContactUrl] = []
+    birthday: str = ""
+
+
 class Button(msgspec.Struct, frozen=True):
-    """A tap on a quick-reply button of a template."""
+    """A tap on a quick-reply button of a template (``type: "button"``)."""
 
     text: str
     payload: str = ""
@@ -100,7 +164,7 @@ class Reply(msgspec.Struct, frozen=True):
 
 
 class InboundInteractive(msgspec.Struct, frozen=True):
-    """A reply to an interactive message (``button_reply`` or ``list_reply``)."""
+    """A reply to an interactive message: ``button_reply`` or ``list_reply`` (other types are kept as ``type``)."""
 
     type: str
     button_reply: Reply | None = None
@@ -108,19 +172,79 @@ class InboundInteractive(msgspec.Struct, frozen=True):
 
 
 class Reaction(msgspec.Struct, frozen=True):
+    """A user's reaction to ``message_id``; an empty ``emoji`` means the reaction was removed."""
+
     message_id: str
     emoji: str = ""
 
 
+class System(msgspec.Struct, frozen=True):
+    """A ``system`` message, e.g. the user changed number (``type: "user_changed_number"``, ``wa_id`` the new one)."""
+
+    body: str = ""
+    type: str = ""
+    wa_id: str = ""
+    customer: str = ""
+    identity: str = ""
+
+
+class Unsupported(msgspec.Struct, frozen=True):
+    """What Meta says of a message it cannot deliver to the API (a poll, a view-once...)."""
+
+    type: str = ""
+
+
+class Referral(msgspec.Struct, frozen=True):
+    """Present when the user wrote from an ad or a post (click-to-WhatsApp): where they came from."""
+
+    source_url: str = ""
+    source_id: str = ""
+    source_type: str = ""
+    headline: str = ""
+    body: str = ""
+    media_type: str = ""
+    image_url: str = ""
+    video_url: str = ""
+    thumbnail_url: str = ""
+    ctwa_clid: str = ""
+
+
 class MessageContext(msgspec.Struct, frozen=True):
-    """Present when the user replied to (quoted) an earlier message."""
+    """Present when the user replied to (quoted) an earlier message, or forwarded one."""
 
     id: str = ""
     from_: str = msgspec.field(default="", name="from")
+    forwarded: bool = False
+    frequently_forwarded: bool = False
+
+
+#: The message kinds with a typed object of the same name on ``WebhookMessage``.
+INBOUND_KINDS: frozenset[str] = frozenset(
+    {
+        "text",
+        "image",
+        "audio",
+        "video",
+        "document",
+        "sticker",
+        "location",
+        "contacts",
+        "button",
+        "interactive",
+        "reaction",
+        "system",
+        "unsupported",
+    }
+)
 
 
 class WebhookMessage(msgspec.Struct, frozen=True):
-    """One entry of ``value.messages``."""
+    """One entry of ``value.messages``: ``type`` names the field that carries the content.
+
+    Every kind Meta documents has a typed field; a kind added later keeps its ``type`` and
+    its fields are ignored, never an error. ``errors`` explains an ``unsupported`` message;
+    ``context`` is the replied-to message; ``referral`` the ad the user came from.
+    """
 
     from_: str = msgspec.field(name="from")
     id: str
@@ -128,16 +252,25 @@ class WebhookMessage(msgspec.Struct, frozen=True):
     type: str
     text: InboundText | None = None
     image: InboundMedia | None = None
-    audio: InboundMedia | None = None
+    audio: InboundAudio | None = None
     video: InboundMedia | None = None
     document: InboundMedia | None = None
     sticker: InboundMedia | None = None
     location: Location | None = None
+    contacts: list[SharedContact] | None = None
     button: Button | None = None
     interactive: InboundInteractive | None = None
     reaction: Reaction | None = None
+    system: System | None = None
+    unsupported: Unsupported | None = None
     context: MessageContext | None = None
+    referral: Referral | None = None
     errors: list[StatusError] = []
+
+    @property
+    def reply_to(self) -> str:
+        """The ``wamid`` this message answers (``context.id``), ``""`` if it answers none."""
+        return self.context.id if self.context is not None else ""
 
 
 class Status(msgspec.Struct, frozen=True, omit_defaults=True):
