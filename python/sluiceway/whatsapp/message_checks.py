@@ -101,7 +101,9 @@ def _check_list(action: Mapping[str, Any]) -> None:
         if not isinstance(section, Mapping):
             raise ValueError(f"a list section must be an object, got {section!r}")
         title = section.get("title")
-        if title is not None or len(sections) > 1:  # Meta requires section titles once there are several
+        if title is None and len(sections) > 1:
+            raise ValueError("section title is required when a list has more than one section")
+        if title is not None:
             check_length("section title", _text(section, "title", "a list section"), MAX_SECTION_TITLE_LENGTH)
         rows = _list(section, "rows", "a list section")
         if not rows:
