@@ -12,10 +12,20 @@ worth, and the pair rate as a bucket of ``pair_limit`` per ``pair_window`` secon
 per recipient. Faults are injected at run time, and status webhooks (sent,
 delivered, read, failed) can be posted back to a URL.
 
+Every outbound kind is checked as the API checks it (the message Structs carry Meta's limits:
+a malformed body is a 400 with Graph code 100 naming the problem); templates must be in the
+emulator's registry (else 404, code 132001); a read receipt (``"status": "read"``) is answered
+``{"success": true}``; media can be uploaded, looked up and downloaded (:mod:`.whatsapp_media`).
+
 For a local development loop it also plays the user's side: it keeps the conversation
 (``GET /_emulator/messages``: what the bot sent, and the inbound messages it posted) and
-posts an inbound text message to the bot's webhook on ``POST /_emulator/inbound``, signed
-with the emulator's ``app_secret`` as Meta signs with the app's.
+posts an inbound message of any kind to the bot's webhook (``POST /_emulator/inbound``,
+:meth:`WhatsAppEmulator.post_inbound`), signed with the emulator's ``app_secret`` as Meta
+signs with the app's.
+
+Over 500 lines on purpose: it is one HTTP surface (the Cloud API's endpoints, faults and
+webhooks share the token, the clock and the conversation); the parts that stand alone
+live beside it (``whatsapp_media``, ``conversation``).
 """
 
 from __future__ import annotations
@@ -26,19 +36,22 @@ import collections
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
+from typing import Any
 
 import msgspec
 import yarl
 
 from sluiceway.http import HttpClient, HttpError, HttpServer, Request, Response
-from sluiceway.testing.conversation import ChatMessage, InboundRequest, readable
+from sluiceway.testing.conversation import ChatMessage, InboundRequest, inbound_message, readable, readable_inbound
+from sluiceway.testing.whatsapp_media import DOWNLOAD_PATH, MediaRefused, MediaStore
 from sluiceway.whatsapp.messages import (
     ErrorData,
     ErrorEnvelope,
     GraphError,
     OutboundMessage,
+    ReadReceipt,
     ResponseContact,
     ResponseMessage,
     SendResponse,
@@ -49,12 +62,10 @@ from sluiceway.whatsapp.webhooks import (
     ChangeValue,
     Contact,
     Entry,
-    InboundText,
     Metadata,
     Profile,
     Status,
     StatusError,
-    WebhookMessage,
     WebhookPayload,
     sign,
 )
@@ -65,6 +76,16 @@ DEFAULT_PHONE_NUMBER_ID = "106540352242922"
 
 _encode = msgspec.json.Encoder().encode
 _decode_message = msgspec.json.Decoder(OutboundMessage).decode
+_decode_receipt = msgspec.json.Decoder(ReadReceipt).decode
+
+
+class _Probe(msgspec.Struct):
+    """Just enough of a ``/messages`` body to tell a read receipt (``status``) from a message."""
+
+    status: str | None = None
+
+
+_decode_probe = msgspec.json.Decoder(_Probe).decode
 
 
 _decode_inbound = msgspec.json.Decoder(InboundRequest).decode
@@ -121,6 +142,10 @@ class WhatsAppEmulator:
     ``{"from": "15551234567", "text": "hi"}`` posts that message to ``webhook_url`` the way
     Meta would (see :meth:`post_inbound`).
 
+    ``templates`` maps each approved template name to its language codes (default: Meta's
+    sample ``hello_world`` in ``en_US``; :meth:`register_template` adds more). ``media`` holds
+    uploaded files; :meth:`add_media` stores one for an inbound media message.
+
     ``app_secret`` signs the webhooks it posts (``X-Hub-Signature-256``); ``None`` leaves
     them unsigned. ``port`` 0 picks a free port.
     """
@@ -138,6 +163,7 @@ class WhatsAppEmulator:
         status_delay: float = 0.0,
         send_read: bool = False,
         app_secret: str | None = None,
+        templates: Mapping[str, Iterable[str]] | None = None,
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -154,6 +180,12 @@ class WhatsAppEmulator:
         self.pair_window = pair_window
         self.invalid_recipients: set[str] = set()
         self.accepted: list[Accepted] = []
+        #: The read receipts the bot sent, oldest first.
+        self.read_receipts: list[ReadReceipt] = []
+        self.templates: dict[str, set[str]] = {
+            name: set(languages) for name, languages in (templates or {"hello_world": ["en_US"]}).items()
+        }
+        self.media = MediaStore()
         #: The conversation view, oldest first (see ``GET /_emulator/messages``).
         self.conversation: list[ChatMessage] = []
         #: How many requests got each answer: ``"ok"`` or the Graph error code.
@@ -206,6 +238,16 @@ class WhatsAppEmulator:
     def restore_token(self) -> None:
         self._token_valid = True
 
+    def register_template(self, name: str, *languages: str) -> None:
+        """Approve template ``name`` in ``languages`` (codes such as ``en_US``)."""
+        if not name or not languages:
+            raise ValueError("a template needs a name and at least one language code")
+        self.templates.setdefault(name, set()).update(languages)
+
+    def add_media(self, data: bytes, mime_type: str) -> str:
+        """Store a file as if uploaded and return its media id (e.g. for an inbound image)."""
+        return self.media.add(data, mime_type).id
+
     # --- lifecycle ----------------------------------------------------------------------
 
     @property
@@ -240,14 +282,22 @@ class WhatsAppEmulator:
 
     async def _route(self, request: Request) -> Response:
         parts = request.path.split("/")  # "", version, phone number id, "messages"
+        authorization = request.headers.get("authorization", "")
         if request.method == "POST" and len(parts) == 4 and parts[3] == "messages":
-            return await self._handle(parts[2], request.headers.get("authorization", ""), request.body)
+            return await self._handle(parts[2], authorization, request.body)
         if request.method == "GET" and request.path == "/_emulator/stats":
             return self._stats()
         if request.method == "GET" and request.path == "/_emulator/messages":
             return self._messages(request.query)
         if request.method == "POST" and request.path == "/_emulator/inbound":
             return await self._inbound(request.body)
+        if request.method == "POST" and len(parts) == 4 and parts[3] == "media":
+            content_type = request.headers.get("content-type", "")
+            return self._media(authorization, parts[2], lambda: self.media.upload(content_type, request.body))
+        if request.method == "GET" and request.path == DOWNLOAD_PATH:
+            return self._media(authorization, None, lambda: self.media.download(request.query.get("mid", "")))
+        if request.method == "GET" and len(parts) == 3 and parts[2]:
+            return self._media(authorization, None, lambda: self.media.describe(parts[2], self.base_url))
         return self._error(404, 2500, f"Unknown path components: {request.path}", "OAuthException")
 
     async def _handle(self, phone_number_id: str, authorization: str, body: bytes) -> Response:
@@ -262,16 +312,24 @@ class WhatsAppEmulator:
         if self._hang_next:
             self._hang_next -= 1
             await asyncio.sleep(self.hang_seconds)
-        if not self._token_valid or authorization != f"Bearer {self.access_token}":
-            return self._error(
-                401, 190, "Error validating access token: Session has expired.", "OAuthException", subcode=463
-            )
-        if phone_number_id != self.phone_number_id:
-            return self._error(400, 100, "Unsupported post request. Object does not exist.", "GraphMethodException")
+        refused = self._check_caller(authorization, phone_number_id)
+        if refused is not None:
+            return refused
         try:
+            if _decode_probe(body).status is not None:
+                return self._mark_read(_decode_receipt(body))
             message = _decode_message(body)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             return self._error(400, 100, "(#100) Invalid parameter", "OAuthException", details=str(exc))
+        template = message.template
+        if template is not None and template.language.code not in self.templates.get(template.name, ()):
+            return self._error(
+                404,
+                132001,
+                "(#132001) Template name does not exist in the translation",
+                "OAuthException",
+                details=f"template name ({template.name}) does not exist in {template.language.code}",
+            )
         if not self._throughput.take(now):
             return self._error(
                 400,
@@ -322,6 +380,31 @@ class WhatsAppEmulator:
         )
         return Response(200, _encode(answer), content_type="application/json")
 
+    def _check_caller(self, authorization: str, phone_number_id: str | None = None) -> Response | None:
+        """The error for a bad token (401, 190) or an unknown business number (400, 100); ``None`` if both are fine."""
+        if not self._token_valid or authorization != f"Bearer {self.access_token}":
+            return self._error(
+                401, 190, "Error validating access token: Session has expired.", "OAuthException", subcode=463
+            )
+        if phone_number_id is not None and phone_number_id != self.phone_number_id:
+            return self._error(400, 100, "Unsupported post request. Object does not exist.", "GraphMethodException")
+        return None
+
+    def _mark_read(self, receipt: ReadReceipt) -> Response:
+        self.read_receipts.append(receipt)
+        self.answers["ok"] += 1
+        return Response(200, _encode({"success": True}), content_type="application/json")
+
+    def _media(self, authorization: str, phone_number_id: str | None, call: Callable[[], Response]) -> Response:
+        """A media call (upload, look-up, download) after the token check; a refusal is a 400 with code 100."""
+        refused = self._check_caller(authorization, phone_number_id)
+        if refused is not None:
+            return refused
+        try:
+            return call()
+        except MediaRefused as exc:
+            return self._error(400, 100, exc.message, "OAuthException", details=exc.details)
+
     def _stats(self) -> Response:
         """``GET /_emulator/stats``: the answers so far and how many messages were accepted (for other processes)."""
         body = {"accepted": len(self.accepted), "answers": {str(k): v for k, v in self.answers.items()}}
@@ -343,36 +426,59 @@ class WhatsAppEmulator:
         chosen = self.messages(to=query.get("to"), with_=query.get("with"))
         return Response(200, _encode({"messages": chosen}), content_type="application/json")
 
-    async def post_inbound(self, sender: str, text: str, name: str = "Test User") -> tuple[str, int]:
-        """Post a text message from ``sender`` (digits, an optional leading ``+``) to ``webhook_url``.
+    async def post_inbound(
+        self,
+        sender: str,
+        text: str = "",
+        name: str = "Test User",
+        *,
+        kind: str = "text",
+        content: Any = None,
+        reply_to: str | None = None,
+    ) -> tuple[str, int]:
+        """Post a message from ``sender`` (digits, an optional leading ``+``) to ``webhook_url`` as Meta would.
 
-        Returns the message's ``wamid`` and the bot's HTTP status. ``ValueError`` if there is
-        no ``webhook_url``, the sender is not a phone number or the text is empty.
+        A text by default; another ``kind`` (image, location, contacts, button, interactive,
+        reaction...) takes ``content``, the kind's object in Meta's webhook shape, e.g.
+        ``kind="location", content={"latitude": 51.5, "longitude": -0.12}`` or, for media,
+        ``{"id": api.add_media(data, "image/jpeg"), "mime_type": "image/jpeg"}``. ``reply_to``
+        quotes an earlier message (``context.id``). Returns the message's ``wamid`` and the
+        bot's HTTP status. ``ValueError`` if there is no ``webhook_url``, the sender is not a
+        phone number, a text is empty, or the kind or its content is not Meta's.
         """
         if self.webhook_url is None:
             raise ValueError("no webhook_url: start the emulator with the bot's webhook URL to post messages to it")
         wa_id = sender.removeprefix("+")
         if not wa_id.isdigit():
             raise ValueError(f"sender must be a phone number in digits (e.g. 15551234567), got {sender!r}")
-        if not text:
-            raise ValueError("text must not be empty")
         wamid = "wamid." + base64.b64encode(f"inbound-{wa_id}-{next(self._inbound_ids):012d}".encode()).decode()
         now = self._wall_clock()
-        message = WebhookMessage(from_=wa_id, id=wamid, timestamp=str(int(now)), type="text", text=InboundText(text))
+        message = inbound_message(wa_id, wamid, int(now), kind, text, content, reply_to, self.phone_number_id)
         value = ChangeValue(
             "whatsapp",
             Metadata("15550000000", self.phone_number_id),
             contacts=[Contact(wa_id, Profile(name))],
             messages=[message],
         )
-        self.conversation.append(ChatMessage("inbound", wamid, wa_id, self.phone_number_id, "text", text, now))
+        self.conversation.append(
+            ChatMessage(
+                "inbound", wamid, wa_id, self.phone_number_id, kind, readable_inbound(message), now, reply_to=reply_to
+            )
+        )
         status = await self._post_webhook(_encode(self._envelope(value)))
         return wamid, status
 
     async def _inbound(self, body: bytes) -> Response:
         try:
             request = _decode_inbound(body)
-            wamid, status = await self.post_inbound(request.from_, request.text, request.name)
+            wamid, status = await self.post_inbound(
+                request.from_,
+                request.text,
+                request.name,
+                kind=request.type,
+                content=request.content,
+                reply_to=request.reply_to,
+            )
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             return self._error(400, 100, f"(#100) Invalid parameter: {exc}", "OAuthException")
         return Response(200, _encode({"wamid": wamid, "webhook_status": status}), content_type="application/json")
