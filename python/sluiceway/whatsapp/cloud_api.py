@@ -10,7 +10,7 @@ import msgspec
 
 from sluiceway.http import HttpClient, HttpError
 from sluiceway.whatsapp.errors import SendError
-from sluiceway.whatsapp.messages import ErrorEnvelope, OutboundMessage, SendResponse
+from sluiceway.whatsapp.messages import ErrorEnvelope, OutboundMessage, ReadReceipt, SendResponse
 
 #: Graph API version used when none is given (Meta keeps each version for two years).
 DEFAULT_API_VERSION = "v23.0"
@@ -128,18 +128,27 @@ class WhatsAppCloudTransport:
 
     async def send(self, message: OutboundMessage) -> SendResult:
         """Send ``message``; its ``wamid`` on success, ``SendError`` on any failure."""
+        status, body = await self._post(_encode(message))
+        try:
+            ok = _decode_ok(body)
+            return SendResult(ok.messages[0].id, ok.contacts[0].wa_id if ok.contacts else None)
+        except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
+            raise SendError(f"unreadable success response: {body[:200]!r}", http_status=status) from None
+
+    async def mark_read(self, receipt: ReadReceipt) -> None:
+        """Mark an inbound message read (with a typing indicator if ``receipt`` asks); ``SendError`` as ``send``."""
+        await self._post(_encode(receipt))
+
+    async def _post(self, request_body: bytes) -> tuple[int, bytes]:
+        """POST to the messages endpoint; the 2xx status and body, else ``SendError`` from the error envelope."""
         client = self._client or self._open()
         try:
-            response = await client.request("POST", self._path, _encode(message))
+            response = await client.request("POST", self._path, request_body)
         except HttpError as exc:  # its messages name the origin and the failure, never a header
             raise SendError(f"request failed: {type(exc).__name__}: {exc}", uncertain=exc.sent) from None
         status, body = response.status, response.body
         if 200 <= status < 300:
-            try:
-                ok = _decode_ok(body)
-                return SendResult(ok.messages[0].id, ok.contacts[0].wa_id if ok.contacts else None)
-            except (msgspec.DecodeError, msgspec.ValidationError, IndexError):
-                raise SendError(f"unreadable success response: {body[:200]!r}", http_status=status) from None
+            return status, body
         try:
             err = _decode_error(body).error
         except (msgspec.DecodeError, msgspec.ValidationError):
