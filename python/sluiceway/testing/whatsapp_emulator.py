@@ -132,15 +132,16 @@ class WhatsAppEmulator:
 
     Faults, in the order a request meets them: outage window, injected 5xx, hang
     (sleeps ``hang_seconds`` so the client times out), expired or wrong token (190),
-    invalid body (100), throughput (130429), pair rate (131056), invalid recipient
-    (131026: a ``failed`` status webhook when webhooks are on, else a synchronous error).
+    invalid body or read receipt (100), unknown template (132001), throughput (130429), pair
+    rate (131056), invalid recipient (131026: a ``failed`` status webhook when webhooks are on,
+    else a synchronous error).
     ``GET /_emulator/stats`` reports ``accepted`` and ``answers`` to other processes.
 
     The conversation: ``GET /_emulator/messages`` lists every message the bot had accepted
     and every inbound one posted, oldest first (``?to=N``: only those addressed to ``N``;
     ``?with=N``: both directions of the chat with ``N``). ``POST /_emulator/inbound`` with
-    ``{"from": "15551234567", "text": "hi"}`` posts that message to ``webhook_url`` the way
-    Meta would (see :meth:`post_inbound`).
+    ``{"from": "15551234567", "text": "hi"}`` (or ``"type"`` and ``"content"`` for another kind)
+    posts that message to ``webhook_url`` the way Meta would (see :meth:`post_inbound`).
 
     ``templates`` maps each approved template name to its language codes (default: Meta's
     sample ``hello_world`` in ``en_US``; :meth:`register_template` adds more). ``media`` holds
