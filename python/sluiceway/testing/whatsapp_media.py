@@ -15,6 +15,7 @@ import itertools
 
 import msgspec
 
+from sluiceway.errors import SluicewayError
 from sluiceway.http import Response
 
 #: Where the download urls point, after the emulator's origin (Meta's are on ``lookaside.fbsbx.com``, same path).
@@ -23,7 +24,7 @@ DOWNLOAD_PATH = "/whatsapp_business/attachments/"
 _parse_bytes = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes
 
 
-class MediaRefused(ValueError):
+class MediaRefused(SluicewayError, ValueError):
     """A media call the API would refuse with HTTP 400, Graph code 100: ``message`` and ``details`` as in its error."""
 
     def __init__(self, message: str, details: str | None = None) -> None:
