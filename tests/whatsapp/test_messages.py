@@ -110,6 +110,9 @@ def test_webhooks_are_lenient_and_encode_like_meta() -> None:
         (100, 400, ErrorCategory.PERMANENT),
         (131026, 400, ErrorCategory.PERMANENT),
         (131047, 400, ErrorCategory.PERMANENT),
+        (131047, 500, ErrorCategory.PERMANENT),  # named: a 5xx with this code is still never worth a retry
+        (132001, 404, ErrorCategory.PERMANENT),
+        (132001, 503, ErrorCategory.PERMANENT),
         (None, 503, ErrorCategory.TRANSIENT),
         (None, None, ErrorCategory.TRANSIENT),
         (999999, 400, ErrorCategory.PERMANENT),
