@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class Stack:
             throughput=float(rate), pair_limit=100, pair_window=1.0, app_secret=self.secret
         )
         self.runtime: Runtime | None = None
+        self.state_dir = tempfile.TemporaryDirectory(prefix="sluiceway-test-state-")
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Stack:
@@ -66,6 +68,7 @@ class Stack:
             pair_limit=(100, 1.0),
             monitor_process=False,
             enable_auto_scaling=False,
+            state_dir=self.state_dir.name,
             **self.engine_options,
         )
         await self.runtime.start()
@@ -80,6 +83,7 @@ class Stack:
             await self.runtime.stop()
         await self.whatsapp.stop()
         await self.sheets.stop()
+        self.state_dir.cleanup()
 
     async def post(self, payload: dict[str, Any], secret: str | None = None) -> int:
         """Post ``payload`` signed like Meta; returns the HTTP status."""
