@@ -21,7 +21,6 @@ from sluiceway.app.ingress import WebhookIngress
 from sluiceway.app.priority import KeywordClassifier, PriorityLevel
 from sluiceway.app.secret import Secret
 from sluiceway.http import HttpServer
-from sluiceway.testing import ManualClock
 from sluiceway.testing.webhooks import signed, status_update, text_message, text_messages
 from sluiceway.whatsapp.webhooks import SIGNATURE_HEADER, Status, sign
 
