@@ -119,7 +119,7 @@ async def _outbox(path: Path) -> tuple[Journal, DurableOutbox, FakeSender]:
     journal = Journal.open(path, sync="normal")
     outbox, sender = DurableOutbox(), FakeSender()
     outbox.attach(sender)
-    await outbox.open(journal.aio)
+    await outbox.open(journal.aio)  # resolves once the unsent replies are with the sender
     return journal, outbox, sender
 
 

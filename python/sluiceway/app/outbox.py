@@ -42,9 +42,8 @@ class Sender(Protocol):
 class DurableOutbox:
     """Commits each reply to the journal, then hands it to the sender; records its sending.
 
-    Replies may be ``put`` before ``open`` (a restart's recovered messages can finish while the
-    engine is still starting): they wait, in order, and go out after the replies the last run
-    left unsent.
+    ``open`` it on the journal before the first ``put``: the bot runtime does so as soon as the
+    engine has opened its journal (in the first ``on_recovered`` call, or after ``start``).
 
     Example::
 
@@ -52,13 +51,12 @@ class DurableOutbox:
         sender = BatchSender(transport, config, journal=outbox)
         outbox.attach(sender)
         await engine.start()
-        await outbox.open(engine.journal)
+        outbox.open(engine.journal)
     """
 
     def __init__(self) -> None:
         self._journal: AsyncJournal | None = None
         self._sender: Sender | None = None
-        self._waiting: list[tuple[Outgoing, str | None]] = []
         #: The journal's outbox ids of the replies the sender holds, by the sender's message id
         #: (several when a re-run handler's reply had the idempotency key of one already held).
         self._rows: dict[str, list[int]] = {}
@@ -73,17 +71,34 @@ class DurableOutbox:
         """The sender replies go to (made with ``journal=`` this outbox)."""
         self._sender = sender
 
-    async def open(self, journal: AsyncJournal) -> None:
-        """Start committing to ``journal``: first hand the sender what the last run left unsent."""
+    @property
+    def opened(self) -> bool:
+        return self._journal is not None
+
+    def open(self, journal: AsyncJournal) -> asyncio.Future[None]:
+        """Start committing to ``journal``; resolves once what the last run left unsent is with the sender.
+
+        The journal answers in submission order, so those replies reach the sender before any
+        ``put`` after this call, and a ``put`` may come at once.
+        """
+        if self._journal is not None:
+            raise RuntimeError("this outbox is already open")
         self._journal = journal
-        for item in await journal.outbox_unsent():
+        opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        journal.outbox_unsent().add_done_callback(functools.partial(self._resend, opened))
+        return opened
+
+    def _resend(self, opened: asyncio.Future[None], unsent: asyncio.Future[list[OutboxItem]]) -> None:
+        if unsent.cancelled() or unsent.exception() is not None:
+            logger.error("journal: unsent replies not read (%s); they stay for the next start", unsent)
+            opened.set_result(None)
+            return
+        for item in unsent.result():
             self.resent += 1
             if item.state == "sending":
                 self.uncertain_resends += 1
             self._to_sender(item.id, _decode(item.body))
-        waiting, self._waiting = self._waiting, []
-        for reply, inbound in waiting:
-            self.put(reply, inbound)
+        opened.set_result(None)
         if self.uncertain_resends:
             logger.warning(
                 "%d replies were on the wire when the last run ended: sent again (the recipient may see them twice)",
@@ -92,11 +107,10 @@ class DurableOutbox:
 
     def put(self, reply: Outgoing, inbound_wamid: str | None) -> None:
         """Commit ``reply`` (to ``inbound_wamid``), then give it to the sender; replies keep their order."""
-        self.replies += 1
         journal = self._journal
         if journal is None:
-            self._waiting.append((reply, inbound_wamid))
-            return
+            raise RuntimeError("open() the outbox before putting replies in it")
+        self.replies += 1
         # The journal resolves its futures in submission order, so these callbacks run in the
         # order of the puts: per recipient the sender gets replies in the handlers' order.
         committed = journal.outbox_add(reply.message.to, _encode(reply), inbound_wamid)

@@ -202,7 +202,8 @@ class Runtime:
         )
         await self.engine.start()
         assert self.engine.journal is not None
-        await outbox.open(self.engine.journal)
+        if not outbox.opened:  # else opened when the first recovered message was handed over
+            outbox.open(self.engine.journal)
         self._expiry = asyncio.create_task(_expire_periodically(self.engine.journal))
         if self._shed_after is not None:
             self.shedder = LoadShedder(
@@ -260,7 +261,12 @@ class Runtime:
         return unsent / max(float(self.sender.stats()["rate"]), 1e-9) if unsent else 0.0
 
     def _recovered(self, payload: object, result: asyncio.Future[object]) -> None:
-        assert self.sink is not None  # made before the engine starts (and recovers)
+        assert self.sink is not None and self.outbox is not None and self.engine is not None
+        if not self.outbox.opened:
+            # The engine's journal is open once it recovers: the outbox must be too before this
+            # message's reply can come, so that the reply is journaled before the message is finished.
+            assert self.engine.journal is not None
+            self.outbox.open(self.engine.journal)
         self.sink.adopt(payload, result)
 
     def _handled(self, message: InboundMessage, result: HandlerResult | None) -> None:

@@ -221,8 +221,8 @@ class MessageParallelizer:
 
     @property
     def journal(self) -> AsyncJournal | None:
-        """The open journal (after ``start``, with ``journal=path``), for components that keep
-        their own records beside the engine's in it (the bot runtime's reply outbox)."""
+        """The open journal (with ``journal=path``: from ``start``, and already in ``on_recovered``),
+        for components that keep their own records beside the engine's in it (the reply outbox)."""
         return self._ledger.journal.aio if self._ledger.journal is not None else None
 
     def _recovered_result(self, message: JournaledMessage) -> asyncio.Future[Any]:
