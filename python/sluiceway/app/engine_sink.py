@@ -141,6 +141,7 @@ class EngineSink:
 
     def _settle(self, inbound: InboundMessage, submission: asyncio.Future[Any]) -> None:
         result: HandlerResult | None = None
+        accepted = True
         try:
             if submission.cancelled():
                 raise asyncio.CancelledError("the engine dropped the message")
@@ -149,7 +150,7 @@ class EngineSink:
                 raise error
             result = msgspec.convert(submission.result(), HandlerResult)
         except (DuplicateMessage, JournalError):
-            pass  # never accepted: enqueue() told the ingress (200 for a duplicate, 503 for the journal)
+            accepted = False  # enqueue() told the ingress (200 for a duplicate, 503 for the journal)
         except (Exception, asyncio.CancelledError) as error:
             self.stats.failed += 1
             logger.error("message %s from %s got no reply: %s", inbound.id, inbound.sender, error)
@@ -169,7 +170,7 @@ class EngineSink:
                 self._open.set()
             if self.stats.outstanding == 0:
                 self._idle.set()
-            if self._on_handled is not None:
+            if accepted and self._on_handled is not None:
                 self._on_handled(inbound, result)
 
     def cache_totals(self) -> tuple[int, int]:
