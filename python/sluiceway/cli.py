@@ -30,10 +30,14 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="worker processes (default: the engine's)")
     parser.add_argument("--spreadsheet-id", dest="spreadsheet_id", help="the Google spreadsheet the bot reads")
     parser.add_argument("--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--state-dir", dest="state_dir", help="directory of the journal (default ./sluiceway-state)")
 
 
 def _flags_of(args: argparse.Namespace) -> dict[str, object]:
-    return {name: getattr(args, name, None) for name in ("host", "port", "workers", "spreadsheet_id", "log_level")}
+    return {
+        name: getattr(args, name, None)
+        for name in ("host", "port", "workers", "spreadsheet_id", "log_level", "state_dir")
+    }
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -169,7 +173,7 @@ def _admin_request(args: argparse.Namespace, method: str, path: str) -> Any:
 
     base = args.admin_url
     if base is None:
-        base = f"http://127.0.0.1:{load_settings(config_file=args.config).admin_port}"
+        base = f"http://127.0.0.1:{load_settings(_flags_of(args), config_file=args.config).admin_port}"
     request = urllib.request.Request(base.rstrip("/") + path, method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -178,23 +182,48 @@ def _admin_request(args: argparse.Namespace, method: str, path: str) -> Any:
         raise ConnectionError(f"no running bot answers at {base} ({error.reason}); is `sluiceway run` up?") from None
 
 
+def _dlq_answer(args: argparse.Namespace) -> tuple[Any, str]:
+    """Do the dlq action on the stopped bot's journal or, while a bot holds it, through its admin API.
+
+    Returns the answer and where it came from (printed, so the operator knows which).
+    """
+    from sluiceway.app.dead_letters import offline_dead_letters
+    from sluiceway.app.settings import load_settings
+    from sluiceway.journal import JournalLocked
+
+    path = {"list": "/dead-letters", "replay": "/dead-letters/replay", "purge": "/dead-letters/purge"}[args.action]
+    method = "GET" if args.action == "list" else "POST"
+    if args.admin_url is None:
+        settings = load_settings(_flags_of(args), config_file=args.config)
+        journal = settings.journal_path
+        if not journal.exists():
+            raise ConnectionError(f"no journal at {journal}: no bot has run with state_dir {settings.state_dir!r}")
+        try:
+            return offline_dead_letters(journal, args.action), f"from the journal {journal} (the bot is stopped)"
+        except JournalLocked as error:
+            source = f"through the running bot's admin API ({error})"
+            return _admin_request(args, method, path), source
+    return _admin_request(args, method, path), f"through the admin API at {args.admin_url}"
+
+
 def _dlq(args: argparse.Namespace) -> int:
     try:
-        if args.action == "list":
-            letters = _admin_request(args, "GET", "/dead-letters")
-            for letter in letters:
-                if letter["kind"] == "message":
-                    print(f"message {letter['id']} from {letter['sender']}: {letter['error']}  ({letter['text']!r})")
-                else:
-                    print(f"send {letter.get('message_id', '')}: {letter.get('error_code')} {letter.get('error', '')}")
-            print(f"{len(letters)} dead letter(s)")
-        elif args.action == "replay":
-            print(f"replayed {_admin_request(args, 'POST', '/dead-letters/replay')['replayed']} message(s)")
-        else:
-            print(f"purged {_admin_request(args, 'POST', '/dead-letters/purge')['purged']} message(s)")
-    except ConnectionError as error:
+        answer, source = _dlq_answer(args)
+    except (ConnectionError, ValueError) as error:
         print(str(error), file=sys.stderr)
         return 1
+    print(source)
+    if args.action == "list":
+        for letter in answer:
+            if letter["kind"] == "message":
+                print(f"message {letter['id']} from {letter['sender']}: {letter['error']}  ({letter['text']!r})")
+            else:
+                print(f"send {letter['id']} to {letter['recipient']}: {letter['reason']} {letter['error']}")
+        print(f"{len(answer)} dead letter(s)")
+    elif args.action == "replay":
+        print(f"replayed {answer['replayed']} message(s) and {answer['replayed_sends']} reply(ies)")
+    else:
+        print(f"purged {answer['purged']} message(s) and {answer['purged_sends']} reply(ies)")
     return 0
 
 
@@ -334,10 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-live", action="store_true", help="no live view (for logs and CI)")
     demo.set_defaults(func=_demo)
 
-    dlq = commands.add_parser("dlq", help="dead letters of a running bot")
+    dlq = commands.add_parser("dlq", help="dead letters of a bot, running or stopped")
     dlq.add_argument("action", choices=["list", "replay", "purge"])
-    dlq.add_argument("--admin-url", help="the bot's admin address (default http://127.0.0.1:<admin_port>)")
-    dlq.add_argument("--config", metavar="PATH", help="settings file to read admin_port from")
+    dlq.add_argument(
+        "--admin-url",
+        help="ask this admin address (default: the journal in state_dir, or the running bot's admin_port)",
+    )
+    dlq.add_argument("--config", metavar="PATH", help="settings file to read state_dir and admin_port from")
+    dlq.add_argument("--state-dir", dest="state_dir", help="directory of the journal (default ./sluiceway-state)")
     dlq.set_defaults(func=_dlq)
 
     emulate = commands.add_parser(

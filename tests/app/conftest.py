@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,14 @@ def sample_bots_importable() -> Iterator[None]:
 class Stack:
     """Sheets and WhatsApp emulators plus a ``Runtime`` running ``bot`` with ``workers`` workers."""
 
-    def __init__(self, bot: str = PROPERTY_BOT, workers: int = 1, rate: int = 500, **engine: Any) -> None:
+    def __init__(
+        self,
+        bot: str = PROPERTY_BOT,
+        workers: int = 1,
+        rate: int = 500,
+        state_dir: Path | None = None,
+        **engine: Any,
+    ) -> None:
         self.bot, self.workers, self.rate, self.engine_options = bot, workers, rate, engine
         self.secret = secrets.token_hex(8)
         self.sheets = SheetsEmulator()
@@ -46,6 +54,9 @@ class Stack:
             throughput=float(rate), pair_limit=100, pair_window=1.0, app_secret=self.secret
         )
         self.runtime: Runtime | None = None
+        # A given state_dir outlives the stack (a restart test reuses it); else a temporary one.
+        self._own_state = None if state_dir is not None else tempfile.TemporaryDirectory(prefix="sluiceway-state-")
+        self.state_dir = state_dir if state_dir is not None else Path(self._own_state.name)
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Stack:
@@ -66,6 +77,7 @@ class Stack:
             pair_limit=(100, 1.0),
             monitor_process=False,
             enable_auto_scaling=False,
+            state_dir=self.state_dir,
             **self.engine_options,
         )
         await self.runtime.start()
@@ -80,6 +92,8 @@ class Stack:
             await self.runtime.stop()
         await self.whatsapp.stop()
         await self.sheets.stop()
+        if self._own_state is not None:
+            self._own_state.cleanup()
 
     async def post(self, payload: dict[str, Any], secret: str | None = None) -> int:
         """Post ``payload`` signed like Meta; returns the HTTP status."""

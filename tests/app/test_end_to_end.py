@@ -197,19 +197,19 @@ def test_failed_handler_is_dead_lettered_and_replayable(stack: type[Stack]) -> N
         async with stack(bot="sample_bots:failing_bot", max_attempts=2) as s:
             assert await s.say("15550006666", "wamid.boom", "boom") == 200
             assert await s.reply("15550006666", "wamid.ok", "fine") == "echo: fine"
-            assert s.runtime is not None and s.runtime.sink is not None
-            sink = s.runtime.sink
-            await s.until(lambda: len(sink.dead_letters) == 1)
+            assert s.runtime is not None and s.runtime.sink is not None and s.runtime.engine is not None
+            sink, engine = s.runtime.sink, s.runtime.engine
+            await s.until(lambda: len(engine.dead_letters()) == 1)
             assert s.session is not None
             async with s.session.get(s.runtime.admin_url + "/dead-letters") as response:
                 letters = msgspec.json.decode(await response.read())
             assert [(letter["kind"], letter["id"]) for letter in letters] == [("message", "wamid.boom")]
             assert "RuntimeError" in letters[0]["error"] or "failed" in letters[0]["error"]
             async with s.session.post(s.runtime.admin_url + "/dead-letters/replay") as response:
-                assert msgspec.json.decode(await response.read()) == {"replayed": 1}
-            await s.until(lambda: len(sink.dead_letters) == 1 and sink.stats.failed == 2)
+                assert msgspec.json.decode(await response.read()) == {"replayed": 1, "replayed_sends": 0}
+            await s.until(lambda: len(engine.dead_letters()) == 1 and sink.stats.failed == 2)
             async with s.session.post(s.runtime.admin_url + "/dead-letters/purge") as response:
-                assert msgspec.json.decode(await response.read()) == {"purged": 1}
-            assert sink.dead_letters == [] and s.replies_to("wamid.boom") == []
+                assert msgspec.json.decode(await response.read()) == {"purged": 1, "purged_sends": 0}
+            assert engine.dead_letters() == [] and s.replies_to("wamid.boom") == []
 
     run(scenario)

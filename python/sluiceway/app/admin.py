@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from sluiceway.app.dead_letters import message_letter, send_letter
 from sluiceway.http import Request, Response
 from sluiceway.http.routes import Routes
 
@@ -20,22 +21,10 @@ if TYPE_CHECKING:
 ADMIN_HOST = "127.0.0.1"
 
 
-def _letters(runtime: Runtime) -> list[dict[str, Any]]:
-    assert runtime.sink is not None and runtime.sender is not None
-    out: list[dict[str, Any]] = [
-        {
-            "kind": "message",
-            "id": letter.message.id,
-            "sender": letter.message.sender,
-            "text": letter.message.text,
-            "error": letter.error,
-            "failed_at": letter.failed_at,
-        }
-        for letter in runtime.sink.dead_letters
-    ]
-    for letter in runtime.sender.dead_letters():
-        out.append({"kind": "send", **msgspec.to_builtins(letter)})
-    return out
+async def _letters(runtime: Runtime) -> list[dict[str, Any]]:
+    assert runtime.engine is not None and runtime.outbox is not None
+    out = [message_letter(letter) for letter in runtime.engine.dead_letters()]
+    return out + [send_letter(letter) for letter in await runtime.outbox.dead_letters()]
 
 
 _json = msgspec.json.Encoder()
@@ -48,21 +37,24 @@ def _json_response(value: object) -> Response:
 def admin_routes(runtime: Runtime) -> Routes:
     """``GET /dead-letters``, ``POST /dead-letters/replay``, ``POST /dead-letters/purge``, ``GET /status``.
 
-    Serve them with ``HttpServer(admin_routes(runtime).handle)``. Replay and purge act on
-    inbound messages whose handler failed; failed sends (the provider refused them, e.g.
-    outside the 24-hour window) are listed for inspection.
+    Serve them with ``HttpServer(admin_routes(runtime).handle)``. Replay and purge act on both
+    kinds (:mod:`sluiceway.app.dead_letters`): inbound messages whose handler failed run
+    again, and failed sends (the provider refused them, e.g. outside the 24-hour window) are
+    sent again.
     """
 
     async def list_letters(_: Request) -> Response:
-        return _json_response(_letters(runtime))
+        return _json_response(await _letters(runtime))
 
     async def replay(_: Request) -> Response:
-        assert runtime.sink is not None and runtime.ingress is not None
-        return _json_response({"replayed": await runtime.sink.replay_dead_letters(runtime.ingress.classify)})
+        assert runtime.engine is not None and runtime.outbox is not None
+        messages = len(runtime.engine.replay_dead_letters())
+        return _json_response({"replayed": messages, "replayed_sends": await runtime.outbox.replay_dead_letters()})
 
     async def purge(_: Request) -> Response:
-        assert runtime.sink is not None
-        return _json_response({"purged": runtime.sink.purge_dead_letters()})
+        assert runtime.engine is not None and runtime.outbox is not None
+        messages = runtime.engine.purge_dead_letters()
+        return _json_response({"purged": messages, "purged_sends": await runtime.outbox.purge_dead_letters()})
 
     async def status(_: Request) -> Response:
         return _json_response(runtime.status())

@@ -13,18 +13,21 @@ body larger than ``max_body_bytes``          413
 no ``X-Hub-Signature-256`` header            401
 signature is not HMAC-SHA256(app secret)     403
 body is not JSON / not a webhook payload     400 (the reason in the body)
-engine did not accept within the timeout     503 (Meta re-delivers later)
+engine did not commit within the timeout     503 (Meta re-delivers later)
+the journal failed (``JournalError``)        503 (Meta re-delivers later)
 shutting down (``stop_accepting``)           503 for messages; statuses still taken
 shedding load (``overloaded()`` is true)     503 for messages at once; statuses still taken
 accepted (or a known re-delivery)            200
 ==========================================  ======
 
-Backpressure: the answer is 200 only once every new message of the POST is accepted by the
-engine. While the engine pushes back, the request waits up to ``enqueue_timeout`` seconds
-(Meta's delivery waits with it, which slows the inflow at its source), then answers 503:
-the messages not yet accepted are un-claimed, and Meta's re-delivery enqueues them, while
-those already accepted are recognised as duplicates. Nothing is dropped and nothing runs
-twice. ``enqueue_timeout = 0`` answers 503 as soon as the engine is full.
+Durability and de-duplication: the answer is 200 only once every new message of the POST is
+accepted by the sink, which for the runtime's ``EngineSink`` means committed to the journal
+together with its ``wamid``; the sink also says which ``wamid`` it accepted before (a
+re-delivery: answered 200, not run again). While the engine pushes back, the request waits
+up to ``enqueue_timeout`` seconds (Meta's delivery waits with it, which slows the inflow at
+its source), then answers 503: Meta re-delivers, the messages not yet accepted are accepted
+then, and those already accepted are recognised as duplicates. Nothing is dropped and
+nothing runs twice. ``enqueue_timeout = 0`` answers 503 as soon as the engine is full.
 
 Load shedding: backpressure bounds how many messages wait, not how long. ``overloaded`` (a
 callable, e.g. :meth:`sluiceway.app.shedding.LoadShedder.overloaded`) is asked before each
@@ -48,7 +51,6 @@ import msgspec
 from sluiceway.app.asgi import WebhookAsgiApp
 from sluiceway.app.inbound import InboundMessage, inbound_messages
 from sluiceway.app.priority import KeywordClassifier, PriorityLevel
-from sluiceway.app.recent_ids import RecentIds
 from sluiceway.app.secret import Secret
 from sluiceway.app.settings import Settings
 from sluiceway.http import Request, Response
@@ -74,8 +76,10 @@ _ANSWER = msgspec.json.Encoder()
 class MessageSink(Protocol):
     """Where accepted messages go (the engine, or a fake in tests)."""
 
-    async def enqueue(self, payload: InboundMessage, priority: PriorityLevel, ordering_key: str) -> object:
-        """Accept ``payload``; wait while full. Returning means accepted."""
+    async def enqueue(self, payload: InboundMessage, priority: PriorityLevel, ordering_key: str) -> bool:
+        """Accept ``payload`` (wait while full): True once accepted, False if ``payload.id`` was accepted before.
+
+        Raising means not accepted (the webhook is answered 503 and re-delivered)."""
 
 
 class StatusSink(Protocol):
@@ -111,9 +115,8 @@ class WebhookIngress:
         server = HttpServer(ingress.handle, max_body_bytes=ingress.max_body_bytes)   # the fast path
         routes = [Route("/webhook", ingress.asgi(), methods=["GET", "POST"])]     # or in Starlette/FastAPI
 
-    Warning: de-duplication is in memory, per ingress process, for ``dedup_window``
-    seconds: a restart forgets which messages were seen (at-least-once, not exactly-once,
-    across restarts; the reply's idempotency key covers the common case).
+    De-duplication is the sink's: the runtime's ``EngineSink`` keeps each ``wamid`` in the
+    journal for ``dedup_window`` seconds, across restarts.
     """
 
     def __init__(
@@ -125,12 +128,9 @@ class WebhookIngress:
         verify_token: Secret | None = None,
         path: str = "/webhook",
         max_body_bytes: int = 3 * 1024 * 1024,
-        dedup_window: float = 24 * 3600.0,
-        dedup_max_entries: int = 1_000_000,
         enqueue_timeout: float = 5.0,
         classify: Callable[[str], PriorityLevel] | None = None,
         overloaded: Callable[[], bool] | None = None,
-        clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not app_secret:
@@ -147,7 +147,6 @@ class WebhookIngress:
         self._max_body_bytes = max_body_bytes
         self._enqueue_timeout = enqueue_timeout
         self.classify = classify or KeywordClassifier(())
-        self._seen = RecentIds(dedup_window, dedup_max_entries, clock)
         self._wall_clock = wall_clock
         self._accepting = True
         self._overloaded = overloaded
@@ -159,7 +158,6 @@ class WebhookIngress:
         settings: Settings,
         sink: MessageSink,
         status_sink: StatusSink | None = None,
-        clock: Callable[[], float] = time.monotonic,
         overloaded: Callable[[], bool] | None = None,
     ) -> WebhookIngress:
         """An ingress configured from ``settings`` (which must carry ``whatsapp_app_secret``)."""
@@ -172,12 +170,9 @@ class WebhookIngress:
             status_sink=status_sink,
             path=settings.webhook_path,
             max_body_bytes=settings.max_body_bytes,
-            dedup_window=settings.dedup_window,
-            dedup_max_entries=settings.dedup_max_entries,
             enqueue_timeout=settings.enqueue_timeout,
             classify=KeywordClassifier(settings.high_priority_keywords),
             overloaded=overloaded,
-            clock=clock,
         )
 
     @property
@@ -283,41 +278,36 @@ class WebhookIngress:
         if messages and not self._accepting:
             await self._hand_over_statuses(payload.statuses())
             self.stats.backpressured += 1
-            return self._busy(0)
+            return self._busy()
         if messages and self._overloaded is not None and self._overloaded():
             await self._hand_over_statuses(payload.statuses())
             self.stats.shed += 1
-            return self._busy(0)
+            return self._busy()
         accepted = duplicates = 0
         for message in messages:
-            if not self._seen.claim(message.id):
-                duplicates += 1
-                continue
             try:
                 async with asyncio.timeout(self._enqueue_timeout):
-                    await self._sink.enqueue(message, self.classify(message.text), message.sender)
+                    new = await self._sink.enqueue(message, self.classify(message.text), message.sender)
             except TimeoutError:
-                self._seen.release(message.id)
                 self.stats.backpressured += 1
-                return self._busy(accepted)
+                return self._busy(accepted, duplicates)
             except Exception:
-                self._seen.release(message.id)
                 logger.exception("the engine refused message %s", message.id)
                 self.stats.backpressured += 1
-                return self._busy(accepted)
-            except BaseException:
-                self._seen.release(message.id)
-                raise
-            self._seen.commit(message.id)
-            accepted += 1
+                return self._busy(accepted, duplicates)
+            if new:
+                accepted += 1
+            else:
+                duplicates += 1
         self.stats.accepted += accepted
         self.stats.duplicates += duplicates
 
         handled = await self._hand_over_statuses(payload.statuses())
         return Response(200, _ANSWER.encode(Answer(accepted, duplicates, handled)), content_type="application/json")
 
-    def _busy(self, accepted: int) -> Response:
+    def _busy(self, accepted: int = 0, duplicates: int = 0) -> Response:
         self.stats.accepted += accepted
+        self.stats.duplicates += duplicates
         return Response.text(503, "engine busy: retry later", headers={"Retry-After": "1"})
 
     async def _hand_over_statuses(self, items: list[Status]) -> int:

@@ -8,11 +8,18 @@
      └──── Cloud API ◀── BatchSender ◀──────────────┘                  ▼  (SheetsCache per worker)
                                     PerformanceMonitor (/metrics, dashboard) watches the engine
 
+Durability: the engine journals into ``settings.state_dir`` (``journal.sqlite3``). A webhook
+is answered 200 only once its message and ``wamid`` are committed there, so a ``kill -9``
+loses no answered message: the next start on the same ``state_dir`` runs what was left
+unfinished (``EngineSink.adopt`` sends those replies), and a re-delivered ``wamid`` within
+``dedup_window`` is answered 200 without running again.
+
 Shutdown (SIGTERM, SIGINT or ``stop()``) drains in the order that loses nothing: the ingress
 stops accepting messages (503, so Meta re-delivers them to the next instance) but keeps taking
 status webhooks; the engine finishes what it accepted; the replies reach the sender; the sender
-drains (delivery statuses still arrive); then the HTTP server and the monitor stop, and one
-summary line is logged.
+drains (delivery statuses still arrive); the engine stops and closes the journal (what did not
+finish in time stays there for the next start); then the HTTP server and the monitor stop, and
+one summary line is logged.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 
@@ -31,11 +39,13 @@ from sluiceway.app.engine_sink import EngineSink
 from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.ingress import WebhookIngress
+from sluiceway.app.outbox import DurableOutbox
 from sluiceway.app.settings import Settings
 from sluiceway.app.shedding import DEFAULT_MAX_DELAY, LoadShedder
 from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
+from sluiceway.journal import AsyncJournal, JournalError
 from sluiceway.monitor import MonitorConfig, PerformanceMonitor
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
 from sluiceway.whatsapp.webhooks import Status
@@ -58,6 +68,8 @@ class RuntimeSummary(msgspec.Struct, frozen=True):
     confirmed: int
     dead_lettered: int
     left_queued: int
+    #: Replies re-sent after a restart although they may have reached WhatsApp before it.
+    uncertain_resends: int = 0
 
     def line(self) -> str:
         """The one-line summary logged at shutdown."""
@@ -65,6 +77,7 @@ class RuntimeSummary(msgspec.Struct, frozen=True):
             f"shutdown ◆ {self.received} received ◆ {self.duplicates} duplicates ◆ {self.handled} handled"
             f" ◆ {self.failed} failed ◆ {self.replies} replies ◆ {self.sent} sent ◆ {self.confirmed} confirmed"
             f" ◆ {self.dead_lettered} dead-lettered ◆ {self.left_queued} left queued"
+            f" ◆ {self.uncertain_resends} uncertain re-sends"
         )
 
 
@@ -102,6 +115,9 @@ class Runtime:
             raise ValueError(f"shed_after must be positive seconds or None, got {shed_after}")
         self.bot_spec = bot_spec
         engine_config = engine_config or ParallelizerConfig()
+        engine_config = msgspec.structs.replace(
+            engine_config, dedup_window=settings.dedup_window, dedup_max_entries=settings.dedup_max_entries
+        )
         if settings.workers is not None:
             engine_config = msgspec.structs.replace(
                 engine_config,
@@ -126,6 +142,8 @@ class Runtime:
         self.sender: BatchSender | None = None
         self.monitor: PerformanceMonitor | None = None
         self.sink: EngineSink | None = None
+        self.outbox: DurableOutbox | None = None
+        self._expiry: asyncio.Task[None] | None = None
         self.ingress: WebhookIngress | None = None
         self._server: HttpServer | None = None
         self._admin_server: HttpServer | None = None
@@ -157,27 +175,36 @@ class Runtime:
         # Spawned workers inherit the environment: this is how they learn which bot to run.
         os.environ[BOT_ENV] = self.bot_spec
         os.environ[SETTINGS_ENV] = settings.worker_json().decode()
-        self.sender = BatchSender(transport, self.sender_config)
+        self.outbox = outbox = DurableOutbox()
+        self.sender = BatchSender(transport, self.sender_config, journal=outbox)
+        outbox.attach(self.sender)
         await self.sender.start()
+        _make_state_dir(Path(settings.state_dir))
         self.monitor = PerformanceMonitor(self._monitor_config)
         self.monitor.add_source("sender", self.sender.stats)
+        self.monitor.add_source("outbox", outbox.stats)
         self.engine = MessageParallelizer(
             "sluiceway.app.worker:handle",
             self.engine_config,
             monitor=self.monitor,
             worker_setup="sluiceway.app.worker:setup",
             worker_teardown="sluiceway.app.worker:teardown",
+            journal=settings.journal_path,
+            on_recovered=self._recovered,
         )
-        await self.engine.start()
-        self.sink = EngineSink(
+        self.sink = sink = EngineSink(
             self.engine,
-            self.sender,
+            outbox,
             high_water=self.engine_config.queue_high_water_mark,
             low_water=self.engine_config.queue_low_water_mark,
             metrics=self.monitor,
             on_handled=self._handled,
         )
-        sink = self.sink
+        await self.engine.start()
+        assert self.engine.journal is not None
+        if not outbox.opened:  # else opened when the first recovered message was handed over
+            outbox.open(self.engine.journal)
+        self._expiry = asyncio.create_task(_expire_periodically(self.engine.journal))
         if self._shed_after is not None:
             self.shedder = LoadShedder(
                 lambda: sink.stats.outstanding, backlog_delay=self._reply_queue_seconds, max_delay=self._shed_after
@@ -219,8 +246,9 @@ class Runtime:
             replies=self.sink.stats.replies,
             sent=int(stats["sent"]),
             confirmed=int(stats["confirmed"]),
-            dead_lettered=len(self.sink.dead_letters) + len(self.sender.dead_letters()),
+            dead_lettered=len(self.engine.dead_letters()) + len(self.sender.dead_letters()),
             left_queued=left_queued,
+            uncertain_resends=self.outbox.uncertain_resends if self.outbox is not None else 0,
         )
 
     def _reply_queue_seconds(self) -> float:
@@ -231,6 +259,15 @@ class Runtime:
             for states in self.sender.queue_status().values()
         )
         return unsent / max(float(self.sender.stats()["rate"]), 1e-9) if unsent else 0.0
+
+    def _recovered(self, payload: object, result: asyncio.Future[object]) -> None:
+        assert self.sink is not None and self.outbox is not None and self.engine is not None
+        if not self.outbox.opened:
+            # The engine's journal is open once it recovers: the outbox must be too before this
+            # message's reply can come, so that the reply is journaled before the message is finished.
+            assert self.engine.journal is not None
+            self.outbox.open(self.engine.journal)
+        self.sink.adopt(payload, result)
 
     def _handled(self, message: InboundMessage, result: HandlerResult | None) -> None:
         if self.shedder is not None:
@@ -243,7 +280,8 @@ class Runtime:
 
         A kind the sender does not know (one Meta adds later) settles nothing.
         """
-        assert self.sender is not None
+        assert self.sender is not None and self.outbox is not None
+        self.outbox.status(status.id)
         return self.sender.handle_status(status)
 
     async def stop(self, timeout: float = DRAIN_TIMEOUT) -> RuntimeSummary:
@@ -251,13 +289,19 @@ class Runtime:
         assert self.engine is not None and self.sender is not None and self.sink is not None
         assert self.ingress is not None and self._server is not None
         self.running = False
+        assert self.outbox is not None and self._expiry is not None
         self.ingress.stop_accepting()
-        engine_summary = await self.engine.shutdown(drain=True, timeout=timeout)
+        self._expiry.cancel()
+        # The engine owns the journal and closes it when it shuts down, so the replies are
+        # drained first: the sender must record them as sent while the journal is open.
         try:
+            await self.engine.wait_for_completion(timeout)
             await self.sink.wait_idle(timeout)
+            await self.outbox.wait_committed(timeout)
         except TimeoutError:
-            logger.warning("replies still being handed to the sender after %s s", timeout)
+            logger.warning("messages or replies still in progress after %s s: they stay in the journal", timeout)
         left_over = await self.sender.close(timeout)
+        engine_summary = await self.engine.shutdown(drain=True, timeout=timeout)
         close = getattr(self._transport_in_use, "aclose", None)
         if close is not None:
             await close()
@@ -267,6 +311,26 @@ class Runtime:
         summary = self.status(left_queued=len(engine_summary.remaining) + len(left_over))
         logger.info(summary.line())
         return summary
+
+
+#: Seconds between sweeps that forget wamids and sent replies older than ``dedup_window``.
+EXPIRY_INTERVAL = 600.0
+
+
+async def _expire_periodically(journal: AsyncJournal) -> None:
+    while True:
+        await asyncio.sleep(EXPIRY_INTERVAL)
+        try:
+            await journal.expire()
+        except JournalError as error:
+            logger.error("journal expiry failed (retried in %s s): %s", EXPIRY_INTERVAL, error)
+
+
+def _make_state_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) readable by this user only: the journal holds messages."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"state_dir {str(path)!r} exists and is not a directory")
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 async def serve(runtime: Runtime) -> RuntimeSummary:

@@ -27,6 +27,9 @@ from sluiceway.app.secret import Secret
 #: The file ``load_settings`` reads when no path is given (relative to the working directory).
 DEFAULT_CONFIG_FILE = "sluiceway.toml"
 
+#: The journal's file name inside ``state_dir``.
+JOURNAL_FILE = "journal.sqlite3"
+
 #: Environment variables that keep the provider's conventional names instead of ``SLUICEWAY_*``.
 PROVIDER_ENV_NAMES: dict[str, str] = {
     "whatsapp_access_token": "WHATSAPP_ACCESS_TOKEN",
@@ -62,9 +65,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         settings = load_settings(flags={"port": 9000})
         print(settings)           # secrets print as **********
 
-    Warning: ``dedup_window`` bounds how long a re-delivered webhook is recognised; Meta
-    retries failed deliveries for longer (up to days), so a message re-delivered after the
-    window is processed again. A longer window costs memory (about 150 bytes per message).
+    Warning: ``dedup_window`` bounds how long a re-delivered webhook is recognised (a week by
+    default, which covers Meta's re-delivery period); a message re-delivered after the window
+    is processed again. The wamids live in the journal in ``state_dir`` (about 100 bytes each).
     """
 
     # WhatsApp Cloud API
@@ -94,14 +97,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_path: str = "/webhook"
     #: Bodies larger than this are refused with 413 (Meta's webhook payloads are at most 3 MB).
     max_body_bytes: int = 3 * 1024 * 1024
-    #: How long a message id (``wamid``) is remembered to drop re-deliveries, in seconds.
-    dedup_window: float = 24 * 3600.0
+    #: How long a message id (``wamid``) is remembered (in the journal, across restarts) to
+    #: drop re-deliveries, in seconds.
+    dedup_window: float = 7 * 86400.0
     #: At most this many ids are remembered; the oldest are forgotten first.
     dedup_max_entries: int = 1_000_000
     #: Under backpressure the webhook request waits this long (seconds) for the engine to
     #: accept a message, then answers 503 so that Meta re-delivers it later; 0 answers 503 at once.
     enqueue_timeout: float = 5.0
     high_priority_keywords: tuple[str, ...] = DEFAULT_HIGH_PRIORITY_KEYWORDS
+    # Durability
+    #: Directory (created with mode 0700) holding the journal ``journal.sqlite3``: accepted
+    #: messages, remembered wamids, the reply outbox and dead letters survive a crash there.
+    state_dir: str = "./sluiceway-state"
     # Engine and monitor
     #: Worker processes; None uses the engine's default.
     workers: int | None = None
@@ -134,6 +142,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if not self.host:
             raise ValueError("host must not be empty")
+        if not self.state_dir:
+            raise ValueError("state_dir must not be empty")
         if any(not word.strip() for word in self.high_priority_keywords):
             raise ValueError("high_priority_keywords must not contain empty words")
 
@@ -148,6 +158,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def worker_json(self) -> bytes:
         """The settings worker processes need, as JSON: everything but the WhatsApp secrets."""
         return msgspec.json.encode({k: v for k, v in self.redacted().items() if k not in SECRET_FIELDS})
+
+    @property
+    def journal_path(self) -> Path:
+        """The journal file inside ``state_dir``."""
+        return Path(self.state_dir) / JOURNAL_FILE
 
     def missing_for_production(self) -> list[str]:
         """The settings a real (non-emulated) deployment needs that are not set."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Any
 
 from sluiceway.app.runtime import Runtime
@@ -28,13 +30,18 @@ def emulated_runtime(
     rate: int,
     pair_limit: tuple[int, float],
     monitor_process: bool = True,
+    state_dir: str | os.PathLike[str] | None = None,
     **engine: Any,
 ) -> Runtime:
     """A ``Runtime`` for ``bot`` on 127.0.0.1 (free ports) against the WhatsApp and Sheets emulators.
 
     ``rate`` is the sender's messages/s (the emulator's cap), ``pair_limit`` its per-recipient
-    ``(limit, window)``; ``engine`` overrides ``ParallelizerConfig`` fields.
+    ``(limit, window)``; ``engine`` overrides ``ParallelizerConfig`` fields. ``state_dir``
+    holds the journal (a restart on the same one recovers); by default a new temporary
+    directory, left behind for inspection.
     """
+    if state_dir is None:
+        state_dir = tempfile.mkdtemp(prefix="sluiceway-state-")
     settings = Settings(
         whatsapp_app_secret=Secret(app_secret),
         whatsapp_phone_number_id=phone_number_id,
@@ -46,6 +53,7 @@ def emulated_runtime(
         admin_port=0,
         monitor_port=0,
         workers=workers,
+        state_dir=os.fspath(state_dir),
     )
     engine = {"default_worker_count": workers, "min_workers": 1, "max_workers": max(2, workers)} | engine
     return Runtime(

@@ -16,6 +16,7 @@ import os
 import random
 import secrets
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -122,6 +123,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         throughput=float(options.rate), pair_limit=PAIR_LIMIT, pair_window=PAIR_WINDOW, app_secret=app_secret
     )
     await whatsapp.start()
+    state_dir = tempfile.TemporaryDirectory(prefix="sluiceway-demo-state-")
     runtime = emulated_runtime(
         BOT,
         app_secret=app_secret,
@@ -133,6 +135,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         workers=options.workers,
         rate=options.rate,
         pair_limit=(PAIR_LIMIT, PAIR_WINDOW),
+        state_dir=state_dir.name,
     )
     rng = random.Random(options.seed)
     conversations = [conversation(i, options.messages, rng) for i in range(options.conversations)]
@@ -178,6 +181,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
     finally:
         await whatsapp.stop()
         await sheets.stop()
+        state_dir.cleanup()
     elapsed = time.monotonic() - started
     verdict = verify(conversations, whatsapp.accepted)
     if snapshots:

@@ -137,8 +137,8 @@ class Dispatcher:
         # Completions are counted here, at settlement, once each: these latencies are what
         # the hooks' LatencyDelta events carry, so their counts match ``completed`` exactly.
         settled_latency = worker.settled_latency
-        if ledger.journal is not None:
-            ledger.record_completed(done + [seq for seq, _ in results])
+        if ledger.journal is not None and done:
+            ledger.record_completed(done)
         settled, keys = held.settle(done, now, settled_latency)
         for key in keys:
             ledger.release_key(key)
@@ -153,6 +153,12 @@ class Dispatcher:
                 entry.future.set_result(result)
             if entry.key is not None:
                 ledger.release_key(entry.key)
+        if ledger.journal is not None and results:
+            # After the result futures' callbacks (call_soon is FIFO): a caller that journals what
+            # the result produced (the bot runtime's reply outbox) queues that write before this
+            # completion, so no crash can leave the message finished and its result unrecorded.
+            assert self.loop is not None  # set by start(), before any worker reports
+            self.loop.call_soon(ledger.record_completed, [seq for seq, _ in results])
         if settled_entries:
             settled_latency.record_many([now - entry.enqueued for entry in settled_entries])
             settled += len(settled_entries)

@@ -189,9 +189,15 @@ class Ledger:
         op.add_done_callback(on_commit)
         return first, op
 
-    def replay(self, op: asyncio.Future[list[JournaledMessage]], count: int, now: float) -> int:
+    def replay(
+        self,
+        op: asyncio.Future[list[JournaledMessage]],
+        count: int,
+        now: float,
+        result_of: Callable[[JournaledMessage], asyncio.Future[Any]] | None = None,
+    ) -> int:
         """Dead letters the journal moves back to the messages (``op``, from seq ``last_seq + 1``);
-        staged once committed. Returns their first seq."""
+        staged once committed (``result_of`` gives each a result future). Returns their first seq."""
         first = self.last_seq + 1
         self.last_seq += count
         self._pending(count)
@@ -207,7 +213,8 @@ class Ledger:
             self.unfinished += len(messages) - count
             for m in messages:
                 self.last_seq = max(self.last_seq, m.seq)
-                self._stage(Entry(m.seq, m.priority, m.enqueued_at, m.ordering_key, None, m.payload, now))
+                future = None if result_of is None else result_of(m)
+                self._stage(Entry(m.seq, m.priority, m.enqueued_at, m.ordering_key, future, m.payload, now))
             if self.unfinished == 0:
                 self.idle.set()
 
@@ -233,12 +240,19 @@ class Ledger:
 
     # -- restart ---------------------------------------------------------------------------------
 
-    def recover(self, recovery_messages: list[JournaledMessage], next_seq: int, now: float) -> None:
+    def recover(
+        self,
+        recovery_messages: list[JournaledMessage],
+        next_seq: int,
+        now: float,
+        result_of: Callable[[JournaledMessage], asyncio.Future[Any]] | None = None,
+    ) -> None:
         """Re-queue what the last run left unfinished, in seq order, before any new work.
 
         A message with a retry pending waits out what is left of its backoff; one that was
         in a worker's hands is a crash suspect and re-runs alone (``exclusive``). Per
         ordering key the first unfinished message takes the key's turn, the rest park.
+        ``result_of`` gives a recovered message a future for its handler's result.
         """
         wall_now = time.time()
         loop = asyncio.get_running_loop()
@@ -252,7 +266,7 @@ class Ledger:
                 m.priority,
                 m.enqueued_at,
                 m.ordering_key,
-                None,
+                None if result_of is None else result_of(m),
                 m.payload,
                 now - max(0.0, wall_now - m.enqueued_at),
                 m.attempt,

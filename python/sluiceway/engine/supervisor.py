@@ -48,6 +48,7 @@ from sluiceway.engine.retry import RetryPolicy
 from sluiceway.engine.statistics import LatencyWindow, Statistics, ThroughputMeter, WorkerStatistics
 from sluiceway.engine.worker_handle import READY, STARTING, WorkerHandle
 from sluiceway.histogram import LatencyHistogram
+from sluiceway.journal import AsyncJournal, JournaledMessage
 
 _log = logging.getLogger("sluiceway.engine")
 _decoder = msgspec.msgpack.Decoder()
@@ -90,8 +91,11 @@ class MessageParallelizer:
     before new work; those that were in a worker's hands when the process died re-run one
     at a time, so a message that kills the whole process reaches the dead letters after
     ``max_attempts`` starts and takes no other message with it. Message ids are stable
-    across restarts. ``enqueue_nowait`` and ``enqueue_many_nowait`` refuse with a journal
-    (they could only report an accept before it is durable): use ``accept``.
+    across restarts. ``on_recovered(payload, result_future)`` is told of each message the
+    journal hands back without a caller waiting for it (unfinished at start, or a replayed dead
+    letter), so that its handler's result still reaches someone. ``enqueue_nowait`` and
+    ``enqueue_many_nowait`` refuse with a journal (they could only report an accept before it
+    is durable): use ``accept``.
 
     Warning:
         Delivery is at-least-once: a message whose worker dies after running it but before
@@ -110,6 +114,7 @@ class MessageParallelizer:
         worker_teardown: str | Callable[[], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         journal: str | PathLike[str] | None = None,
+        on_recovered: Callable[[Any, asyncio.Future[Any]], None] | None = None,
     ) -> None:
         self.config = config if config is not None else ParallelizerConfig()
         if not isinstance(self.config, ParallelizerConfig):
@@ -122,6 +127,7 @@ class MessageParallelizer:
         self._teardown_spec = spec_of(worker_teardown, "worker_teardown") if worker_teardown is not None else None
         self._hooks = HookSet(([monitor] if monitor is not None else []) + list(hooks))
         self._clock = clock
+        self._on_recovered = on_recovered
         # With a journal, ids must stay the same across restarts: derive them from its path.
         self._engine_id = (
             hashlib.sha256(os.path.abspath(self._journal_path).encode()).hexdigest()[:12]
@@ -202,7 +208,8 @@ class MessageParallelizer:
         for letter in letters:
             self._failures.dead_letters.add(recovered_letter(self._engine_id, letter))
         messages, self._recovered_letters = self._failures.recovered(recovery.messages)
-        ledger.recover(messages, recovery.next_seq, self._clock())
+        result_of = self._recovered_result if self._on_recovered is not None else None
+        ledger.recover(messages, recovery.next_seq, self._clock(), result_of)
         if recovery.messages:
             _log.info(
                 "journal %s: %d unfinished messages re-queued (%d were in flight), %d dead letters",
@@ -211,6 +218,19 @@ class MessageParallelizer:
                 len(recovery.suspects),
                 len(self._failures.dead_letters),
             )
+
+    @property
+    def journal(self) -> AsyncJournal | None:
+        """The open journal (with ``journal=path``: from ``start``, and already in ``on_recovered``),
+        for components that keep their own records beside the engine's in it (the reply outbox)."""
+        return self._ledger.journal.aio if self._ledger.journal is not None else None
+
+    def _recovered_result(self, message: JournaledMessage) -> asyncio.Future[Any]:
+        """A re-queued message's result future, handed to ``on_recovered`` (its submitter is gone)."""
+        assert self._on_recovered is not None
+        future: asyncio.Future[Any] = self._running_loop().create_future()
+        self._on_recovered(_decoder.decode(message.payload), future)
+        return future
 
     async def shutdown(self, drain: bool = True, timeout: float | None = None) -> ShutdownSummary:
         """Stop accepting, then stop the workers; a second call returns the first one's summary.
@@ -419,7 +439,9 @@ class MessageParallelizer:
         if not count:
             return []
         self._failures.dead_letters.take_all()
-        first = self._ledger.replay(journal.replay_dead_letters(self._ledger.last_seq + 1), count, self._clock())
+        result_of = self._recovered_result if self._on_recovered is not None else None
+        op = journal.replay_dead_letters(self._ledger.last_seq + 1)
+        first = self._ledger.replay(op, count, self._clock(), result_of)
         return [f"{self._engine_id}-{seq}" for seq in range(first, first + count)]
 
     def purge_dead_letters(self, ids: Iterable[str] | None = None) -> int:

@@ -115,6 +115,7 @@ class SendAttempts:
 
     async def _send(self, m: SendRecord) -> bool:
         """One attempt; ``True`` if the recipient's chain may go on."""
+        await self._ledger.record_sending(m)
         start = self._clock()
         m.sends += 1
         try:

@@ -30,7 +30,7 @@ from sluiceway.whatsapp.cloud_api import Transport
 from sluiceway.whatsapp.config import SenderConfig
 from sluiceway.whatsapp.errors import SenderClosed, SendError
 from sluiceway.whatsapp.failed_sends import FailedSendLog
-from sluiceway.whatsapp.ledger import IdempotencyWindow, SendLedger
+from sluiceway.whatsapp.ledger import IdempotencyWindow, SendJournal, SendLedger
 from sluiceway.whatsapp.limits import SendLimits
 from sluiceway.whatsapp.messages import OutboundMessage
 from sluiceway.whatsapp.outcomes import FailedSend, LeftOver
@@ -66,6 +66,8 @@ class BatchSender:
 
     ``clock`` and ``sleep`` are injectable so tests run on virtual time
     (``sluiceway.testing.ManualClock`` with a ``sleep`` that advances it).
+    ``journal`` (a :class:`~sluiceway.whatsapp.ledger.SendJournal`, e.g. the bot runtime's
+    durable outbox) is told of each send's steps; without one nothing outlives the process.
 
     Warning: one recipient's messages are sent strictly in order, one at a time; the
     priority of the message at the head of a recipient's queue decides when that
@@ -81,6 +83,7 @@ class BatchSender:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         on_alert: Callable[[str, SendError], None] | None = None,
+        journal: SendJournal | None = None,
     ) -> None:
         self.config = cfg = config or SenderConfig()
         self._clock = clock
@@ -90,7 +93,9 @@ class BatchSender:
         self._breaker.add_listener(self._on_breaker_change)
         self._limits = SendLimits(cfg, self._breaker, now=now)
         self._failed = FailedSendLog()
-        self._ledger = SendLedger(self._failed, confirmation_timeout=cfg.confirmation_timeout, clock=clock)
+        self._ledger = SendLedger(
+            self._failed, confirmation_timeout=cfg.confirmation_timeout, clock=clock, journal=journal
+        )
         self._idempotency = IdempotencyWindow(cfg.idempotency_window)
         self._scheduler = RoundScheduler(cfg, self._limits, self._expire)
         self._attempts = SendAttempts(

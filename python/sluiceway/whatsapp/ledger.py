@@ -4,8 +4,9 @@ This is the one place a send is recorded: as queued (:meth:`SendLedger.record_qu
 sent with the provider's ``wamid`` (:meth:`~SendLedger.record_sent`), and as finished:
 confirmed or unconfirmed (:meth:`~SendLedger.record_final`) or failed
 (:meth:`~SendLedger.record_failed`), or as uncertain (:meth:`~SendLedger.record_uncertain`:
-written to the API, never answered). A durable outbox belongs behind these calls; it is also
-where an uncertain send could later be reconciled instead of only counted.
+written to the API, never answered). A durable outbox (:class:`SendJournal`, e.g. the bot
+runtime's journal) hears of each of these steps, plus :meth:`~SendLedger.record_sending` just
+before a request goes on the wire, without the sender importing any journal.
 
 Delivery statuses (status webhooks, or ``confirm_delivery`` by our id) are matched to
 sends by ``wamid``; one that arrives before its send's HTTP answer is held until the
@@ -19,8 +20,8 @@ import heapq
 import itertools
 import os
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import msgspec
 
@@ -45,6 +46,27 @@ _COUNTER = {
 }
 
 
+class SendJournal(Protocol):
+    """A durable record of sends, told of each step by the ``SendLedger`` (ids are the sender's).
+
+    Each call is made for a message and each of its coalesced riders. Only ``sending`` is
+    awaited (a send must be known to be on its way before it is, so that a crash leaves it
+    marked uncertain rather than unsent); the others are recorded in the background.
+    """
+
+    def sending(self, message_ids: list[str]) -> Awaitable[None]:
+        """These messages go on the wire now."""
+
+    def sent(self, message_ids: list[str], wamid: str) -> None:
+        """The provider took them as ``wamid``."""
+
+    def failed(self, message_id: str, code: int | None, text: str, attempts: int) -> None:
+        """The message will not be delivered (a failed send)."""
+
+    def uncertain(self, message_ids: list[str]) -> None:
+        """Written to the API, never answered: not to be sent again."""
+
+
 class SendLedger:
     """Records each accepted message's progress and final outcome; ``idle`` is set while none is unfinished.
 
@@ -63,15 +85,22 @@ class SendLedger:
         "_finished",
         "_id_prefix",
         "_ids",
+        "_journal",
         "counts",
         "idle",
         "live",
     )
 
     def __init__(
-        self, failed: FailedSendLog, *, confirmation_timeout: float | None, clock: Callable[[], float]
+        self,
+        failed: FailedSendLog,
+        *,
+        confirmation_timeout: float | None,
+        clock: Callable[[], float],
+        journal: SendJournal | None = None,
     ) -> None:
         self._failed = failed
+        self._journal = journal
         self._confirmation_timeout = confirmation_timeout
         self._clock = clock
         #: Unfinished messages by our id.
@@ -96,10 +125,17 @@ class SendLedger:
         self.counts["accepted"] += 1
         return record
 
+    async def record_sending(self, m: SendRecord) -> None:
+        """``m`` (and its riders) go on the wire now: with a journal, returns once it has recorded that."""
+        if self._journal is not None:
+            await self._journal.sending([part.id for part in (m, *m.riders)])
+
     def record_sent(self, m: SendRecord, wamid: str, now: float) -> None:
         """The provider took ``m`` (and its riders) as ``wamid``: confirmed at once, or awaiting its status."""
         self.counts["sent"] += 1 + len(m.riders)
         m.wamid = wamid
+        if self._journal is not None:
+            self._journal.sent([part.id for part in (m, *m.riders)], wamid)
         timeout = self._confirmation_timeout
         if timeout is None:
             self.record_final(m, MessageState.CONFIRMED)
@@ -119,6 +155,8 @@ class SendLedger:
         """
         self.counts["uncertain_sends"] += 1 + len(m.riders)
         m.error_text = text
+        if self._journal is not None:
+            self._journal.uncertain([part.id for part in (m, *m.riders)])
         self.record_final(m, MessageState.UNCONFIRMED)
 
     def record_final(self, m: SendRecord, state: MessageState) -> None:
@@ -143,6 +181,8 @@ class SendLedger:
         for part in (m, *m.riders):
             if part.id in self.live:
                 self._failed.add(part, m.sends, code, text, now, reported_at)
+                if self._journal is not None:
+                    self._journal.failed(part.id, code, text, m.sends)
         self.record_final(m, MessageState.DEAD_LETTERED)
 
     # --- confirmations -------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""Dead letters as ``sluiceway dlq`` shows them, from a running bot or from its journal when it is stopped.
+
+Two kinds: ``message`` (an inbound message whose handler failed on every attempt: it got no
+reply) and ``send`` (a reply the sender gave up on). Both live in the journal in
+``state_dir``; while the bot runs it holds the journal's lock, so ``dlq`` asks its admin
+API, and when it is stopped ``dlq`` opens the journal itself (:func:`offline_dead_letters`).
+A replay while stopped moves the letters back into the journal's queues: the next start
+runs those messages and sends those replies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from sluiceway.app.context import Outgoing
+from sluiceway.engine import DeadLetter
+from sluiceway.journal import DeadLetter as JournalDeadLetter
+from sluiceway.journal import Journal, SenderDeadLetter
+
+_decode_payload = msgspec.msgpack.Decoder().decode
+_decode_reply = msgspec.msgpack.Decoder(Outgoing).decode
+
+
+def message_letter(letter: DeadLetter) -> dict[str, Any]:
+    """An engine dead letter of the running bot (its payload is the inbound message)."""
+    payload = letter.payload if isinstance(letter.payload, dict) else {}
+    return _message(payload, letter.error, letter.dead_at)
+
+
+def journal_message_letter(letter: JournalDeadLetter) -> dict[str, Any]:
+    """A message dead letter read straight from the journal."""
+    payload = _decode_payload(letter.payload)
+    return _message(payload if isinstance(payload, dict) else {}, letter.error, letter.dead_at)
+
+
+def _message(payload: dict[str, Any], error: str, failed_at: float) -> dict[str, Any]:
+    return {
+        "kind": "message",
+        "id": payload.get("id", ""),
+        "sender": payload.get("sender", ""),
+        "text": payload.get("text", ""),
+        "error": error,
+        "failed_at": failed_at,
+    }
+
+
+def send_letter(letter: SenderDeadLetter) -> dict[str, Any]:
+    """A reply the sender gave up on, from the journal."""
+    reply = _decode_reply(letter.body)
+    text = reply.message.text.body if reply.message.text is not None else reply.message.type
+    return {
+        "kind": "send",
+        "id": letter.id,
+        "recipient": letter.recipient,
+        "text": text,
+        "in_reply_to": letter.inbound_wamid,
+        "reason": letter.reason,
+        "error": letter.error,
+        "attempts": letter.attempts,
+        "failed_at": letter.failed_at,
+    }
+
+
+def offline_dead_letters(journal_path: Path, action: str) -> Any:
+    """Do ``action`` ("list", "replay" or "purge") on the journal of a stopped bot.
+
+    Answers like the admin API does. ``JournalLocked`` if a bot holds the journal.
+    """
+    with Journal.open(journal_path) as journal:
+        if action == "list":
+            return [journal_message_letter(m) for m in journal.dead_letters()] + [
+                send_letter(s) for s in journal.sender_dead_letters()
+            ]
+        if action == "replay":
+            return {
+                "replayed": len(journal.replay_dead_letters()),
+                "replayed_sends": len(journal.replay_sender_dead_letters()),
+            }
+        return {"purged": journal.purge_dead_letters(), "purged_sends": journal.purge_sender_dead_letters()}
