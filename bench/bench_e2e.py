@@ -35,6 +35,7 @@ import contextlib
 import multiprocessing
 import secrets
 import statistics
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -200,10 +201,12 @@ def _sheets() -> Iterator[SheetsEmulator]:
 @contextlib.asynccontextmanager
 async def ours(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
     """sluiceway's runtime with the property bot and 2 workers."""
-    with _sheets() as sheets:
+    # The runtime journals as `sluiceway run` does; each run gets a state dir of its own, removed after.
+    with _sheets() as sheets, tempfile.TemporaryDirectory(prefix="sluiceway-bench-state-") as state_dir:
         async with _Traffic(cap, secret) as api:
             runtime = emulated_runtime(
                 "sluiceway.examples.property_bot.app:bot",
+                state_dir=state_dir,
                 app_secret=secret,
                 whatsapp_url=api.base_url,
                 phone_number_id=api.phone_number_id,
