@@ -106,6 +106,12 @@ class IngressStats(msgspec.Struct):
     failed_verifications: int = 0
 
 
+#: Liveness probe: 200 while the process serves HTTP at all.
+HEALTH_PATH = "/healthz"
+#: Readiness probe: 200 while new webhooks would be taken, else 503 with the reason.
+READY_PATH = "/readyz"
+
+
 class WebhookIngress:
     """Verifies, parses, de-duplicates and classifies webhooks, then hands them on.
 
@@ -131,6 +137,7 @@ class WebhookIngress:
         enqueue_timeout: float = 5.0,
         classify: Callable[[str], PriorityLevel] | None = None,
         overloaded: Callable[[], bool] | None = None,
+        not_ready: Callable[[], str | None] | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not app_secret:
@@ -150,6 +157,7 @@ class WebhookIngress:
         self._wall_clock = wall_clock
         self._accepting = True
         self._overloaded = overloaded
+        self._not_ready = not_ready
         self.stats = IngressStats()
 
     @classmethod
@@ -159,6 +167,7 @@ class WebhookIngress:
         sink: MessageSink,
         status_sink: StatusSink | None = None,
         overloaded: Callable[[], bool] | None = None,
+        not_ready: Callable[[], str | None] | None = None,
     ) -> WebhookIngress:
         """An ingress configured from ``settings`` (which must carry ``whatsapp_app_secret``)."""
         if settings.whatsapp_app_secret is None:
@@ -173,6 +182,7 @@ class WebhookIngress:
             enqueue_timeout=settings.enqueue_timeout,
             classify=KeywordClassifier(settings.high_priority_keywords),
             overloaded=overloaded,
+            not_ready=not_ready,
         )
 
     @property
@@ -185,7 +195,9 @@ class WebhookIngress:
         self._accepting = False
 
     async def handle(self, request: Request) -> Response:
-        """Answer one request to the webhook (see the module docstring); other paths get 404."""
+        """Answer one request to the webhook (see the module docstring) or a probe; other paths get 404."""
+        if request.path in (HEALTH_PATH, READY_PATH) and request.method in ("GET", "HEAD"):
+            return self.probe(request.path)
         if request.path != self.path:
             return Response.text(404, f"no webhook at {request.path}")
         if request.method == "POST":
@@ -193,6 +205,16 @@ class WebhookIngress:
         if request.method == "GET":
             return self.verify(request.query)
         return Response.text(405, f"{request.method} not allowed", headers={"Allow": "GET, POST"})
+
+    def probe(self, path: str) -> Response:
+        """``/healthz``: 200 while serving. ``/readyz``: 200 while webhooks would be taken, else 503 and why.
+
+        Cheap enough for a load balancer to call every second: no I/O, one statistics read.
+        """
+        if path == HEALTH_PATH:
+            return Response.text(200, "ok")
+        reason = "draining" if not self._accepting else self._not_ready() if self._not_ready is not None else None
+        return Response.text(503, f"not ready: {reason}") if reason else Response.text(200, "ready")
 
     def asgi(self) -> WebhookAsgiApp:
         """This webhook as an ASGI 3 application (FastAPI, Starlette; where to mount it: :mod:`sluiceway.app.asgi`)."""

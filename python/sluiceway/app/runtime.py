@@ -210,7 +210,9 @@ class Runtime:
                 lambda: sink.stats.outstanding, backlog_delay=self._reply_queue_seconds, max_delay=self._shed_after
             )
         overloaded = self.shedder.overloaded if self.shedder is not None else None
-        self.ingress = WebhookIngress.from_settings(settings, sink, status_sink=self, overloaded=overloaded)
+        self.ingress = WebhookIngress.from_settings(
+            settings, sink, status_sink=self, overloaded=overloaded, not_ready=self._not_ready
+        )
         self._server = HttpServer(self.ingress.handle, max_body_bytes=settings.max_body_bytes)
         await self._server.start(settings.host, settings.port)
         self.webhook_url = f"{self._server.url}{settings.webhook_path}"
@@ -225,6 +227,17 @@ class Runtime:
             self.admin_url,
             self.monitor.http_url,
         )
+
+    def _not_ready(self) -> str | None:
+        """Why new webhooks would not be taken now (``/readyz``), or None when they would."""
+        engine = self.engine
+        if engine is None or not self.running:  # a stopping runtime's ingress already says "draining"
+            return "starting"
+        if engine.journal is None:
+            return "the journal is closed"
+        if engine.get_statistics().worker_count == 0:
+            return "no engine worker is ready"
+        return None
 
     def status(self, left_queued: int | None = None) -> RuntimeSummary:
         """The runtime's figures so far (``left_queued`` defaults to what is queued now)."""
