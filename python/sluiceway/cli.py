@@ -31,12 +31,24 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spreadsheet-id", dest="spreadsheet_id", help="the Google spreadsheet the bot reads")
     parser.add_argument("--log-level", dest="log_level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--state-dir", dest="state_dir", help="directory of the journal (default ./sluiceway-state)")
+    # A second bot on the same machine moves these two off their defaults.
+    parser.add_argument("--admin-port", dest="admin_port", type=int, help="admin API port on 127.0.0.1 (default 8081)")
+    parser.add_argument("--monitor-port", dest="monitor_port", type=int, help="monitor's HTTP port (default 9464)")
 
 
 def _flags_of(args: argparse.Namespace) -> dict[str, object]:
     return {
         name: getattr(args, name, None)
-        for name in ("host", "port", "workers", "spreadsheet_id", "log_level", "state_dir")
+        for name in (
+            "host",
+            "port",
+            "workers",
+            "spreadsheet_id",
+            "log_level",
+            "state_dir",
+            "admin_port",
+            "monitor_port",
+        )
     }
 
 

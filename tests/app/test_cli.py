@@ -46,6 +46,16 @@ def test_config_check_masks_secrets(
     assert "port" in out and "9001" in out
 
 
+def test_admin_and_monitor_ports_move_by_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A second bot on the same machine moves the admin and monitor ports off 8081 and 9464 with flags."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["config", "check", "--admin-port", "18081", "--monitor-port", "19464"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert "18081" in lines["admin_port"] and "19464" in lines["monitor_port"]
+
+
 def test_config_check_reports_invalid_settings(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
