@@ -142,3 +142,57 @@ def test_bench_runs_the_suite_of_the_checkout_it_is_started_in(tmp_path: Path) -
     command = [sys.executable, "-m", "sluiceway.cli", "bench", "core", "e2e"]
     result = subprocess.run(command, cwd=checkout, env=env, capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout.strip()) == (3, "ran ['core', 'e2e']")
+
+
+BOT_MODULE = """
+from sluiceway import Bot
+
+bot = Bot()
+
+
+@bot.on_message
+async def answer(message, ctx):
+    return "hi"
+"""
+
+
+def run_cli(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``sluiceway run`` as a user starts it: from a folder holding ``myapp.py``, secrets in the environment."""
+    (tmp_path / "myapp.py").write_text(BOT_MODULE)
+    env = {
+        **os.environ,
+        "WHATSAPP_APP_SECRET": "app-secret",
+        "WHATSAPP_ACCESS_TOKEN": "token",
+        "WHATSAPP_PHONE_NUMBER_ID": "1",
+    }
+    command = [sys.executable, "-m", "sluiceway.cli", "run", *arguments, "--state-dir", str(tmp_path / "state")]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("setting", "flag"), [("port", "--port"), ("admin_port", "--admin-port"), ("monitor_port", "--monitor-port")]
+)
+def test_a_taken_port_is_one_line_naming_the_setting(tmp_path: Path, setting: str, flag: str) -> None:
+    """Another process on the port: exit 2 and one line naming the port and what moves it, no traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        free = {"--port": "0", "--admin-port": "0", "--monitor-port": "0"}
+        free[flag] = str(port)
+        result = run_cli(tmp_path, "myapp:bot", *[item for pair in free.items() for item in pair])
+    assert result.returncode == EXIT_USAGE, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"port {port}" in lines[0] and flag in lines[0], lines[0]
+
+
+def test_a_misspelt_bot_attribute_is_named(tmp_path: Path) -> None:
+    """``myapp:bott``: exit 2 and one line saying the module has no such attribute."""
+    result = run_cli(tmp_path, "myapp:bott", "--port", "0")
+    assert result.returncode == EXIT_USAGE
+    assert (
+        result.stderr.strip() == "cannot start: module 'myapp' has no attribute 'bott' (the bot is named 'myapp:bott')"
+    )

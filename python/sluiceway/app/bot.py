@@ -89,7 +89,9 @@ def load_bot(spec: str) -> Bot:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ValueError(f"cannot import {module_name!r} for bot {spec!r}: {error}") from error
-    bot = getattr(module, attribute, None)
+    if not hasattr(module, attribute):
+        raise ValueError(f"module {module_name!r} has no attribute {attribute!r} (the bot is named {spec!r})")
+    bot = getattr(module, attribute)
     if not isinstance(bot, Bot):
         raise ValueError(f"{spec!r} is {type(bot).__name__}, not a sluiceway Bot")
     bot.check()

@@ -28,6 +28,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -167,10 +168,22 @@ class Runtime:
         )
 
     async def start(self) -> None:
-        """Start the sender, the engine (and its workers and monitor), then the webhook server."""
+        """Start the sender, the engine (and its workers and monitor), then the webhook server.
+
+        ``ValueError`` naming what to fix, before anything starts, for a missing app secret or a
+        port another process holds.
+        """
         settings = self.settings
         if settings.whatsapp_app_secret is None:
             raise ValueError("whatsapp_app_secret is not set (environment variable WHATSAPP_APP_SECRET)")
+        _check_port_free(settings.host, settings.port, "--port or SLUICEWAY_PORT")
+        _check_port_free(ADMIN_HOST, settings.admin_port, "--admin-port or SLUICEWAY_ADMIN_PORT")
+        if self._monitor_config.monitor_process:
+            _check_port_free(
+                self._monitor_config.http_host,
+                self._monitor_config.http_port,
+                "--monitor-port or SLUICEWAY_MONITOR_PORT",
+            )
         transport = self._transport_in_use = self._transport or self._default_transport()
         # Spawned workers inherit the environment: this is how they learn which bot to run.
         os.environ[BOT_ENV] = self.bot_spec
@@ -344,6 +357,22 @@ def _make_state_dir(path: Path) -> None:
     if path.exists() and not path.is_dir():
         raise ValueError(f"state_dir {str(path)!r} exists and is not a directory")
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _check_port_free(host: str, port: int, moved_by: str) -> None:
+    """``ValueError`` naming the port and the setting that moves it, if another process listens there.
+
+    Checked before anything starts, so a taken port is one line, not a traceback from a half-started
+    runtime. Bound as asyncio's servers bind (``SO_REUSEADDR``), so a port in TIME_WAIT is free.
+    """
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ValueError(f"port {port} on {host} is not free ({error.strerror}); move it with {moved_by}") from None
 
 
 async def serve(runtime: Runtime) -> RuntimeSummary:
