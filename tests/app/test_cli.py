@@ -196,3 +196,23 @@ def test_a_misspelt_bot_attribute_is_named(tmp_path: Path) -> None:
     assert (
         result.stderr.strip() == "cannot start: module 'myapp' has no attribute 'bott' (the bot is named 'myapp:bott')"
     )
+
+
+def test_a_sync_handler_is_one_line_saying_how_to_write_it(tmp_path: Path) -> None:
+    """A plain ``def`` handler: exit 2 and one line asking for ``async def`` (bots await their context)."""
+    (tmp_path / "syncapp.py").write_text(BOT_MODULE.replace("async def answer", "def answer"))
+    result = run_cli(tmp_path, "syncapp:bot", "--port", "0")
+    assert result.returncode == EXIT_USAGE and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "must be an async function (async def answer(msg, ctx))" in lines[0], lines
+
+
+def test_a_spreadsheet_without_credentials_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spreadsheet id and no Google credentials anywhere: exit 2 and one line naming the variable to set."""
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    (tmp_path / "gcloud").mkdir()
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))  # no application-default file in it
+    result = run_cli(tmp_path, "myapp:bot", "--port", "0", "--spreadsheet-id", "sheet-1")
+    assert result.returncode == EXIT_USAGE and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "GOOGLE_APPLICATION_CREDENTIALS" in lines[0] and "sheet-1" in lines[0], lines

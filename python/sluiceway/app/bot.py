@@ -56,7 +56,11 @@ class Bot:
     def on_message(self, handler: F) -> F:
         """Register the handler ``async def handle(msg: InboundMessage, ctx: Context) -> None``."""
         if not inspect.iscoroutinefunction(handler):
-            raise TypeError(f"the message handler must be an async function, got {handler!r}")
+            raise TypeError(
+                f"the message handler must be an async function (async def {getattr(handler, '__name__', 'handle')}"
+                "(msg, ctx)): it awaits the context (ctx.sheets, ctx.reply); call blocking code through "
+                "asyncio.to_thread inside it"
+            )
         if self.handler is not None:
             raise ValueError("this bot already has a message handler")
         self.handler = handler
@@ -87,8 +91,8 @@ def load_bot(spec: str) -> Bot:
         raise ValueError(f"a bot is named 'module:attribute' (e.g. myapp:bot), got {spec!r}")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ValueError(f"cannot import {module_name!r} for bot {spec!r}: {error}") from error
+    except Exception as error:  # the user's module: any error in it is a start-up mistake to report
+        raise ValueError(f"cannot import {module_name!r} for bot {spec!r}: {type(error).__name__}: {error}") from error
     if not hasattr(module, attribute):
         raise ValueError(f"module {module_name!r} has no attribute {attribute!r} (the bot is named {spec!r})")
     bot = getattr(module, attribute)

@@ -43,7 +43,7 @@ from sluiceway.app.ingress import WebhookIngress
 from sluiceway.app.outbox import DurableOutbox
 from sluiceway.app.settings import Settings
 from sluiceway.app.shedding import DEFAULT_MAX_DELAY, LoadShedder
-from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV
+from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV, check_sheets_credentials
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
 from sluiceway.journal import AsyncJournal, JournalError
@@ -170,12 +170,13 @@ class Runtime:
     async def start(self) -> None:
         """Start the sender, the engine (and its workers and monitor), then the webhook server.
 
-        ``ValueError`` naming what to fix, before anything starts, for a missing app secret or a
-        port another process holds.
+        ``ValueError`` naming what to fix, before anything starts, for a missing app secret, a
+        spreadsheet without Google credentials, or a port another process holds.
         """
         settings = self.settings
         if settings.whatsapp_app_secret is None:
             raise ValueError("whatsapp_app_secret is not set (environment variable WHATSAPP_APP_SECRET)")
+        check_sheets_credentials(settings)
         _check_port_free(settings.host, settings.port, "--port or SLUICEWAY_PORT")
         _check_port_free(ADMIN_HOST, settings.admin_port, "--admin-port or SLUICEWAY_ADMIN_PORT")
         if self._monitor_config.monitor_process:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -40,6 +41,29 @@ class Resources:
         self.settings = settings
         self.sheets = sheets
         self.state: dict[str, Any] = {}
+
+
+def check_sheets_credentials(settings: Settings) -> None:
+    """``ValueError`` naming the fix when a spreadsheet is configured but no Google credentials can be found.
+
+    Checked by the runtime before it starts, so the mistake is one line rather than a traceback
+    from every worker. Only files are looked at (a key file, gcloud's application-default file):
+    nothing here talks to the network.
+    """
+    if not settings.spreadsheet_id or settings.sheets_api_endpoint is not None:
+        return
+    key_file = settings.google_application_credentials
+    if key_file:
+        if not os.access(key_file, os.R_OK):
+            raise ValueError(f"GOOGLE_APPLICATION_CREDENTIALS is {key_file!r}, which cannot be read")
+        return
+    gcloud = Path(os.environ.get("CLOUDSDK_CONFIG") or Path.home() / ".config" / "gcloud")
+    if not (gcloud / "application_default_credentials.json").is_file():
+        raise ValueError(
+            f"spreadsheet_id is set ({settings.spreadsheet_id!r}) but no Google credentials were found: set "
+            "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file (or SLUICEWAY_SHEETS_API_ENDPOINT "
+            "to a Sheets emulator)"
+        )
 
 
 def sheets_client(settings: Settings) -> Any:
