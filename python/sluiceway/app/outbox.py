@@ -66,6 +66,8 @@ class DurableOutbox:
         self._all_committed.set()
         self.resent = 0
         self.uncertain_resends = 0
+        #: Resolves once what the last run left unsent is with the sender (and counted).
+        self.recovered: asyncio.Future[None] | None = None
 
     def attach(self, sender: Sender) -> None:
         """The sender replies go to (made with ``journal=`` this outbox)."""
@@ -86,6 +88,7 @@ class DurableOutbox:
         self._journal = journal
         opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         journal.outbox_unsent().add_done_callback(functools.partial(self._resend, opened))
+        self.recovered = opened
         return opened
 
     def _resend(self, opened: asyncio.Future[None], unsent: asyncio.Future[list[OutboxItem]]) -> None:

@@ -218,6 +218,10 @@ class Runtime:
         assert self.engine.journal is not None
         if not outbox.opened:  # else opened when the first recovered message was handed over
             outbox.open(self.engine.journal)
+        # The last run's unsent replies are with the sender (and counted) before anything is served:
+        # /status then reports every uncertain re-send from the first answer on.
+        assert outbox.recovered is not None
+        await outbox.recovered
         self._expiry = asyncio.create_task(_expire_periodically(self.engine.journal))
         if self._shed_after is not None:
             self.shedder = LoadShedder(
