@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -187,46 +186,14 @@ class Engine:
 @contextmanager
 def redis_with_aof(workdir: Path) -> Iterator[str]:
     """A private redis-server with ``appendonly yes`` and ``appendfsync everysec``; yields its URL."""
+    import redis
+
     from bench.engine import redis_peers
 
-    port = redis_peers._free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        import redis
-
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        if client.config_get("appendfsync")["appendfsync"] != "everysec":
+    with redis_peers.redis_server("--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(workdir)) as url:
+        if redis.Redis.from_url(url).config_get("appendfsync")["appendfsync"] != "everysec":
             raise RuntimeError("redis-server did not take appendfsync everysec")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait()
+        yield url
 
 
 def dramatiq_aof_rates(workdir: Path) -> list[float] | None:

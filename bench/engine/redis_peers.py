@@ -36,11 +36,24 @@ def _free_port() -> int:
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """A private redis-server on 127.0.0.1 without persistence; yields its URL."""
+def redis_server(*persistence: str) -> Iterator[str]:
+    """A private redis-server on 127.0.0.1, yielding its URL.
+
+    Without persistence unless told otherwise: ``persistence`` replaces the default
+    ``--appendonly no`` (e.g. ``"--appendonly", "yes", "--appendfsync", "everysec", "--dir", path``).
+    """
     port = _free_port()
     server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            *(persistence or ("--appendonly", "no")),
+        ],
         stdout=subprocess.DEVNULL,
     )
     try:
