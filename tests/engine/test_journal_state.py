@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import subprocess
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -244,20 +243,6 @@ def test_journal_config_fields_are_validated(field: str, value: object) -> None:
 def test_a_journal_must_be_a_path(config: Config) -> None:
     with pytest.raises(ValueError, match="journal must be a path"):
         MessageParallelizer(SCRIPTED, config(), journal=3)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs; skipped where this process may not mount one."""
-    mount = tmp_path / "mnt"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_a_full_disk_fails_the_accept_and_nothing_uncommitted_runs(run: Run, config: Config, tmpfs: Path) -> None:

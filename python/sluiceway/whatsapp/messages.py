@@ -17,7 +17,7 @@ reference a reader keeps side by side with Meta's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -301,18 +301,8 @@ class OutboundMessage(msgspec.Struct, frozen=True, omit_defaults=True, tag_field
         return self.to
 
 
-_PAYLOAD_FIELDS = (
-    "text",
-    "image",
-    "audio",
-    "video",
-    "document",
-    "sticker",
-    "location",
-    "reaction",
-    "template",
-    "interactive",
-)
+#: The body fields, one per message type (in ``MessageType``'s order).
+_PAYLOAD_FIELDS: tuple[str, ...] = get_args(MessageType)
 
 
 def _interactive(kind: str, body: str, action: dict[str, Any], header: str | None, footer: str | None) -> Interactive:
