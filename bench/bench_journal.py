@@ -190,7 +190,7 @@ def redis_with_aof(workdir: Path) -> Iterator[str]:
 
     from bench.engine import redis_peers
 
-    with redis_peers.redis_server("--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(workdir)) as url:
+    with redis_peers.redis_server(appendonly=True, appendfsync="everysec") as url:
         if redis.Redis.from_url(url).config_get("appendfsync")["appendfsync"] != "everysec":
             raise RuntimeError("redis-server did not take appendfsync everysec")
         yield url

@@ -9,9 +9,13 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+if TYPE_CHECKING:
+    from sluiceway.testing.redis_server import RedisServer
 
 settings.register_profile(
     "ci",
@@ -36,3 +40,14 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@pytest.fixture
+def redis_server() -> Iterator["RedisServer"]:
+    """A private redis-server (AOF on, noeviction) on a free port in a temp dir; restartable."""
+    from sluiceway.testing.redis_server import RedisServer, available
+
+    if not available():
+        pytest.fail("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+    with RedisServer() as server:
+        yield server

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from sluiceway.testing.redis_server import RedisServer
+from sluiceway.testing.redis_server import available as redis_server_available
 
 #: Environment variable carrying the broker URL to the peers' worker processes.
 URL_VARIABLE = "SLUICEWAY_BENCH_REDIS_URL"
@@ -26,53 +27,14 @@ REDIS_URL = os.environ.get(URL_VARIABLE, "redis://127.0.0.1:6379/0")
 
 
 def available() -> bool:
-    return shutil.which("redis-server") is not None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return redis_server_available()
 
 
 @contextmanager
-def redis_server(*persistence: str) -> Iterator[str]:
-    """A private redis-server on 127.0.0.1, yielding its URL.
-
-    Without persistence unless told otherwise: ``persistence`` replaces the default
-    ``--appendonly no`` (e.g. ``"--appendonly", "yes", "--appendfsync", "everysec", "--dir", path``).
-    """
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            *(persistence or ("--appendonly", "no")),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        import redis
-
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait()
+def redis_server(*, appendonly: bool = False, appendfsync: str = "everysec") -> Iterator[str]:
+    """A private redis-server on 127.0.0.1 in a temp dir, yielding its URL; without persistence unless told."""
+    with RedisServer(appendonly=appendonly, appendfsync=appendfsync) as server:
+        yield server.url
 
 
 # -- dramatiq ------------------------------------------------------------------------------
