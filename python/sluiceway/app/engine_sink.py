@@ -13,6 +13,7 @@ import msgspec
 from sluiceway.app.context import HandlerResult, Outgoing
 from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.priority import PriorityLevel
+from sluiceway.app.windows import ConversationWindows
 from sluiceway.engine import Backpressure, DuplicateMessage, MessageParallelizer, Priority
 from sluiceway.journal import JournalError
 
@@ -80,6 +81,7 @@ class EngineSink:
         low_water: int,
         metrics: MetricsSink | None = None,
         on_handled: Callable[[InboundMessage, HandlerResult | None], None] | None = None,
+        windows: ConversationWindows | None = None,
     ) -> None:
         if not 0 <= low_water < high_water:
             raise ValueError(f"need 0 <= low_water < high_water, got {low_water} and {high_water}")
@@ -87,6 +89,8 @@ class EngineSink:
         self._outbox = outbox
         self._metrics = metrics
         self._on_handled = on_handled
+        #: Each accepted message opens its sender's 24-hour window on the number it came to.
+        self._windows = windows
         self._high = high_water
         self._low = low_water
         self._open = asyncio.Event()
@@ -120,6 +124,8 @@ class EngineSink:
         new = await asyncio.shield(accepted.committed)
         if new:
             self.stats.accepted += 1
+            if self._windows is not None:
+                self._windows.opened(payload.phone_number_id, payload.sender, payload.received_at)
         else:
             self.stats.duplicates += 1
         return new
@@ -130,7 +136,10 @@ class EngineSink:
         Pass it as ``MessageParallelizer(..., on_recovered=sink.adopt)``.
         """
         self.stats.recovered += 1
-        self._track(msgspec.convert(payload, InboundMessage), result)
+        inbound = msgspec.convert(payload, InboundMessage)
+        if self._windows is not None:
+            self._windows.opened(inbound.phone_number_id, inbound.sender, inbound.received_at)
+        self._track(inbound, result)
 
     def _track(self, payload: InboundMessage, result: asyncio.Future[Any]) -> None:
         self.stats.outstanding += 1

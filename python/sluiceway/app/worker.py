@@ -4,7 +4,8 @@ The engine imports these functions by name in each worker (``sluiceway.app.worke
 Which bot to run and with which settings reach the worker through two environment variables
 the runtime sets before starting the engine (spawned workers inherit the environment):
 ``SLUICEWAY_BOT`` (``module:attribute``) and ``SLUICEWAY_WORKER_SETTINGS`` (JSON, without
-the WhatsApp secrets, which only the supervisor needs).
+the WhatsApp secrets). The access tokens, which media downloads, ``mark_read`` and
+``send_now`` need inside the handler, come separately (``sluiceway.app.media.take_tokens``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import msgspec
 from sluiceway.app.bot import Bot, load_bot
 from sluiceway.app.context import Context, HandlerResult
 from sluiceway.app.inbound import InboundMessage
+from sluiceway.app.media import WorkerGraph, take_tokens
 from sluiceway.app.settings import Settings, worker_settings_from_json
 from sluiceway.engine import Message, current_worker
 
@@ -36,10 +38,12 @@ class Resources:
     ``state`` is a dict for the bot's own per-worker objects (opened in a start hook).
     """
 
-    def __init__(self, bot: Bot, settings: Settings, sheets: Any) -> None:
+    def __init__(self, bot: Bot, settings: Settings, sheets: Any, graph: WorkerGraph | None = None) -> None:
         self.bot = bot
         self.settings = settings
         self.sheets = sheets
+        #: This worker's Graph API access (media, read receipts, ``send_now``).
+        self.graph = graph or WorkerGraph(settings, {})
         self.state: dict[str, Any] = {}
 
 
@@ -100,7 +104,7 @@ async def setup() -> None:
     bot = load_bot(os.environ[BOT_ENV])
     settings = worker_settings_from_json(os.environ[SETTINGS_ENV])
     bot.use_settings(settings)
-    resources = Resources(bot, settings, sheets_client(settings))
+    resources = Resources(bot, settings, sheets_client(settings), WorkerGraph(settings, take_tokens()))
     current_worker().state[STATE_KEY] = resources
     for hook in bot.worker_start_hooks:
         await _call(hook, resources)
@@ -115,13 +119,14 @@ async def teardown() -> None:
         await _call(hook, resources)
     if resources.sheets is not None:
         resources.sheets.close()
+    await resources.graph.aclose()
 
 
 async def handle(message: Message) -> HandlerResult:
     """Engine handler: run the bot's handler on one inbound message; return what it sends."""
     resources: Resources = current_worker().state[STATE_KEY]
     inbound = msgspec.convert(message.payload, InboundMessage)
-    ctx = Context(inbound, resources.settings, resources.sheets, attempt=message.attempt)
+    ctx = Context(inbound, resources.settings, resources.sheets, attempt=message.attempt, graph=resources.graph)
     assert resources.bot.handler is not None  # load_bot checked it
     await resources.bot.handler(inbound, ctx)
     return ctx.result()
