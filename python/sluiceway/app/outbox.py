@@ -330,6 +330,9 @@ class DurableOutbox:
         if code == OUTSIDE_WINDOW_CODE and reply is not None and reply.message.type != "template":
             # The window closed while the reply waited: the same path as one found outside at once.
             fallback = self._fallback(reply)
+            if fallback is not None:
+                # A key of its own: the sender already holds the failed reply's key.
+                fallback = msgspec.structs.replace(fallback, idempotency_key=f"{reply.idempotency_key}~template")
             reason = "outside the 24-hour window (error 131047)"
             if fallback is None:
                 self.window_dead_letters += 1
