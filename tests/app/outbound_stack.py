@@ -41,6 +41,7 @@ class GraphStack:
         rate: int = 500,
         pair: tuple[int, float] = (100, 1.0),
         enforce_window: bool = False,
+        monitor_process: bool = False,
         **settings: Any,
     ) -> None:
         self.bot = bot
@@ -56,7 +57,7 @@ class GraphStack:
             access_token=next(iter(self.numbers.values())),
             enforce_window=enforce_window,
         )
-        self.rate, self.pair, self.overrides = rate, pair, settings
+        self.rate, self.pair, self.overrides, self.monitor_process = rate, pair, settings, monitor_process
         self._state = tempfile.TemporaryDirectory(prefix="sluiceway-state-")
         self.runtime: Runtime | None = None
 
@@ -84,7 +85,9 @@ class GraphStack:
                 default_worker_count=1, min_workers=1, max_workers=2, enable_auto_scaling=False
             ),
             sender_config=SenderConfig.cloud_api(self.rate, per_recipient=RecipientLimit(*self.pair)),
-            monitor_config=MonitorConfig(http_port=0, metric_collection_interval=1.0, monitor_process=False),
+            monitor_config=MonitorConfig(
+                http_port=0, metric_collection_interval=1.0, monitor_process=self.monitor_process
+            ),
         )
         await self.runtime.start()
         self.whatsapp.webhook_url = self.runtime.webhook_url

@@ -25,7 +25,8 @@ Several business numbers (``Settings.phone_numbers``): one BatchSender per numbe
 its own transport (the number's own token if it has one) and so its own throughput and
 pair-rate limits, as Meta counts them per number. A reply leaves from the number its message
 came to; a status webhook goes to the sender of the number that sent its wamid;
-``/metrics`` shows ``sluiceway_whatsapp_number_*{phone_number_id=...}`` gauges per number.
+``/metrics`` shows ``sluiceway_custom_whatsapp_number_*{phone_number_id=...}`` gauges per number
+(``sent``, ``confirmed``, ``failed``, ``retries``, ``throttle_events``, ``rate``).
 ``sender`` is the first number's sender (the only one with a single number).
 """
 
@@ -463,6 +464,6 @@ async def _record_number_metrics(monitor: PerformanceMonitor, senders: dict[str,
         for number, sender in senders.items():
             stats = sender.stats()
             for name in ("sent", "confirmed", "failed", "retries", "throttle_events"):
-                monitor.record_metric(f"sluiceway_whatsapp_number_{name}", float(stats[name]), phone_number_id=number)
-            monitor.record_metric("sluiceway_whatsapp_number_rate", float(stats["rate"]), phone_number_id=number)
+                monitor.record_metric(f"whatsapp_number_{name}", float(stats[name]), phone_number_id=number)
+            monitor.record_metric("whatsapp_number_rate", float(stats["rate"]), phone_number_id=number)
         await asyncio.sleep(NUMBER_METRICS_INTERVAL)
