@@ -32,6 +32,7 @@ import msgspec
 
 from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.settings import Settings
+from sluiceway.errors import SluicewayError
 from sluiceway.whatsapp.messages import Context as ReplyContext
 from sluiceway.whatsapp.messages import ListSection, OutboundMessage, ReplyButton
 
@@ -60,7 +61,7 @@ class Outgoing(msgspec.Struct, array_like=True, frozen=True):
     window_opened_at: float = 0.0
 
 
-class ReplyPending(RuntimeError):
+class ReplyPending(SluicewayError, RuntimeError):
     """A reply's outcome was awaited inside the handler that sends it (it leaves after the handler returns)."""
 
 
