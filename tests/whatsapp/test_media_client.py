@@ -147,3 +147,22 @@ def test_the_token_is_in_no_repr() -> None:
     client = MediaClient("secret-token-123")
     assert "secret-token-123" not in repr(client)
     assert base_mime("Audio/OGG; codecs=opus") == "audio/ogg"
+
+
+def test_a_file_larger_than_reported_is_cut_off_at_the_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should Graph understate a file's size, the download itself stops at the limit."""
+
+    async def test(api: WhatsAppEmulator, media: MediaClient) -> None:
+        media_id = api.add_media(PHOTO, "image/jpeg")
+        real = api.media.describe
+
+        def understated(media_id: str, origin: str, expires: float = float("inf")) -> Any:
+            response = real(media_id, origin, expires)
+            response.body = response.body.replace(f'"file_size":{len(PHOTO)}'.encode(), b'"file_size":1')
+            return response
+
+        monkeypatch.setattr(api.media, "describe", understated)
+        with pytest.raises(MediaTooLarge, match=f"over the limit of {len(PHOTO) - 1} bytes"):
+            await media.download(media_id)
+
+    run(test, max_bytes=len(PHOTO) - 1)

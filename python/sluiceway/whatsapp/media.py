@@ -320,7 +320,8 @@ class MediaClient:
             try:
                 response = await call()
             except HttpError as error:
-                if "over" in str(error) and "bytes" in str(error):  # the response cap: not transient
+                # The client's response cap (see ``_client``) says so only in its message; not transient.
+                if str(error).endswith(f" is over {self.max_bytes + 1} bytes"):
                     raise MediaTooLarge(
                         f"media {media_id} is over the limit of {self.max_bytes} bytes", media_id
                     ) from None
