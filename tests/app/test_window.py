@@ -6,11 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sluiceway.app.context import Outgoing
+from sluiceway.app.outbox import DurableOutbox
 from sluiceway.app.windows import ConversationWindows
+from sluiceway.journal import Journal
+from sluiceway.whatsapp import OutboundMessage
 
 from .outbound_stack import NUMBER_A, GraphStack
 
@@ -119,3 +124,46 @@ def test_a_131047_sends_the_fallback_template_instead() -> None:
             assert s.runtime.outbox.window_fallbacks == 1
 
     run(scenario)
+
+
+class _Sender:
+    """A sender that only records what it is given (and never reports back, so replies stay unsent)."""
+
+    def __init__(self) -> None:
+        self.taken: list[str] = []
+
+    def enqueue_nowait(
+        self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None
+    ) -> str:
+        self.taken.append(message.to)
+        return f"id-{len(self.taken)}"
+
+
+def test_a_reply_re_sent_after_a_restart_keeps_the_time_its_recipient_last_wrote(tmp_path: Path) -> None:
+    """The window's time is committed with the reply: a new process, knowing no one, judges it the same."""
+    now = time.time()
+    replies = [
+        Outgoing(OutboundMessage.of_text("15550007001", "in time"), "normal", "w1#0", NUMBER_A, now - 3600),
+        Outgoing(OutboundMessage.of_text("15550007002", "too late"), "normal", "w2#0", NUMBER_A, now - DAY - 60),
+    ]
+
+    async def first_run() -> None:
+        with Journal.open(tmp_path / "journal.sqlite3") as journal:
+            outbox = DurableOutbox()  # no window check: both replies go to the sender, which never sends them
+            outbox.attach(_Sender(), NUMBER_A)
+            await outbox.open(journal.aio)
+            for reply in replies:
+                outbox.put(reply, None)
+            await outbox.wait_committed(10)
+
+    async def restart() -> tuple[list[str], list[str]]:
+        with Journal.open(tmp_path / "journal.sqlite3") as journal:
+            sender = _Sender()
+            outbox = DurableOutbox(windows=ConversationWindows())
+            outbox.attach(sender, NUMBER_A)
+            await outbox.open(journal.aio)
+            letters = await outbox.dead_letters()
+            return sender.taken, [letter.recipient for letter in letters]
+
+    asyncio.run(first_run())
+    assert asyncio.run(restart()) == (["15550007001"], ["15550007002"])
