@@ -98,3 +98,20 @@ def test_settings_take_several_numbers_each_with_an_optional_token() -> None:
     assert settings.phone_numbers == ("111", "222", "333")
     assert {n: t.reveal() for n, t in settings.whatsapp_number_tokens.items()} == {"333": "own"}
     assert "own" not in str(settings.redacted()) and b"own" not in settings.worker_json()
+
+
+def test_a_message_to_a_number_the_bot_does_not_serve_gets_a_dead_letter_not_a_reply_from_another() -> None:
+    async def scenario() -> None:
+        async with GraphStack("sample_bots:echo_bot", numbers=NUMBERS) as s:
+            stranger = "106540352242999"
+            s.whatsapp.numbers[stranger] = "token-c"  # the emulator knows it; the bot's settings do not
+            await s.whatsapp.post_inbound("15550004003", "hello", phone_number_id=stranger)
+            assert s.runtime is not None and s.runtime.outbox is not None
+            outbox = s.runtime.outbox
+            await s.until(lambda: outbox.refused == 1)
+            [letter] = await outbox.dead_letters()
+            assert (letter.recipient, letter.reason) == ("15550004003", "unknown number")
+            assert stranger in letter.error and "whatsapp_phone_number_ids" in letter.error
+            assert s.whatsapp.accepted == [] and s.runtime.status().dead_lettered == 1
+
+    run(scenario)

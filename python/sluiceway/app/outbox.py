@@ -117,6 +117,8 @@ class DurableOutbox:
         self._numbers: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.window_fallbacks = 0
         self.window_dead_letters = 0
+        #: Replies dead-lettered here, never given to a sender (outside the window, unknown number).
+        self.refused = 0
         #: The journal's outbox ids of the replies the sender holds, by the sender's message id
         #: (several when a re-run handler's reply had the idempotency key of one already held).
         self._rows: dict[str, list[int]] = {}
@@ -267,6 +269,7 @@ class DurableOutbox:
 
     def _dead_letter(self, row: int | None, reply: Outgoing, reason: str, text: str) -> None:
         logger.warning("reply to %s not sent: %s", reply.message.to, reason)
+        self.refused += 1
         _remember(self._outcomes, reply.idempotency_key, ReplyOutcome("failed", error=f"{reason}: {text}"))
         if row is not None and self._journal is not None:
             self._background(self._journal.outbox_fail(row, reason, text, 0), "failed send")
@@ -384,6 +387,7 @@ class DurableOutbox:
             "held_by_sender": len(self._rows),
             "window_fallbacks": self.window_fallbacks,
             "window_dead_letters": self.window_dead_letters,
+            "refused": self.refused,
         }
 
     def _background(self, future: asyncio.Future[Any], what: str) -> None:

@@ -318,7 +318,9 @@ class Runtime:
             replies=self.sink.stats.replies,
             sent=sent,
             confirmed=confirmed,
-            dead_lettered=len(self.engine.dead_letters()) + sum(len(sender.dead_letters()) for sender in senders),
+            dead_lettered=len(self.engine.dead_letters())
+            + sum(len(sender.dead_letters()) for sender in senders)
+            + (self.outbox.refused if self.outbox is not None else 0),
             left_queued=left_queued,
             uncertain_resends=self.outbox.uncertain_resends if self.outbox is not None else 0,
         )
