@@ -8,11 +8,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
 
+from sluiceway.http import HttpClient
 from sluiceway.testing import WhatsAppEmulator
 from sluiceway.whatsapp.media import (
     MediaClient,
+    MediaCorrupt,
     MediaExpired,
     MediaNotFound,
     MediaTooLarge,
@@ -166,3 +169,42 @@ def test_a_file_larger_than_reported_is_cut_off_at_the_limit(monkeypatch: pytest
             await media.download(media_id)
 
     run(test, max_bytes=len(PHOTO) - 1)
+
+
+def test_a_spooled_download_streams_to_its_file_and_is_checked(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the spool threshold the bytes go to the file as they arrive, never into one response body."""
+    big = bytes(range(256)) * 8192  # 2 MiB: many socket reads
+
+    async def test(api: WhatsAppEmulator, media: MediaClient) -> None:
+        bodies: list[int] = []
+        real_get = HttpClient.get
+
+        async def spy(self: HttpClient, path: str, **kwargs: Any) -> Any:
+            response = await real_get(self, path, **kwargs)
+            bodies.append(len(response.body))
+            return response
+
+        monkeypatch.setattr(HttpClient, "get", spy)
+        got = await media.download(api.add_media(big, "video/mp4"))
+        assert got.path is not None and got.path.read_bytes() == big and got.size == len(big)
+        assert got.sha256 == hashlib.sha256(big).hexdigest()
+        assert bodies[-1] == 0  # the download's body went to the file, not into memory
+
+        # Bytes that do not match the reported hash are refused and their spool file removed.
+        corrupt = api.add_media(big, "video/mp4")
+        stored = api.media.get(corrupt)
+        api.media._by_id[corrupt] = msgspec.structs.replace(stored, data=big[:-1] + b"\x00")
+        with pytest.raises(MediaCorrupt):
+            await media.download(corrupt)
+        # A transient failure starts the file afresh.
+        again = api.add_media(big, "video/mp4")
+        api.fail_media_next(1, status=503, code=2)
+        retried = await media.download(again)
+        assert retried.read_bytes() == big and retried.size == len(big)
+        # An expired url leaves no file behind either.
+        api.media_url_ttl = -1.0
+        with pytest.raises(MediaExpired):
+            await media.download(again)
+        assert sorted(tmp_path.iterdir()) == sorted([got.path, retried.path])
+
+    run(test, spool_bytes=1024, spool_dir=tmp_path)

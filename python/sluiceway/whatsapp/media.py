@@ -10,9 +10,9 @@ answers a short-lived ``url`` (about five minutes), the ``mime_type``, ``sha256`
 * **size**: a file over ``max_bytes`` is refused before its download starts (from the
   ``file_size`` Meta reports) and, should the size be wrong, as soon as more bytes arrive
   (the client's response cap): :class:`MediaTooLarge`;
-* **spooling**: a download over ``spool_bytes`` is written to a file in ``spool_dir`` and
-  returned as a path, so a handler holding many does not keep them in memory. The client has no
-  streaming, so the bytes are in memory (at most ``max_bytes``) while they arrive;
+* **spooling**: a download Meta reports as larger than ``spool_bytes`` is streamed to a file in
+  ``spool_dir`` as it arrives (hashed on the way) and returned as a path, so neither the download
+  nor a handler holding many keeps it in memory; a smaller one is returned as bytes;
 * **checks**: the MIME type Meta reports and the one the download carries must match the one
   the message declared (parameters such as ``; codecs=opus`` aside), and the bytes must match the
   reported SHA-256: :class:`MediaTypeMismatch`, :class:`MediaCorrupt`;
@@ -34,12 +34,12 @@ import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import msgspec
 import yarl
 
-from sluiceway.http import HttpClient, HttpError
+from sluiceway.http import HttpClient, HttpError, HttpResponseTooLarge
 from sluiceway.http.client import ClientResponse
 from sluiceway.whatsapp.errors import WhatsAppError
 from sluiceway.whatsapp.messages import ErrorEnvelope
@@ -235,9 +235,15 @@ class MediaClient:
             url = yarl.URL(info.url)
             origin, target = str(url.origin()), url.raw_path_qs
             client = self._client(origin)
-            response = await self._with_retries(media_id, functools.partial(client.get, target))
-            if response.status == 200:
-                return await self._keep(info, response)
+            if info.file_size > self.spool_bytes:
+                outcome = await self._download_to_file(info, client, target)
+                if isinstance(outcome, DownloadedMedia):
+                    return outcome
+                response = outcome
+            else:
+                response = await self._with_retries(media_id, functools.partial(client.get, target))
+                if response.status == 200:
+                    return await self._keep(info, response)
             if response.status not in (401, 403, 404, 410) or not fresh_url:
                 break
             # The url expired between the two calls (or was used too late): ask for a fresh one, once.
@@ -262,17 +268,54 @@ class MediaClient:
         body = response.body
         if len(body) > self.max_bytes:
             raise MediaTooLarge(f"media {info.id} is over the limit of {self.max_bytes} bytes", info.id)
-        served = response.headers.get("content-type", "")
-        if served and base_mime(served) not in (base_mime(info.mime_type), "application/octet-stream"):
-            raise MediaTypeMismatch(f"media {info.id} was served as {served!r}, not {info.mime_type!r}", info.id)
+        self._check_served(info, response)
         digest = hashlib.sha256(body).digest()
-        if info.sha256 and info.sha256 not in (digest.hex(), base64.b64encode(digest).decode()):
-            raise MediaCorrupt(f"media {info.id}: the bytes do not match the reported SHA-256", info.id)
+        self._check_digest(info, digest)
         kept = DownloadedMedia(info.id, info.mime_type, len(body), digest.hex())
         if len(body) <= self.spool_bytes:
             return msgspec.structs.replace(kept, data=body)
         path = await asyncio.to_thread(self._spool, info.id, body)
         return msgspec.structs.replace(kept, path=path)
+
+    @staticmethod
+    def _check_served(info: MediaInfo, response: ClientResponse) -> None:
+        served = response.headers.get("content-type", "")
+        if served and base_mime(served) not in (base_mime(info.mime_type), "application/octet-stream"):
+            raise MediaTypeMismatch(f"media {info.id} was served as {served!r}, not {info.mime_type!r}", info.id)
+
+    @staticmethod
+    def _check_digest(info: MediaInfo, digest: bytes) -> None:
+        if info.sha256 and info.sha256 not in (digest.hex(), base64.b64encode(digest).decode()):
+            raise MediaCorrupt(f"media {info.id}: the bytes do not match the reported SHA-256", info.id)
+
+    async def _download_to_file(
+        self, info: MediaInfo, client: HttpClient, target: str
+    ) -> DownloadedMedia | ClientResponse:
+        """Stream the download into a new spool file; the answer itself if it is not a 200."""
+        fd, name = tempfile.mkstemp(prefix=f"sluiceway-media-{info.id}-", dir=self.spool_dir)
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as file:
+                sink = _HashingFile(file)
+
+                async def fetch() -> ClientResponse:
+                    # A retry starts the file afresh.
+                    file.seek(0)
+                    file.truncate()
+                    sink.restart()
+                    return await client.get(target, body_to=sink)
+
+                response = await self._with_retries(info.id, fetch)
+            if response.status != 200:
+                path.unlink()  # noqa: ASYNC240 - one unlink of our own new file: cheaper than a thread hop
+                return response
+            self._check_served(info, response)
+            digest = sink.hash.digest()
+            self._check_digest(info, digest)
+            return DownloadedMedia(info.id, info.mime_type, sink.size, digest.hex(), path=path)
+        except BaseException:
+            path.unlink(missing_ok=True)  # noqa: ASYNC240 - as above, and it must run even when cancelled
+            raise
 
     def _spool(self, media_id: str, body: bytes) -> Path:
         fd, name = tempfile.mkstemp(prefix=f"sluiceway-media-{media_id}-", dir=self.spool_dir)
@@ -319,12 +362,10 @@ class MediaClient:
         for attempt in range(self.retries + 1):
             try:
                 response = await call()
+            except HttpResponseTooLarge:
+                # The client's response cap (see ``_client``): more bytes than Meta said; not transient.
+                raise MediaTooLarge(f"media {media_id} is over the limit of {self.max_bytes} bytes", media_id) from None
             except HttpError as error:
-                # The client's response cap (see ``_client``) says so only in its message; not transient.
-                if str(error).endswith(f" is over {self.max_bytes + 1} bytes"):
-                    raise MediaTooLarge(
-                        f"media {media_id} is over the limit of {self.max_bytes} bytes", media_id
-                    ) from None
                 failure = f"{type(error).__name__}: {error}"
             else:
                 if response.status != 429 and response.status < 500:
@@ -345,6 +386,24 @@ class MediaClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+class _HashingFile:
+    """A response body sink: writes to ``file`` and hashes and counts on the way."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def restart(self) -> None:
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes, /) -> None:
+        self._file.write(chunk)
+        self.hash.update(chunk)
+        self.size += len(chunk)
 
 
 def _graph_code(response: ClientResponse) -> int | None:
