@@ -43,7 +43,7 @@ from sluiceway.app.ingress import WebhookIngress
 from sluiceway.app.outbox import DurableOutbox
 from sluiceway.app.settings import Settings
 from sluiceway.app.shedding import DEFAULT_MAX_DELAY, LoadShedder
-from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV, check_sheets_credentials
+from sluiceway.app.worker import BOT_ENV, MAX_ATTEMPTS_ENV, SETTINGS_ENV, check_sheets_credentials
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
 from sluiceway.journal import AsyncJournal, JournalError
@@ -189,6 +189,7 @@ class Runtime:
         # Spawned workers inherit the environment: this is how they learn which bot to run.
         os.environ[BOT_ENV] = self.bot_spec
         os.environ[SETTINGS_ENV] = settings.worker_json().decode()
+        os.environ[MAX_ATTEMPTS_ENV] = str(self.engine_config.max_attempts)
         self.outbox = outbox = DurableOutbox()
         self.sender = BatchSender(transport, self.sender_config, journal=outbox)
         outbox.attach(self.sender)
