@@ -104,6 +104,7 @@ class Bot:
             @bot.on(reply_id=re.compile(r"^urgency:"))
             async def urgency(msg, ctx): ...
         """
+
         def register(handler: F) -> F:
             self.router.routes.append(make_route(handler, kind, text, reply_id))
             return handler

@@ -163,7 +163,7 @@ class InboundMessage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
         if self.type == "text":
             return {"body": self.text}
         specific = getattr(self, self.type) if self.type in _DATA_TYPES else None
-        return msgspec.to_builtins(specific) if specific is not None else {}  # type: ignore[no-any-return]
+        return msgspec.to_builtins(specific) if specific is not None else {}
 
 
 def _text_of(message: WebhookMessage) -> str:

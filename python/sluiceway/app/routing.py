@@ -83,7 +83,9 @@ def make_route(
             raise ValueError("kind must name at least one kind (or be None for any kind)")
         unknown = sorted(k for k in named if k not in MESSAGE_KINDS and k not in KIND_GROUPS)
         if unknown:
-            raise ValueError(f"unknown message kind {unknown[0]!r}; expected one of {sorted(MESSAGE_KINDS | {'media'})}")
+            raise ValueError(
+                f"unknown message kind {unknown[0]!r}; expected one of {sorted(MESSAGE_KINDS | {'media'})}"
+            )
         kinds = frozenset(k for name in named for k in KIND_GROUPS.get(name, {name}))
     reply_ids: frozenset[str] | None = None
     reply_pattern: re.Pattern[str] | None = None
