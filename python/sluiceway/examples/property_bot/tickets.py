@@ -15,6 +15,7 @@ from typing import Literal
 
 import msgspec
 
+from sluiceway import OutboundMessage, ReplyButton
 from sluiceway.examples.property_bot.answers import (
     _URGENT,
     FIRST_DATA_ROW,
@@ -27,8 +28,6 @@ from sluiceway.examples.property_bot.answers import (
     units_from,
 )
 from sluiceway.examples.property_bot.nlu import extract_unit
-from sluiceway.whatsapp.messages import Context as ReplyContext
-from sluiceway.whatsapp.messages import OutboundMessage, ReplyButton
 
 Urgency = Literal["high", "normal", "low"]
 #: Each urgency's button title (at most 20 characters) and what the tenant is told after the tap.
@@ -65,7 +64,8 @@ def urgency_buttons(ticket: str) -> list[ReplyButton]:
 def urgency_question(to: str, answer: PhotoAnswer, quoting: str) -> OutboundMessage:
     """The reply to a filed photo: its text and the urgency buttons, quoting the photo's ``wamid``."""
     buttons = OutboundMessage.of_buttons(to, answer.text, urgency_buttons(answer.ticket))
-    return msgspec.structs.replace(buttons, context=ReplyContext(quoting))
+    # Quoted like ``ctx.reply``'s texts (Meta's ``context.message_id``), so the tenant sees what it answers.
+    return msgspec.convert(msgspec.to_builtins(buttons) | {"context": {"message_id": quoting}}, OutboundMessage)
 
 
 async def file_photo(
