@@ -240,8 +240,9 @@ class BotTester:
     async def tap(self, title: str, sender: str = DEFAULT_SENDER, *, name: str = "Test User") -> BotReply:
         """Tap the reply button or list row titled ``title`` in the latest interactive message sent to ``sender``.
 
-        The handler gets what WhatsApp delivers for a tap (``msg.type == "interactive"``, ``msg.text``
-        the title, ``msg.data`` the choice's id). ``ValueError`` if that message offers no such choice.
+        The handler gets what WhatsApp delivers for a tap (``msg.kind`` is ``"button_reply"`` or
+        ``"list_reply"``, ``msg.text`` the title, ``msg.reply_id`` the choice's id). ``ValueError``
+        if that message offers no such choice.
         """
         wa_id = _wa_id(sender)
         choices = self._latest_choices(wa_id)
