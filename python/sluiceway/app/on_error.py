@@ -17,6 +17,7 @@ import msgspec
 from sluiceway.app.bot import Bot
 from sluiceway.app.context import Context, Outgoing
 from sluiceway.app.inbound import InboundMessage
+from sluiceway.errors import SluicewayError
 
 logger = logging.getLogger("sluiceway.app")
 
@@ -27,7 +28,7 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[Outgoing]).decode
 
 
-class HandlerFailed(Exception):
+class HandlerFailed(SluicewayError):
     """Stands in for a handler's exception that could not be pickled: ``"<type>: <message>"``."""
 
 
