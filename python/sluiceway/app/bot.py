@@ -72,7 +72,7 @@ class Bot:
 
         It handles every message no ``on`` route matched; in a bot without routes, every message.
         """
-        require_async(handler, "msg, ctx")
+        require_async(handler, "message handler", "msg, ctx")
         if self.router.fallback is not None:
             raise ValueError("this bot already has a message handler (@bot.on_message is the one fallback)")
         self.router.fallback = handler
@@ -98,7 +98,7 @@ class Bot:
             @bot.on("image")
             async def photo(msg, ctx): ...
 
-            @bot.on(text=re.compile(r"\brent\b", re.IGNORECASE))
+            @bot.on(text=re.compile(r"\\brent\\b", re.IGNORECASE))
             async def rent(msg, ctx): ...
 
             @bot.on(reply_id=re.compile(r"^urgency:"))
@@ -121,7 +121,7 @@ class Bot:
         replies goes out like any reply. An ``on_error`` that raises is logged and sends nothing.
         A handler that timed out or killed its worker gets no ``on_error`` (nothing raised).
         """
-        require_async(handler, "msg, ctx, error")
+        require_async(handler, "error handler", "msg, ctx, error")
         if self.error_handler is not None:
             raise ValueError("this bot already has an error handler (@bot.on_error)")
         self.error_handler = handler

@@ -37,12 +37,15 @@ KIND_GROUPS: dict[str, frozenset[str]] = {"media": MEDIA_KINDS}
 Pattern = str | re.Pattern[str]
 
 
-def require_async(handler: Any, signature: str) -> None:
-    """``TypeError`` in one line unless ``handler`` is an async function (the engine awaits every handler)."""
+def require_async(handler: Any, role: str, signature: str) -> None:
+    """``TypeError`` in one line unless ``handler`` is an async function (the engine awaits every handler).
+
+    ``role`` names it ("message handler", "error handler"); ``signature`` its parameters.
+    """
     if not inspect.iscoroutinefunction(handler):
         name = getattr(handler, "__name__", "handle")
         raise TypeError(
-            f"the handler {name} must be an async function (async def {name}({signature})): it awaits the "
+            f"the {role} must be an async function (async def {name}({signature})): it awaits the "
             "context (ctx.sheets, ctx.reply); call blocking code through asyncio.to_thread inside it"
         )
 
@@ -75,7 +78,7 @@ def make_route(
     reply_id: Pattern | Iterable[str] | None = None,
 ) -> Route:
     """A ``Route`` from ``Bot.on``'s arguments; ``ValueError`` naming a filter that cannot match anything."""
-    require_async(handler, "msg, ctx")
+    require_async(handler, "message handler", "msg, ctx")
     kinds: frozenset[str] | None = None
     if kind is not None:
         named = [kind] if isinstance(kind, str) else list(kind)
