@@ -12,6 +12,7 @@ import msgspec
 
 from sluiceway.app.context import HandlerResult, Outgoing
 from sluiceway.app.inbound import InboundMessage
+from sluiceway.app.on_error import carried_replies
 from sluiceway.app.priority import PriorityLevel
 from sluiceway.app.windows import ConversationWindows
 from sluiceway.engine import Backpressure, DuplicateMessage, MessageParallelizer, Priority
@@ -67,7 +68,8 @@ class EngineSink:
         sink = EngineSink(engine, outbox, high_water=1000, low_water=100)
         ingress = WebhookIngress.from_settings(settings, sink=sink, status_sink=sender)
 
-    Warning: a message whose handler fails on every attempt gets no reply: the engine keeps
+    Warning: a message whose handler fails on every attempt gets no reply (but what the bot's
+    ``on_error`` sent, which rides on the exception: ``sluiceway.app.on_error``): the engine keeps
     it as a dead letter (in the journal, with the error) until ``engine.replay_dead_letters``
     sends it through again (its reply then reaches ``adopt``) or ``purge_dead_letters`` drops it.
     """
@@ -163,6 +165,9 @@ class EngineSink:
         except (Exception, asyncio.CancelledError) as error:
             self.stats.failed += 1
             logger.error("message %s from %s got no reply: %s", inbound.id, inbound.sender, error)
+            for outgoing in carried_replies(error):  # what the bot's on_error sent instead
+                self._outbox.put(outgoing, inbound.id)
+                self.stats.replies += 1
         else:
             self.stats.handled += 1
             if result.worker_pid:

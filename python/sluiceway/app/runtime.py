@@ -53,7 +53,7 @@ from sluiceway.app.outbox import DurableOutbox, ReplyOutcome
 from sluiceway.app.settings import Settings
 from sluiceway.app.shedding import DEFAULT_MAX_DELAY, LoadShedder
 from sluiceway.app.windows import ConversationWindows
-from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV, check_sheets_credentials
+from sluiceway.app.worker import BOT_ENV, MAX_ATTEMPTS_ENV, SETTINGS_ENV, check_sheets_credentials
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
 from sluiceway.journal import AsyncJournal, JournalError
@@ -217,6 +217,7 @@ class Runtime:
         # and get the tokens for media and read receipts (why that is safe: sluiceway.app.media).
         os.environ[BOT_ENV] = self.bot_spec
         os.environ[SETTINGS_ENV] = settings.worker_json().decode()
+        os.environ[MAX_ATTEMPTS_ENV] = str(self.engine_config.max_attempts)
         export_tokens(settings)
         fallback = settings.window_fallback_template
         self.outbox = outbox = DurableOutbox(
