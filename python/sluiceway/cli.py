@@ -53,16 +53,18 @@ def _flags_of(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from sluiceway.app.settings import env_name, load_settings
+    from sluiceway.app.settings import env_name, load_settings_with_sources
 
     try:
-        settings = load_settings(_flags_of(args), config_file=args.config)
+        settings, sources = load_settings_with_sources(_flags_of(args), config_file=args.config)
     except ValueError as error:
         print(f"invalid settings: {error}", file=sys.stderr)
         return EXIT_USAGE
     width = max(len(name) for name in settings.__struct_fields__)
     for name, value in settings.redacted().items():
-        print(f"{name:<{width}}  {value!r:<40}  ({env_name(name)})")
+        # The environment variable is named even when another source set the value: it is how to change it.
+        source = sources[name] if sources[name].startswith("environment") else f"{sources[name]}; {env_name(name)}"
+        print(f"{name:<{width}}  {value!r:<40}  ({source})")
     missing = settings.missing_for_production()
     if missing:
         print(f"\nnot set (needed to talk to the real WhatsApp and Google APIs): {', '.join(missing)}")
