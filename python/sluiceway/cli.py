@@ -12,6 +12,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,8 @@ def _dlq(args: argparse.Namespace) -> int:
         for letter in answer:
             if letter["kind"] == "message":
                 print(f"message {letter['id']} from {letter['sender']}: {letter['error']}  ({letter['text']!r})")
+                if args.verbose and letter.get("traceback"):
+                    print(textwrap.indent(letter["traceback"].rstrip(), "    "))
             else:
                 print(f"send {letter['id']} to {letter['recipient']}: {letter['reason']} {letter['error']}")
         print(f"{len(answer)} dead letter(s)")
@@ -383,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-url",
         help="ask this admin address (default: the journal in state_dir, or the running bot's admin_port)",
     )
+    dlq.add_argument("--verbose", "-v", action="store_true", help="list: each failed message's whole traceback")
     dlq.add_argument("--config", metavar="PATH", help="settings file to read state_dir and admin_port from")
     dlq.add_argument("--state-dir", dest="state_dir", help="directory of the journal (default ./sluiceway-state)")
     dlq.set_defaults(func=_dlq)

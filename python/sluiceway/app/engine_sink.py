@@ -153,7 +153,9 @@ class EngineSink:
             accepted = False  # enqueue() told the ingress (200 for a duplicate, 503 for the journal)
         except (Exception, asyncio.CancelledError) as error:
             self.stats.failed += 1
-            logger.error("message %s from %s got no reply: %s", inbound.id, inbound.sender, error)
+            logger.error(
+                "message %s from %s got no reply: %s: %s", inbound.id, inbound.sender, type(error).__name__, error
+            )
         else:
             self.stats.handled += 1
             if result.worker_pid:

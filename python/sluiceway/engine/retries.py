@@ -45,7 +45,10 @@ class Failures:
 
     def failed(self, entry: Entry, reason: str, error: str, traceback_text: str, pickled: bytes | None) -> None:
         """One delivery of ``entry`` (held nowhere now) failed: schedule its retry or dead-letter it."""
-        if self._policy.should_retry(entry.attempt):
+        retried = self._policy.should_retry(entry.attempt)
+        if entry.attempt <= 1:
+            self._log_first_failure(entry, error, traceback_text, retried)
+        if retried:
             if self.running:
                 # A message that killed its worker while alone is retried alone again.
                 self._ledger.retry(entry, self._policy.delay(entry.attempt), alone=reason == "crashed")
@@ -69,6 +72,15 @@ class Failures:
         if entry.future is not None and not entry.future.done():
             entry.future.set_exception(handler_exception(letter, pickled))
         self._hooks.dead_letter(letter)
+
+    def _log_first_failure(self, entry: Entry, error: str, traceback_text: str, retried: bool) -> None:
+        """One WARNING line when a message first fails, so a raising handler is seen at once, not
+        only when its attempts run out; later attempts stay quiet (the dead letter keeps the last)."""
+        message_id = f"{self._engine_id}-{entry.seq}"
+        then = f"retried up to {self._policy.max_attempts} attempts" if retried else "dead-lettered"
+        _log.warning("message %s failed on its first attempt (%s): %s", message_id, then, error)
+        if traceback_text:
+            _log.debug("traceback of message %s's first failure:\n%s", message_id, traceback_text.rstrip())
 
     def recovered(self, messages: list[JournaledMessage]) -> tuple[list[JournaledMessage], list[DeadLetter]]:
         """Judge what a restart found in workers' hands (crash suspects): the messages to re-queue,
