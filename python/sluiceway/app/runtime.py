@@ -31,6 +31,7 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -186,6 +187,8 @@ class Runtime:
                 "--monitor-port or SLUICEWAY_MONITOR_PORT",
             )
         transport = self._transport_in_use = self._transport or self._default_transport()
+        for level, line in startup_warnings(settings, real_graph_api=self._transport is None):
+            logger.log(level, line)
         # Spawned workers inherit the environment: this is how they learn which bot to run.
         os.environ[BOT_ENV] = self.bot_spec
         os.environ[SETTINGS_ENV] = settings.worker_json().decode()
@@ -342,6 +345,54 @@ class Runtime:
         summary = self.status(left_queued=len(engine_summary.remaining) + len(left_over))
         logger.info(summary.line())
         return summary
+
+
+#: The host of Meta's Graph API: replies sent there reach real phones.
+GRAPH_API_HOST = "graph.facebook.com"
+
+
+def startup_warnings(settings: Settings, real_graph_api: bool) -> list[tuple[int, str]]:
+    """The (log level, line) pairs ``start`` logs about settings that run but are probably not meant.
+
+    ``real_graph_api``: the runtime builds its own Cloud API transport (no ``transport`` given).
+    Talking to graph.facebook.com is a WARNING while the setup is incomplete (no verify token or
+    no spreadsheet: a development setup about to message real phones), else INFO: a deployment
+    is expected to, and a WARNING on every start would teach operators to ignore warnings.
+    """
+    lines: list[tuple[int, str]] = []
+    if not settings.spreadsheet_id:
+        lines.append(
+            (
+                logging.WARNING,
+                "no spreadsheet configured (--spreadsheet-id or SLUICEWAY_SPREADSHEET_ID): a handler that reads"
+                " ctx.sheets fails and its message is dead-lettered",
+            )
+        )
+    if settings.whatsapp_verify_token is None:
+        lines.append(
+            (
+                logging.WARNING,
+                "whatsapp_verify_token is not set (WHATSAPP_VERIFY_TOKEN): Meta's webhook subscription check"
+                f" (GET {settings.webhook_path}) is refused with 403",
+            )
+        )
+    base_url = settings.whatsapp_base_url
+    if real_graph_api and urlsplit(base_url).hostname == GRAPH_API_HOST:
+        missing = settings.missing_for_production()
+        number = settings.whatsapp_phone_number_id
+        where = f"replies go to the real WhatsApp Cloud API at {base_url} (phone number id {number})"
+        if missing:
+            unset = f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set"
+            lines.append(
+                (
+                    logging.WARNING,
+                    f"{where} although {unset}; for local development point SLUICEWAY_WHATSAPP_BASE_URL at an"
+                    " emulator (sluiceway emulate whatsapp)",
+                )
+            )
+        else:
+            lines.append((logging.INFO, where))
+    return lines
 
 
 #: Seconds between sweeps that forget wamids and sent replies older than ``dedup_window``.
