@@ -23,9 +23,9 @@ def test_version_and_help_run_as_a_program() -> None:
         [sys.executable, "-m", "sluiceway.cli", "--help"], capture_output=True, text=True, timeout=60
     )
     assert usage.returncode == 0
-    for command in ("run", "demo", "bench", "dlq", "emulate", "config"):
+    for command in ("run", "dev", "demo", "bench", "dlq", "emulate", "config"):
         assert command in usage.stdout
-    for command in (["run"], ["demo"], ["dlq"], ["emulate"], ["config", "check"], ["bench"]):
+    for command in (["run"], ["dev"], ["demo"], ["dlq"], ["emulate"], ["config", "check"], ["bench"]):
         sub = subprocess.run(
             [sys.executable, "-m", "sluiceway.cli", *command, "--help"], capture_output=True, text=True, timeout=60
         )

@@ -198,6 +198,8 @@ class Runtime:
         await self.sender.start()
         _make_state_dir(Path(settings.state_dir))
         self.monitor = PerformanceMonitor(self._monitor_config)
+        # Started here, not by the engine (which would start it unawaited): its URL is known for the start line.
+        await self.monitor.start()
         self.monitor.add_source("sender", self.sender.stats)
         self.monitor.add_source("outbox", outbox.stats)
         self.engine = MessageParallelizer(

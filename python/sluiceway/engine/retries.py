@@ -76,7 +76,7 @@ class Failures:
     def _log_first_failure(self, entry: Entry, error: str, traceback_text: str, retried: bool) -> None:
         """One WARNING line when a message first fails, so a raising handler is seen at once, not
         only when its attempts run out; later attempts stay quiet (the dead letter keeps the last)."""
-        message_id = f"{self._engine_id}-{entry.seq}"
+        message_id = f"{self._engine_id}-{entry.seq}" + (f" (ordering key {entry.key})" if entry.key else "")
         then = f"retried up to {self._policy.max_attempts} attempts" if retried else "dead-lettered"
         _log.warning("message %s failed on its first attempt (%s): %s", message_id, then, error)
         if traceback_text:
