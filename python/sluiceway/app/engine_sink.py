@@ -27,7 +27,7 @@ _BACKPRESSURE_POLL = 0.01
 class ReplyOutbox(Protocol):
     """Where replies go (the runtime's ``DurableOutbox``): kept in order, on to the sender."""
 
-    def put(self, reply: Outgoing, inbound_wamid: str | None) -> None: ...
+    def put(self, reply: Outgoing, inbound_wamid: str | None, received_at: float | None = None) -> None: ...
 
 
 class MetricsSink(Protocol):
@@ -161,7 +161,7 @@ class EngineSink:
             if result.worker_pid:
                 self._cache_by_worker[result.worker_pid] = (result.cache_hits, result.cache_misses)
             for outgoing in result.outgoing:
-                self._outbox.put(outgoing, inbound.id)
+                self._outbox.put(outgoing, inbound.id, inbound.received_at)
                 self.stats.replies += 1
             if self._metrics is not None:
                 for sample in result.metrics:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
@@ -54,7 +56,16 @@ class DurableOutbox:
         outbox.open(engine.journal)
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        on_reply_latency: Callable[[float], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        #: Called with each reply's seconds from its webhook's arrival to WhatsApp taking it (the latency
+        #: tenants feel); replies re-sent after a restart have no arrival time and are not reported.
+        self._on_reply_latency = on_reply_latency
+        self._wall_clock = wall_clock
+        self._received_at: dict[str, float] = {}
         self._journal: AsyncJournal | None = None
         self._sender: Sender | None = None
         #: The journal's outbox ids of the replies the sender holds, by the sender's message id
@@ -108,8 +119,9 @@ class DurableOutbox:
                 self.uncertain_resends,
             )
 
-    def put(self, reply: Outgoing, inbound_wamid: str | None) -> None:
-        """Commit ``reply`` (to ``inbound_wamid``), then give it to the sender; replies keep their order."""
+    def put(self, reply: Outgoing, inbound_wamid: str | None, received_at: float | None = None) -> None:
+        """Commit ``reply`` (to ``inbound_wamid``, which arrived at wall-clock ``received_at``), then give it
+        to the sender; replies keep their order."""
         journal = self._journal
         if journal is None:
             raise RuntimeError("open() the outbox before putting replies in it")
@@ -119,20 +131,20 @@ class DurableOutbox:
         committed = journal.outbox_add(reply.message.to, _encode(reply), inbound_wamid)
         self._committing += 1
         self._all_committed.clear()
-        committed.add_done_callback(functools.partial(self._committed, reply))
+        committed.add_done_callback(functools.partial(self._committed, reply, received_at))
 
-    def _committed(self, reply: Outgoing, committed: asyncio.Future[int]) -> None:
+    def _committed(self, reply: Outgoing, received_at: float | None, committed: asyncio.Future[int]) -> None:
         self._committing -= 1
         if not self._committing:
             self._all_committed.set()
         if committed.cancelled() or committed.exception() is not None:
             # Not durable, but the reply exists: send it anyway rather than drop it.
             logger.error("reply to %s not journaled (%s): sending it unrecorded", reply.message.to, committed)
-            self._to_sender(None, reply)
+            self._to_sender(None, reply, received_at)
             return
-        self._to_sender(committed.result(), reply)
+        self._to_sender(committed.result(), reply, received_at)
 
-    def _to_sender(self, row: int | None, reply: Outgoing) -> None:
+    def _to_sender(self, row: int | None, reply: Outgoing, received_at: float | None = None) -> None:
         assert self._sender is not None, "attach() the sender first"
         try:
             message_id = self._sender.enqueue_nowait(reply.message, reply.priority, reply.idempotency_key)
@@ -141,6 +153,8 @@ class DurableOutbox:
             return
         if row is not None:
             self._rows.setdefault(message_id, []).append(row)
+        if received_at is not None and self._on_reply_latency is not None:
+            self._received_at.setdefault(message_id, received_at)
 
     async def wait_committed(self, timeout: float | None = None) -> None:
         """Return once every reply ``put`` so far is committed and with the sender."""
@@ -179,6 +193,9 @@ class DurableOutbox:
     def sent(self, message_ids: list[str], wamid: str) -> None:
         journal = self._journal
         for message_id in message_ids:
+            received_at = self._received_at.pop(message_id, None)
+            if received_at is not None and self._on_reply_latency is not None:
+                self._on_reply_latency(max(0.0, self._wall_clock() - received_at))
             for row in self._rows.pop(message_id, ()):
                 if journal is not None:
                     self._background(journal.outbox_sent(row, wamid), "sent")
@@ -188,12 +205,14 @@ class DurableOutbox:
         # should a restart. A wamid no status can carry marks it sent.
         journal = self._journal
         for message_id in message_ids:
+            self._received_at.pop(message_id, None)
             for row in self._rows.pop(message_id, ()):
                 if journal is not None:
                     self._background(journal.outbox_sent(row, f"unanswered:{row}"), "uncertain")
 
     def failed(self, message_id: str, code: int | None, text: str, attempts: int) -> None:
         reason = "rejected" if code is None else f"error {code}"
+        self._received_at.pop(message_id, None)
         for row in self._rows.pop(message_id, ()):
             if self._journal is not None:
                 self._background(self._journal.outbox_fail(row, reason, text, attempts), "failed send")

@@ -48,7 +48,7 @@ from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV, check_sheets_credentials
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
 from sluiceway.journal import AsyncJournal, JournalError
-from sluiceway.monitor import MonitorConfig, PerformanceMonitor
+from sluiceway.monitor import MonitorConfig, PerformanceMonitor, PipelineSample
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
 from sluiceway.whatsapp.webhooks import Status
 
@@ -192,16 +192,17 @@ class Runtime:
         # Spawned workers inherit the environment: this is how they learn which bot to run.
         os.environ[BOT_ENV] = self.bot_spec
         os.environ[SETTINGS_ENV] = settings.worker_json().decode()
-        self.outbox = outbox = DurableOutbox()
+        self.monitor = PerformanceMonitor(self._monitor_config)
+        self.outbox = outbox = DurableOutbox(on_reply_latency=self.monitor.record_reply_latency)
         self.sender = BatchSender(transport, self.sender_config, journal=outbox)
         outbox.attach(self.sender)
         await self.sender.start()
         _make_state_dir(Path(settings.state_dir))
-        self.monitor = PerformanceMonitor(self._monitor_config)
         # Started here, not by the engine (which would start it unawaited): its URL is known for the start line.
         await self.monitor.start()
         self.monitor.add_source("sender", self.sender.stats)
         self.monitor.add_source("outbox", outbox.stats)
+        self.monitor.set_pipeline(self._pipeline_sample)
         self.engine = MessageParallelizer(
             "sluiceway.app.worker:handle",
             self.engine_config,
@@ -251,6 +252,23 @@ class Runtime:
             self.monitor.http_url,
         )
 
+    def _pipeline_sample(self) -> PipelineSample:
+        """The sender's and the Sheets caches' figures, for the monitor's pipeline view."""
+        assert self.sender is not None
+        stats = self.sender.stats()
+        hits, misses = self.sink.cache_totals() if self.sink is not None else (0, 0)
+        return PipelineSample(
+            sender_queued=self._unsent_replies(),
+            sender_sent=int(stats["sent"]),
+            sender_failed=int(stats["failed"]),
+            sender_retries=int(stats["retries"]),
+            throttle_events=int(stats["throttle_events"]),
+            pair_rate_holds=int(stats["pair_rate_holds"]),
+            breaker=str(stats["breaker"]),
+            cache_hits=hits,
+            cache_misses=misses,
+        )
+
     def _not_ready(self) -> str | None:
         """Why new webhooks would not be taken now (``/readyz``), or None when they would."""
         engine = self.engine
@@ -287,13 +305,18 @@ class Runtime:
             uncertain_resends=self.outbox.uncertain_resends if self.outbox is not None else 0,
         )
 
-    def _reply_queue_seconds(self) -> float:
-        """Seconds the sender needs, at its current rate, for the replies it has not sent yet."""
+    def _unsent_replies(self) -> int:
+        """Replies the sender holds that WhatsApp has not taken yet: queued, on the wire or to be retried."""
         assert self.sender is not None
-        unsent = sum(
+        return sum(
             states["queued"] + states["in_flight"] + states["retrying"]
             for states in self.sender.queue_status().values()
         )
+
+    def _reply_queue_seconds(self) -> float:
+        """Seconds the sender needs, at its current rate, for the replies it has not sent yet."""
+        assert self.sender is not None
+        unsent = self._unsent_replies()
         return unsent / max(float(self.sender.stats()["rate"]), 1e-9) if unsent else 0.0
 
     def _recovered(self, payload: object, result: asyncio.Future[object]) -> None:
@@ -337,6 +360,9 @@ class Runtime:
         except TimeoutError:
             logger.warning("messages or replies still in progress after %s s: they stay in the journal", timeout)
         left_over = await self.sender.close(timeout)
+        assert self.monitor is not None
+        # The last collection counts what finished since the one before: the final figures are complete.
+        self.monitor.collect()
         engine_summary = await self.engine.shutdown(drain=True, timeout=timeout)
         close = getattr(self._transport_in_use, "aclose", None)
         if close is not None:

@@ -32,11 +32,14 @@ from sluiceway.monitor.anomaly import AnomalyDetector
 from sluiceway.monitor.autoscale import AutoscalePolicy, ScalingDecision, ScalingInputs
 from sluiceway.monitor.config import MonitorConfig
 from sluiceway.monitor.history import History, Point
+from sluiceway.monitor.pipeline import PipelineTracker
 from sluiceway.monitor.process import MonitorProcess
 from sluiceway.monitor.profiling import Profile, has_profiler, profile_process
 from sluiceway.monitor.report import (
     CustomMetric,
     LatencyWindow,
+    MonitorEvent,
+    PipelineSample,
     Report,
     ResourceSample,
     ThroughputWindow,
@@ -48,6 +51,8 @@ from sluiceway.monitor.wire import Publish
 WINDOWS = (60.0, 300.0, 900.0)
 #: Scaling decisions kept for the report.
 SCALING_DECISIONS_KEPT = 50
+#: Events (alerts, scaling, restarts) kept for the charts' time axis.
+EVENTS_KEPT = 100
 #: Metrics the anomaly detector watches (all recorded in history too).
 WATCHED_METRICS = ("throughput", "latency_p95", "error_rate_percent", "queue_depth", "cpu_percent", "memory_percent")
 
@@ -103,6 +108,9 @@ class PerformanceMonitor(EngineHooks):
         self._anomalies = AnomalyDetector(config.anomaly_sigma, config.anomaly_alpha, config.anomaly_warmup, clock)
         self._scaling: deque[ScalingDecision] = deque(maxlen=SCALING_DECISIONS_KEPT)
         self._scaling_total = 0
+        self._events: deque[MonitorEvent] = deque(maxlen=EVENTS_KEPT)
+        self._worker_pids: set[int] = set()
+        self._pipeline = PipelineTracker(WINDOWS)
         self._policy: AutoscalePolicy | None = None
         self._scaling_task: asyncio.Task[Any] | None = None
         self._engine: EngineView | None = None
@@ -140,6 +148,18 @@ class PerformanceMonitor(EngineHooks):
                 raise ValueError(f"label name must match {_METRIC_NAME.pattern}, got {label!r}")
         key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
         self._custom[key] = CustomMetric(name=name, value=float(value), labels=dict(key[1]))
+
+    def record_reply_latency(self, seconds: float) -> None:
+        """Count one reply WhatsApp took, ``seconds`` after its webhook arrived (what the tenant waited)."""
+        self._pipeline.record(seconds)
+
+    def set_pipeline(self, get_sample: Callable[[], PipelineSample]) -> None:
+        """Watch the stages after the engine: ``get_sample()`` is read once per collection.
+
+        Its figures reach the report's ``pipeline``, the dashboard, ``/metrics`` and two alerts
+        (``reply_latency_p95`` and ``sender_error_rate_percent``).
+        """
+        self._pipeline.source = get_sample
 
     def add_source(self, name: str, get_statistics: Callable[[], Any]) -> None:
         """Include ``get_statistics()`` (e.g. a cache's or a sender's) in every report under ``name``."""
@@ -261,6 +281,7 @@ class PerformanceMonitor(EngineHooks):
             window.add(slot, self._last_collect)
         self._since_check.add(slot, self._last_collect)
         elapsed = max(now - self._last_collect, 1e-9)
+        pipeline_points = self._pipeline.collect(now, self._last_collect, elapsed)
         self._last_collect = now
 
         recent = self._windows[0]
@@ -278,6 +299,8 @@ class PerformanceMonitor(EngineHooks):
             if self._statistics.journal_bytes:  # only an engine with a journal has these series
                 points["journal_bytes"] = float(self._statistics.journal_bytes)
                 points["journal_pending"] = float(self._statistics.journal_pending)
+            self._note_restarts(now)
+        points |= pipeline_points
         if self._resources is not None:
             points["cpu_percent"] = self._resources.machine.cpu_percent
             points["memory_percent"] = self._resources.machine.memory_percent
@@ -299,6 +322,7 @@ class PerformanceMonitor(EngineHooks):
                     worker_pids=self._engine.worker_pids() if self._engine is not None else [],
                     points=points,
                     latency=self._cumulative.to_wire(),
+                    reply_latency=self._pipeline.cumulative.to_wire() if self._pipeline.cumulative.count else None,
                 )
             )
 
@@ -331,6 +355,19 @@ class PerformanceMonitor(EngineHooks):
     def _remember_decision(self, decision: ScalingDecision) -> None:
         self._scaling.append(decision)
         self._scaling_total += 1
+        self._events.append(
+            MonitorEvent(at=decision.at, kind="scaling", text=f"workers {decision.old} → {decision.new}")
+        )
+
+    def _note_restarts(self, now: float) -> None:
+        """Mark workers that replaced others (a crash, a kill, a recycle) since the last collection."""
+        assert self._engine is not None
+        pids = set(self._engine.worker_pids())
+        gone, new = self._worker_pids - pids, pids - self._worker_pids
+        replaced = min(len(gone), len(new))  # the rest is scaling, marked by its decision
+        if self._worker_pids and replaced:
+            self._events.append(MonitorEvent(at=now, kind="restart", text=f"{replaced} worker(s) replaced"))
+        self._worker_pids = pids
 
     # -- threshold checks ------------------------------------------------------------------
 
@@ -354,6 +391,25 @@ class PerformanceMonitor(EngineHooks):
                 critical=t.error_rate_critical_percent,
             ),
         ]
+        reply_p95, sender_errors = self._pipeline.check()
+        if reply_p95 is not None or self._alerts.active("reply_latency_p95") is not None:
+            changed.append(
+                self._alerts.evaluate(
+                    "reply_latency_p95",
+                    reply_p95 or 0.0,
+                    warning=t.reply_latency_warning,
+                    critical=t.reply_latency_critical,
+                )
+            )
+        if sender_errors is not None:
+            changed.append(
+                self._alerts.evaluate(
+                    "sender_error_rate_percent",
+                    sender_errors,
+                    warning=t.sender_error_rate_warning_percent,
+                    critical=t.sender_error_rate_critical_percent,
+                )
+            )
         if self._resources is not None:
             machine = self._resources.machine
             changed.append(
@@ -377,6 +433,11 @@ class PerformanceMonitor(EngineHooks):
             and latency_alert.level == AlertLevel.CRITICAL.name
         ):
             self._spawn(self.profile(None, self.config.auto_profile_seconds))
+        now = self._clock()
+        for alert in changed:
+            if alert is not None:
+                what = "resolved" if alert.resolved_at is not None else alert.level
+                self._events.append(MonitorEvent(at=now, kind="alert", text=f"{alert.metric} {what}"))
         return [alert for alert in changed if alert is not None]
 
     # -- reading ---------------------------------------------------------------------------
@@ -410,6 +471,8 @@ class PerformanceMonitor(EngineHooks):
             scaling_total=self._scaling_total,
             profile=self._profile,
             engine=msgspec.to_builtins(statistics) if statistics is not None else None,
+            pipeline=self._pipeline.report(_latency_window),
+            events=list(self._events),
         )
 
     def historical_trend(self, name: str, window: float) -> list[Point]:
