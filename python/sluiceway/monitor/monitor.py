@@ -31,28 +31,25 @@ from sluiceway.monitor.alerts import Alert, AlertLevel, AlertManager
 from sluiceway.monitor.anomaly import AnomalyDetector
 from sluiceway.monitor.autoscale import AutoscalePolicy, ScalingDecision, ScalingInputs
 from sluiceway.monitor.config import MonitorConfig
+from sluiceway.monitor.events import EventLog
 from sluiceway.monitor.history import History, Point
 from sluiceway.monitor.pipeline import PipelineTracker
 from sluiceway.monitor.process import MonitorProcess
 from sluiceway.monitor.profiling import Profile, has_profiler, profile_process
 from sluiceway.monitor.report import (
     CustomMetric,
-    LatencyWindow,
-    MonitorEvent,
     PipelineSample,
     Report,
     ResourceSample,
     ThroughputWindow,
 )
-from sluiceway.monitor.windows import SlidingWindow, Slot
+from sluiceway.monitor.windows import SlidingWindow, Slot, latency_window
 from sluiceway.monitor.wire import Publish
 
 #: Spans (seconds) of the latency and throughput windows in the report.
 WINDOWS = (60.0, 300.0, 900.0)
 #: Scaling decisions kept for the report.
 SCALING_DECISIONS_KEPT = 50
-#: Events (alerts, scaling, restarts) kept for the charts' time axis.
-EVENTS_KEPT = 100
 #: Metrics the anomaly detector watches (all recorded in history too).
 WATCHED_METRICS = ("throughput", "latency_p95", "error_rate_percent", "queue_depth", "cpu_percent", "memory_percent")
 
@@ -108,8 +105,7 @@ class PerformanceMonitor(EngineHooks):
         self._anomalies = AnomalyDetector(config.anomaly_sigma, config.anomaly_alpha, config.anomaly_warmup, clock)
         self._scaling: deque[ScalingDecision] = deque(maxlen=SCALING_DECISIONS_KEPT)
         self._scaling_total = 0
-        self._events: deque[MonitorEvent] = deque(maxlen=EVENTS_KEPT)
-        self._worker_pids: set[int] = set()
+        self._events = EventLog()
         self._pipeline = PipelineTracker(WINDOWS)
         self._policy: AutoscalePolicy | None = None
         self._scaling_task: asyncio.Task[Any] | None = None
@@ -299,7 +295,7 @@ class PerformanceMonitor(EngineHooks):
             if self._statistics.journal_bytes:  # only an engine with a journal has these series
                 points["journal_bytes"] = float(self._statistics.journal_bytes)
                 points["journal_pending"] = float(self._statistics.journal_pending)
-            self._note_restarts(now)
+            self._events.workers(now, set(self._engine.worker_pids()) if self._engine is not None else set())
         points |= pipeline_points
         if self._resources is not None:
             points["cpu_percent"] = self._resources.machine.cpu_percent
@@ -355,19 +351,7 @@ class PerformanceMonitor(EngineHooks):
     def _remember_decision(self, decision: ScalingDecision) -> None:
         self._scaling.append(decision)
         self._scaling_total += 1
-        self._events.append(
-            MonitorEvent(at=decision.at, kind="scaling", text=f"workers {decision.old} → {decision.new}")
-        )
-
-    def _note_restarts(self, now: float) -> None:
-        """Mark workers that replaced others (a crash, a kill, a recycle) since the last collection."""
-        assert self._engine is not None
-        pids = set(self._engine.worker_pids())
-        gone, new = self._worker_pids - pids, pids - self._worker_pids
-        replaced = min(len(gone), len(new))  # the rest is scaling, marked by its decision
-        if self._worker_pids and replaced:
-            self._events.append(MonitorEvent(at=now, kind="restart", text=f"{replaced} worker(s) replaced"))
-        self._worker_pids = pids
+        self._events.scaled(decision)
 
     # -- threshold checks ------------------------------------------------------------------
 
@@ -433,12 +417,9 @@ class PerformanceMonitor(EngineHooks):
             and latency_alert.level == AlertLevel.CRITICAL.name
         ):
             self._spawn(self.profile(None, self.config.auto_profile_seconds))
-        now = self._clock()
-        for alert in changed:
-            if alert is not None:
-                what = "resolved" if alert.resolved_at is not None else alert.level
-                self._events.append(MonitorEvent(at=now, kind="alert", text=f"{alert.metric} {what}"))
-        return [alert for alert in changed if alert is not None]
+        changed_alerts = [alert for alert in changed if alert is not None]
+        self._events.alerts(self._clock(), changed_alerts)
+        return changed_alerts
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -453,7 +434,7 @@ class PerformanceMonitor(EngineHooks):
                 ThroughputWindow(window=w.span, rate=(w.ok + w.failed) / w.elapsed(now) if w.elapsed(now) > 0 else 0.0)
                 for w in self._windows
             ],
-            latency=[_latency_window(w) for w in self._windows],
+            latency=[latency_window(w) for w in self._windows],
             error_rate_percent=self._points.get("error_rate_percent", 0.0),
             completed_total=self._completed_total,
             failed_total=self._failed_total,
@@ -471,8 +452,8 @@ class PerformanceMonitor(EngineHooks):
             scaling_total=self._scaling_total,
             profile=self._profile,
             engine=msgspec.to_builtins(statistics) if statistics is not None else None,
-            pipeline=self._pipeline.report(_latency_window),
-            events=list(self._events),
+            pipeline=self._pipeline.report(),
+            events=self._events.recent(),
         )
 
     def historical_trend(self, name: str, window: float) -> list[Point]:
@@ -503,22 +484,6 @@ class PerformanceMonitor(EngineHooks):
         cpu = {p.pid: p.cpu_percent for p in self._resources.processes} if self._resources else {}
         ready = [pid for pid in candidates if has_profiler(pid)]
         return max(ready, key=lambda pid: cpu.get(pid, 0.0)) if ready else os.getpid()
-
-
-def _latency_window(window: SlidingWindow) -> LatencyWindow:
-    h = window.histogram
-    if not h.count:
-        return LatencyWindow(window=window.span, count=0, min=0.0, avg=0.0, max=0.0, p50=0.0, p95=0.0, p99=0.0)
-    return LatencyWindow(
-        window=window.span,
-        count=h.count,
-        min=h.min,
-        avg=h.mean,
-        max=h.max,
-        p50=h.quantile(0.5),
-        p95=h.quantile(0.95),
-        p99=h.quantile(0.99),
-    )
 
 
 async def _scale(engine: EngineView, n: int) -> None:

@@ -16,8 +16,8 @@ import math
 from collections.abc import Callable, Sequence
 
 from sluiceway.histogram import LatencyHistogram
-from sluiceway.monitor.report import BREAKER_LEVELS, LatencyWindow, PipelineReport, PipelineSample
-from sluiceway.monitor.windows import SlidingWindow, Slot
+from sluiceway.monitor.report import BREAKER_LEVELS, PipelineReport, PipelineSample
+from sluiceway.monitor.windows import SlidingWindow, Slot, latency_window
 
 
 def sender_error_percent(before: PipelineSample | None, after: PipelineSample) -> float:
@@ -90,7 +90,7 @@ class PipelineTracker:
         self._at_check = self._last
         return reply_p95, error_percent
 
-    def report(self, latency_window: Callable[[SlidingWindow], LatencyWindow]) -> PipelineReport | None:
+    def report(self) -> PipelineReport | None:
         """The report's pipeline part, or None when nothing after the engine is watched."""
         if self.source is None and not self.cumulative.count:
             return None
