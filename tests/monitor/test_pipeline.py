@@ -116,3 +116,20 @@ def test_an_unknown_breaker_state_is_refused() -> None:
         PipelineSample(breaker="ajar")
     with pytest.raises(ValueError, match="reply_latency"):
         Thresholds(reply_latency_warning=5.0, reply_latency_critical=1.0)
+
+
+def test_replaced_workers_and_scaling_are_events_but_scaling_is_not_a_restart() -> None:
+    from sluiceway.monitor.autoscale import ScalingDecision
+    from sluiceway.monitor.events import EventLog
+
+    events = EventLog()
+    events.workers(1.0, {101, 102})  # the first look: nothing to compare with
+    events.workers(2.0, {101, 103})  # 102 died, 103 took its place
+    events.scaled(ScalingDecision(at=2.5, old=2, new=3, reason="backlog"))
+    events.workers(3.0, {101, 103, 104})  # the scale-up's new worker
+    events.workers(4.0, {105, 106})  # three gone, two new: two replaced, one scaled away
+    assert [(e.at, e.kind, e.text) for e in events.recent()] == [
+        (2.0, "restart", "1 worker(s) replaced"),
+        (2.5, "scaling", "workers 2 → 3"),
+        (4.0, "restart", "2 worker(s) replaced"),
+    ]
