@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from sluiceway.app.runtime import Runtime
@@ -18,6 +19,7 @@ from sluiceway.app.secret import Secret
 from sluiceway.app.settings import Settings
 from sluiceway.engine import ParallelizerConfig
 from sluiceway.examples.property_bot import SHEETS
+from sluiceway.journal import Journal
 from sluiceway.monitor import MonitorConfig
 from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
 from sluiceway.testing.webhooks import signed, text_message
@@ -171,3 +173,22 @@ def test_sender_figures_reach_metrics_status_and_the_dashboard_during_an_outage(
         assert drawn[chart] >= 3, (chart, drawn)
     assert re.search(r"<b>[0-9.]+ (ms|µs)</b>reply p95", dom)
     assert "Sheets requests saved" in dom and "sender retries" in dom
+
+
+def test_a_restart_that_takes_over_unfinished_work_is_marked_on_the_charts(tmp_path: Path) -> None:
+    """A start on a journal holding an unfinished message marks a "restart" event; its reply still goes out."""
+    inbound = {"id": "wamid.left", "sender": "15550009999", "type": "text", "text": "is 3D available?"}
+    with Journal.open(tmp_path / "journal.sqlite3", sync="normal") as journal:
+        journal.insert_payloads(1, [msgspec.msgpack.encode(inbound)], priority=1, enqueued_at=0.0, ordering_key="x")
+    config = MonitorConfig(metric_collection_interval=600.0, performance_check_interval=600.0, monitor_process=False)
+
+    async def scenario() -> None:
+        async with running(tmp_path, config) as (runtime, api, _):
+            await until(lambda: len(api.accepted) == 1, "the recovered message's reply")
+            assert runtime.monitor is not None
+            events = runtime.monitor.current_report().events
+            assert [(e.kind, e.text) for e in events] == [
+                ("restart", "restarted: 1 unfinished message(s) and 0 unsent reply(ies) taken over from the journal")
+            ]
+
+    asyncio.run(scenario())

@@ -228,6 +228,12 @@ class Runtime:
         # /status then reports every uncertain re-send from the first answer on.
         assert outbox.recovered is not None
         await outbox.recovered
+        if sink.stats.recovered or outbox.resent:
+            self.monitor.mark(
+                "restart",
+                f"restarted: {sink.stats.recovered} unfinished message(s) and {outbox.resent} unsent reply(ies)"
+                " taken over from the journal",
+            )
         self._expiry = asyncio.create_task(_expire_periodically(self.engine.journal))
         if self._shed_after is not None:
             self.shedder = LoadShedder(

@@ -27,6 +27,9 @@ class EventLog:
         self._events: deque[MonitorEvent] = deque(maxlen=EVENTS_KEPT)
         self._worker_pids: set[int] = set()
 
+    def add(self, at: float, kind: str, text: str) -> None:
+        self._events.append(MonitorEvent(at=at, kind=kind, text=text))
+
     def scaled(self, decision: ScalingDecision) -> None:
         self._events.append(
             MonitorEvent(at=decision.at, kind="scaling", text=f"workers {decision.old} → {decision.new}")

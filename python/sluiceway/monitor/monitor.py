@@ -157,6 +157,10 @@ class PerformanceMonitor(EngineHooks):
         """
         self._pipeline.source = get_sample
 
+    def mark(self, kind: str, text: str) -> None:
+        """Mark an event (e.g. ``"restart"``) now on the charts' time axis and in the report's ``events``."""
+        self._events.add(self._clock(), kind, text)
+
     def add_source(self, name: str, get_statistics: Callable[[], Any]) -> None:
         """Include ``get_statistics()`` (e.g. a cache's or a sender's) in every report under ``name``."""
         self._sources[name] = get_statistics
