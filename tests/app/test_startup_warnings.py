@@ -107,3 +107,6 @@ def test_sluiceway_run_prints_the_warnings_on_stderr(tmp_path: Path) -> None:
     assert "WHATSAPP_VERIFY_TOKEN" in warnings[1]
     assert "real WhatsApp Cloud API at https://graph.facebook.com" in warnings[2]
     assert "not-a-real-token" not in "".join(lines) + rest
+    # The monitor is up before the start line, so the line gives its address.
+    start_line = next(line for line in lines if "webhook at" in line)
+    assert f"monitor http://127.0.0.1:{ports[2]}" in start_line
