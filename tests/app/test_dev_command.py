@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,32 @@ def test_a_wrong_bot_is_one_line_and_exit_2(tmp_path: Path) -> None:
 )
 def test_console_lines(line: str, parsed: tuple[str, str] | None) -> None:
     assert parse_line(line) == parsed
+
+
+def test_ctrl_c_stops_the_console_while_it_waits_for_a_line(tmp_path: Path) -> None:
+    """SIGINT while stdin is still open (a terminal): the bot drains and the command exits 0, without Enter."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sluiceway.cli", "dev", "sample_bots:echo_bot"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        process.stdin.write("hi\n")
+        process.stdin.flush()
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("bot → "):
+            line = process.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        assert lines[-1] == f"bot → +{DEFAULT_SENDER}: echo: hi\n"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=WAIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
