@@ -6,7 +6,8 @@
      ▲        (signed)        │ statuses            ▲                  │  N uvloop workers:
      │                        ▼                     │ HandlerResult    │  bot handler, ctx.sheets
      └──── Cloud API ◀── BatchSender ◀──────────────┘                  ▼  (SheetsCache per worker)
-                                    PerformanceMonitor (/metrics, dashboard) watches the engine
+            PerformanceMonitor (/metrics, dashboard) watches the engine, the sender (the reply latency
+            tenants feel, its queue, retries, throttles, breaker), the Sheets caches and the journal
 
 Durability: the engine journals into ``settings.state_dir`` (``journal.sqlite3``). A webhook
 is answered 200 only once its message and ``wamid`` are committed there, so a ``kill -9``
@@ -220,7 +221,11 @@ class Runtime:
             metrics=self.monitor,
             on_handled=self._handled,
         )
-        await self.engine.start()
+        try:
+            await self.engine.start()
+        except BaseException:
+            await self.monitor.stop()  # its process would outlive a runtime that never started
+            raise
         assert self.engine.journal is not None
         if not outbox.opened:  # else opened when the first recovered message was handed over
             outbox.open(self.engine.journal)

@@ -28,6 +28,12 @@ def sender_error_percent(before: PipelineSample | None, after: PipelineSample) -
     return 100.0 * failed / attempts if attempts > 0 else 0.0
 
 
+def cache_hit_percent(sample: PipelineSample) -> float:
+    """Cache hits / lookups since start, in percent (0 before any lookup)."""
+    lookups = sample.cache_hits + sample.cache_misses
+    return 100.0 * sample.cache_hits / lookups if lookups else 0.0
+
+
 class PipelineTracker:
     """Reply latencies and pipeline samples between collections, kept in windows of ``spans`` seconds."""
 
@@ -68,7 +74,6 @@ class PipelineTracker:
         self._error_percent = sender_error_percent(self._last, sample)
         self._last = sample
         per_second = 1.0 / max(elapsed, 1e-9)
-        lookups = sample.cache_hits + sample.cache_misses
         points |= {
             "sender_queue": float(sample.sender_queued),
             "sender_error_rate_percent": self._error_percent,
@@ -76,7 +81,7 @@ class PipelineTracker:
             "throttle_events_per_second": (sample.throttle_events - before.throttle_events) * per_second,
             "pair_rate_holds_per_second": (sample.pair_rate_holds - before.pair_rate_holds) * per_second,
             "breaker": BREAKER_LEVELS[sample.breaker],
-            "cache_hit_rate_percent": 100.0 * sample.cache_hits / lookups if lookups else 0.0,
+            "cache_hit_rate_percent": cache_hit_percent(sample),
         }
         return points
 
@@ -95,11 +100,10 @@ class PipelineTracker:
         if self.source is None and not self.cumulative.count:
             return None
         sample = self._last if self._last is not None else PipelineSample()
-        lookups = sample.cache_hits + sample.cache_misses
         return PipelineReport(
             sample=sample,
             reply_latency=[latency_window(w) for w in self._windows],
             replies_timed=self.cumulative.count,
             sender_error_rate_percent=self._error_percent,
-            cache_hit_rate_percent=100.0 * sample.cache_hits / lookups if lookups else 0.0,
+            cache_hit_rate_percent=cache_hit_percent(sample),
         )
