@@ -172,7 +172,8 @@ def test_sender_figures_reach_metrics_status_and_the_dashboard_during_an_outage(
     ):
         assert drawn[chart] >= 3, (chart, drawn)
     assert re.search(r"<b>[0-9.]+ (ms|µs)</b>reply p95", dom)
-    assert "Sheets requests saved" in dom and "sender retries" in dom
+    assert "Sheets requests saved" in dom and "sender retries" in dom and "sender error rate" in dom
+    assert re.search(r"<b>\d+ / [0-9.]+ MB</b>journal backlog", dom)
 
 
 def test_a_restart_that_takes_over_unfinished_work_is_marked_on_the_charts(tmp_path: Path) -> None:

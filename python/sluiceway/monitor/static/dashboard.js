@@ -197,6 +197,7 @@ function render(status) {
     document.getElementById("summary").append(
       card("reply p95 (1 min)", formatLatency(pipeline.reply_latency[0].p95)),
       card("sender queue", String(sample.sender_queued)),
+      card("sender error rate", `${pipeline.sender_error_rate_percent.toFixed(1)} %`),
       card("sender retries", String(sample.sender_retries)),
       card("throttle events", String(sample.throttle_events)),
       card("pair-rate holds", String(sample.pair_rate_holds)),
@@ -204,6 +205,11 @@ function render(status) {
       card("cache hit rate", `${pipeline.cache_hit_rate_percent.toFixed(1)} %`),
       card("Sheets requests saved", String(sample.cache_hits)),
     );
+  }
+  const engine = report.engine;
+  if (engine && engine.journal_bytes) {
+    const megabytes = (engine.journal_bytes / 1e6).toFixed(1);
+    document.getElementById("summary").append(card("journal backlog", `${engine.journal_pending} / ${megabytes} MB`));
   }
   // Only charts with a series in /status are shown: the pipeline's panels need a runtime that feeds them.
   for (const canvas of document.querySelectorAll("canvas.chart")) {
