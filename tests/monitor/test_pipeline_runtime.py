@@ -23,7 +23,7 @@ from sluiceway.journal import Journal
 from sluiceway.monitor import MonitorConfig
 from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
 from sluiceway.testing.webhooks import signed, text_message
-from sluiceway.whatsapp import RecipientLimit, SenderConfig, WhatsAppCloudTransport
+from sluiceway.whatsapp import BreakerConfig, RecipientLimit, SenderConfig, WhatsAppCloudTransport
 
 from .test_dashboard import canvases, chromium, dump_dom
 
@@ -65,7 +65,12 @@ async def running(
             engine_config=ParallelizerConfig(
                 default_worker_count=1, min_workers=1, max_workers=1, enable_auto_scaling=False
             ),
-            sender_config=SenderConfig.cloud_api(500, per_recipient=RecipientLimit(100, 1.0)),
+            # Retries and the breaker recover in about a second, not the production 30 s: the test waits for them.
+            sender_config=msgspec.structs.replace(
+                SenderConfig.cloud_api(500, per_recipient=RecipientLimit(100, 1.0)),
+                initial_backoff=0.2,
+                breaker=BreakerConfig(open_duration=1.0, window=5.0),
+            ),
             monitor_config=monitor,
         )
         await runtime.start()
@@ -113,8 +118,9 @@ def test_counts_equal_the_engines_for_a_run_shorter_than_one_collection_interval
 
 
 def test_sender_figures_reach_metrics_status_and_the_dashboard_during_an_outage(tmp_path: Path) -> None:
-    """The WhatsApp API is down for a while and refuses with 429s: retries, throttles and the reply latency
-    show on /metrics, in /status and on the dashboard page (headless Chromium), with data points."""
+    """The WhatsApp API is down for a while (the breaker opens) and then refuses with 429s: retries, throttles,
+    the breaker and the reply latency show on /metrics, in /status and on the dashboard page (headless
+    Chromium), with data points."""
     browser = chromium()
     config = MonitorConfig(metric_collection_interval=0.2, performance_check_interval=0.5, http_port=0)
 
@@ -123,10 +129,9 @@ def test_sender_figures_reach_metrics_status_and_the_dashboard_during_an_outage(
             assert runtime.monitor is not None and runtime.monitor.http_url is not None
             url = runtime.monitor.http_url
             api.outage(1.5)
-            api.set_throughput(2.0)
+            api.fail_next(3, status=429, code=130429)  # once the outage is over
             await say(http, runtime, 12, "outage")
             await until(lambda: len(api.accepted) == 12, "12 replies after the outage")
-            api.set_throughput(500.0)
 
             metrics: dict[str, float] = {}
 
@@ -161,6 +166,7 @@ def test_sender_figures_reach_metrics_status_and_the_dashboard_during_an_outage(
     for name in ("reply_latency_p95", "sender_queue", "sender_retries_per_second", "breaker", "journal_pending"):
         assert series[name], name
     assert max(value for _, value in series["sender_queue"]) > 0  # the backlog was seen while it existed
+    assert max(value for _, value in series["breaker"]) == 1.0  # and the breaker open during the outage
     drawn = {chart["data-series"]: int(chart.get("data-points", "0")) for chart in canvases(dom)}
     for chart in (
         "reply_latency_p50,reply_latency_p95,reply_latency_p99",
@@ -171,6 +177,9 @@ def test_sender_figures_reach_metrics_status_and_the_dashboard_during_an_outage(
         "cache_hit_rate_percent",
     ):
         assert drawn[chart] >= 3, (chart, drawn)
+    # The outage raised the sender's error-rate alert: listed, and marked on the charts' time axis.
+    assert "alert: sender_error_rate_percent CRITICAL" in dom
+    assert any(int(chart.get("data-events", "0")) > 0 for chart in canvases(dom))
     assert re.search(r"<b>[0-9.]+ (ms|µs)</b>reply p95", dom)
     assert "Sheets requests saved" in dom and "sender retries" in dom and "sender error rate" in dom
     assert re.search(r"<b>\d+ / [0-9.]+ MB</b>journal backlog", dom)
