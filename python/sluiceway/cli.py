@@ -2,6 +2,10 @@
 
 Every subcommand has ``--help``. Exit codes: 0 success, 1 failure (e.g. a demo that lost a
 message), 2 bad usage or invalid settings (the message names the setting).
+
+Over 500 lines, on purpose: each subcommand is a thin front (flags, one library call, the
+printing), and the layering (tests/test_layout.py) lets only this module and the demo wire the
+test emulators into a runtime, as ``emulate`` and ``dev`` do.
 """
 
 from __future__ import annotations
@@ -124,14 +128,18 @@ def _run_async(coroutine: Any) -> Any:
     return uvloop.run(coroutine)
 
 
+def _import_from_working_directory() -> None:
+    """Like uvicorn: "myapp:bot" is looked up from the working directory, in workers too."""
+    sys.path.insert(0, os.getcwd())
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+
+
 def _run(args: argparse.Namespace) -> int:
     from sluiceway.app.bot import load_bot
     from sluiceway.app.runtime import Runtime, serve
     from sluiceway.app.settings import load_settings
 
-    # Like uvicorn: "myapp:bot" is looked up from the working directory, in workers too.
-    sys.path.insert(0, os.getcwd())
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+    _import_from_working_directory()
     try:
         settings = load_settings(_flags_of(args), config_file=args.config)
         bot = load_bot(args.bot)
@@ -360,7 +368,6 @@ DEV_PAIR_LIMIT = (100, 1.0)
 
 
 async def _serve_dev(args: argparse.Namespace, sheets_to_load: dict[str, Path]) -> None:
-    import logging
     import secrets
     import signal
 
@@ -408,7 +415,7 @@ async def _serve_dev(args: argparse.Namespace, sheets_to_load: dict[str, Path]) 
         print(
             f"{args.bot} runs with {args.workers} worker(s) against local emulators (no Meta or Google account used):\n"
             f"  webhook    {runtime.webhook_url}\n"
-            f"  dashboard  {runtime.monitor.http_url or '(starting)'}   (/metrics, /status)\n"
+            f"  dashboard  {runtime.monitor.http_url}   (/metrics, /status)\n"
             f"  admin      {runtime.admin_url}   (sluiceway dlq list --admin-url {runtime.admin_url})\n"
             f"  whatsapp   {whatsapp.base_url}   (conversation: /_emulator/messages)\n"
             f"  sheets     {sheets.url}   (spreadsheet {args.spreadsheet_id!r}: {', '.join(sheets_to_load)})\n"
@@ -417,8 +424,6 @@ async def _serve_dev(args: argparse.Namespace, sheets_to_load: dict[str, Path]) 
             "Ctrl-D ends, Ctrl-C stops.",
             flush=True,
         )
-        # The first failure of a message and other warnings show between the replies.
-        logging.getLogger("sluiceway").setLevel(logging.WARNING)
         console = asyncio.create_task(
             DevConsole(whatsapp, sys.stdout, default_sender=sender).run(stdin_lines(), drain=runtime.stop)
         )
@@ -438,8 +443,7 @@ async def _serve_dev(args: argparse.Namespace, sheets_to_load: dict[str, Path]) 
 def _dev(args: argparse.Namespace) -> int:
     from sluiceway.app.bot import load_bot
 
-    sys.path.insert(0, os.getcwd())
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+    _import_from_working_directory()
     try:
         if args.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {args.workers}")
@@ -449,6 +453,7 @@ def _dev(args: argparse.Namespace) -> int:
             args.sender = args.sender.removeprefix("+")
         load_bot(args.bot)  # a wrong module:attr is one line here, not a worker's traceback later
         sheets_to_load = _sheets_to_load(args)
+        # Warnings (a handler's first failure, alerts) print on stderr between the replies.
         _configure_logging("WARNING")
         _run_async(_serve_dev(args, sheets_to_load))
     except ValueError as error:
