@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sluiceway.app.ingress import SIGNATURE_LOG_INTERVAL, WebhookIngress
+from sluiceway.app.ingress import SIGNATURE_LOG_INTERVAL, ThrottledWarning, WebhookIngress
 from sluiceway.app.secret import Secret
 from sluiceway.cli import main
 from sluiceway.testing.webhooks import signed, text_message
@@ -102,3 +105,29 @@ def test_a_burst_of_bad_signatures_logs_one_line_per_interval_without_secret_or_
     assert ingress.stats.bad_signature == 1000 and ingress.stats.unsigned == 10
     text = caplog.text
     assert secret not in text and "private tenant text" not in text and "another-secret" not in text
+
+
+@given(gaps=st.lists(st.floats(min_value=0.0, max_value=25.0), max_size=60))
+def test_throttled_warning_matches_a_reference_model(gaps: list[float]) -> None:
+    """A line goes out when ``interval`` has passed since the last one, and it counts the ones held back since."""
+    now = [0.0]
+    logger = logging.getLogger("sluiceway.ingress")
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        throttled = ThrottledWarning(10.0, clock=lambda: now[0])
+        expected: list[str] = []
+        next_at, held = -math.inf, 0
+        for gap in gaps:
+            now[0] += gap
+            throttled.warn("refused")
+            if now[0] >= next_at:  # the reference: log, and say how many were held back
+                expected.append("refused" + (f" ({held} more since the last such line)" if held else ""))
+                next_at, held = now[0] + 10.0, 0
+            else:
+                held += 1
+    finally:
+        logger.removeHandler(handler)
+    assert lines == expected
