@@ -27,22 +27,24 @@ _decode_reply = msgspec.msgpack.Decoder(Outgoing).decode
 def message_letter(letter: DeadLetter) -> dict[str, Any]:
     """An engine dead letter of the running bot (its payload is the inbound message)."""
     payload = letter.payload if isinstance(letter.payload, dict) else {}
-    return _message(payload, letter.error, letter.dead_at)
+    return _message(payload, letter.error, letter.traceback, letter.dead_at)
 
 
 def journal_message_letter(letter: JournalDeadLetter) -> dict[str, Any]:
     """A message dead letter read straight from the journal."""
     payload = _decode_payload(letter.payload)
-    return _message(payload if isinstance(payload, dict) else {}, letter.error, letter.dead_at)
+    return _message(payload if isinstance(payload, dict) else {}, letter.error, letter.traceback, letter.dead_at)
 
 
-def _message(payload: dict[str, Any], error: str, failed_at: float) -> dict[str, Any]:
+def _message(payload: dict[str, Any], error: str, traceback: str, failed_at: float) -> dict[str, Any]:
     return {
         "kind": "message",
         "id": payload.get("id", ""),
         "sender": payload.get("sender", ""),
         "text": payload.get("text", ""),
         "error": error,
+        # The handler's last traceback ("" for a worker that died under the message).
+        "traceback": traceback,
         "failed_at": failed_at,
     }
 

@@ -29,7 +29,7 @@ _BACKPRESSURE_POLL = 0.01
 class ReplyOutbox(Protocol):
     """Where replies go (the runtime's ``DurableOutbox``): kept in order, on to the sender."""
 
-    def put(self, reply: Outgoing, inbound_wamid: str | None) -> None: ...
+    def put(self, reply: Outgoing, inbound_wamid: str | None, received_at: float | None = None) -> None: ...
 
 
 class MetricsSink(Protocol):
@@ -164,16 +164,18 @@ class EngineSink:
             accepted = False  # enqueue() told the ingress (200 for a duplicate, 503 for the journal)
         except (Exception, asyncio.CancelledError) as error:
             self.stats.failed += 1
-            logger.error("message %s from %s got no reply: %s", inbound.id, inbound.sender, error)
+            logger.error(
+                "message %s from %s got no reply: %s: %s", inbound.id, inbound.sender, type(error).__name__, error
+            )
             for outgoing in carried_replies(error):  # what the bot's on_error sent instead
-                self._outbox.put(outgoing, inbound.id)
+                self._outbox.put(outgoing, inbound.id, inbound.received_at)
                 self.stats.replies += 1
         else:
             self.stats.handled += 1
             if result.worker_pid:
                 self._cache_by_worker[result.worker_pid] = (result.cache_hits, result.cache_misses)
             for outgoing in result.outgoing:
-                self._outbox.put(outgoing, inbound.id)
+                self._outbox.put(outgoing, inbound.id, inbound.received_at)
                 self.stats.replies += 1
             if self._metrics is not None:
                 for sample in result.metrics:

@@ -26,6 +26,8 @@ import asyncio
 import collections
 import functools
 import logging
+import time
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -100,8 +102,18 @@ class DurableOutbox:
     """
 
     def __init__(
-        self, *, windows: ConversationWindows | None = None, fallback_template: tuple[str, str] | None = None
+        self,
+        *,
+        windows: ConversationWindows | None = None,
+        fallback_template: tuple[str, str] | None = None,
+        on_reply_latency: Callable[[float], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        #: Called with each reply's seconds from its webhook's arrival to WhatsApp taking it (the latency
+        #: tenants feel); replies re-sent after a restart have no arrival time and are not reported.
+        self._on_reply_latency = on_reply_latency
+        self._wall_clock = wall_clock
+        self._received_at: dict[str, float] = {}
         self._journal: AsyncJournal | None = None
         #: The sender of each business number; the first attached also sends for "".
         self._senders: dict[str, Sender] = {}
@@ -190,8 +202,9 @@ class DurableOutbox:
                 self.uncertain_resends,
             )
 
-    def put(self, reply: Outgoing, inbound_wamid: str | None) -> None:
-        """Commit ``reply`` (to ``inbound_wamid``), then give it to the sender; replies keep their order."""
+    def put(self, reply: Outgoing, inbound_wamid: str | None, received_at: float | None = None) -> None:
+        """Commit ``reply`` (to ``inbound_wamid``, which arrived at wall-clock ``received_at``), then give it
+        to the sender; replies keep their order."""
         journal = self._journal
         if journal is None:
             raise RuntimeError("open() the outbox before putting replies in it")
@@ -201,20 +214,20 @@ class DurableOutbox:
         committed = journal.outbox_add(reply.message.to, _encode(reply), inbound_wamid)
         self._committing += 1
         self._all_committed.clear()
-        committed.add_done_callback(functools.partial(self._committed, reply))
+        committed.add_done_callback(functools.partial(self._committed, reply, received_at))
 
-    def _committed(self, reply: Outgoing, committed: asyncio.Future[int]) -> None:
+    def _committed(self, reply: Outgoing, received_at: float | None, committed: asyncio.Future[int]) -> None:
         self._committing -= 1
         if not self._committing:
             self._all_committed.set()
         if committed.cancelled() or committed.exception() is not None:
             # Not durable, but the reply exists: send it anyway rather than drop it.
             logger.error("reply to %s not journaled (%s): sending it unrecorded", reply.message.to, committed)
-            self._to_sender(None, reply)
+            self._to_sender(None, reply, received_at)
             return
-        self._to_sender(committed.result(), reply)
+        self._to_sender(committed.result(), reply, received_at)
 
-    def _to_sender(self, row: int | None, reply: Outgoing) -> None:
+    def _to_sender(self, row: int | None, reply: Outgoing, received_at: float | None = None) -> None:
         assert self._senders, "attach() the sender first"
         # One sender sends everything (today's single-number bot); with several, each reply leaves
         # from the number its message came to, and one for a number without a sender is refused.
@@ -258,6 +271,8 @@ class DurableOutbox:
             _remember(self._outcomes, reply.idempotency_key, ReplyOutcome("queued", replaced_by=_template_name(reply)))
         if row is not None:
             self._rows.setdefault(message_id, []).append(row)
+        if received_at is not None and self._on_reply_latency is not None:
+            self._received_at.setdefault(message_id, received_at)
 
     def _fallback(self, reply: Outgoing) -> Outgoing | None:
         """The fallback template in ``reply``'s place (same recipient, number, key), or None without one."""
@@ -312,6 +327,9 @@ class DurableOutbox:
         journal = self._journal
         for message_id in message_ids:
             self._settled(message_id, "sent", wamid=wamid)
+            received_at = self._received_at.pop(message_id, None)
+            if received_at is not None and self._on_reply_latency is not None:
+                self._on_reply_latency(max(0.0, self._wall_clock() - received_at))
             for row in self._rows.pop(message_id, ()):
                 if journal is not None:
                     self._background(journal.outbox_sent(row, wamid), "sent")
@@ -322,6 +340,7 @@ class DurableOutbox:
         journal = self._journal
         for message_id in message_ids:
             self._settled(message_id, "sent", error="no answer from the API: it may or may not have been sent")
+            self._received_at.pop(message_id, None)
             for row in self._rows.pop(message_id, ()):
                 if journal is not None:
                     self._background(journal.outbox_sent(row, f"unanswered:{row}"), "uncertain")
@@ -342,6 +361,7 @@ class DurableOutbox:
             else:
                 self.window_fallbacks += 1
                 text = f"{text}; template {fallback.message.template.name if fallback.message.template else ''} sent"
+        self._received_at.pop(message_id, None)
         for row in self._rows.pop(message_id, ()):
             if self._journal is not None:
                 self._background(self._journal.outbox_fail(row, reason, text, attempts), "failed send")

@@ -6,7 +6,8 @@
      ▲        (signed)        │ statuses            ▲                  │  N uvloop workers:
      │                        ▼                     │ HandlerResult    │  bot handler, ctx.sheets
      └──── Cloud API ◀── BatchSender ◀──────────────┘                  ▼  (SheetsCache per worker)
-                                    PerformanceMonitor (/metrics, dashboard) watches the engine
+            PerformanceMonitor (/metrics, dashboard) watches the engine, the sender (the reply latency
+            tenants feel, its queue, retries, throttles, breaker), the Sheets caches and the journal
 
 Durability: the engine journals into ``settings.state_dir`` (``journal.sqlite3``). A webhook
 is answered 200 only once its message and ``wamid`` are committed there, so a ``kill -9``
@@ -39,6 +40,7 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -57,7 +59,7 @@ from sluiceway.app.worker import BOT_ENV, MAX_ATTEMPTS_ENV, SETTINGS_ENV, check_
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
 from sluiceway.journal import AsyncJournal, JournalError
-from sluiceway.monitor import MonitorConfig, PerformanceMonitor
+from sluiceway.monitor import MonitorConfig, PerformanceMonitor, PipelineSample
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
 from sluiceway.whatsapp.webhooks import Status
 
@@ -213,15 +215,20 @@ class Runtime:
                 "--monitor-port or SLUICEWAY_MONITOR_PORT",
             )
         transports = self._transports()
+        for level, line in startup_warnings(settings, real_graph_api=self._transport is None):
+            logger.log(level, line)
         # Spawned workers inherit the environment: this is how they learn which bot to run,
         # and get the tokens for media and read receipts (why that is safe: sluiceway.app.media).
         os.environ[BOT_ENV] = self.bot_spec
         os.environ[SETTINGS_ENV] = settings.worker_json().decode()
         os.environ[MAX_ATTEMPTS_ENV] = str(self.engine_config.max_attempts)
         export_tokens(settings)
+        self.monitor = PerformanceMonitor(self._monitor_config)
         fallback = settings.window_fallback_template
         self.outbox = outbox = DurableOutbox(
-            windows=self.windows, fallback_template=(fallback, settings.window_fallback_language) if fallback else None
+            windows=self.windows,
+            fallback_template=(fallback, settings.window_fallback_language) if fallback else None,
+            on_reply_latency=self.monitor.record_reply_latency,
         )
         for number, transport in transports.items():
             sender = BatchSender(transport, self.sender_config, journal=outbox.journal_for(number))
@@ -231,10 +238,12 @@ class Runtime:
         self._transports_in_use = list(transports.values())
         self.sender = next(iter(self.senders.values()))
         _make_state_dir(Path(settings.state_dir))
-        self.monitor = PerformanceMonitor(self._monitor_config)
+        # Started here, not by the engine (which would start it unawaited): its URL is known for the start line.
+        await self.monitor.start()
         self.monitor.add_source("sender", self.sender.stats)
         self.monitor.add_source("outbox", outbox.stats)
         self._number_metrics = asyncio.create_task(_record_number_metrics(self.monitor, self.senders))
+        self.monitor.set_pipeline(self._pipeline_sample)
         self.engine = MessageParallelizer(
             "sluiceway.app.worker:handle",
             self.engine_config,
@@ -253,7 +262,11 @@ class Runtime:
             on_handled=self._handled,
             windows=self.windows,
         )
-        await self.engine.start()
+        try:
+            await self.engine.start()
+        except BaseException:
+            await self.monitor.stop()  # its process would outlive a runtime that never started
+            raise
         assert self.engine.journal is not None
         if not outbox.opened:  # else opened when the first recovered message was handed over
             outbox.open(self.engine.journal)
@@ -261,6 +274,12 @@ class Runtime:
         # /status then reports every uncertain re-send from the first answer on.
         assert outbox.recovered is not None
         await outbox.recovered
+        if sink.stats.recovered or outbox.resent:
+            self.monitor.mark(
+                "restart",
+                f"restarted: {sink.stats.recovered} unfinished message(s) and {outbox.resent} unsent reply(ies)"
+                " taken over from the journal",
+            )
         self._expiry = asyncio.create_task(_expire_periodically(self.engine.journal))
         if self._shed_after is not None:
             self.shedder = LoadShedder(
@@ -283,6 +302,29 @@ class Runtime:
             len(self.engine.worker_pids()),
             self.admin_url,
             self.monitor.http_url,
+        )
+
+    def _pipeline_sample(self) -> PipelineSample:
+        """The sender's and the Sheets caches' figures, for the monitor's pipeline view."""
+        every = [sender.stats() for sender in self.senders.values()]
+
+        def total(name: str) -> int:
+            return sum(int(stats[name]) for stats in every)
+
+        # With several numbers, the breaker shown is the worst one's.
+        breakers = {str(stats["breaker"]) for stats in every}
+        breaker = next((state for state in ("open", "half_open") if state in breakers), "closed")
+        hits, misses = self.sink.cache_totals() if self.sink is not None else (0, 0)
+        return PipelineSample(
+            sender_queued=self._unsent_replies(),
+            sender_sent=total("sent"),
+            sender_failed=total("failed"),
+            sender_retries=total("retries"),
+            throttle_events=total("throttle_events"),
+            pair_rate_holds=total("pair_rate_holds"),
+            breaker=breaker,
+            cache_hits=hits,
+            cache_misses=misses,
         )
 
     def _not_ready(self) -> str | None:
@@ -326,14 +368,23 @@ class Runtime:
             uncertain_resends=self.outbox.uncertain_resends if self.outbox is not None else 0,
         )
 
+    @staticmethod
+    def _unsent(sender: BatchSender) -> int:
+        """Replies ``sender`` holds that WhatsApp has not taken yet: queued, on the wire or to be retried."""
+        return sum(
+            states["queued"] + states["in_flight"] + states["retrying"] for states in sender.queue_status().values()
+        )
+
+    def _unsent_replies(self) -> int:
+        """Replies all numbers' senders hold that WhatsApp has not taken yet."""
+        return sum(self._unsent(sender) for sender in self.senders.values())
+
     def _reply_queue_seconds(self) -> float:
-        """Seconds the sender needs, at its current rate, for the replies it has not sent yet."""
+        """Seconds the senders need, at their current rates, for the replies they have not sent yet."""
         # Numbers send in parallel, each at its own rate: the slowest one's backlog is the wait.
         waits = [0.0]
         for sender in self.senders.values():
-            unsent = sum(
-                states["queued"] + states["in_flight"] + states["retrying"] for states in sender.queue_status().values()
-            )
+            unsent = self._unsent(sender)
             if unsent:
                 waits.append(unsent / max(float(sender.stats()["rate"]), 1e-9))
         return max(waits)
@@ -387,6 +438,9 @@ class Runtime:
             logger.warning("messages or replies still in progress after %s s: they stay in the journal", timeout)
         closed = await asyncio.gather(*(sender.close(timeout) for sender in self.senders.values()))
         left_over = [item for items in closed for item in items]
+        assert self.monitor is not None
+        # The last collection counts what finished since the one before: the final figures are complete.
+        self.monitor.collect()
         engine_summary = await self.engine.shutdown(drain=True, timeout=timeout)
         if self._number_metrics is not None:
             self._number_metrics.cancel()
@@ -400,6 +454,54 @@ class Runtime:
         summary = self.status(left_queued=len(engine_summary.remaining) + len(left_over))
         logger.info(summary.line())
         return summary
+
+
+#: The host of Meta's Graph API: replies sent there reach real phones.
+GRAPH_API_HOST = "graph.facebook.com"
+
+
+def startup_warnings(settings: Settings, real_graph_api: bool) -> list[tuple[int, str]]:
+    """The (log level, line) pairs ``start`` logs about settings that run but are probably not meant.
+
+    ``real_graph_api``: the runtime builds its own Cloud API transport (no ``transport`` given).
+    Talking to graph.facebook.com is a WARNING while the setup is incomplete (no verify token or
+    no spreadsheet: a development setup about to message real phones), else INFO: a deployment
+    is expected to, and a WARNING on every start would teach operators to ignore warnings.
+    """
+    lines: list[tuple[int, str]] = []
+    if not settings.spreadsheet_id:
+        lines.append(
+            (
+                logging.WARNING,
+                "no spreadsheet configured (--spreadsheet-id or SLUICEWAY_SPREADSHEET_ID): a handler that reads"
+                " ctx.sheets fails and its message is dead-lettered",
+            )
+        )
+    if settings.whatsapp_verify_token is None:
+        lines.append(
+            (
+                logging.WARNING,
+                "whatsapp_verify_token is not set (WHATSAPP_VERIFY_TOKEN): Meta's webhook subscription check"
+                f" (GET {settings.webhook_path}) is refused with 403",
+            )
+        )
+    base_url = settings.whatsapp_base_url
+    if real_graph_api and urlsplit(base_url).hostname == GRAPH_API_HOST:
+        missing = settings.missing_for_production()
+        number = settings.whatsapp_phone_number_id
+        where = f"replies go to the real WhatsApp Cloud API at {base_url} (phone number id {number})"
+        if missing:
+            unset = f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set"
+            lines.append(
+                (
+                    logging.WARNING,
+                    f"{where} although {unset}; for local development point SLUICEWAY_WHATSAPP_BASE_URL at an"
+                    " emulator (sluiceway emulate whatsapp)",
+                )
+            )
+        else:
+            lines.append((logging.INFO, where))
+    return lines
 
 
 #: Seconds between sweeps that forget wamids and sent replies older than ``dedup_window``.

@@ -260,8 +260,27 @@ def load_settings(
 
         settings = load_settings(flags={"port": 9000}, environ={"SLUICEWAY_WORKERS": "4"})
     """
+    return load_settings_with_sources(flags, environ, config_file)[0]
+
+
+def load_settings_with_sources(
+    flags: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    """``load_settings``, and where each field's value came from (for ``sluiceway config check``).
+
+    The sources read ``"flag --port"``, ``"environment SLUICEWAY_PORT"``, ``"file sluiceway.toml"``
+    or ``"default"``; every field has one.
+
+    Example::
+
+        settings, sources = load_settings_with_sources(flags={"port": 9000})
+        assert sources["port"] == "flag --port"
+    """
     environ = os.environ if environ is None else environ
     merged: dict[str, object] = {}
+    sources = dict.fromkeys(_FIELD_TYPES, "default")
 
     path = Path(config_file) if config_file is not None else Path(DEFAULT_CONFIG_FILE)
     if config_file is not None or path.exists():
@@ -276,11 +295,13 @@ def load_settings(
             if key not in _FIELD_TYPES:
                 raise ValueError(f"unknown setting {key!r} in {str(path)!r}")
             merged[key] = _convert(key, value, str(path))
+            sources[key] = f"file {path}"
 
     for field in _FIELD_TYPES:
         name = env_name(field)
         if name in environ:
             merged[field] = _convert(field, environ[name], "environment")
+            sources[field] = f"environment {name}"
 
     for field, value in (flags or {}).items():
         if value is None:
@@ -290,6 +311,7 @@ def load_settings(
         if field in SECRET_FIELDS:
             raise ValueError(f"{field} is a secret: set {env_name(field)} in the environment, not a flag")
         merged[field] = _convert(field, value, "flags")
+        sources[field] = f"flag --{field.replace('_', '-')}"
 
     numbers = [merged.get("whatsapp_phone_number_id"), *merged.get("whatsapp_phone_number_ids", ())]  # type: ignore[misc]
     merged["whatsapp_number_tokens"] = {
@@ -297,7 +319,7 @@ def load_settings(
         for number in numbers
         if isinstance(number, str) and environ.get(number_token_env(number))
     }
-    return Settings(**merged)  # type: ignore[arg-type]
+    return Settings(**merged), sources  # type: ignore[arg-type]
 
 
 def worker_settings_from_json(data: str | bytes) -> Settings:

@@ -286,6 +286,7 @@ class BatchSender:
             **counts,
             "retries": attempts.retries,
             "throttle_events": attempts.throttle_events,
+            "pair_rate_holds": attempts.pair_rate_holds,
             "coalesced": self._scheduler.coalesced,
             "duplicates": self._idempotency.duplicates,
             "unfinished": len(self._ledger.live),
