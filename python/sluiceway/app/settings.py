@@ -314,11 +314,14 @@ def load_settings_with_sources(
         sources[field] = f"flag --{field.replace('_', '-')}"
 
     numbers = [merged.get("whatsapp_phone_number_id"), *merged.get("whatsapp_phone_number_ids", ())]  # type: ignore[misc]
-    merged["whatsapp_number_tokens"] = {
+    tokens = {
         number: Secret(environ[number_token_env(number)])
         for number in numbers
         if isinstance(number, str) and environ.get(number_token_env(number))
     }
+    merged["whatsapp_number_tokens"] = tokens
+    tokens_from = ", ".join(number_token_env(number) for number in tokens)
+    sources["whatsapp_number_tokens"] = f"environment {tokens_from}" if tokens_from else "default"
     return Settings(**merged), sources  # type: ignore[arg-type]
 
 
