@@ -20,7 +20,7 @@ from sluiceway.examples.property_bot.tickets import (
     file_photo,
     remind_rent,
     set_urgency,
-    urgency_question,
+    urgency_buttons,
 )
 
 bot = Bot()
@@ -42,7 +42,7 @@ async def photo(msg: InboundMessage, ctx: Context) -> None:
     )
     ctx.metrics.record("property_bot_messages", 1, intent="photo")
     if answer.ticket:
-        await ctx.send(urgency_question(msg.sender, answer, quoting=msg.id))
+        await ctx.reply_buttons(answer.text, urgency_buttons(answer.ticket))
     else:
         await ctx.reply(answer.text)
 

@@ -61,13 +61,6 @@ def urgency_buttons(ticket: str) -> list[ReplyButton]:
     return [ReplyButton(f"urgency:{level}:{ticket}", title) for level, (title, _) in URGENCY_CHOICES.items()]
 
 
-def urgency_question(to: str, answer: PhotoAnswer, quoting: str) -> OutboundMessage:
-    """The reply to a filed photo: its text and the urgency buttons, quoting the photo's ``wamid``."""
-    buttons = OutboundMessage.of_buttons(to, answer.text, urgency_buttons(answer.ticket))
-    # Quoted like ``ctx.reply``'s texts (Meta's ``context.message_id``), so the tenant sees what it answers.
-    return msgspec.convert(msgspec.to_builtins(buttons) | {"context": {"message_id": quoting}}, OutboundMessage)
-
-
 async def file_photo(
     store: SheetStore,
     spreadsheet_id: str,
