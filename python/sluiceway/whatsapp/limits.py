@@ -10,6 +10,7 @@ sender asks before each send. Where the limits live is one seam, :class:`RateLim
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import Protocol
 
 from sluiceway.core import KeyedLimiter, RateLimiter, TokenBucket, WindowLimiter
@@ -171,6 +172,10 @@ class RateLimitBackend(Protocol):
         """The provider said we send too fast to ``recipient`` (131056): hold it back."""
         ...
 
+    def upcoming(self, recipients: Iterable[str]) -> None:
+        """The global limit stopped a round; ``recipients`` are next in line (a backend may ask ahead for them)."""
+        ...
+
     async def aclose(self) -> None:
         """Release what the backend holds (the sender is closing)."""
         ...
@@ -212,6 +217,9 @@ class LocalRateLimits:
     @property
     def rate(self) -> float:
         return self._global.rate
+
+    def upcoming(self, recipients: Iterable[str]) -> None:
+        """Nothing to ask ahead: the limits are here."""
 
     async def aclose(self) -> None:
         """Nothing to release."""
@@ -258,6 +266,7 @@ class SendLimits:
         "on_sent",
         "on_throughput_error",
         "recipient_wait",
+        "upcoming",
     )
 
     def __init__(
@@ -272,6 +281,7 @@ class SendLimits:
         self.on_sent = backend.on_sent
         self.on_throughput_error = backend.on_throughput_error
         self.on_pair_rate_error = backend.on_pair_rate_error
+        self.upcoming = backend.upcoming
 
     def admit(self, recipient: str, now: float) -> Admission:
         """Ask for one send to ``recipient`` now; with ``GRANTED`` it is taken and must be sent or given back."""

@@ -3,21 +3,26 @@
 Several ``sluiceway run`` nodes send for one WhatsApp number; its throughput cap and the
 per-recipient pair rate hold across all of them only if one place counts. That place is
 one atomic Lua script (:data:`RESERVE_SCRIPT`) on Redis's own clock (``TIME``), so node
-clocks never matter. It implements GCRA (the generic cell rate algorithm): each limit is
-one key holding its *theoretical arrival time*, and a reservation of ``c`` tokens moves it
-``c`` emission intervals on.
+clocks never matter. It is GCRA (the generic cell rate algorithm): each limit is one key
+holding its *theoretical arrival time* (TAT), moved one emission interval on per token.
 
-Round trips: a node reserves a small batch of global tokens (about 10 ms of the rate) and,
-in the same call, a pair token for every recipient it is waiting on, so one round trip
-serves several sends. The sender's admission stays synchronous: :class:`RedisRateLimits`
-spends what it holds and refills in the background.
+**The per-second cap is scheduled, not policed.** A reservation gets up to ``batch`` tokens,
+each with its own *slot* on Redis's clock, one emission interval after the previous
+token of any node, at most :data:`HORIZON_BATCHES` batches ahead. A node spends a token
+no earlier than its slot and no later than ``hold`` seconds after it (both measured
+conservatively on the local clock around the round trip); a token not spent in time
+lapses, it is never banked. Slots are ``emission`` apart, so any ``1 + hold`` seconds hold
+fewer than ``cap`` of them when ``emission > (1 + hold) / cap``: the sends of any one second
+stay within the cap, with no burst term, at ``cap / (1 + hold)`` per second.
 
-Why the rate is a little below the cap: a token is granted at Redis time ``g`` and spent
-locally at most ``hold`` seconds after its request left (``hold`` covers the round trip).
-The script therefore runs at ``(cap - batch + 1) / (1 + hold)`` per second, which keeps the
-sends of any one second of *send time* within the cap; tokens not spent within ``hold``
-are dropped, never banked. For the pair rate the same reasoning spaces one recipient's
-tokens ``(window + hold) / limit`` apart.
+**Minute and hour limits are policed** (they rarely bind; the Cloud API has none): GCRA
+with half the window's count as burst and a rate that keeps any window plus the horizon
+and the hold within the count.
+
+**The pair rate** spaces one recipient's tokens ``(window + pair_hold) / limit`` apart; a pair
+token lapses ``pair_hold`` (the horizon plus the hold) after its request. A node asks for
+the pair tokens of the recipients next in line, as many as the global tokens it holds, in
+the same call as its global tokens, so one round trip serves several sends.
 
 If Redis cannot be reached nothing is granted: senders wait, a limit is never exceeded.
 A 130429 (throughput) answer sets a shared *hold until* that stops every node for
@@ -31,7 +36,8 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from sluiceway.whatsapp.config import RateLimits, RecipientLimit
@@ -41,11 +47,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sluiceway.whatsapp")
 
-#: The reservation covers about this many seconds of the rate per round trip.
-BATCH_SECONDS = 0.01
+#: A reservation covers about this many seconds of the rate: one round of the cloud_api preset.
+BATCH_SECONDS = 0.02
 #: Never more than this many global tokens in one reservation.
 MAX_BATCH = 16
-#: Seconds after its request left within which a granted token must be spent (covers the round trip).
+#: Slots are handed out at most this many batches ahead of Redis's clock: room for several nodes to
+#: each get a whole batch per call (a send may wait up to that long for its slot at full load).
+HORIZON_BATCHES = 6
+#: Seconds after its slot within which a token must be spent (the round trip comes out of it).
 DEFAULT_HOLD = 0.025
 #: Seconds every node pauses after a throughput error (130429), shared through Redis.
 DEFAULT_THROTTLE_HOLD = 1.0
@@ -56,11 +65,12 @@ MIN_POLL = 0.001
 
 _MICROS = 1_000_000
 
-#: KEYS: [hold, global_1..global_m, pair_1..pair_p]
-#: ARGV: [now_us or "" (then Redis TIME), want, m, T_1, tau_1, ..., T_m, tau_m,
-#:        pair_T, pair_ttl_ms, throttle_us, penalty_us, p_penalized, penalized flags 0/1 per pair key...]
-#: Returns: [granted, global_wait_us, now_us, wait_us per pair key (0 = granted)]
-#: All times are integer microseconds: exact in Lua's doubles and in Redis's integer replies.
+#: KEYS: [hold, per_second, policed_1..policed_m, pair_1..pair_p]
+#: ARGV: [now_us or "" (Redis TIME), want, emission, horizon, m, T_1, tau_1, ..., T_m, tau_m,
+#:        pair_T, pair_ttl_ms, throttle_us, penalty_us, a 0/1 "penalize" flag per pair key]
+#: Returns: [granted, global_wait_us, now_us, first_slot_us, emission_us, pair wait_us per pair key (0 = granted)]
+#: All times are integer microseconds: exact in Lua's doubles and in Redis's integer replies
+#: (stored with %.0f: Lua would print a big number in %.14g and lose digits).
 RESERVE_SCRIPT = """
 local now = tonumber(ARGV[1])
 if not now then
@@ -68,59 +78,71 @@ if not now then
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local want = tonumber(ARGV[2])
-local m = tonumber(ARGV[3])
-local base = 4 + 2 * m
+local emission = tonumber(ARGV[3])
+local horizon = tonumber(ARGV[4])
+local m = tonumber(ARGV[5])
+local base = 6 + 2 * m
 local pair_t = tonumber(ARGV[base])
 local pair_ttl = tonumber(ARGV[base + 1])
 local throttle = tonumber(ARGV[base + 2])
 local penalty = tonumber(ARGV[base + 3])
+local function put(key, value, ttl_ms)
+  redis.call('SET', key, string.format('%.0f', value), 'PX', math.max(1, math.ceil(ttl_ms)))
+end
 local hold = tonumber(redis.call('GET', KEYS[1]) or '0')
 if throttle > 0 and now + throttle > hold then
   hold = now + throttle
-  redis.call('SET', KEYS[1], string.format('%.0f', hold), 'PX', math.ceil(throttle / 1000) + 1)
+  put(KEYS[1], hold, throttle / 1000 + 1)
 end
-local granted = 0
-local wait = 0
+local granted, wait, first = 0, 0, 0
 if want > 0 then
   if now < hold then
     wait = hold - now
   else
+    local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+    if tat < now then tat = now end
     granted = want
+    if tat - now > horizon then
+      granted, wait = 0, tat - now - horizon
+    else
+      granted = math.min(want, math.floor((horizon - (tat - now)) / emission) + 1)
+    end
     local tats = {}
     for i = 1, m do
-      local t = tonumber(ARGV[2 + 2 * i])
-      local tau = tonumber(ARGV[3 + 2 * i])
-      local tat = tonumber(redis.call('GET', KEYS[1 + i]) or '0')
-      if tat < now then tat = now end
-      tats[i] = tat
+      local t = tonumber(ARGV[4 + 2 * i])
+      local tau = tonumber(ARGV[5 + 2 * i])
+      local p = tonumber(redis.call('GET', KEYS[2 + i]) or '0')
+      if p < now then p = now end
+      tats[i] = p
       local c = 0
-      if tat - now <= tau then c = math.floor((tau - (tat - now)) / t) + 1 end
+      if p - now <= tau then c = math.floor((tau - (p - now)) / t) + 1 end
       if c < granted then granted = c end
-      if c == 0 and tat - now - tau > wait then wait = tat - now - tau end
+      if c == 0 and p - now - tau > wait then wait = p - now - tau end
     end
     if granted > 0 then
+      first = tat - now
+      put(KEYS[2], tat + granted * emission, (tat - now + granted * emission) / 1000 + 1000)
       for i = 1, m do
-        local t = tonumber(ARGV[2 + 2 * i])
-        local tat = tats[i] + granted * t
-        redis.call('SET', KEYS[1 + i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+        local p = tats[i] + granted * tonumber(ARGV[4 + 2 * i])
+        put(KEYS[2 + i], p, (p - now) / 1000 + 1000)
       end
     end
   end
 end
-local out = {granted, wait, now}
-local pairs_at = m + 2
+local out = {granted, wait, now, first, emission}
+local pairs_at = m + 3
 for j = pairs_at, #KEYS do
   local tat = tonumber(redis.call('GET', KEYS[j]) or '0')
   if tat < now then tat = now end
   local pw = 0
   if ARGV[base + 4 + j - pairs_at] == '1' then
     tat = tat + penalty
-    redis.call('SET', KEYS[j], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + pair_ttl)
+    put(KEYS[j], tat, (tat - now) / 1000 + pair_ttl)
     pw = -1
   elseif tat > now then
     pw = tat - now
   else
-    redis.call('SET', KEYS[j], string.format('%.0f', now + pair_t), 'PX', math.ceil(pair_t / 1000) + pair_ttl)
+    put(KEYS[j], now + pair_t, pair_t / 1000 + pair_ttl)
   end
   out[#out + 1] = pw
 end
@@ -128,43 +150,40 @@ return out
 """
 
 
-class GcraLimit:
-    """One global limit as the script sees it: ``count`` per ``period`` seconds, as GCRA parameters in µs.
-
-    ``emission`` is the interval between tokens at the safe rate, ``burst`` how far ahead of
-    Redis's clock a reservation may run (enough for one batch of ``batch`` tokens).
-    """
-
-    __slots__ = ("burst", "count", "emission", "period", "rate")
-
-    def __init__(self, count: int, period: float, *, batch: int, hold: float) -> None:
-        if count < 1:
-            raise ValueError(f"a limit needs at least 1 send per period, got {count}")
-        if not 1 <= batch <= count:
-            raise ValueError(f"a reservation batch must be in 1..{count}, got {batch}")
-        self.count, self.period = count, period
-        # GCRA grants at most floor((w + burst) / emission) + 1 tokens in any window w of Redis time, and a
-        # token is spent within ``hold`` of its grant: so the sends of any ``period`` of send time stay within
-        # ``count`` when (period + hold) * rate + batch - 1 < count. The emission interval is rounded up.
-        #: Tokens per second the script grants at.
-        self.rate = (count - batch + 1) / (period + hold)
-        self.emission = math.floor(_MICROS / self.rate) + 1
-        self.burst = (batch - 1) * self.emission
-
-
 def reservation_batch(per_second: int) -> int:
     """Global tokens one reservation asks for: about :data:`BATCH_SECONDS` of the rate, 1 to :data:`MAX_BATCH`."""
     return max(1, min(MAX_BATCH, int(per_second * BATCH_SECONDS)))
+
+
+def scheduled_emission(per_second: int, hold: float) -> int:
+    """The interval (µs) between per-second slots: fewer than ``per_second`` slots in any ``1 + hold`` seconds."""
+    return (_MICROS + round(hold * _MICROS)) // per_second + 1  # integers: a float product may land just under
+
+
+class PolicedLimit:
+    """A minute or hour limit as GCRA parameters (µs): ``count`` per ``period`` seconds.
+
+    A token may be spent up to ``slack`` seconds after its grant (the horizon and the hold),
+    so any ``period + slack`` seconds of grants must stay within ``count``: with a burst of
+    ``b`` tokens that holds when fewer than ``count - b + 1`` emission intervals fit in it.
+    """
+
+    __slots__ = ("burst", "count", "emission", "period")
+
+    def __init__(self, count: int, period: float, *, slack: float) -> None:
+        self.count, self.period = count, period
+        allowance = max(1, count // 2)
+        self.emission = math.ceil((period + slack) * _MICROS) // (count - allowance + 1) + 1
+        self.burst = (allowance - 1) * self.emission
 
 
 class RedisRateLimits:
     """The number's global limits and the pair rate, shared through Redis.
 
     A :class:`~sluiceway.whatsapp.limits.RateLimitBackend` for ``BatchSender(..., limits=...)``.
-
     ``key`` names this number's limits, e.g. ``"{namespace}:limits:{phone_number_id}"``:
     every sender on the number must use the same key and the same limits. ``clock`` is
-    the sender's clock (local hold times only; the limits run on Redis's clock).
+    the sender's clock (slots and holds only; the limits run on Redis's clock).
 
     Example::
 
@@ -188,34 +207,40 @@ class RedisRateLimits:
             raise ValueError("key must name this number's limits, got an empty string")
         if not 0 < hold < 1:
             raise ValueError(f"hold must be in (0, 1) seconds, got {hold!r}")
-        self._redis = redis
         self._script = redis.register_script(RESERVE_SCRIPT)
         self._clock = clock
         self._key = key
         self.hold = hold
-        windows = [(rate_limit.per_second, 1.0), (rate_limit.per_minute, 60.0), (rate_limit.per_hour, 3600.0)]
-        counts = [count for count, _ in windows if count is not None]
-        self._batch = min(reservation_batch(rate_limit.per_second), *counts)
-        self._limits = [
-            GcraLimit(count, period, batch=self._batch, hold=hold) for count, period in windows if count is not None
-        ]
-        self._pair_emission = round((per_recipient.window + hold) / per_recipient.limit * _MICROS)
+        self.batch = reservation_batch(rate_limit.per_second)
+        #: Microseconds between two slots of the per-second cap, on every node together.
+        self.emission = scheduled_emission(rate_limit.per_second, hold)
+        self._horizon = HORIZON_BATCHES * self.batch * self.emission
+        slack = self._horizon / _MICROS + hold
+        windows = [(rate_limit.per_minute, 60.0), (rate_limit.per_hour, 3600.0)]
+        #: The minute and hour limits, policed.
+        self.policed = [PolicedLimit(count, period, slack=slack) for count, period in windows if count is not None]
+        #: Seconds a pair token may wait for its send: asked ahead, it is spent with a slot within the horizon.
+        self.pair_hold = self._horizon / _MICROS + hold
+        self._pair_emission = round((per_recipient.window + self.pair_hold) / per_recipient.limit * _MICROS)
         self._pair_window = per_recipient.window
         self._throttle_hold = throttle_hold
         self.ceiling = float(rate_limit.per_second)
-        #: The rate the script grants at (sends per second), just under the ceiling.
-        self.rate = self._limits[0].rate
-        # What this node holds: tokens and the local time they lapse.
-        self._tokens = 0
-        self._tokens_until = -math.inf
+        #: The rate the slots run at (sends per second), just under the ceiling.
+        self.rate = _MICROS / self.emission
+        # The tokens this node holds, in slot order: (local time it may be spent, local time it lapses).
+        self._tokens: deque[tuple[float, float]] = deque()
         self._global_blocked_until = -math.inf  # Redis said wait (or it is down): do not ask before this
         self._permits: dict[str, float] = {}  # recipient -> local time its pair token lapses
         self._held: dict[str, float] = {}  # recipient -> local time Redis said to ask again
         self._wanted: set[str] = set()
+        self._asking: set[str] = set()  # pair tokens in the reservation in flight
+        #: At most this many pair tokens asked for at once: about what one batch of global tokens can spend.
+        self._pair_budget = max(4, 2 * self.batch)
         self._penalized: set[str] = set()
         self._throttled = False
         self._last_cut = -math.inf
         self._refill: asyncio.Task[None] | None = None
+        self._kicked = False  # a reservation is to start once the current round is formed
         self._poll = MIN_POLL
         self._retry = 0.0
         self._down = False
@@ -228,20 +253,27 @@ class RedisRateLimits:
     # --- the backend interface (synchronous: spends what is held, asks for more in the background) ---
 
     def global_wait(self, now: float) -> float:
-        if self._tokens > 0:
-            if now < self._tokens_until:
-                return 0.0
-            self.lapsed += self._tokens
-            self._tokens = 0
-        self._kick()
-        return max(self._global_blocked_until - now, self._poll)
+        tokens = self._tokens
+        while tokens and tokens[0][1] <= now:
+            tokens.popleft()
+            self.lapsed += 1
+        if not tokens:
+            self._kick()
+            return max(self._global_blocked_until - now, self._poll)
+        if len(self._wanted) + len(self._asking) >= self._pair_budget:
+            return self._poll  # enough pair tokens asked for: the round waits for their answer
+        return max(0.0, tokens[0][0] - now)
 
     def take_global(self, now: float) -> bool:
-        if self._tokens <= 0 or now >= self._tokens_until:
+        tokens = self._tokens
+        while tokens and tokens[0][1] <= now:
+            tokens.popleft()
+            self.lapsed += 1
+        if not tokens or tokens[0][0] > now:
             self._kick()
             return False
-        self._tokens -= 1
-        if self._tokens * 2 <= self._batch:
+        tokens.popleft()
+        if len(tokens) * 2 <= self.batch:
             self._kick()  # ask for the next batch before this one runs out
         return True
 
@@ -254,21 +286,43 @@ class RedisRateLimits:
             if now < held:
                 return False
             del self._held[recipient]
-        self._wanted.add(recipient)
-        self._kick()
+        if recipient not in self._asking and len(self._wanted) + len(self._asking) < self._pair_budget:
+            self._wanted.add(recipient)
+            self._kick()
         return False
 
+    def upcoming(self, recipients: Iterable[str]) -> None:
+        """Ask ahead for the pair tokens of the recipients next in line: as many as the global tokens held
+        and being topped up. The call waits for a few of them (or for a global top-up) unless nothing is held."""
+        now = self._clock()
+        permits = self._permits
+        for lapsed in [recipient for recipient, until in permits.items() if until <= now]:
+            del permits[lapsed]
+        short = len(self._tokens) * 2 <= self.batch
+        wanted = min(len(self._tokens) + (self.batch if short else 0), self._pair_budget)
+        room = wanted - len(permits) - len(self._wanted) - len(self._asking)
+        if room > 0:
+            for recipient in recipients:
+                if recipient in permits or recipient in self._held or recipient in self._asking:
+                    continue
+                self._wanted.add(recipient)
+                room -= 1
+                if room == 0:
+                    break
+        if short or not permits or len(self._wanted) * 2 >= self.batch:
+            self._kick()
+
     def recipient_wait(self, recipient: str, now: float) -> float:
-        if recipient in self._permits:
-            return 0.0
-        return max(self._held.get(recipient, now) - now, self._poll)
+        """Seconds Redis said ``recipient`` must wait; 0 while its pair token is asked for (it keeps its place)."""
+        held = self._held.get(recipient)
+        return 0.0 if held is None else max(0.0, held - now)
 
     def on_sent(self, now: float) -> None:
         """Nothing to learn from a success: the shared rate is fixed just under the cap."""
 
     def on_throughput_error(self, now: float) -> bool:
         """Stop every node for ``throttle_hold`` seconds; whether this is a new stop (not within one)."""
-        self._tokens = 0
+        self._tokens.clear()
         self._global_blocked_until = max(self._global_blocked_until, now + self._throttle_hold)
         if now - self._last_cut < self._throttle_hold:
             return False
@@ -285,41 +339,52 @@ class RedisRateLimits:
         self._kick()
 
     async def aclose(self) -> None:
-        """Wait for a reservation in flight (the sender calls this when it closes)."""
+        """Stop a reservation in flight (the sender calls this when it closes)."""
         if self._refill is not None:
             self._refill.cancel()
             await asyncio.gather(self._refill, return_exceptions=True)
             self._refill = None
 
-    # --- the background refill ---
+    # --- the background reservation ---
 
     def _kick(self) -> None:
-        if self._refill is not None and not self._refill.done():
+        """Ask Redis soon: after the round being formed now, so one call carries all its recipients."""
+        if self._kicked or (self._refill is not None and not self._refill.done()):
             return
+        self._kicked = True
+        asyncio.get_running_loop().call_soon(self._start_reservation)
+
+    def _start_reservation(self) -> None:
+        self._kicked = False
         now = self._clock()
-        need_global = self._tokens * 2 <= self._batch and now >= self._global_blocked_until
-        if not (need_global or self._wanted or self._penalized or self._throttled):
+        blocked = now < self._global_blocked_until
+        if self._down and blocked:
             return
-        if self._down and now < self._global_blocked_until:
+        short = len(self._tokens) * 2 <= self.batch
+        if not (short and not blocked) and not (self._wanted or self._penalized or self._throttled):
             return
+        # A call that goes anyway tops the tokens up to a batch.
+        need_global = not blocked and len(self._tokens) < self.batch
         self._refill = asyncio.get_running_loop().create_task(self._reserve(need_global))
 
     async def _reserve(self, need_global: bool) -> None:
         recipients = list(self._wanted)
         penalized = list(self._penalized)
         throttled = self._throttled
+        self._asking = set(recipients)
         self._wanted.clear()
         self._penalized.clear()
         self._throttled = False
         asked = self._clock()
         try:
             reply = await self.call(
-                want=self._batch if need_global else 0,
+                want=self.batch if need_global else 0,
                 recipients=recipients + penalized,
                 penalized=len(penalized),
                 throttle=throttled,
             )
         except Exception as exc:  # no answer: nothing granted, every node waits
+            self._asking = set()
             self._wanted.update(recipients)
             self._penalized.update(penalized)
             self._throttled = self._throttled or throttled
@@ -332,20 +397,21 @@ class RedisRateLimits:
         if self._down:
             log.warning("redis rate limits reachable again")
         self._down, self._retry = False, 0.0
+        self._asking = set()
         now = self._clock()
         self._poll = max(MIN_POLL, now - asked)
-        granted, wait_us = int(reply[0]), int(reply[1])
-        lapse = asked + self.hold
+        granted, wait_us, first_us, emission_us = int(reply[0]), int(reply[1]), int(reply[3]), int(reply[4])
         if granted:
-            if now >= self._tokens_until:
-                self.lapsed += self._tokens
-                self._tokens = 0
-            self._tokens += granted
-            self._tokens_until = lapse
+            # Redis read its clock between ``asked`` and ``now``: a slot has surely come by ``now`` + its
+            # offset, and surely not lapsed before ``asked`` + its offset + ``hold``.
+            for i in range(granted):
+                offset = (first_us + i * emission_us) / _MICROS
+                self._tokens.append((now + offset, asked + offset + self.hold))
             self.granted += granted
         elif need_global:
             self._global_blocked_until = now + wait_us / _MICROS
-        for recipient, pair_wait in zip(recipients, reply[3:], strict=False):
+        lapse = asked + self.pair_hold
+        for recipient, pair_wait in zip(recipients, reply[5:], strict=False):
             pair_wait = int(pair_wait)
             if pair_wait == 0:
                 self._permits[recipient] = lapse
@@ -360,26 +426,19 @@ class RedisRateLimits:
     ) -> list[Any]:
         """One run of the script: ``want`` global tokens and a pair token for each of ``recipients``
         (the last ``penalized`` of them are pushed a window on instead). ``now`` (seconds) replaces
-        Redis's clock, for tests. Returns ``[granted, global_wait_us, now_us, pair_wait_us...]``."""
-        keys = [f"{self._key}:hold", *(f"{self._key}:global:{limit.period:g}" for limit in self._limits)]
+        Redis's clock, for tests. Returns ``[granted, global_wait_us, now_us, first_slot_us, emission_us,
+        pair_wait_us...]``, the first slot as an offset from ``now_us``."""
+        keys = [f"{self._key}:hold", f"{self._key}:per-second"]
+        keys += [f"{self._key}:per-{limit.period:g}s" for limit in self.policed]
         keys += [f"{self._key}:pair:{r}" for r in recipients]
-        args: list[Any] = ["" if now is None else round(now * _MICROS), want, len(self._limits)]
-        for limit in self._limits:
+        args: list[Any] = ["" if now is None else round(now * _MICROS), want, self.emission, self._horizon]
+        args.append(len(self.policed))
+        for limit in self.policed:
             args += [limit.emission, limit.burst]
         pair_ttl_ms = 1000
-        args += [
-            self._pair_emission,
-            pair_ttl_ms,
-            round(self._throttle_hold * _MICROS) if throttle else 0,
-            round(self._pair_window * _MICROS),
-        ]
-        unpenalized = len(recipients) - penalized
-        args += ["0"] * unpenalized + ["1"] * penalized
+        throttle_us = round(self._throttle_hold * _MICROS) if throttle else 0
+        args += [self._pair_emission, pair_ttl_ms, throttle_us, round(self._pair_window * _MICROS)]
+        args += ["0"] * (len(recipients) - penalized) + ["1"] * penalized
         self.round_trips += 1
         reply: list[Any] = await self._script(keys=keys, args=args)
         return reply
-
-    @property
-    def limits(self) -> list[GcraLimit]:
-        """The global limits the script enforces, per second first."""
-        return list(self._limits)

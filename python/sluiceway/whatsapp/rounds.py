@@ -109,9 +109,13 @@ class RoundScheduler:
         chains: list[Chain] = []
         for level in range(levels):
             ready = self._ready[level]
+            # Recipients refused with no wait (a shared backend is asking for their pair token) keep their place.
+            kept: list[str] = []
             while ready and slots > 0:
                 global_wait = limits.global_wait(now)
                 if global_wait > 0:
+                    ready.extendleft(reversed(kept))
+                    limits.upcoming(ready)
                     return chains, global_wait
                 recipient = ready.popleft()
                 pending = self._pending[recipient]
@@ -141,9 +145,15 @@ class RoundScheduler:
                 elif stop or limits.global_wait(now) > 0:
                     ready.appendleft(recipient)
                 else:
-                    self._park(recipient, now + limits.recipient_wait(recipient, now))
+                    wait = limits.recipient_wait(recipient, now)
+                    if wait > 0:
+                        self._park(recipient, now + wait)
+                    else:
+                        kept.append(recipient)
                 if stop:
+                    ready.extendleft(reversed(kept))
                     return chains, None
+            ready.extendleft(reversed(kept))
         return chains, None
 
     def _coalesce_behind(self, m: SendRecord, pending: deque[SendRecord]) -> None:
