@@ -14,8 +14,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import sluiceway.monitor
 from sluiceway import MonitorConfig, PerformanceMonitor
+from sluiceway.app.outbox import DurableOutbox
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpClient
+from sluiceway.whatsapp import BatchSender, OutboundMessage, SenderConfig, SendResult
+
+
+class NoTransport:
+    """The sender is only asked for its statistics here."""
+
+    async def send(self, message: OutboundMessage) -> SendResult:
+        raise AssertionError("nothing is sent in this test")
+
 
 RULES = Path(sluiceway.monitor.__file__).with_name("alert_rules.yml")
 METRIC_NAME = re.compile(r"\bsluiceway_[a-z0-9_]+\b")
@@ -40,6 +50,10 @@ def test_every_metric_the_rules_use_is_exposed_by_a_node(tmp_path: Path) -> None
         monitor = PerformanceMonitor(
             MonitorConfig(metric_collection_interval=0.1, performance_check_interval=0.2, http_port=0)
         )
+        # The runtime's sources: the sender and the reply outbox report through the monitor.
+        sender = BatchSender(NoTransport(), SenderConfig())
+        monitor.add_source("sender", sender.stats)
+        monitor.add_source("outbox", DurableOutbox().stats)
         config = ParallelizerConfig(default_worker_count=1, min_workers=1, max_workers=1)
         async with MessageParallelizer(
             "sluiceway.testing.task_handlers:task_at_once", config, monitor=monitor, journal=tmp_path / "j.db"
@@ -52,11 +66,18 @@ def test_every_metric_the_rules_use_is_exposed_by_a_node(tmp_path: Path) -> None
                     async with HttpClient(monitor.http_url) as http:
                         response = await http.get("/metrics")
                         text = response.body.decode()
-                    if "sluiceway_journal_pending_messages" in text and "sluiceway_process_cpu_seconds" in text:
+                    complete = (
+                        "sluiceway_journal_pending_messages",
+                        "sluiceway_process_cpu_seconds",
+                        "sluiceway_sender",
+                    )
+                    if all(part in text for part in complete):
                         return text
                 assert time.monotonic() < deadline, "no complete scrape in time"
                 await asyncio.sleep(0.05)
 
     text = asyncio.run(scrape())
-    exposed = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+    families = list(text_string_to_metric_families(text))
+    # A family counts with no sample too (sluiceway_alert_active while no alert is active): its HELP and TYPE are there.
+    exposed = {family.name for family in families} | {s.name for family in families for s in family.samples}
     assert used <= exposed, f"the rules use metrics no node exposes: {sorted(used - exposed)}"

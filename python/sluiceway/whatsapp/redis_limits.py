@@ -60,6 +60,10 @@ DEFAULT_HOLD = 0.025
 DEFAULT_THROTTLE_HOLD = 1.0
 #: Retry delays (seconds) while Redis cannot be reached: doubled from the first to the last.
 RETRY_FIRST, RETRY_LAST = 0.05, 2.0
+#: Expired pair holds kept before they are swept.
+MAX_HELD = 10_000
+#: Seconds between two warnings that round trips are too slow for ``hold``.
+SLOW_WARNING_INTERVAL = 60.0
 #: The shortest wait reported while a reservation is in flight (seconds).
 MIN_POLL = 0.001
 
@@ -244,6 +248,7 @@ class RedisRateLimits:
         self._poll = MIN_POLL
         self._retry = 0.0
         self._down = False
+        self._slow_warned = -math.inf
         #: Script calls made, and global tokens granted: round trips per send = round_trips / granted.
         self.round_trips = 0
         self.granted = 0
@@ -298,6 +303,8 @@ class RedisRateLimits:
         permits = self._permits
         for lapsed in [recipient for recipient, until in permits.items() if until <= now]:
             del permits[lapsed]
+        if len(self._held) > MAX_HELD:  # recipients that never came back: forget their expired holds
+            self._held = {recipient: until for recipient, until in self._held.items() if until > now}
         short = len(self._tokens) * 2 <= self.batch
         wanted = min(len(self._tokens) + (self.batch if short else 0), self._pair_budget)
         room = wanted - len(permits) - len(self._wanted) - len(self._asking)
@@ -400,6 +407,14 @@ class RedisRateLimits:
         self._asking = set()
         now = self._clock()
         self._poll = max(MIN_POLL, now - asked)
+        if now - asked >= self.hold and now - self._slow_warned >= SLOW_WARNING_INTERVAL:
+            self._slow_warned = now
+            log.warning(
+                "a redis rate-limit round trip took %.0f ms, more than hold=%.0f ms: its tokens lapse unspent "
+                "(sends slow down, limits still hold); raise hold or bring Redis closer",
+                (now - asked) * 1000,
+                self.hold * 1000,
+            )
         granted, wait_us, first_us, emission_us = int(reply[0]), int(reply[1]), int(reply[3]), int(reply[4])
         if granted:
             # Redis read its clock between ``asked`` and ``now``: a slot has surely come by ``now`` + its
