@@ -54,3 +54,25 @@ def test_a_reply_goes_through_the_redis_outbox_and_limits_and_the_sheets_level_s
 def test_sender_limits_need_the_number_they_share() -> None:
     with pytest.raises(ValueError, match="phone_number_id"):
         sender_limits(Redis(), SenderConfig(), namespace="bot", phone_number_id="")
+
+
+def test_a_lone_reply_to_a_new_recipient_goes_out_while_the_node_holds_tokens(shared_redis: RedisServer) -> None:
+    """Quiet traffic: the second reply's pair token is asked for while global tokens are held; nothing else
+    wakes the sender, yet it is sent."""
+
+    async def scenario() -> None:
+        redis = Redis.from_url(shared_redis.url)
+        config = SenderConfig.cloud_api(80)
+        async with (
+            WhatsAppEmulator(throughput=80) as api,
+            WhatsAppCloudTransport(api.phone_number_id, api.access_token, base_url=api.base_url) as transport,
+        ):
+            limits = sender_limits(redis, config, namespace=uuid.uuid4().hex, phone_number_id=api.phone_number_id)
+            async with BatchSender(transport, config, limits=limits) as sender:
+                for recipient in ("15550001111", "15550002222"):
+                    await sender.enqueue_message(recipient, "hi")
+                    assert await sender.drain(10), f"the reply to {recipient} was not sent"
+            assert len(api.accepted) == 2
+        await redis.aclose()
+
+    asyncio.run(scenario())
