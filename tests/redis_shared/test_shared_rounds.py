@@ -51,9 +51,9 @@ class AskingBackend:
 def test_recipients_waiting_for_a_pair_token_keep_their_place_and_the_round_looks_again_soon() -> None:
     config = SenderConfig()
     backend = AskingBackend()
-    scheduler = RoundScheduler(
-        config, SendLimits(config, CircuitBreaker(config.breaker), now=0.0, backend=backend), print
-    )
+    expired: list[SendRecord] = []
+    limits = SendLimits(config, CircuitBreaker(config.breaker), now=0.0, backend=backend)
+    scheduler = RoundScheduler(config, limits, expired.append)
     for n, recipient in enumerate(("a", "b", "c")):
         scheduler.add(SendRecord(f"m{n}", OutboundMessage.of_text(recipient, "hi"), 1, math.inf))
     backend.answered.add("b")
