@@ -250,7 +250,9 @@ class SendLimits:
     * ``global_wait(now)``: seconds until the global limit admits one send;
     * ``recipient_wait(recipient, now)``: seconds until ``recipient``'s pair rate (and any
       penalty) admits one send;
-    * ``on_sent(now)``: the provider took a send, so the adaptive rate recovers.
+    * ``on_sent(now)``: the provider took a send, so the adaptive rate recovers;
+    * ``upcoming(recipients)``: the global limit stopped a round and ``recipients`` come next
+      (a shared backend asks ahead for their pair tokens).
 
     Those are the backend's own methods, bound once: the round loop calls them for every
     message, and a wrapper would add a Python call each time.
