@@ -1,5 +1,8 @@
 """The bot runtime's durable reply outbox: the journal's ``outbox`` between the handlers and the BatchSender.
 
+The store is an :class:`OutboxStore`: the SQLite journal, or with ``redis_url`` Redis
+(:mod:`sluiceway.app.redis_outbox`), which also keeps the sender's dead letters.
+
 A reply a handler produced is committed to the journal (``pending``) before the sender gets
 it; the sender's ledger tells this outbox (as its :class:`~sluiceway.whatsapp.ledger.SendJournal`)
 when the reply goes on the wire (``sending``, committed before the request is written), when
@@ -27,14 +30,14 @@ import collections
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
 import msgspec
 
 from sluiceway.app.context import Outgoing
 from sluiceway.app.windows import ConversationWindows
-from sluiceway.journal import AsyncJournal, OutboxItem, SenderDeadLetter
+from sluiceway.journal import OutboxItem, SenderDeadLetter
 from sluiceway.whatsapp.messages import OutboundMessage
 
 #: Outcomes (``outcome(key)``) and wamid→number entries kept; the oldest are forgotten first.
@@ -54,6 +57,31 @@ class Sender(Protocol):
     def enqueue_nowait(
         self, message: OutboundMessage, priority: str = "normal", idempotency_key: str | None = None
     ) -> str: ...
+
+
+class OutboxStore(Protocol):
+    """Where the outbox is kept: the journal (:class:`~sluiceway.journal.AsyncJournal`) or Redis
+    (:class:`~sluiceway.app.redis_outbox.RedisOutboxStore`). Futures resolve in submission order."""
+
+    def outbox_add(
+        self, recipient: str, body: bytes, inbound_wamid: str | None = None, inbound_seq: int | None = None
+    ) -> asyncio.Future[int]: ...
+
+    def outbox_sending(self, id: int) -> asyncio.Future[None]: ...
+
+    def outbox_sent(self, id: int, wamid: str) -> asyncio.Future[None]: ...
+
+    def outbox_status(self, wamid: str) -> asyncio.Future[bool]: ...
+
+    def outbox_unsent(self) -> asyncio.Future[list[OutboxItem]]: ...
+
+    def outbox_fail(self, id: int, reason: str, error: str = "", attempts: int = 0) -> asyncio.Future[int]: ...
+
+    def sender_dead_letters(self, limit: int | None = None) -> asyncio.Future[list[SenderDeadLetter]]: ...
+
+    def replay_sender_dead_letters(self, ids: Sequence[int] | None = None) -> asyncio.Future[list[OutboxItem]]: ...
+
+    def purge_sender_dead_letters(self, ids: Sequence[int] | None = None) -> asyncio.Future[int]: ...
 
 
 class ReplyOutcome(msgspec.Struct, frozen=True):
@@ -114,7 +142,7 @@ class DurableOutbox:
         self._on_reply_latency = on_reply_latency
         self._wall_clock = wall_clock
         self._received_at: dict[str, float] = {}
-        self._journal: AsyncJournal | None = None
+        self._journal: OutboxStore | None = None
         #: The sender of each business number; the first attached also sends for "".
         self._senders: dict[str, Sender] = {}
         self._default_number = ""
@@ -171,8 +199,9 @@ class DurableOutbox:
     def opened(self) -> bool:
         return self._journal is not None
 
-    def open(self, journal: AsyncJournal) -> asyncio.Future[None]:
-        """Start committing to ``journal``; resolves once what the last run left unsent is with the sender.
+    def open(self, journal: OutboxStore) -> asyncio.Future[None]:
+        """Start committing to ``journal`` (or a Redis store); resolves once what the last run left unsent is
+        with the sender.
 
         The journal answers in submission order, so those replies reach the sender before any
         ``put`` after this call, and a ``put`` may come at once.

@@ -17,6 +17,7 @@ import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
@@ -157,6 +158,7 @@ class SnapshotCollector:
         yield alerts
         yield from self._pipeline_metrics(publish)
         yield from self._custom_metrics(publish)
+        yield from _source_metrics(publish.report.sources)
 
     def _pipeline_metrics(self, publish: Publish) -> Iterator[Metric]:
         """The reply latency tenants feel, the sender and the cache (when the runtime watches them)."""
@@ -260,6 +262,23 @@ class SnapshotCollector:
         yield GaugeMetricFamily(
             "sluiceway_machine_memory_utilization_ratio", "Machine memory in use.", value=m.memory_percent / 100
         )
+
+
+def _source_metrics(sources: dict[str, Any]) -> Iterator[Metric]:
+    """Each ``add_source`` statistic as a gauge ``sluiceway_<source>_<name>`` (e.g. the sender's ``failed``),
+    a text one (the breaker's state) as ``sluiceway_<source>_<name>{state="..."} 1``."""
+    for source, stats in sorted(sources.items()):
+        if not isinstance(stats, dict):
+            continue
+        for key, value in sorted(stats.items()):
+            name = f"sluiceway_{_INVALID_NAME_CHARS.sub('_', source)}_{_INVALID_NAME_CHARS.sub('_', str(key))}"
+            doc = f"The {source}'s statistic {key!r} (PerformanceMonitor.add_source)."
+            if isinstance(value, bool | int | float):
+                yield GaugeMetricFamily(name, doc, value=float(value))
+            elif isinstance(value, str):
+                family = GaugeMetricFamily(name, doc, labels=["state"])
+                family.add_metric([value], 1.0)
+                yield family
 
 
 def build_routes(state: ExpositionState) -> Routes:
