@@ -80,7 +80,7 @@ def test_after_a_restart_unsent_replies_go_out_once_and_uncertain_ones_are_count
             if fate == "sent":
                 outbox.sent([message_id], f"wamid.out.{n}")
             if fate == "failed":
-                outbox.failed(message_id, 131047, "outside the 24-hour window", 1)
+                outbox.failed(message_id, 131026, "message undeliverable", 1)
         await store.close()  # everything above is in Redis; the process "dies"
 
         store, outbox, sender = await _outbox(redis, namespace)  # the node restarts under its name
@@ -91,7 +91,7 @@ def test_after_a_restart_unsent_replies_go_out_once_and_uncertain_ones_are_count
         assert [letter.inbound_wamid for letter in letters] == [
             f"wamid.in.{n}" for n, fate in enumerate(fates) if fate == "failed"
         ]
-        assert all(letter.reason == "error 131047" and letter.attempts == 1 for letter in letters)
+        assert all(letter.reason == "error 131026" and letter.attempts == 1 for letter in letters)
         await store.close()
         await redis.aclose()
 
