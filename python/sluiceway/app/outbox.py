@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from sluiceway import fault_points
 from sluiceway.app.context import Outgoing
 from sluiceway.journal import AsyncJournal, OutboxItem, SenderDeadLetter
 from sluiceway.whatsapp.messages import OutboundMessage
@@ -177,6 +178,7 @@ class DurableOutbox:
             last.set_result(None)
 
     def sent(self, message_ids: list[str], wamid: str) -> None:
+        fault_points.reached("before_mark_sent")
         journal = self._journal
         for message_id in message_ids:
             for row in self._rows.pop(message_id, ()):

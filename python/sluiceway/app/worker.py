@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from sluiceway import fault_points
 from sluiceway.app.bot import Bot, load_bot
 from sluiceway.app.context import Context, HandlerResult
 from sluiceway.app.inbound import InboundMessage
@@ -124,4 +125,5 @@ async def handle(message: Message) -> HandlerResult:
     ctx = Context(inbound, resources.settings, resources.sheets, attempt=message.attempt)
     assert resources.bot.handler is not None  # load_bot checked it
     await resources.bot.handler(inbound, ctx)
+    fault_points.reached("mid_handler")
     return ctx.result()
