@@ -284,9 +284,7 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
         await runtime.aclose()
         await whatsapp.stop()
         await sheets.stop()
-        Path(options.report_dir).mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            shutil.copyfile(runtime.log_path, Path(options.report_dir) / RUNTIME_LOG)
+        _keep_log(runtime.log_path, Path(options.report_dir))
         work.cleanup()
     elapsed = time.monotonic() - started
     verdict = verify(conversations, whatsapp.accepted, uncertain_resends=runtime.uncertain_resends)
@@ -305,6 +303,13 @@ async def run_demo(options: DemoOptions, console: Console | None = None) -> Demo
     )
     console.print(f"reports: {html_path} and {json_path}")
     return DemoResult(verdict, elapsed, snapshots, str(json_path), str(html_path), fault_events, recovery)
+
+
+def _keep_log(log: Path, report_dir: Path) -> None:
+    """Copy the runtime's log next to the reports (the work directory holding it is deleted)."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        shutil.copyfile(log, report_dir / RUNTIME_LOG)
 
 
 class _Sampler:
