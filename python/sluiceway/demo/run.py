@@ -91,7 +91,9 @@ class _FaultPlan:
     """Injects each fault at its share of ``duration``, the seconds over which the tenants post.
 
     Timed by the traffic, not by the replies, so every fault (the ``kill -9`` above all) lands
-    while messages are arriving and in flight, whatever the run's length.
+    while messages are arriving and in flight, whatever the run's length. The faults after the
+    kill wait until the restarted runtime has sent its first reply, so that the recovery time
+    measures the restart, not an outage that happened to follow it.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class _FaultPlan:
         clock: Callable[[], float],
     ) -> None:
         self._runtime = runtime
+        self._whatsapp = whatsapp
         #: The demo's start (event times count from it) and the traffic's (fault times count from it).
         self._started = self._traffic_started = started
         self._crowd = crowd
@@ -171,6 +174,10 @@ class _FaultPlan:
             redelivered=crowd.errors + crowd.rejected - not_answered_before,
         )
 
+    def _replied_since_restart(self) -> bool:
+        accepted = self._whatsapp.accepted
+        return bool(self._crashing and self._crashing.done() and accepted and accepted[-1].at > self._restarted_at)
+
     def _note(self, at: float, label: str) -> None:
         self.events.append(FaultEvent(round(at - self._started, 2), label))
 
@@ -180,6 +187,8 @@ class _FaultPlan:
     def tick(self, snapshot: Snapshot, sample: PipelineSample | None) -> None:
         """Inject what is due by now; ``snapshot`` and ``sample`` are the pipeline's latest figures."""
         self._last = (snapshot, sample)
+        if self._crashing is not None and not self._replied_since_restart():
+            return
         elapsed = self._clock() - self._traffic_started
         while self._steps and elapsed >= self._steps[0][0]:
             _, description, inject = self._steps.pop(0)
