@@ -34,6 +34,8 @@ SPEC_ENV = "SLUICEWAY_DEMO_RUNTIME"
 START_TIMEOUT = 120.0
 #: Seconds a SIGTERMed runtime may take to drain.
 STOP_TIMEOUT = 60.0
+#: Seconds between the child's checks that the demo that started it still runs.
+ORPHAN_CHECK_INTERVAL = 1.0
 
 
 class RuntimeSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -129,6 +131,7 @@ async def _serve(spec: RuntimeSpec) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    orphaned = asyncio.create_task(_die_with_the_demo())
     await runtime.start()
     tune_for_serving()
 
@@ -140,8 +143,21 @@ async def _serve(spec: RuntimeSpec) -> None:
     server = HttpServer(answer)
     await server.start("127.0.0.1", spec.sample_port)
     await stop.wait()
+    orphaned.cancel()
     await server.stop()
     await runtime.stop()
+
+
+async def _die_with_the_demo() -> None:
+    """SIGKILL this process group once the demo that started it is gone (killed, so it could not stop it).
+
+    Nothing would read its figures or stop it, the emulators it talks to died with the demo, and
+    its state_dir is the demo's temporary directory: a drain would only wait for them.
+    """
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(ORPHAN_CHECK_INTERVAL)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
 
 
 def main() -> None:
