@@ -35,8 +35,10 @@ def nice_ticks(high: float, count: int = TICKS) -> list[float]:
     raw = high / count
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    top = (math.floor(high / step) + 1) * step
-    return [round(i * step, 9) for i in range(round(top / step) + 1)]
+    last = math.floor(high / step) + 1
+    while round(last * step, 12) <= high:  # high / step lost a bit (0.3 / 0.1 = 2.999...)
+        last += 1
+    return [round(i * step, 12) for i in range(last + 1)]
 
 
 def _label(value: float, unit: str) -> str:
