@@ -57,6 +57,7 @@ _EXPORTS = {
     "OutboundMessage": "sluiceway.whatsapp",
     "RateLimits": "sluiceway.whatsapp",
     "RecipientLimit": "sluiceway.whatsapp",
+    "ReplyButton": "sluiceway.whatsapp",
     "SendError": "sluiceway.whatsapp",
     "SenderConfig": "sluiceway.whatsapp",
     "WhatsAppCloudTransport": "sluiceway.whatsapp",
@@ -120,6 +121,7 @@ if TYPE_CHECKING:
     from sluiceway.whatsapp import OutboundMessage as OutboundMessage
     from sluiceway.whatsapp import RateLimits as RateLimits
     from sluiceway.whatsapp import RecipientLimit as RecipientLimit
+    from sluiceway.whatsapp import ReplyButton as ReplyButton
     from sluiceway.whatsapp import SenderConfig as SenderConfig
     from sluiceway.whatsapp import SendError as SendError
     from sluiceway.whatsapp import WhatsAppCloudTransport as WhatsAppCloudTransport
@@ -156,6 +158,7 @@ __all__ = [
     "Priority",
     "RateLimits",
     "RecipientLimit",
+    "ReplyButton",
     "Report",
     "SendError",
     "SenderConfig",

@@ -2,6 +2,10 @@
 
 Every subcommand has ``--help``. Exit codes: 0 success, 1 failure (e.g. a demo that lost a
 message), 2 bad usage or invalid settings (the message names the setting).
+
+Over 500 lines, on purpose: each subcommand is a thin front (flags, one library call, the
+printing), and the layering (tests/test_layout.py) lets only this module and the demo wire the
+test emulators into a runtime, as ``emulate`` and ``dev`` do.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,16 +58,18 @@ def _flags_of(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from sluiceway.app.settings import env_name, load_settings
+    from sluiceway.app.settings import env_name, load_settings_with_sources
 
     try:
-        settings = load_settings(_flags_of(args), config_file=args.config)
+        settings, sources = load_settings_with_sources(_flags_of(args), config_file=args.config)
     except ValueError as error:
         print(f"invalid settings: {error}", file=sys.stderr)
         return EXIT_USAGE
     width = max(len(name) for name in settings.__struct_fields__)
     for name, value in settings.redacted().items():
-        print(f"{name:<{width}}  {value!r:<40}  ({env_name(name)})")
+        # The environment variable is named even when another source set the value: it is how to change it.
+        source = sources[name] if sources[name].startswith("environment") else f"{sources[name]}; {env_name(name)}"
+        print(f"{name:<{width}}  {value!r:<40}  ({source})")
     missing = settings.missing_for_production()
     if missing:
         print(f"\nnot set (needed to talk to the real WhatsApp and Google APIs): {', '.join(missing)}")
@@ -121,14 +128,18 @@ def _run_async(coroutine: Any) -> Any:
     return uvloop.run(coroutine)
 
 
+def _import_from_working_directory() -> None:
+    """Like uvicorn: "myapp:bot" is looked up from the working directory, in workers too."""
+    sys.path.insert(0, os.getcwd())
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+
+
 def _run(args: argparse.Namespace) -> int:
     from sluiceway.app.bot import load_bot
     from sluiceway.app.runtime import Runtime, serve
     from sluiceway.app.settings import load_settings
 
-    # Like uvicorn: "myapp:bot" is looked up from the working directory, in workers too.
-    sys.path.insert(0, os.getcwd())
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
+    _import_from_working_directory()
     try:
         settings = load_settings(_flags_of(args), config_file=args.config)
         bot = load_bot(args.bot)
@@ -229,6 +240,8 @@ def _dlq(args: argparse.Namespace) -> int:
         for letter in answer:
             if letter["kind"] == "message":
                 print(f"message {letter['id']} from {letter['sender']}: {letter['error']}  ({letter['text']!r})")
+                if args.verbose and letter.get("traceback"):
+                    print(textwrap.indent(letter["traceback"].rstrip(), "    "))
             else:
                 print(f"send {letter['id']} to {letter['recipient']}: {letter['reason']} {letter['error']}")
         print(f"{len(answer)} dead letter(s)")
@@ -350,6 +363,105 @@ def _emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The tenants' pair rate in ``sluiceway dev``: loose, so that typing fast is never held back.
+DEV_PAIR_LIMIT = (100, 1.0)
+
+
+async def _serve_dev(args: argparse.Namespace, sheets_to_load: dict[str, Path]) -> None:
+    import secrets
+    import signal
+
+    import msgspec
+
+    from sluiceway.app.dev_console import DEFAULT_SENDER, DevConsole, stdin_lines
+    from sluiceway.app.secret import Secret
+    from sluiceway.demo.local import emulated_runtime
+    from sluiceway.testing import SheetsEmulator, WhatsAppEmulator
+
+    sender = args.sender or DEFAULT_SENDER
+    app_secret = secrets.token_urlsafe(24)
+    async with (
+        SheetsEmulator() as sheets,
+        WhatsAppEmulator(
+            throughput=float(args.rate),
+            pair_limit=DEV_PAIR_LIMIT[0],
+            pair_window=DEV_PAIR_LIMIT[1],
+            app_secret=app_secret,
+        ) as whatsapp,
+    ):
+        for name, path in sheets_to_load.items():
+            sheets.load_csv(args.spreadsheet_id, name, path)
+        runtime = emulated_runtime(
+            args.bot,
+            app_secret=app_secret,
+            whatsapp_url=whatsapp.base_url,
+            phone_number_id=whatsapp.phone_number_id,
+            access_token=whatsapp.access_token,
+            sheets_url=sheets.url,
+            spreadsheet_id=args.spreadsheet_id,
+            workers=args.workers,
+            rate=args.rate,
+            pair_limit=DEV_PAIR_LIMIT,
+            state_dir=args.state_dir,
+            enable_auto_scaling=False,
+        )
+        # Local only, so a generated verify token: a start-up warning about it would be noise here.
+        runtime.settings = msgspec.structs.replace(
+            runtime.settings, whatsapp_verify_token=Secret(secrets.token_urlsafe(12))
+        )
+        await runtime.start()
+        whatsapp.webhook_url = runtime.webhook_url
+        assert runtime.monitor is not None
+        print(
+            f"{args.bot} runs with {args.workers} worker(s) against local emulators (no Meta or Google account used):\n"
+            f"  webhook    {runtime.webhook_url}\n"
+            f"  dashboard  {runtime.monitor.http_url}   (/metrics, /status)\n"
+            f"  admin      {runtime.admin_url}   (sluiceway dlq list --admin-url {runtime.admin_url})\n"
+            f"  whatsapp   {whatsapp.base_url}   (conversation: /_emulator/messages)\n"
+            f"  sheets     {sheets.url}   (spreadsheet {args.spreadsheet_id!r}: {', '.join(sheets_to_load)})\n"
+            f"  journal    {runtime.settings.state_dir}\n"
+            f"Type a message from tenant +{sender} (or '+15551234567: text' from another); "
+            "Ctrl-D ends, Ctrl-C stops.",
+            flush=True,
+        )
+        console = asyncio.create_task(
+            DevConsole(whatsapp, sys.stdout, default_sender=sender).run(stdin_lines(), drain=runtime.stop)
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, console.cancel)
+        try:
+            await console
+        except asyncio.CancelledError:
+            if runtime.running:
+                await runtime.stop()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from sluiceway.app.bot import load_bot
+
+    _import_from_working_directory()
+    try:
+        if args.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {args.workers}")
+        if args.sender is not None:
+            if not args.sender.removeprefix("+").isdigit():
+                raise ValueError(f"--sender must be a phone number in digits, got {args.sender!r}")
+            args.sender = args.sender.removeprefix("+")
+        load_bot(args.bot)  # a wrong module:attr is one line here, not a worker's traceback later
+        sheets_to_load = _sheets_to_load(args)
+        # Warnings (a handler's first failure, alerts) print on stderr between the replies.
+        _configure_logging("WARNING")
+        _run_async(_serve_dev(args, sheets_to_load))
+    except ValueError as error:
+        print(f"cannot start: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sluiceway`` command."""
     parser = argparse.ArgumentParser(
@@ -363,6 +475,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("bot", help="the bot to run, as module:attribute (e.g. myapp:bot)")
     _settings_flags(run)
     run.set_defaults(func=_run)
+
+    dev = commands.add_parser(
+        "dev",
+        help="run a bot against local emulators with a console: type tenant messages, read the replies",
+        description="Start the bot with the WhatsApp and Sheets emulators wired in (free ports, a temporary journal) "
+        "and read tenant messages from stdin, one per line ('+15551234567: text' for another tenant); "
+        "the bot's replies are printed as they arrive. The end of input (Ctrl-D, or of a pipe) drains and exits.",
+    )
+    dev.add_argument("bot", help="the bot to run, as module:attribute (e.g. myapp:bot)")
+    dev.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    dev.add_argument("--rate", type=int, default=80, help="the WhatsApp emulator's messages/s cap (default 80)")
+    dev.add_argument("--sender", help="the tenant typing, a phone number (default +15550000001)")
+    dev.add_argument("--spreadsheet-id", default="demo-property-sheet", help="id of the emulated spreadsheet")
+    dev.add_argument(
+        "--csv",
+        action="append",
+        metavar="NAME=PATH",
+        help="load sheet NAME from a CSV file (repeatable; default: the property bot's sample sheets)",
+    )
+    dev.add_argument("--state-dir", dest="state_dir", help="directory of the journal (default: a temporary one)")
+    dev.set_defaults(func=_dev)
 
     demo = commands.add_parser("demo", help="the property bot end to end against local emulators")
     demo.add_argument("--conversations", type=int, default=1000, help="simulated tenants (default 1000)")
@@ -385,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-url",
         help="ask this admin address (default: the journal in state_dir, or the running bot's admin_port)",
     )
+    dlq.add_argument("--verbose", "-v", action="store_true", help="list: each failed message's whole traceback")
     dlq.add_argument("--config", metavar="PATH", help="settings file to read state_dir and admin_port from")
     dlq.add_argument("--state-dir", dest="state_dir", help="directory of the journal (default ./sluiceway-state)")
     dlq.set_defaults(func=_dlq)

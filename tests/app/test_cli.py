@@ -23,9 +23,9 @@ def test_version_and_help_run_as_a_program() -> None:
         [sys.executable, "-m", "sluiceway.cli", "--help"], capture_output=True, text=True, timeout=60
     )
     assert usage.returncode == 0
-    for command in ("run", "demo", "bench", "dlq", "emulate", "config"):
+    for command in ("run", "dev", "demo", "bench", "dlq", "emulate", "config"):
         assert command in usage.stdout
-    for command in (["run"], ["demo"], ["dlq"], ["emulate"], ["config", "check"], ["bench"]):
+    for command in (["run"], ["dev"], ["demo"], ["dlq"], ["emulate"], ["config", "check"], ["bench"]):
         sub = subprocess.run(
             [sys.executable, "-m", "sluiceway.cli", *command, "--help"], capture_output=True, text=True, timeout=60
         )
@@ -54,6 +54,22 @@ def test_admin_and_monitor_ports_move_by_flag(
     assert main(["config", "check", "--admin-port", "18081", "--monitor-port", "19464"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert "18081" in lines["admin_port"] and "19464" in lines["monitor_port"]
+
+
+def test_config_check_names_each_values_source(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Each line says where its value came from: a flag, an environment variable, the file, or the default."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sluiceway.toml").write_text('state_dir = "from-file"\n')
+    monkeypatch.setenv("SLUICEWAY_WORKERS", "3")
+    monkeypatch.delenv("SLUICEWAY_HOST", raising=False)
+    assert main(["config", "check", "--port", "9001"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert "(flag --port; SLUICEWAY_PORT)" in lines["port"]
+    assert "(environment SLUICEWAY_WORKERS)" in lines["workers"]
+    assert "(file sluiceway.toml; SLUICEWAY_STATE_DIR)" in lines["state_dir"]
+    assert "(default; SLUICEWAY_HOST)" in lines["host"]
 
 
 def test_config_check_reports_invalid_settings(

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from sluiceway.app.runtime import Runtime
 from sluiceway.app.secret import MASK, Secret
-from sluiceway.app.settings import Settings, env_name, load_settings
+from sluiceway.app.settings import Settings, env_name, load_settings, load_settings_with_sources
 
 
 def test_defaults_when_nothing_is_set(tmp_path: Path) -> None:
@@ -47,6 +47,26 @@ def test_precedence_matches_reference_model(toml: int | None, env: int | None, f
         if value is not None:
             expected = value
     assert settings.port == expected
+
+
+@given(toml=st.none() | ports, env=st.none() | ports, flag=st.none() | ports)
+def test_reported_source_matches_reference_model(toml: int | None, env: int | None, flag: int | None) -> None:
+    """The source reported for a value is the highest-precedence one that set it; the others say default."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "sluiceway.toml"
+        path.write_text("" if toml is None else f"port = {toml}\n")
+        environ = {} if env is None else {"SLUICEWAY_PORT": str(env)}
+        settings, sources = load_settings_with_sources(flags={"port": flag}, environ=environ, config_file=path)
+        assert settings == load_settings(flags={"port": flag}, environ=environ, config_file=path)
+    expected = "default"
+    for value, source in ((toml, f"file {path}"), (env, "environment SLUICEWAY_PORT"), (flag, "flag --port")):
+        if value is not None:
+            expected = source
+    assert sources["port"] == expected
+    assert set(sources) == set(Settings.__struct_fields__)
+    assert {source for name, source in sources.items() if name != "port"} == {"default"}
 
 
 def test_provider_environment_names_are_used_for_credentials(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sluiceway import MonitorConfig, PerformanceMonitor
 from sluiceway.histogram import LatencyHistogram
+from sluiceway.monitor import PipelineSample
 from sluiceway.monitor.exposition import LATENCY_BUCKETS, latency_buckets
 
 #: Generous: a loaded 2-core CI machine may take seconds to start a Python process.
@@ -191,20 +192,32 @@ def test_workers_are_sampled_in_the_monitor_process() -> None:
 
 
 def _scrape_real_metrics() -> str:
-    """/metrics of a real monitor that has latencies, failures (so an alert), a resource sample and
-    custom metrics whose labels Prometheus reserves or refuses."""
+    """/metrics of a real monitor that has latencies, failures (so an alert), a resource sample,
+    custom metrics whose labels Prometheus reserves or refuses, and the pipeline after the engine."""
 
     async def scenario() -> str:
         async with PerformanceMonitor(config()) as monitor:
+            monitor.set_pipeline(
+                lambda: PipelineSample(
+                    sender_queued=3, sender_sent=40, sender_retries=5, throttle_events=2, breaker="half_open"
+                )
+            )
             for i in range(200):
                 monitor.record_message_latency(f"m{i}", 0.002 * (i % 50 + 1), success=i % 20 != 0)
+                monitor.record_reply_latency(0.05 * (i % 10 + 1))
             monitor.record_metric("reserved_labels", 1.0, quantile="0.5", le="1", __x="y", sheet="units")
             assert monitor.http_url is not None
             url = monitor.http_url + "/metrics"
 
             async def scrape() -> str | None:
                 text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
-                wanted = ("completed_total 190.0", "sluiceway_process_cpu_seconds_total", "sluiceway_alert_active{")
+                wanted = (
+                    "completed_total 190.0",
+                    "sluiceway_process_cpu_seconds_total",
+                    "sluiceway_alert_active{",
+                    "sluiceway_reply_latency_seconds_count 200.0",
+                    "sluiceway_sender_queue_messages 3.0",
+                )
                 return text if all(part in text for part in wanted) else None
 
             text: str = await wait_for(scrape, "metrics with latencies, an alert and a resource sample")
@@ -227,6 +240,13 @@ def test_metrics_use_quantile_and_le_labels_only_where_prometheus_allows() -> No
         assert all(0.002 <= s.value <= 0.1 for s in quantile.samples)
     p50 = families["sluiceway_message_latency_p50_seconds"].samples[0].value
     assert p50 <= families["sluiceway_message_latency_p99_seconds"].samples[0].value
+    # The pipeline after the engine: reply-latency quantiles per window, the breaker as one state set to 1.
+    for name in ("p50", "p95", "p99"):
+        assert families[f"sluiceway_reply_latency_{name}_seconds"].type == "gauge"
+    assert families["sluiceway_reply_latency_seconds"].type == "histogram"
+    breaker = {s.labels["state"]: s.value for s in families["sluiceway_sender_breaker_state"].samples}
+    assert breaker == {"closed": 0.0, "half_open": 1.0, "open": 0.0}
+    assert families["sluiceway_sender_retries"].type == "counter"
     [custom] = families["sluiceway_custom_reserved_labels"].samples
     assert custom.labels == {"label_quantile": "0.5", "label_le": "1", "label___x": "y", "sheet": "units"}
 

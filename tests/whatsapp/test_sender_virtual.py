@@ -109,9 +109,11 @@ def test_every_accepted_message_is_accounted_for_exactly_once(
         await asyncio.sleep(0)
 
     answers_left = iter(script)
+    served: Counter[str] = Counter()
 
     def answer(message: OutboundMessage) -> SendError | None:
         name = next(answers_left, "ok")
+        served[name] += 1
         return None if name == "ok" else FAULTS[name]()
 
     transport = ScriptedTransport(answer, clock=clock)
@@ -169,6 +171,9 @@ def test_every_accepted_message_is_accounted_for_exactly_once(
     assert set(states.values()) <= {"confirmed", "dead_lettered", "unconfirmed"}
     stats = sender.stats()
     assert stats["accepted"] == len(texts) == stats["confirmed"] + stats["failed"] + stats["unconfirmed"]
+    # The monitor's throttle figures count each refusal the provider gave once.
+    assert stats["pair_rate_holds"] == served["pair"]
+    assert stats["throttle_events"] == served["pair"] + served["throughput"]
     dead = Counter(d.message_id for d in sender.dead_letters())
     assert set(dead) == {m for m, s in states.items() if s == "dead_lettered"} and set(dead.values()) <= {1}
     # Every text the provider accepted belongs to exactly one message that is not dead for a send error.

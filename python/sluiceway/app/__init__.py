@@ -6,6 +6,8 @@ ingress, the engine's workers running the bot, the sender and the monitor.
 
 from sluiceway.app.bot import Bot as Bot
 from sluiceway.app.context import Context as Context
+from sluiceway.app.context import ReplyPending as ReplyPending
+from sluiceway.app.context import SendHandle as SendHandle
 from sluiceway.app.inbound import InboundMessage as InboundMessage
 from sluiceway.app.priority import KeywordClassifier as KeywordClassifier
 from sluiceway.app.settings import DEFAULT_HIGH_PRIORITY_KEYWORDS as DEFAULT_HIGH_PRIORITY_KEYWORDS
@@ -18,6 +20,8 @@ __all__ = [
     "Context",
     "InboundMessage",
     "KeywordClassifier",
+    "ReplyPending",
+    "SendHandle",
     "Settings",
     "load_settings",
 ]

@@ -1,23 +1,26 @@
-"""``Bot``: what a user writes. A message handler plus per-worker setup and teardown hooks."""
+"""``Bot``: what a user writes. Message handlers (routed by kind and filters), an error handler,
+and per-worker setup and teardown hooks."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from sluiceway.app.context import Context
 from sluiceway.app.inbound import InboundMessage
+from sluiceway.app.routing import MessageHandler as MessageHandler
+from sluiceway.app.routing import Pattern, Router, make_route, require_async
 from sluiceway.app.settings import Settings, load_settings
 
-MessageHandler = Callable[[InboundMessage, Context], Awaitable[None]]
+#: ``async def on_error(msg, ctx, error)``: answers a message whose handler failed for good.
+ErrorHandler = Callable[[InboundMessage, Context, Exception], Awaitable[None]]
 #: A per-worker hook: called with the worker's ``Resources`` (its settings and clients).
 WorkerHook = Callable[[Any], "Awaitable[None] | None"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Bot:
-    """A WhatsApp bot: one async message handler, run by ``sluiceway run module:bot``.
+    """A WhatsApp bot: async message handlers, run by ``sluiceway run module:bot``.
 
     The module is imported in the supervisor and in every worker process, so define the bot
     at module level and keep import-time work light; open clients in ``on_worker_start``.
@@ -32,13 +35,19 @@ class Bot:
         async def handle(msg, ctx):
             await ctx.reply(f"You said: {msg.text}")
 
+    Handlers can be routed by the message's kind, its text or the id of a tapped button
+    (``on``), with ``on_message`` as the fallback; see ``sluiceway.app.routing`` for the order.
+    ``on_error`` answers the tenant when a handler fails for good.
+
     Settings come from ``sluiceway.toml``, the environment and the command line (see
     ``sluiceway.app.settings``); pass ``settings=`` to fix them in code instead.
     """
 
     def __init__(self, settings: Settings | None = None) -> None:
         self._settings = settings
-        self.handler: MessageHandler | None = None
+        #: The routes and the fallback, in matching order.
+        self.router = Router()
+        self.error_handler: ErrorHandler | None = None
         self.worker_start_hooks: list[WorkerHook] = []
         self.worker_stop_hooks: list[WorkerHook] = []
 
@@ -53,18 +62,74 @@ class Bot:
         """Replace the settings (the runtime does this with the command line's effective settings)."""
         self._settings = settings
 
+    @property
+    def handler(self) -> MessageHandler | None:
+        """The fallback handler registered with ``on_message`` (None without one)."""
+        return self.router.fallback
+
     def on_message(self, handler: F) -> F:
-        """Register the handler ``async def handle(msg: InboundMessage, ctx: Context) -> None``."""
-        if not inspect.iscoroutinefunction(handler):
-            raise TypeError(
-                f"the message handler must be an async function (async def {getattr(handler, '__name__', 'handle')}"
-                "(msg, ctx)): it awaits the context (ctx.sheets, ctx.reply); call blocking code through "
-                "asyncio.to_thread inside it"
-            )
-        if self.handler is not None:
-            raise ValueError("this bot already has a message handler")
-        self.handler = handler
+        """Register the fallback ``async def handle(msg: InboundMessage, ctx: Context) -> None``.
+
+        It handles every message no ``on`` route matched; in a bot without routes, every message.
+        """
+        require_async(handler, "message handler", "msg, ctx")
+        if self.router.fallback is not None:
+            raise ValueError("this bot already has a message handler (@bot.on_message is the one fallback)")
+        self.router.fallback = handler
         return handler
+
+    def on(
+        self,
+        kind: str | Iterable[str] | None = None,
+        *,
+        text: Pattern | None = None,
+        reply_id: Pattern | Iterable[str] | None = None,
+    ) -> Callable[[F], F]:
+        """Register a handler for the messages that pass every filter given (a decorator).
+
+        ``kind``: a ``MessageKind`` (``"image"``, ``"button_reply"``...), several, or ``"media"``
+        for any media. ``text``: a regular expression searched in ``msg.text``. ``reply_id``: the
+        id of a tapped button or list row (or a quick reply's payload), several ids, or a
+        ``re.Pattern`` searched in it. Routes are tried in registration order; the first match
+        handles the message; ``on_message`` handles what none matched.
+
+        Example::
+
+            @bot.on("image")
+            async def photo(msg, ctx): ...
+
+            @bot.on(text=re.compile(r"\\brent\\b", re.IGNORECASE))
+            async def rent(msg, ctx): ...
+
+            @bot.on(reply_id=re.compile(r"^urgency:"))
+            async def urgency(msg, ctx): ...
+        """
+
+        def register(handler: F) -> F:
+            self.router.routes.append(make_route(handler, kind, text, reply_id))
+            return handler
+
+        return register
+
+    def on_error(self, handler: F) -> F:
+        """Register ``async def on_error(msg, ctx, error)``: it runs once per message whose handler failed for good.
+
+        That is when the handler raised on its last attempt, just before the message becomes a
+        dead letter (it stays one: the operator still sees it with its traceback). Earlier
+        failures are retried without it, so the tenant hears from it once, not once per retry.
+        ``ctx`` is fresh (what the failed handler queued is not sent); what ``on_error``
+        replies goes out like any reply. An ``on_error`` that raises is logged and sends nothing.
+        A handler that timed out or killed its worker gets no ``on_error`` (nothing raised).
+        """
+        require_async(handler, "error handler", "msg, ctx, error")
+        if self.error_handler is not None:
+            raise ValueError("this bot already has an error handler (@bot.on_error)")
+        self.error_handler = handler
+        return handler
+
+    async def dispatch(self, msg: InboundMessage, ctx: Context) -> None:
+        """Run the handler ``msg`` routes to (``sluiceway.app.routing`` has the order)."""
+        await self.router.dispatch(msg, ctx)
 
     def on_worker_start(self, hook: F) -> F:
         """Run ``hook(resources)`` once in each worker before its first message (sync or async)."""
@@ -78,8 +143,8 @@ class Bot:
 
     def check(self) -> None:
         """``ValueError`` if the bot cannot run (no handler registered)."""
-        if self.handler is None:
-            raise ValueError("the bot has no message handler: decorate one with @bot.on_message")
+        if not self.router:
+            raise ValueError("the bot has no message handler: decorate one with @bot.on_message or @bot.on(...)")
 
 
 def load_bot(spec: str) -> Bot:

@@ -5,13 +5,14 @@ reply) and ``send`` (a reply the sender gave up on). Both live in the journal in
 ``state_dir``; while the bot runs it holds the journal's lock, so ``dlq`` asks its admin
 API, and when it is stopped ``dlq`` opens the journal itself (:func:`offline_dead_letters`).
 A replay while stopped moves the letters back into the journal's queues: the next start
-runs those messages and sends those replies.
+runs those messages and sends those replies. With ``redis_url`` the sender's dead letters
+live in Redis (:func:`redis_send_dead_letters`), reachable whether a node runs or not.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -20,6 +21,9 @@ from sluiceway.engine import DeadLetter
 from sluiceway.journal import DeadLetter as JournalDeadLetter
 from sluiceway.journal import Journal, SenderDeadLetter
 
+if TYPE_CHECKING:
+    from sluiceway.app.redis_outbox import RedisOutboxStore
+
 _decode_payload = msgspec.msgpack.Decoder().decode
 _decode_reply = msgspec.msgpack.Decoder(Outgoing).decode
 
@@ -27,22 +31,24 @@ _decode_reply = msgspec.msgpack.Decoder(Outgoing).decode
 def message_letter(letter: DeadLetter) -> dict[str, Any]:
     """An engine dead letter of the running bot (its payload is the inbound message)."""
     payload = letter.payload if isinstance(letter.payload, dict) else {}
-    return _message(payload, letter.error, letter.dead_at)
+    return _message(payload, letter.error, letter.traceback, letter.dead_at)
 
 
 def journal_message_letter(letter: JournalDeadLetter) -> dict[str, Any]:
     """A message dead letter read straight from the journal."""
     payload = _decode_payload(letter.payload)
-    return _message(payload if isinstance(payload, dict) else {}, letter.error, letter.dead_at)
+    return _message(payload if isinstance(payload, dict) else {}, letter.error, letter.traceback, letter.dead_at)
 
 
-def _message(payload: dict[str, Any], error: str, failed_at: float) -> dict[str, Any]:
+def _message(payload: dict[str, Any], error: str, traceback: str, failed_at: float) -> dict[str, Any]:
     return {
         "kind": "message",
         "id": payload.get("id", ""),
         "sender": payload.get("sender", ""),
         "text": payload.get("text", ""),
         "error": error,
+        # The handler's last traceback ("" for a worker that died under the message).
+        "traceback": traceback,
         "failed_at": failed_at,
     }
 
@@ -80,3 +86,18 @@ def offline_dead_letters(journal_path: Path, action: str) -> Any:
                 "replayed_sends": len(journal.replay_sender_dead_letters()),
             }
         return {"purged": journal.purge_dead_letters(), "purged_sends": journal.purge_sender_dead_letters()}
+
+
+async def redis_send_dead_letters(store: RedisOutboxStore, action: str) -> Any:
+    """Do ``action`` ("list", "replay" or "purge") on the sender's dead letters in Redis (``redis_url`` set).
+
+    Answers like :func:`offline_dead_letters` for the sends; any node (or none) may run it:
+    replayed replies go to ``store``'s node's outbox, sent by it now or at its next start.
+    """
+    if action == "list":
+        return [send_letter(letter) for letter in await store.sender_dead_letters()]
+    if action == "replay":
+        return {"replayed_sends": len(await store.replay_sender_dead_letters())}
+    if action == "purge":
+        return {"purged_sends": await store.purge_sender_dead_letters()}
+    raise ValueError(f"unknown dead-letter action {action!r}; expected list, replay or purge")

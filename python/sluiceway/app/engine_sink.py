@@ -13,7 +13,9 @@ import msgspec
 from sluiceway import fault_points
 from sluiceway.app.context import HandlerResult, Outgoing
 from sluiceway.app.inbound import InboundMessage
+from sluiceway.app.on_error import carried_replies
 from sluiceway.app.priority import PriorityLevel
+from sluiceway.app.windows import ConversationWindows
 from sluiceway.engine import Backpressure, DuplicateMessage, MessageParallelizer, Priority
 from sluiceway.journal import JournalError
 
@@ -28,7 +30,7 @@ _BACKPRESSURE_POLL = 0.01
 class ReplyOutbox(Protocol):
     """Where replies go (the runtime's ``DurableOutbox``): kept in order, on to the sender."""
 
-    def put(self, reply: Outgoing, inbound_wamid: str | None) -> None: ...
+    def put(self, reply: Outgoing, inbound_wamid: str | None, received_at: float | None = None) -> None: ...
 
 
 class MetricsSink(Protocol):
@@ -67,7 +69,8 @@ class EngineSink:
         sink = EngineSink(engine, outbox, high_water=1000, low_water=100)
         ingress = WebhookIngress.from_settings(settings, sink=sink, status_sink=sender)
 
-    Warning: a message whose handler fails on every attempt gets no reply: the engine keeps
+    Warning: a message whose handler fails on every attempt gets no reply (but what the bot's
+    ``on_error`` sent, which rides on the exception: ``sluiceway.app.on_error``): the engine keeps
     it as a dead letter (in the journal, with the error) until ``engine.replay_dead_letters``
     sends it through again (its reply then reaches ``adopt``) or ``purge_dead_letters`` drops it.
     """
@@ -81,6 +84,7 @@ class EngineSink:
         low_water: int,
         metrics: MetricsSink | None = None,
         on_handled: Callable[[InboundMessage, HandlerResult | None], None] | None = None,
+        windows: ConversationWindows | None = None,
     ) -> None:
         if not 0 <= low_water < high_water:
             raise ValueError(f"need 0 <= low_water < high_water, got {low_water} and {high_water}")
@@ -88,6 +92,8 @@ class EngineSink:
         self._outbox = outbox
         self._metrics = metrics
         self._on_handled = on_handled
+        #: Each accepted message opens its sender's 24-hour window on the number it came to.
+        self._windows = windows
         self._high = high_water
         self._low = low_water
         self._open = asyncio.Event()
@@ -121,6 +127,8 @@ class EngineSink:
         new = await asyncio.shield(accepted.committed)
         if new:
             self.stats.accepted += 1
+            if self._windows is not None:
+                self._windows.opened(payload.phone_number_id, payload.sender, payload.received_at)
         else:
             self.stats.duplicates += 1
         return new
@@ -131,7 +139,10 @@ class EngineSink:
         Pass it as ``MessageParallelizer(..., on_recovered=sink.adopt)``.
         """
         self.stats.recovered += 1
-        self._track(msgspec.convert(payload, InboundMessage), result)
+        inbound = msgspec.convert(payload, InboundMessage)
+        if self._windows is not None:
+            self._windows.opened(inbound.phone_number_id, inbound.sender, inbound.received_at)
+        self._track(inbound, result)
 
     def _track(self, payload: InboundMessage, result: asyncio.Future[Any]) -> None:
         self.stats.outstanding += 1
@@ -154,14 +165,19 @@ class EngineSink:
             accepted = False  # enqueue() told the ingress (200 for a duplicate, 503 for the journal)
         except (Exception, asyncio.CancelledError) as error:
             self.stats.failed += 1
-            logger.error("message %s from %s got no reply: %s", inbound.id, inbound.sender, error)
+            logger.error(
+                "message %s from %s got no reply: %s: %s", inbound.id, inbound.sender, type(error).__name__, error
+            )
+            for outgoing in carried_replies(error):  # what the bot's on_error sent instead
+                self._outbox.put(outgoing, inbound.id, inbound.received_at)
+                self.stats.replies += 1
         else:
             self.stats.handled += 1
             if result.worker_pid:
                 self._cache_by_worker[result.worker_pid] = (result.cache_hits, result.cache_misses)
             fault_points.reached("after_handler")
             for outgoing in result.outgoing:
-                self._outbox.put(outgoing, inbound.id)
+                self._outbox.put(outgoing, inbound.id, inbound.received_at)
                 self.stats.replies += 1
             if self._metrics is not None:
                 for sample in result.metrics:

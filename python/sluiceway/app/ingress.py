@@ -42,6 +42,7 @@ import hashlib
 import hmac
 import inspect
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
@@ -113,6 +114,38 @@ HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 
 
+#: Seconds between two log lines about refused signatures: a flood of forged webhooks is one line per interval.
+SIGNATURE_LOG_INTERVAL = 10.0
+
+
+class ThrottledWarning:
+    """Logs a WARNING at most once per ``interval`` seconds, counting the ones it held back.
+
+    Example::
+
+        refusals = ThrottledWarning(10.0)
+        refusals.warn("webhook refused")   # logged; the next ones within 10 s only counted
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._next_at = -math.inf
+        self._held_back = 0
+
+    def warn(self, message: str) -> None:
+        """Log ``message`` unless a line went out less than ``interval`` seconds ago (then count it)."""
+        now = self._clock()
+        if now < self._next_at:
+            self._held_back += 1
+            return
+        if self._held_back:
+            message += f" ({self._held_back} more since the last such line)"
+        self._held_back = 0
+        self._next_at = now + self._interval
+        logger.warning(message)
+
+
 class WebhookIngress:
     """Verifies, parses, de-duplicates and classifies webhooks, then hands them on.
 
@@ -140,6 +173,7 @@ class WebhookIngress:
         overloaded: Callable[[], bool] | None = None,
         not_ready: Callable[[], str | None] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not app_secret:
             raise ValueError("app_secret must be set: unsigned webhooks are never accepted")
@@ -160,6 +194,7 @@ class WebhookIngress:
         self._overloaded = overloaded
         self._not_ready = not_ready
         self.stats = IngressStats()
+        self._refusal_log = ThrottledWarning(SIGNATURE_LOG_INTERVAL, clock)
 
     @classmethod
     def from_settings(
@@ -284,9 +319,15 @@ class WebhookIngress:
             return Response.text(413, f"body larger than {self._max_body_bytes} bytes")
         if signature is None:
             self.stats.unsigned += 1
+            self._refusal_log.warn(f"webhook refused (401): no {SIGNATURE_HEADER} header")
             return Response.text(401, f"missing {SIGNATURE_HEADER}")
         if not self._signature_ok(body, signature):
             self.stats.bad_signature += 1
+            # Neither the secret nor the body: the line may reach a log store that others read.
+            self._refusal_log.warn(
+                f"webhook refused (403): {SIGNATURE_HEADER} does not match the body; is WHATSAPP_APP_SECRET"
+                " the app secret of the Meta app (or emulator) that sends them?"
+            )
             return Response.text(403, "signature mismatch")
         try:
             payload = DECODER.decode(body)

@@ -6,7 +6,8 @@
      ▲        (signed)        │ statuses            ▲                  │  N uvloop workers:
      │                        ▼                     │ HandlerResult    │  bot handler, ctx.sheets
      └──── Cloud API ◀── BatchSender ◀──────────────┘                  ▼  (SheetsCache per worker)
-                                    PerformanceMonitor (/metrics, dashboard) watches the engine
+            PerformanceMonitor (/metrics, dashboard) watches the engine, the sender (the reply latency
+            tenants feel, its queue, retries, throttles, breaker), the Sheets caches and the journal
 
 Durability: the engine journals into ``settings.state_dir`` (``journal.sqlite3``). A webhook
 is answered 200 only once its message and ``wamid`` are committed there, so a ``kill -9``
@@ -20,6 +21,14 @@ status webhooks; the engine finishes what it accepted; the replies reach the sen
 drains (delivery statuses still arrive); the engine stops and closes the journal (what did not
 finish in time stays there for the next start); then the HTTP server and the monitor stop, and
 one summary line is logged.
+
+Several business numbers (``Settings.phone_numbers``): one BatchSender per number, each with
+its own transport (the number's own token if it has one) and so its own throughput and
+pair-rate limits, as Meta counts them per number. A reply leaves from the number its message
+came to; a status webhook goes to the sender of the number that sent its wamid;
+``/metrics`` shows ``sluiceway_custom_whatsapp_number_*{phone_number_id=...}`` gauges per number
+(``sent``, ``confirmed``, ``failed``, ``retries``, ``throttle_events``, ``rate``).
+``sender`` is the first number's sender (the only one with a single number).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -41,14 +51,16 @@ from sluiceway.app.engine_sink import EngineSink
 from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.ingress import WebhookIngress
-from sluiceway.app.outbox import DurableOutbox
+from sluiceway.app.media import export_tokens
+from sluiceway.app.outbox import DurableOutbox, ReplyOutcome
 from sluiceway.app.settings import Settings
 from sluiceway.app.shedding import DEFAULT_MAX_DELAY, LoadShedder
-from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV, check_sheets_credentials
+from sluiceway.app.windows import ConversationWindows
+from sluiceway.app.worker import BOT_ENV, MAX_ATTEMPTS_ENV, SETTINGS_ENV, check_sheets_credentials
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
 from sluiceway.journal import AsyncJournal, JournalError
-from sluiceway.monitor import MonitorConfig, PerformanceMonitor
+from sluiceway.monitor import MonitorConfig, PerformanceMonitor, PipelineSample
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
 from sluiceway.whatsapp.webhooks import Status
 
@@ -131,7 +143,7 @@ class Runtime:
         # Workers split the Sheets quota by this count, so it must be the real one.
         self.settings = settings = msgspec.structs.replace(settings, workers=engine_config.default_worker_count)
         self._transport = transport
-        self._transport_in_use: Transport | None = None
+        self._transports_in_use: list[Transport] = []
         self.sender_config = sender_config or SenderConfig.cloud_api(settings.messages_per_second)
         self._monitor_config = monitor_config or MonitorConfig(
             http_host=settings.monitor_host, http_port=settings.monitor_port
@@ -142,6 +154,11 @@ class Runtime:
         self.shedder: LoadShedder | None = None
         self.engine: MessageParallelizer | None = None
         self.sender: BatchSender | None = None
+        #: Each business number's sender ("" when the settings name no number).
+        self.senders: dict[str, BatchSender] = {}
+        #: When each user last wrote to each number: the 24-hour window replies are checked against.
+        self.windows = ConversationWindows(default_number=settings.whatsapp_phone_number_id or "")
+        self._number_metrics: asyncio.Task[None] | None = None
         self.monitor: PerformanceMonitor | None = None
         self.sink: EngineSink | None = None
         self.outbox: DurableOutbox | None = None
@@ -154,19 +171,31 @@ class Runtime:
         #: True between a successful ``start`` and ``stop``.
         self.running = False
 
-    def _default_transport(self) -> Transport:
+    def _transports(self) -> dict[str, Transport]:
+        """Each business number's transport: the one given for the first, the Cloud API's for the others."""
         settings = self.settings
-        if settings.whatsapp_access_token is None or not settings.whatsapp_phone_number_id:
+        numbers = settings.phone_numbers
+        transports: dict[str, Transport] = {}
+        if self._transport is not None:
+            transports[numbers[0] if numbers else ""] = self._transport
+        for number in numbers:
+            if number in transports:
+                continue
+            token = settings.whatsapp_number_tokens.get(number) or settings.whatsapp_access_token
+            if token is None:
+                raise ValueError(
+                    f"no access token for business number {number}: set WHATSAPP_ACCESS_TOKEN "
+                    f"(or WHATSAPP_ACCESS_TOKEN_{number} for this number alone)"
+                )
+            transports[number] = WhatsAppCloudTransport(
+                number, token.reveal(), api_version=settings.whatsapp_api_version, base_url=settings.whatsapp_base_url
+            )
+        if not transports:
             raise ValueError(
                 "whatsapp_access_token and whatsapp_phone_number_id must be set "
                 "(environment variables WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID)"
             )
-        return WhatsAppCloudTransport(
-            settings.whatsapp_phone_number_id,
-            settings.whatsapp_access_token.reveal(),
-            api_version=settings.whatsapp_api_version,
-            base_url=settings.whatsapp_base_url,
-        )
+        return transports
 
     async def start(self) -> None:
         """Start the sender, the engine (and its workers and monitor), then the webhook server.
@@ -186,18 +215,36 @@ class Runtime:
                 self._monitor_config.http_port,
                 "--monitor-port or SLUICEWAY_MONITOR_PORT",
             )
-        transport = self._transport_in_use = self._transport or self._default_transport()
-        # Spawned workers inherit the environment: this is how they learn which bot to run.
+        transports = self._transports()
+        for level, line in startup_warnings(settings, real_graph_api=self._transport is None):
+            logger.log(level, line)
+        # Spawned workers inherit the environment: this is how they learn which bot to run,
+        # and get the tokens for media and read receipts (why that is safe: sluiceway.app.media).
         os.environ[BOT_ENV] = self.bot_spec
         os.environ[SETTINGS_ENV] = settings.worker_json().decode()
-        self.outbox = outbox = DurableOutbox()
-        self.sender = BatchSender(transport, self.sender_config, journal=outbox)
-        outbox.attach(self.sender)
-        await self.sender.start()
-        _make_state_dir(Path(settings.state_dir))
+        os.environ[MAX_ATTEMPTS_ENV] = str(self.engine_config.max_attempts)
+        export_tokens(settings)
         self.monitor = PerformanceMonitor(self._monitor_config)
+        fallback = settings.window_fallback_template
+        self.outbox = outbox = DurableOutbox(
+            windows=self.windows,
+            fallback_template=(fallback, settings.window_fallback_language) if fallback else None,
+            on_reply_latency=self.monitor.record_reply_latency,
+        )
+        for number, transport in transports.items():
+            sender = BatchSender(transport, self.sender_config, journal=outbox.journal_for(number))
+            outbox.attach(sender, number)
+            await sender.start()
+            self.senders[number] = sender
+        self._transports_in_use = list(transports.values())
+        self.sender = next(iter(self.senders.values()))
+        _make_state_dir(Path(settings.state_dir))
+        # Started here, not by the engine (which would start it unawaited): its URL is known for the start line.
+        await self.monitor.start()
         self.monitor.add_source("sender", self.sender.stats)
         self.monitor.add_source("outbox", outbox.stats)
+        self._number_metrics = asyncio.create_task(_record_number_metrics(self.monitor, self.senders))
+        self.monitor.set_pipeline(self._pipeline_sample)
         self.engine = MessageParallelizer(
             "sluiceway.app.worker:handle",
             self.engine_config,
@@ -214,8 +261,13 @@ class Runtime:
             low_water=self.engine_config.queue_low_water_mark,
             metrics=self.monitor,
             on_handled=self._handled,
+            windows=self.windows,
         )
-        await self.engine.start()
+        try:
+            await self.engine.start()
+        except BaseException:
+            await self.monitor.stop()  # its process would outlive a runtime that never started
+            raise
         assert self.engine.journal is not None
         if not outbox.opened:  # else opened when the first recovered message was handed over
             outbox.open(self.engine.journal)
@@ -223,6 +275,12 @@ class Runtime:
         # /status then reports every uncertain re-send from the first answer on.
         assert outbox.recovered is not None
         await outbox.recovered
+        if sink.stats.recovered or outbox.resent:
+            self.monitor.mark(
+                "restart",
+                f"restarted: {sink.stats.recovered} unfinished message(s) and {outbox.resent} unsent reply(ies)"
+                " taken over from the journal",
+            )
         self._expiry = asyncio.create_task(_expire_periodically(self.engine.journal))
         if self._shed_after is not None:
             self.shedder = LoadShedder(
@@ -247,6 +305,29 @@ class Runtime:
             self.monitor.http_url,
         )
 
+    def _pipeline_sample(self) -> PipelineSample:
+        """The sender's and the Sheets caches' figures, for the monitor's pipeline view."""
+        every = [sender.stats() for sender in self.senders.values()]
+
+        def total(name: str) -> int:
+            return sum(int(stats[name]) for stats in every)
+
+        # With several numbers, the breaker shown is the worst one's.
+        breakers = {str(stats["breaker"]) for stats in every}
+        breaker = next((state for state in ("open", "half_open") if state in breakers), "closed")
+        hits, misses = self.sink.cache_totals() if self.sink is not None else (0, 0)
+        return PipelineSample(
+            sender_queued=self._unsent_replies(),
+            sender_sent=total("sent"),
+            sender_failed=total("failed"),
+            sender_retries=total("retries"),
+            throttle_events=total("throttle_events"),
+            pair_rate_holds=total("pair_rate_holds"),
+            breaker=breaker,
+            cache_hits=hits,
+            cache_misses=misses,
+        )
+
     def _not_ready(self) -> str | None:
         """Why new webhooks would not be taken now (``/readyz``), or None when they would."""
         engine = self.engine
@@ -262,11 +343,14 @@ class Runtime:
         """The runtime's figures so far (``left_queued`` defaults to what is queued now)."""
         assert self.engine is not None and self.sender is not None
         assert self.sink is not None and self.ingress is not None
-        stats = self.sender.stats()
+        senders = list(self.senders.values())
+        sent = sum(int(sender.stats()["sent"]) for sender in senders)
+        confirmed = sum(int(sender.stats()["confirmed"]) for sender in senders)
         if left_queued is None:
             left_queued = self.engine.get_statistics().queued + sum(
                 count
-                for states in self.sender.queue_status().values()
+                for sender in senders
+                for states in sender.queue_status().values()
                 for state, count in states.items()
                 if state != "dead_lettered"
             )
@@ -276,21 +360,35 @@ class Runtime:
             handled=self.sink.stats.handled,
             failed=self.sink.stats.failed,
             replies=self.sink.stats.replies,
-            sent=int(stats["sent"]),
-            confirmed=int(stats["confirmed"]),
-            dead_lettered=len(self.engine.dead_letters()) + len(self.sender.dead_letters()),
+            sent=sent,
+            confirmed=confirmed,
+            dead_lettered=len(self.engine.dead_letters())
+            + sum(len(sender.dead_letters()) for sender in senders)
+            + (self.outbox.refused if self.outbox is not None else 0),
             left_queued=left_queued,
             uncertain_resends=self.outbox.uncertain_resends if self.outbox is not None else 0,
         )
 
-    def _reply_queue_seconds(self) -> float:
-        """Seconds the sender needs, at its current rate, for the replies it has not sent yet."""
-        assert self.sender is not None
-        unsent = sum(
-            states["queued"] + states["in_flight"] + states["retrying"]
-            for states in self.sender.queue_status().values()
+    @staticmethod
+    def _unsent(sender: BatchSender) -> int:
+        """Replies ``sender`` holds that WhatsApp has not taken yet: queued, on the wire or to be retried."""
+        return sum(
+            states["queued"] + states["in_flight"] + states["retrying"] for states in sender.queue_status().values()
         )
-        return unsent / max(float(self.sender.stats()["rate"]), 1e-9) if unsent else 0.0
+
+    def _unsent_replies(self) -> int:
+        """Replies all numbers' senders hold that WhatsApp has not taken yet."""
+        return sum(self._unsent(sender) for sender in self.senders.values())
+
+    def _reply_queue_seconds(self) -> float:
+        """Seconds the senders need, at their current rates, for the replies they have not sent yet."""
+        # Numbers send in parallel, each at its own rate: the slowest one's backlog is the wait.
+        waits = [0.0]
+        for sender in self.senders.values():
+            unsent = self._unsent(sender)
+            if unsent:
+                waits.append(unsent / max(float(sender.stats()["rate"]), 1e-9))
+        return max(waits)
 
     def _recovered(self, payload: object, result: asyncio.Future[object]) -> None:
         assert self.sink is not None and self.outbox is not None and self.engine is not None
@@ -310,11 +408,18 @@ class Runtime:
     def handle_status(self, status: Status) -> object:
         """Status webhooks go to the sender (the runtime is the ingress's status sink).
 
-        A kind the sender does not know (one Meta adds later) settles nothing.
+        With several numbers, to the sender of the number that sent the wamid (the first one's
+        if not known). A kind the sender does not know (one Meta adds later) settles nothing.
         """
         assert self.sender is not None and self.outbox is not None
         self.outbox.status(status.id)
-        return self.sender.handle_status(status)
+        number = self.outbox.number_of(status.id)
+        sender = self.senders.get(number, self.sender) if number is not None else self.sender
+        return sender.handle_status(status)
+
+    def reply_outcome(self, key: str) -> ReplyOutcome | None:
+        """What became of the reply a handler's ``SendHandle.key`` names (None if not known yet or any more)."""
+        return self.outbox.outcome(key) if self.outbox is not None else None
 
     async def stop(self, timeout: float = DRAIN_TIMEOUT) -> RuntimeSummary:
         """Drain and stop everything (see the module docstring for the order); return the summary."""
@@ -332,17 +437,72 @@ class Runtime:
             await self.outbox.wait_committed(timeout)
         except TimeoutError:
             logger.warning("messages or replies still in progress after %s s: they stay in the journal", timeout)
-        left_over = await self.sender.close(timeout)
+        closed = await asyncio.gather(*(sender.close(timeout) for sender in self.senders.values()))
+        left_over = [item for items in closed for item in items]
+        assert self.monitor is not None
+        # The last collection counts what finished since the one before: the final figures are complete.
+        self.monitor.collect()
         engine_summary = await self.engine.shutdown(drain=True, timeout=timeout)
-        close = getattr(self._transport_in_use, "aclose", None)
-        if close is not None:
-            await close()
+        if self._number_metrics is not None:
+            self._number_metrics.cancel()
+        for transport in self._transports_in_use:
+            close = getattr(transport, "aclose", None)
+            if close is not None:
+                await close()
         await self._server.stop()
         if self._admin_server is not None:
             await self._admin_server.stop()
         summary = self.status(left_queued=len(engine_summary.remaining) + len(left_over))
         logger.info(summary.line())
         return summary
+
+
+#: The host of Meta's Graph API: replies sent there reach real phones.
+GRAPH_API_HOST = "graph.facebook.com"
+
+
+def startup_warnings(settings: Settings, real_graph_api: bool) -> list[tuple[int, str]]:
+    """The (log level, line) pairs ``start`` logs about settings that run but are probably not meant.
+
+    ``real_graph_api``: the runtime builds its own Cloud API transport (no ``transport`` given).
+    Talking to graph.facebook.com is a WARNING while the setup is incomplete (no verify token or
+    no spreadsheet: a development setup about to message real phones), else INFO: a deployment
+    is expected to, and a WARNING on every start would teach operators to ignore warnings.
+    """
+    lines: list[tuple[int, str]] = []
+    if not settings.spreadsheet_id:
+        lines.append(
+            (
+                logging.WARNING,
+                "no spreadsheet configured (--spreadsheet-id or SLUICEWAY_SPREADSHEET_ID): a handler that reads"
+                " ctx.sheets fails and its message is dead-lettered",
+            )
+        )
+    if settings.whatsapp_verify_token is None:
+        lines.append(
+            (
+                logging.WARNING,
+                "whatsapp_verify_token is not set (WHATSAPP_VERIFY_TOKEN): Meta's webhook subscription check"
+                f" (GET {settings.webhook_path}) is refused with 403",
+            )
+        )
+    base_url = settings.whatsapp_base_url
+    if real_graph_api and urlsplit(base_url).hostname == GRAPH_API_HOST:
+        missing = settings.missing_for_production()
+        number = settings.whatsapp_phone_number_id
+        where = f"replies go to the real WhatsApp Cloud API at {base_url} (phone number id {number})"
+        if missing:
+            unset = f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set"
+            lines.append(
+                (
+                    logging.WARNING,
+                    f"{where} although {unset}; for local development point SLUICEWAY_WHATSAPP_BASE_URL at an"
+                    " emulator (sluiceway emulate whatsapp)",
+                )
+            )
+        else:
+            lines.append((logging.INFO, where))
+    return lines
 
 
 #: Seconds between sweeps that forget wamids and sent replies older than ``dedup_window``.
@@ -413,3 +573,18 @@ async def serve(runtime: Runtime) -> RuntimeSummary:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+#: Seconds between updates of the per-number sender gauges.
+NUMBER_METRICS_INTERVAL = 1.0
+
+
+async def _record_number_metrics(monitor: PerformanceMonitor, senders: dict[str, BatchSender]) -> None:
+    """Each number's sender figures as gauges labelled by ``phone_number_id``, for ``/metrics``."""
+    while True:
+        for number, sender in senders.items():
+            stats = sender.stats()
+            for name in ("sent", "confirmed", "failed", "retries", "throttle_events"):
+                monitor.record_metric(f"whatsapp_number_{name}", float(stats[name]), phone_number_id=number)
+            monitor.record_metric("whatsapp_number_rate", float(stats["rate"]), phone_number_id=number)
+        await asyncio.sleep(NUMBER_METRICS_INTERVAL)

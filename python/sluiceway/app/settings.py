@@ -37,10 +37,16 @@ PROVIDER_ENV_NAMES: dict[str, str] = {
     "whatsapp_verify_token": "WHATSAPP_VERIFY_TOKEN",
     "whatsapp_phone_number_id": "WHATSAPP_PHONE_NUMBER_ID",
     "google_application_credentials": "GOOGLE_APPLICATION_CREDENTIALS",
+    # One variable per number (see ``number_token_env``); named here for messages and the README.
+    "whatsapp_number_tokens": "WHATSAPP_ACCESS_TOKEN_<phone_number_id>",
 }
 
 #: Settings that hold secrets: masked when printed, refused as command-line flags.
-SECRET_FIELDS = frozenset({"whatsapp_access_token", "whatsapp_app_secret", "whatsapp_verify_token"})
+SECRET_FIELDS = frozenset(
+    {"whatsapp_access_token", "whatsapp_app_secret", "whatsapp_verify_token", "whatsapp_number_tokens"}
+)
+#: Settings read from the environment only, under names of their own (see ``number_token_env``).
+_ENV_ONLY_FIELDS = frozenset({"whatsapp_number_tokens"})
 
 #: The words that make a tenant's message HIGH priority by default (the property bot's list).
 DEFAULT_HIGH_PRIORITY_KEYWORDS = (
@@ -81,6 +87,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: The business phone number's Cloud API throughput tier: 80 messages/s by default, up to
     #: 1,000 after Meta upgrades it. The sender stays at or below it (``SenderConfig.cloud_api``).
     messages_per_second: int = 80
+    #: More business numbers the bot answers on, besides ``whatsapp_phone_number_id`` (a reply
+    #: leaves from the number its message came to; each number has its own rate limits).
+    whatsapp_phone_number_ids: tuple[str, ...] = ()
+    #: Numbers with a token of their own: read from ``WHATSAPP_ACCESS_TOKEN_<phone number id>``
+    #: only (never a flag or TOML key); the others use ``whatsapp_access_token``.
+    whatsapp_number_tokens: dict[str, Secret] = {}
+    #: The largest media file a handler may download (``ctx.media.download``); Meta's largest is 100 MB.
+    media_max_bytes: int = 100 * 1024 * 1024
+    #: Downloads larger than this are written to a file (``DownloadedMedia.path``) instead of returned as bytes.
+    media_spool_bytes: int = 5 * 1024 * 1024
+    #: An approved template sent instead of a free-form reply to a user outside the 24-hour window
+    #: (last message over 24 h ago); "" dead-letters such replies with the reason.
+    window_fallback_template: str = ""
+    window_fallback_language: str = "en_US"
     # Google Sheets
     #: Path to a service-account JSON key file.
     google_application_credentials: str | None = None
@@ -146,12 +166,29 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("state_dir must not be empty")
         if any(not word.strip() for word in self.high_priority_keywords):
             raise ValueError("high_priority_keywords must not contain empty words")
+        if self.media_max_bytes < 1 or self.media_spool_bytes < 0:
+            raise ValueError(
+                f"media_max_bytes must be positive and media_spool_bytes >= 0, got {self.media_max_bytes}"
+                f" and {self.media_spool_bytes}"
+            )
+        if any(not number.strip().isdigit() for number in self.whatsapp_phone_number_ids):
+            raise ValueError(f"whatsapp_phone_number_ids must be digits, got {list(self.whatsapp_phone_number_ids)}")
+        if self.window_fallback_template and not self.window_fallback_language:
+            raise ValueError("window_fallback_language must be set with window_fallback_template")
+
+    @property
+    def phone_numbers(self) -> tuple[str, ...]:
+        """Every business number, ``whatsapp_phone_number_id`` first; empty when none is set."""
+        first = (self.whatsapp_phone_number_id,) if self.whatsapp_phone_number_id else ()
+        return tuple(dict.fromkeys(first + self.whatsapp_phone_number_ids))
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a plain dict with every secret masked (for ``config check``)."""
         out: dict[str, Any] = {}
         for name in self.__struct_fields__:
             value = getattr(self, name)
+            if isinstance(value, dict):
+                value = {k: str(v) if isinstance(v, Secret) else v for k, v in value.items()}
             out[name] = str(value) if isinstance(value, Secret) else value
         return out
 
@@ -174,8 +211,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 _FIELD_TYPES: dict[str, Any] = {
-    name: hint for name, hint in get_type_hints(Settings).items() if name in Settings.__struct_fields__
+    name: hint
+    for name, hint in get_type_hints(Settings).items()
+    if name in Settings.__struct_fields__ and name not in _ENV_ONLY_FIELDS
 }
+
+
+def number_token_env(phone_number_id: str) -> str:
+    """The environment variable holding ``phone_number_id``'s own access token."""
+    return f"WHATSAPP_ACCESS_TOKEN_{phone_number_id}"
 
 
 def env_name(field: str) -> str:
@@ -190,7 +234,7 @@ def _convert(field: str, raw: object, source: str) -> object:
         if not isinstance(raw, str):
             raise ValueError(f"{field} (from {source}) must be a string")
         return Secret(raw)
-    if field == "high_priority_keywords" and isinstance(raw, str):
+    if field in ("high_priority_keywords", "whatsapp_phone_number_ids") and isinstance(raw, str):
         raw = [word.strip() for word in raw.split(",") if word.strip()]
     try:
         # Environment values are strings: let msgspec coerce "8080" to 8080 and "true" to True.
@@ -216,8 +260,27 @@ def load_settings(
 
         settings = load_settings(flags={"port": 9000}, environ={"SLUICEWAY_WORKERS": "4"})
     """
+    return load_settings_with_sources(flags, environ, config_file)[0]
+
+
+def load_settings_with_sources(
+    flags: Mapping[str, object] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    """``load_settings``, and where each field's value came from (for ``sluiceway config check``).
+
+    The sources read ``"flag --port"``, ``"environment SLUICEWAY_PORT"``, ``"file sluiceway.toml"``
+    or ``"default"``; every field has one.
+
+    Example::
+
+        settings, sources = load_settings_with_sources(flags={"port": 9000})
+        assert sources["port"] == "flag --port"
+    """
     environ = os.environ if environ is None else environ
     merged: dict[str, object] = {}
+    sources = dict.fromkeys(_FIELD_TYPES, "default")
 
     path = Path(config_file) if config_file is not None else Path(DEFAULT_CONFIG_FILE)
     if config_file is not None or path.exists():
@@ -232,11 +295,13 @@ def load_settings(
             if key not in _FIELD_TYPES:
                 raise ValueError(f"unknown setting {key!r} in {str(path)!r}")
             merged[key] = _convert(key, value, str(path))
+            sources[key] = f"file {path}"
 
     for field in _FIELD_TYPES:
         name = env_name(field)
         if name in environ:
             merged[field] = _convert(field, environ[name], "environment")
+            sources[field] = f"environment {name}"
 
     for field, value in (flags or {}).items():
         if value is None:
@@ -246,8 +311,18 @@ def load_settings(
         if field in SECRET_FIELDS:
             raise ValueError(f"{field} is a secret: set {env_name(field)} in the environment, not a flag")
         merged[field] = _convert(field, value, "flags")
+        sources[field] = f"flag --{field.replace('_', '-')}"
 
-    return Settings(**merged)  # type: ignore[arg-type]
+    numbers = [merged.get("whatsapp_phone_number_id"), *merged.get("whatsapp_phone_number_ids", ())]  # type: ignore[misc]
+    tokens = {
+        number: Secret(environ[number_token_env(number)])
+        for number in numbers
+        if isinstance(number, str) and environ.get(number_token_env(number))
+    }
+    merged["whatsapp_number_tokens"] = tokens
+    tokens_from = ", ".join(number_token_env(number) for number in tokens)
+    sources["whatsapp_number_tokens"] = f"environment {tokens_from}" if tokens_from else "default"
+    return Settings(**merged), sources  # type: ignore[arg-type]
 
 
 def worker_settings_from_json(data: str | bytes) -> Settings:

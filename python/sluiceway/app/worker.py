@@ -4,7 +4,10 @@ The engine imports these functions by name in each worker (``sluiceway.app.worke
 Which bot to run and with which settings reach the worker through two environment variables
 the runtime sets before starting the engine (spawned workers inherit the environment):
 ``SLUICEWAY_BOT`` (``module:attribute``) and ``SLUICEWAY_WORKER_SETTINGS`` (JSON, without
-the WhatsApp secrets, which only the supervisor needs).
+the WhatsApp secrets); ``SLUICEWAY_MAX_ATTEMPTS`` (the engine's ``max_attempts``) tells the
+worker which failure is a message's last, the one ``on_error`` answers. The access tokens, which
+media downloads, ``mark_read`` and ``send_now`` need inside the handler, come separately
+(``sluiceway.app.media.take_tokens``).
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ from sluiceway import fault_points
 from sluiceway.app.bot import Bot, load_bot
 from sluiceway.app.context import Context, HandlerResult
 from sluiceway.app.inbound import InboundMessage
+from sluiceway.app.media import WorkerGraph, take_tokens
+from sluiceway.app.on_error import answer_failure, carry
 from sluiceway.app.settings import Settings, worker_settings_from_json
-from sluiceway.engine import Message, current_worker
+from sluiceway.engine import Message, ParallelizerConfig, current_worker
 
 #: Environment variable naming the bot to run (``module:attribute``).
 BOT_ENV = "SLUICEWAY_BOT"
 #: Environment variable carrying the worker's settings as JSON.
 SETTINGS_ENV = "SLUICEWAY_WORKER_SETTINGS"
+#: Environment variable carrying the engine's ``max_attempts`` (its default when unset).
+MAX_ATTEMPTS_ENV = "SLUICEWAY_MAX_ATTEMPTS"
 #: Where the worker keeps its ``Resources`` in ``current_worker().state``.
 STATE_KEY = "sluiceway.app"
 
@@ -37,11 +44,15 @@ class Resources:
     ``state`` is a dict for the bot's own per-worker objects (opened in a start hook).
     """
 
-    def __init__(self, bot: Bot, settings: Settings, sheets: Any) -> None:
+    def __init__(self, bot: Bot, settings: Settings, sheets: Any, graph: WorkerGraph | None = None) -> None:
         self.bot = bot
         self.settings = settings
         self.sheets = sheets
+        #: This worker's Graph API access (media, read receipts, ``send_now``).
+        self.graph = graph or WorkerGraph(settings, {})
         self.state: dict[str, Any] = {}
+        #: The attempt whose failure is final (the engine dead-letters the message after it).
+        self.max_attempts = int(os.environ.get(MAX_ATTEMPTS_ENV) or ParallelizerConfig().max_attempts)
 
 
 def check_sheets_credentials(settings: Settings) -> None:
@@ -101,7 +112,7 @@ async def setup() -> None:
     bot = load_bot(os.environ[BOT_ENV])
     settings = worker_settings_from_json(os.environ[SETTINGS_ENV])
     bot.use_settings(settings)
-    resources = Resources(bot, settings, sheets_client(settings))
+    resources = Resources(bot, settings, sheets_client(settings), WorkerGraph(settings, take_tokens()))
     current_worker().state[STATE_KEY] = resources
     for hook in bot.worker_start_hooks:
         await _call(hook, resources)
@@ -116,14 +127,30 @@ async def teardown() -> None:
         await _call(hook, resources)
     if resources.sheets is not None:
         resources.sheets.close()
+    await resources.graph.aclose()
 
 
 async def handle(message: Message) -> HandlerResult:
-    """Engine handler: run the bot's handler on one inbound message; return what it sends."""
+    """Engine handler: route one inbound message to the bot's handler; return what it sends.
+
+    On the last attempt a failure is answered by the bot's ``on_error``, whose replies ride to
+    the supervisor on the exception (``sluiceway.app.on_error``).
+    """
     resources: Resources = current_worker().state[STATE_KEY]
     inbound = msgspec.convert(message.payload, InboundMessage)
-    ctx = Context(inbound, resources.settings, resources.sheets, attempt=message.attempt)
-    assert resources.bot.handler is not None  # load_bot checked it
-    await resources.bot.handler(inbound, ctx)
+    ctx = Context(inbound, resources.settings, resources.sheets, attempt=message.attempt, graph=resources.graph)
+    try:
+        await resources.bot.dispatch(inbound, ctx)
+    except Exception as error:
+        if message.attempt < resources.max_attempts or resources.bot.error_handler is None:
+            raise
+        fresh = Context(inbound, resources.settings, resources.sheets, attempt=message.attempt, graph=resources.graph)
+        replies = await answer_failure(resources.bot, inbound, fresh, error)
+        if not replies:
+            raise
+        carried = carry(error, replies)
+        if carried is error:
+            raise
+        raise carried from error
     fault_points.reached("mid_handler")
     return ctx.result()

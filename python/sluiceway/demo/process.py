@@ -76,20 +76,16 @@ class PipelineSample(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def sample(runtime: Runtime) -> PipelineSample:
-    """``runtime``'s figures now (it must be started)."""
-    sink, engine, sender, monitor, outbox = (
-        runtime.sink,
-        runtime.engine,
-        runtime.sender,
-        runtime.monitor,
-        runtime.outbox,
-    )
-    assert sink is not None and engine is not None and sender is not None and runtime.ingress is not None
-    assert outbox is not None
+    """``runtime``'s figures now (it must be started); the senders' are summed over its business numbers."""
+    sink, engine, monitor, outbox = runtime.sink, runtime.engine, runtime.monitor, runtime.outbox
+    assert sink is not None and engine is not None and runtime.ingress is not None and outbox is not None
     hits, misses = sink.cache_totals()
-    stats = sender.stats()
+    senders = list(runtime.senders.values())
+    stats = [sender.stats() for sender in senders]
     backlog = sum(
-        states["queued"] + states["in_flight"] + states["retrying"] for states in sender.queue_status().values()
+        states["queued"] + states["in_flight"] + states["retrying"]
+        for sender in senders
+        for states in sender.queue_status().values()
     )
     return PipelineSample(
         received=runtime.ingress.stats.accepted,
@@ -97,8 +93,8 @@ def sample(runtime: Runtime) -> PipelineSample:
         recovered=sink.stats.recovered,
         cache_hits=hits,
         cache_misses=misses,
-        throttle_events=int(stats.get("throttle_events", 0)),
-        sender_retries=int(stats.get("retries", 0)),
+        throttle_events=sum(int(s.get("throttle_events", 0)) for s in stats),
+        sender_retries=sum(int(s.get("retries", 0)) for s in stats),
         sender_backlog=backlog,
         worker_pids=engine.worker_pids(),
         queued=engine.get_statistics().queued,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
 import time
 
 import msgspec
@@ -29,6 +30,10 @@ _decoder = msgspec.msgpack.Decoder()
 _PRIORITIES = tuple(Priority)
 #: Exit reasons that mean the worker died under its messages (not a retirement).
 _DEATHS = ("crashed", "unresponsive")
+#: Distinct error signatures whose traceback was logged once at WARNING; past this many, tracebacks stay at DEBUG.
+SIGNATURES_KEPT = 1000
+#: A traceback's frame lines (``  File "app.py", line 12, in handle``): the innermost one locates the error.
+_FRAME = re.compile(r'^\s*File "[^"]*", line \d+, in .*$', re.MULTILINE)
 
 
 class Failures:
@@ -40,12 +45,16 @@ class Failures:
         self._hooks = hooks
         self._engine_id = engine_id
         self.dead_letters = DeadLetterQueue()
+        self._signatures_logged: set[tuple[str, str]] = set()
         #: While false (shutting down) a retry goes straight back to the queue, to be reported as remaining.
         self.running = False
 
     def failed(self, entry: Entry, reason: str, error: str, traceback_text: str, pickled: bytes | None) -> None:
         """One delivery of ``entry`` (held nowhere now) failed: schedule its retry or dead-letter it."""
-        if self._policy.should_retry(entry.attempt):
+        retried = self._policy.should_retry(entry.attempt)
+        if entry.attempt <= 1:
+            self._log_first_failure(entry, error, traceback_text, retried)
+        if retried:
             if self.running:
                 # A message that killed its worker while alone is retried alone again.
                 self._ledger.retry(entry, self._policy.delay(entry.attempt), alone=reason == "crashed")
@@ -69,6 +78,31 @@ class Failures:
         if entry.future is not None and not entry.future.done():
             entry.future.set_exception(handler_exception(letter, pickled))
         self._hooks.dead_letter(letter)
+
+    def _log_first_failure(self, entry: Entry, error: str, traceback_text: str, retried: bool) -> None:
+        """One WARNING line when a message first fails, so a raising handler is seen at once, not
+        only when its attempts run out; later attempts stay quiet (the dead letter keeps the last).
+
+        The traceback follows at WARNING the first time its error signature (the exception type
+        and the innermost frame) is seen, so each distinct bug shows where it is once; repeats
+        log it at DEBUG.
+        """
+        message_id = f"{self._engine_id}-{entry.seq}" + (f" (ordering key {entry.key})" if entry.key else "")
+        then = f"retried up to {self._policy.max_attempts} attempts" if retried else "dead-lettered"
+        _log.warning("message %s failed on its first attempt (%s): %s", message_id, then, error)
+        if not traceback_text:
+            return
+        frames = _FRAME.findall(traceback_text)
+        signature = (error.partition(":")[0], frames[-1].strip() if frames else "")
+        new = signature not in self._signatures_logged and len(self._signatures_logged) < SIGNATURES_KEPT
+        if new:
+            self._signatures_logged.add(signature)
+        _log.log(
+            logging.WARNING if new else logging.DEBUG,
+            "traceback of message %s (at WARNING once per distinct error):\n%s",
+            message_id,
+            traceback_text.rstrip(),
+        )
 
     def recovered(self, messages: list[JournaledMessage]) -> tuple[list[JournaledMessage], list[DeadLetter]]:
         """Judge what a restart found in workers' hands (crash suspects): the messages to re-queue,

@@ -13,6 +13,9 @@ from sluiceway.monitor.history import Point as Point
 from sluiceway.monitor.monitor import PerformanceMonitor as PerformanceMonitor
 from sluiceway.monitor.profiling import Profile as Profile
 from sluiceway.monitor.profiling import install_worker_profiler as install_worker_profiler
+from sluiceway.monitor.report import MonitorEvent as MonitorEvent
+from sluiceway.monitor.report import PipelineReport as PipelineReport
+from sluiceway.monitor.report import PipelineSample as PipelineSample
 from sluiceway.monitor.report import Report as Report
 
 __all__ = [
@@ -22,7 +25,10 @@ __all__ = [
     "AutoscaleConfig",
     "AutoscalePolicy",
     "MonitorConfig",
+    "MonitorEvent",
     "PerformanceMonitor",
+    "PipelineReport",
+    "PipelineSample",
     "Point",
     "Profile",
     "Report",

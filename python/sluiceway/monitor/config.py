@@ -47,12 +47,21 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
     #: Failed attempts / all attempts over the last check interval (percent).
     error_rate_warning_percent: float = 5.0
     error_rate_critical_percent: float = 10.0
+    #: p95 reply latency (seconds, webhook in → reply taken by WhatsApp) over the last check interval: what
+    #: tenants wait, sender queue and retries included (only with ``set_pipeline`` or ``record_reply_latency``).
+    reply_latency_warning: float = 3.0
+    reply_latency_critical: float = 10.0
+    #: The sender's failed attempts (retried or given up) / all its attempts over the last check (percent).
+    sender_error_rate_warning_percent: float = 5.0
+    sender_error_rate_critical_percent: float = 20.0
     #: How far (fraction of the level) a metric must fall below a level to leave it.
     hysteresis: float = 0.1
 
     def __post_init__(self) -> None:
         positive("message_latency_warning", self.message_latency_warning)
         positive("message_latency_critical", self.message_latency_critical)
+        positive("reply_latency_warning", self.reply_latency_warning)
+        positive("reply_latency_critical", self.reply_latency_critical)
         for name in (
             "cpu_warning_percent",
             "cpu_critical_percent",
@@ -60,6 +69,8 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
             "memory_critical_percent",
             "error_rate_warning_percent",
             "error_rate_critical_percent",
+            "sender_error_rate_warning_percent",
+            "sender_error_rate_critical_percent",
         ):
             percent(name, getattr(self, name))
         ordered(
@@ -80,6 +91,18 @@ class Thresholds(msgspec.Struct, frozen=True, kw_only=True):
             self.error_rate_warning_percent,
             "error_rate_critical_percent",
             self.error_rate_critical_percent,
+        )
+        ordered(
+            "reply_latency_warning",
+            self.reply_latency_warning,
+            "reply_latency_critical",
+            self.reply_latency_critical,
+        )
+        ordered(
+            "sender_error_rate_warning_percent",
+            self.sender_error_rate_warning_percent,
+            "sender_error_rate_critical_percent",
+            self.sender_error_rate_critical_percent,
         )
         if not 0 <= self.hysteresis < 1:
             raise ValueError(f"hysteresis must be in [0, 1), got {self.hysteresis!r}")

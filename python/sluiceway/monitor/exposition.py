@@ -17,6 +17,7 @@ import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from prometheus_client import CollectorRegistry, generate_latest
@@ -26,7 +27,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sluiceway.histogram import LatencyHistogram
 from sluiceway.http import Request, Response
 from sluiceway.http.routes import Routes
-from sluiceway.monitor.report import ResourceSample
+from sluiceway.monitor.report import BREAKER_LEVELS, ResourceSample
 from sluiceway.monitor.wire import Publish
 
 #: Points per dashboard series (at a 5 s interval: the last 25 minutes).
@@ -155,7 +156,72 @@ class SnapshotCollector:
         for alert in report.alerts:
             alerts.add_metric([alert.metric, alert.level.lower()], 1)
         yield alerts
+        yield from self._pipeline_metrics(publish)
         yield from self._custom_metrics(publish)
+        yield from _source_metrics(publish.report.sources)
+
+    def _pipeline_metrics(self, publish: Publish) -> Iterator[Metric]:
+        """The reply latency tenants feel, the sender and the cache (when the runtime watches them)."""
+        pipeline = publish.report.pipeline
+        if pipeline is None:
+            return
+        for name in ("p50", "p95", "p99"):
+            quantile = GaugeMetricFamily(
+                f"sluiceway_reply_latency_{name}_seconds",
+                f"Reply latency (webhook in to reply taken by WhatsApp), {name} over the last window.",
+                labels=["window"],
+            )
+            for w in pipeline.reply_latency:
+                quantile.add_metric([f"{w.window:g}s"], getattr(w, name))
+            yield quantile
+        if publish.reply_latency is not None:
+            histogram = LatencyHistogram.from_wire(publish.reply_latency)
+            yield HistogramMetricFamily(
+                "sluiceway_reply_latency_seconds",
+                "Reply latency (webhook in to reply taken by WhatsApp) since the monitor started.",
+                buckets=latency_buckets(histogram),
+                sum_value=histogram.sum,
+            )
+        sample = pipeline.sample
+        yield GaugeMetricFamily(
+            "sluiceway_sender_queue_messages",
+            "Replies not yet taken by WhatsApp (queued, on the wire, waiting to be retried).",
+            value=sample.sender_queued,
+        )
+        for name, doc, value in (
+            ("sluiceway_sender_sent", "Replies WhatsApp took.", sample.sender_sent),
+            ("sluiceway_sender_failed", "Replies the sender gave up on.", sample.sender_failed),
+            (
+                "sluiceway_sender_retries",
+                "Send attempts that failed transiently and were retried.",
+                sample.sender_retries,
+            ),
+            ("sluiceway_sender_throttle_events", "Throughput and pair-rate refusals (429s).", sample.throttle_events),
+            (
+                "sluiceway_sender_pair_rate_holds",
+                "Recipients held back a window after a pair-rate refusal.",
+                sample.pair_rate_holds,
+            ),
+            ("sluiceway_cache_hits", "Sheets cache lookups answered from the cache.", sample.cache_hits),
+            ("sluiceway_cache_misses", "Sheets cache lookups that went to the Sheets API.", sample.cache_misses),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        yield GaugeMetricFamily(
+            "sluiceway_sender_error_ratio",
+            "The sender's failed attempts (retried or given up) / all its attempts over the last interval.",
+            value=pipeline.sender_error_rate_percent / 100,
+        )
+        breaker = GaugeMetricFamily(
+            "sluiceway_sender_breaker_state", "1 for the circuit breaker's current state.", labels=["state"]
+        )
+        for state in BREAKER_LEVELS:
+            breaker.add_metric([state], 1.0 if state == sample.breaker else 0.0)
+        yield breaker
+        yield GaugeMetricFamily(
+            "sluiceway_cache_hit_ratio",
+            "Sheets cache hits / lookups since start (each hit is a Sheets API request saved).",
+            value=pipeline.cache_hit_rate_percent / 100,
+        )
 
     def _custom_metrics(self, publish: Publish) -> Iterator[Metric]:
         by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
@@ -196,6 +262,23 @@ class SnapshotCollector:
         yield GaugeMetricFamily(
             "sluiceway_machine_memory_utilization_ratio", "Machine memory in use.", value=m.memory_percent / 100
         )
+
+
+def _source_metrics(sources: dict[str, Any]) -> Iterator[Metric]:
+    """Each ``add_source`` statistic as a gauge ``sluiceway_<source>_<name>`` (e.g. the sender's ``failed``),
+    a text one (the breaker's state) as ``sluiceway_<source>_<name>{state="..."} 1``."""
+    for source, stats in sorted(sources.items()):
+        if not isinstance(stats, dict):
+            continue
+        for key, value in sorted(stats.items()):
+            name = f"sluiceway_{_INVALID_NAME_CHARS.sub('_', source)}_{_INVALID_NAME_CHARS.sub('_', str(key))}"
+            doc = f"The {source}'s statistic {key!r} (PerformanceMonitor.add_source)."
+            if isinstance(value, bool | int | float):
+                yield GaugeMetricFamily(name, doc, value=float(value))
+            elif isinstance(value, str):
+                family = GaugeMetricFamily(name, doc, labels=["state"])
+                family.add_metric([value], 1.0)
+                yield family
 
 
 def build_routes(state: ExpositionState) -> Routes:

@@ -31,17 +31,19 @@ from sluiceway.monitor.alerts import Alert, AlertLevel, AlertManager
 from sluiceway.monitor.anomaly import AnomalyDetector
 from sluiceway.monitor.autoscale import AutoscalePolicy, ScalingDecision, ScalingInputs
 from sluiceway.monitor.config import MonitorConfig
+from sluiceway.monitor.events import EventLog
 from sluiceway.monitor.history import History, Point
+from sluiceway.monitor.pipeline import PipelineTracker
 from sluiceway.monitor.process import MonitorProcess
 from sluiceway.monitor.profiling import Profile, has_profiler, profile_process
 from sluiceway.monitor.report import (
     CustomMetric,
-    LatencyWindow,
+    PipelineSample,
     Report,
     ResourceSample,
     ThroughputWindow,
 )
-from sluiceway.monitor.windows import SlidingWindow, Slot
+from sluiceway.monitor.windows import SlidingWindow, Slot, latency_window
 from sluiceway.monitor.wire import Publish
 
 #: Spans (seconds) of the latency and throughput windows in the report.
@@ -103,6 +105,8 @@ class PerformanceMonitor(EngineHooks):
         self._anomalies = AnomalyDetector(config.anomaly_sigma, config.anomaly_alpha, config.anomaly_warmup, clock)
         self._scaling: deque[ScalingDecision] = deque(maxlen=SCALING_DECISIONS_KEPT)
         self._scaling_total = 0
+        self._events = EventLog()
+        self._pipeline = PipelineTracker(WINDOWS)
         self._policy: AutoscalePolicy | None = None
         self._scaling_task: asyncio.Task[Any] | None = None
         self._engine: EngineView | None = None
@@ -140,6 +144,22 @@ class PerformanceMonitor(EngineHooks):
                 raise ValueError(f"label name must match {_METRIC_NAME.pattern}, got {label!r}")
         key = (name, tuple(sorted((k, str(v)) for k, v in labels.items())))
         self._custom[key] = CustomMetric(name=name, value=float(value), labels=dict(key[1]))
+
+    def record_reply_latency(self, seconds: float) -> None:
+        """Count one reply WhatsApp took, ``seconds`` after its webhook arrived (what the tenant waited)."""
+        self._pipeline.record(seconds)
+
+    def set_pipeline(self, get_sample: Callable[[], PipelineSample]) -> None:
+        """Watch the stages after the engine: ``get_sample()`` is read once per collection.
+
+        Its figures reach the report's ``pipeline``, the dashboard, ``/metrics`` and two alerts
+        (``reply_latency_p95`` and ``sender_error_rate_percent``).
+        """
+        self._pipeline.source = get_sample
+
+    def mark(self, kind: str, text: str) -> None:
+        """Mark an event (e.g. ``"restart"``) now on the charts' time axis and in the report's ``events``."""
+        self._events.add(self._clock(), kind, text)
 
     def add_source(self, name: str, get_statistics: Callable[[], Any]) -> None:
         """Include ``get_statistics()`` (e.g. a cache's or a sender's) in every report under ``name``."""
@@ -261,6 +281,7 @@ class PerformanceMonitor(EngineHooks):
             window.add(slot, self._last_collect)
         self._since_check.add(slot, self._last_collect)
         elapsed = max(now - self._last_collect, 1e-9)
+        pipeline_points = self._pipeline.collect(now, self._last_collect, elapsed)
         self._last_collect = now
 
         recent = self._windows[0]
@@ -278,6 +299,8 @@ class PerformanceMonitor(EngineHooks):
             if self._statistics.journal_bytes:  # only an engine with a journal has these series
                 points["journal_bytes"] = float(self._statistics.journal_bytes)
                 points["journal_pending"] = float(self._statistics.journal_pending)
+            self._events.workers(now, set(self._engine.worker_pids()) if self._engine is not None else set())
+        points |= pipeline_points
         if self._resources is not None:
             points["cpu_percent"] = self._resources.machine.cpu_percent
             points["memory_percent"] = self._resources.machine.memory_percent
@@ -299,6 +322,7 @@ class PerformanceMonitor(EngineHooks):
                     worker_pids=self._engine.worker_pids() if self._engine is not None else [],
                     points=points,
                     latency=self._cumulative.to_wire(),
+                    reply_latency=self._pipeline.cumulative.to_wire() if self._pipeline.cumulative.count else None,
                 )
             )
 
@@ -331,6 +355,7 @@ class PerformanceMonitor(EngineHooks):
     def _remember_decision(self, decision: ScalingDecision) -> None:
         self._scaling.append(decision)
         self._scaling_total += 1
+        self._events.scaled(decision)
 
     # -- threshold checks ------------------------------------------------------------------
 
@@ -354,6 +379,25 @@ class PerformanceMonitor(EngineHooks):
                 critical=t.error_rate_critical_percent,
             ),
         ]
+        reply_p95, sender_errors = self._pipeline.check()
+        if reply_p95 is not None or self._alerts.active("reply_latency_p95") is not None:
+            changed.append(
+                self._alerts.evaluate(
+                    "reply_latency_p95",
+                    reply_p95 or 0.0,
+                    warning=t.reply_latency_warning,
+                    critical=t.reply_latency_critical,
+                )
+            )
+        if sender_errors is not None:
+            changed.append(
+                self._alerts.evaluate(
+                    "sender_error_rate_percent",
+                    sender_errors,
+                    warning=t.sender_error_rate_warning_percent,
+                    critical=t.sender_error_rate_critical_percent,
+                )
+            )
         if self._resources is not None:
             machine = self._resources.machine
             changed.append(
@@ -377,7 +421,9 @@ class PerformanceMonitor(EngineHooks):
             and latency_alert.level == AlertLevel.CRITICAL.name
         ):
             self._spawn(self.profile(None, self.config.auto_profile_seconds))
-        return [alert for alert in changed if alert is not None]
+        changed_alerts = [alert for alert in changed if alert is not None]
+        self._events.alerts(self._clock(), changed_alerts)
+        return changed_alerts
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -392,7 +438,7 @@ class PerformanceMonitor(EngineHooks):
                 ThroughputWindow(window=w.span, rate=(w.ok + w.failed) / w.elapsed(now) if w.elapsed(now) > 0 else 0.0)
                 for w in self._windows
             ],
-            latency=[_latency_window(w) for w in self._windows],
+            latency=[latency_window(w) for w in self._windows],
             error_rate_percent=self._points.get("error_rate_percent", 0.0),
             completed_total=self._completed_total,
             failed_total=self._failed_total,
@@ -410,6 +456,8 @@ class PerformanceMonitor(EngineHooks):
             scaling_total=self._scaling_total,
             profile=self._profile,
             engine=msgspec.to_builtins(statistics) if statistics is not None else None,
+            pipeline=self._pipeline.report(),
+            events=self._events.recent(),
         )
 
     def historical_trend(self, name: str, window: float) -> list[Point]:
@@ -440,22 +488,6 @@ class PerformanceMonitor(EngineHooks):
         cpu = {p.pid: p.cpu_percent for p in self._resources.processes} if self._resources else {}
         ready = [pid for pid in candidates if has_profiler(pid)]
         return max(ready, key=lambda pid: cpu.get(pid, 0.0)) if ready else os.getpid()
-
-
-def _latency_window(window: SlidingWindow) -> LatencyWindow:
-    h = window.histogram
-    if not h.count:
-        return LatencyWindow(window=window.span, count=0, min=0.0, avg=0.0, max=0.0, p50=0.0, p95=0.0, p99=0.0)
-    return LatencyWindow(
-        window=window.span,
-        count=h.count,
-        min=h.min,
-        avg=h.mean,
-        max=h.max,
-        p50=h.quantile(0.5),
-        p95=h.quantile(0.95),
-        p99=h.quantile(0.99),
-    )
 
 
 async def _scale(engine: EngineView, n: int) -> None:

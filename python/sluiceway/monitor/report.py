@@ -71,6 +71,61 @@ class CustomMetric(msgspec.Struct, kw_only=True, frozen=True):
     labels: dict[str, str]
 
 
+#: The breaker's states as a dashboard series: 0 closed (sending), 0.5 half open (one trial), 1 open (waiting).
+BREAKER_LEVELS = {"closed": 0.0, "half_open": 0.5, "open": 1.0}
+
+
+class PipelineSample(msgspec.Struct, frozen=True, kw_only=True):
+    """The sender's and the Sheets cache's figures at one moment; counters are totals since start."""
+
+    #: Replies not yet taken by WhatsApp: queued, on the wire or waiting to be retried.
+    sender_queued: int = 0
+    #: Replies WhatsApp took.
+    sender_sent: int = 0
+    #: Replies the sender gave up on (its dead letters).
+    sender_failed: int = 0
+    #: Attempts that failed transiently (5xx, timeouts, an outage) and were retried.
+    sender_retries: int = 0
+    #: Throughput and pair-rate refusals (429s): the sender slowed down.
+    throttle_events: int = 0
+    #: Pair-rate refusals (131056): the recipient was held back a window.
+    pair_rate_holds: int = 0
+    #: The circuit breaker: ``closed``, ``half_open`` or ``open``.
+    breaker: str = "closed"
+    #: Sheets cache lookups answered from the cache (each a Sheets API request saved) and not.
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+    def __post_init__(self) -> None:
+        if self.breaker not in BREAKER_LEVELS:
+            raise ValueError(f"breaker must be one of {', '.join(BREAKER_LEVELS)}, got {self.breaker!r}")
+
+
+class PipelineReport(msgspec.Struct, kw_only=True):
+    """The pipeline's part of the monitor's report."""
+
+    #: The latest sample (totals since start).
+    sample: PipelineSample
+    #: Webhook in → reply taken by WhatsApp, per window (like the report's ``latency``).
+    reply_latency: list[LatencyWindow]
+    #: Replies timed since the monitor started.
+    replies_timed: int
+    #: Failed sender attempts / all attempts over the last collection interval (percent).
+    sender_error_rate_percent: float
+    #: Cache hits / lookups since start (percent; 0 before any lookup).
+    cache_hit_rate_percent: float
+
+
+class MonitorEvent(msgspec.Struct, kw_only=True, frozen=True):
+    """Something the charts mark on their time axis: an alert changing, a scaling decision, a worker replaced."""
+
+    #: When (the report's clock: monotonic seconds).
+    at: float
+    #: ``alert``, ``scaling`` or ``restart``.
+    kind: str
+    text: str
+
+
 class Report(msgspec.Struct, kw_only=True):
     """Everything the monitor knows at ``at`` (monotonic seconds)."""
 
@@ -97,3 +152,7 @@ class Report(msgspec.Struct, kw_only=True):
     profile: Profile | None
     #: The engine's own ``get_statistics()`` as plain data, when attached.
     engine: dict[str, Any] | None = None
+    #: The reply latency, the sender and the cache (``PerformanceMonitor.set_pipeline``), when watched.
+    pipeline: PipelineReport | None = None
+    #: Recent alerts, scaling decisions and worker restarts, oldest first, for the charts' time axis.
+    events: list[MonitorEvent] = []

@@ -12,6 +12,7 @@ import math
 from collections import deque
 
 from sluiceway.histogram import LatencyHistogram
+from sluiceway.monitor.report import LatencyWindow
 
 
 class Slot:
@@ -59,3 +60,20 @@ class SlidingWindow:
         """Id of the slowest message recorded in the window, if ids were given."""
         best = max(self.slots, key=lambda s: s.histogram.max if s.histogram.count else -1.0, default=None)
         return best.slowest_id if best is not None else None
+
+
+def latency_window(window: SlidingWindow) -> LatencyWindow:
+    """The report's summary of ``window``'s latencies (zeros when it holds none)."""
+    h = window.histogram
+    if not h.count:
+        return LatencyWindow(window=window.span, count=0, min=0.0, avg=0.0, max=0.0, p50=0.0, p95=0.0, p99=0.0)
+    return LatencyWindow(
+        window=window.span,
+        count=h.count,
+        min=h.min,
+        avg=h.mean,
+        max=h.max,
+        p50=h.quantile(0.5),
+        p95=h.quantile(0.95),
+        p99=h.quantile(0.99),
+    )

@@ -37,6 +37,8 @@ class Publish(msgspec.Struct, tag=True):
     points: dict[str, float]
     #: Cumulative handler-latency histogram (``LatencyHistogram.to_wire()``), for ``/metrics``.
     latency: tuple[list[tuple[int, int]], int, int, float, float, float]
+    #: Cumulative reply-latency histogram (webhook in → reply taken), when replies are timed.
+    reply_latency: tuple[list[tuple[int, int]], int, int, float, float, float] | None = None
 
 
 class Ready(msgspec.Struct, tag=True):

@@ -19,7 +19,7 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -38,6 +38,22 @@ _KEY_SEPARATOR = "\x1f"
 #: Prefixes of the store tags: one per spreadsheet (to find its ranges) and the user's own.
 _SPREADSHEET_TAG = "s\x1f"
 _USER_TAG = "t\x1f"
+
+
+class SharedLevel(Protocol):
+    """A level under this process's cache shared with other processes (e.g.
+    :class:`~sluiceway.sheets.redis_level.RedisSheetsLevel`): fetches go through it."""
+
+    #: Whether this process's level may serve reads now (false while it could miss invalidations).
+    local_ok: bool
+
+    async def fetch(self, spreadsheet_id: str, cell_range: str, fetch: Callable[[], Awaitable[Any]], ttl: float) -> Any:
+        """The value of ``cell_range`` from the shared level, or ``fetch()`` (then shared)."""
+        ...
+
+    def on_flush(self, flush: Callable[[], object]) -> None:
+        """Call ``flush`` whenever this process's level must be emptied."""
+        ...
 
 
 class CacheResult(msgspec.Struct, frozen=True):
@@ -82,6 +98,10 @@ class SheetsCache:
     and quota; writes made through :class:`~sluiceway.SheetsClient` still invalidate
     at once. Set ``allow_stale_reads=False`` to wait for the refresh instead. Use the
     cache from one event loop (it is not thread-safe).
+
+    ``shared`` adds a level shared by every process (Redis, see
+    :mod:`sluiceway.sheets.redis_level`): misses are looked up there before ``fetch`` runs, and
+    while it says this process may have missed an invalidation, reads bypass this level.
     """
 
     def __init__(
@@ -90,6 +110,7 @@ class SheetsCache:
         clock: Callable[[], float] = time.monotonic,
         *,
         invalidation: InvalidationChannel | None = None,
+        shared: SharedLevel | None = None,
     ) -> None:
         self.config = config or CacheConfig()
         self._clock = clock
@@ -103,6 +124,10 @@ class SheetsCache:
         # Weakly: a channel lives as long as its process, and must not keep every cache alive.
         apply: weakref.WeakMethod[Callable[[Invalidation], int]] = weakref.WeakMethod(self.apply)
         self._channel.subscribe(lambda invalidation: _apply_if_alive(apply, invalidation))
+        self._shared = shared
+        if shared is not None:
+            clear: weakref.WeakMethod[Callable[[], None]] = weakref.WeakMethod(self.clear)
+            shared.on_flush(lambda: _clear_if_alive(clear))
 
     async def get_or_fetch(
         self,
@@ -120,7 +145,8 @@ class SheetsCache:
         ``InvalidRangeError`` if ``cell_range`` is no A1 range.
         """
         key = _key(spreadsheet_id, cell_range)
-        hit = self._store.lookup(key, now=self._clock())
+        local_ok = self._shared is None or self._shared.local_ok
+        hit = self._store.lookup(key, now=self._clock()) if local_ok else None
         if hit is not None:
             data, stale = hit
             value = self._codec.decode(data)
@@ -177,7 +203,11 @@ class SheetsCache:
     ) -> Any:
         self._fetches += 1
         try:
-            value = await _call(fetch)
+            if self._shared is None:
+                value = await _call(fetch)
+            else:
+                _, cell_range = key.split(_KEY_SEPARATOR, 1)
+                value = await self._shared.fetch(spreadsheet_id, cell_range, lambda: _call(fetch), ttl)
         except Exception as exc:
             self._fetch_errors += 1
             if background:
@@ -192,7 +222,7 @@ class SheetsCache:
                 del flights[key]
                 if not flights:
                     del self._flights[spreadsheet_id]
-        if flight.owned:
+        if flight.owned and (self._shared is None or self._shared.local_ok):
             self._keep(key, value, ttl, store_tags)
         return value
 
@@ -228,6 +258,13 @@ class SheetsCache:
             if target.overlaps(parse_a1(key.split(_KEY_SEPARATOR, 1)[1])):
                 dropped += self._store.invalidate(key)
         return dropped
+
+    def clear(self) -> None:
+        """Drop every entry of this process's level and disown every fetch in flight."""
+        for spreadsheet_id, flights in list(self._flights.items()):
+            for key, flight in list(flights.items()):
+                self._disown(spreadsheet_id, key, flight)
+        self._store.clear()
 
     def invalidate_by_tag(self, tag: str) -> int:
         """Drop every entry fetched with ``tag``, and disown such fetches in flight; returns how many entries."""
@@ -314,6 +351,12 @@ async def _call(fetch: Fetch) -> Any:
 def _apply_if_alive(apply: weakref.WeakMethod[Callable[[Invalidation], int]], invalidation: Invalidation) -> int:
     method = apply()
     return 0 if method is None else method(invalidation)
+
+
+def _clear_if_alive(clear: weakref.WeakMethod[Callable[[], None]]) -> None:
+    method = clear()
+    if method is not None:
+        method()
 
 
 def _consume_exception(task: asyncio.Task[Any]) -> None:

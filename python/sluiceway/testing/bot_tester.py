@@ -6,7 +6,7 @@ real ``SheetsClient`` (cache and all) whose requests a ``SheetsEmulator`` answer
 what the handler sends is what the runtime would hand to the sender. A handler that raises is
 retried up to ``max_attempts`` times, each with a fresh ``Context`` and ``ctx.attempt`` counting
 up, and then becomes a dead letter, as in the engine (retries run at once: backoff timing is the
-engine's business, tested there).
+engine's business, tested there); the bot's ``on_error`` answers its last failure, as in a worker.
 
 This module sits above ``sluiceway.app`` on purpose (it drives a ``Bot``); the rest of
 ``sluiceway.testing`` stays below it.
@@ -28,12 +28,13 @@ import msgspec
 from sluiceway.app.bot import Bot
 from sluiceway.app.context import Context, MetricSample, Outgoing
 from sluiceway.app.inbound import InboundMessage, inbound_messages
+from sluiceway.app.on_error import answer_failure
 from sluiceway.app.priority import KeywordClassifier, PriorityLevel
 from sluiceway.app.settings import Settings
 from sluiceway.app.worker import Resources
 from sluiceway.engine import DeadLetter, ParallelizerConfig, Priority
 from sluiceway.sheets.config import SheetsClientConfig
-from sluiceway.testing.conversation import readable
+from sluiceway.testing.conversation import inbound_message, readable
 from sluiceway.testing.sheets_emulator import SheetsEmulator
 from sluiceway.testing.sheets_grid import rows_from_csv
 from sluiceway.testing.whatsapp_emulator import DEFAULT_PHONE_NUMBER_ID
@@ -71,7 +72,8 @@ class BotReply(msgspec.Struct, frozen=True):
     """What the bot did with one message: what it sent, the metrics it recorded, or its dead letter.
 
     ``sent`` holds the messages of the attempt that succeeded (a failed attempt sends nothing,
-    as in the runtime), each with its send priority and idempotency key. ``text`` and
+    as in the runtime), each with its send priority and idempotency key; for a dead letter,
+    what the bot's ``on_error`` sent. ``text`` and
     ``buttons`` read the messages addressed to the sender as a user would see them.
     """
 
@@ -215,11 +217,32 @@ class BotTester:
             raise ValueError("text must not be empty: WhatsApp delivers no empty text messages")
         return await self._receive(wa_id, name, type="text", text=InboundText(text))
 
+    async def send_kind(
+        self,
+        kind: str,
+        content: Any,
+        sender: str = DEFAULT_SENDER,
+        *,
+        name: str = "Test User",
+        reply_to: str | None = None,
+    ) -> BotReply:
+        """Deliver a message of any ``kind`` Meta sends, ``content`` its object in Meta's webhook shape.
+
+        E.g. ``send_kind("image", {"id": "media-1", "mime_type": "image/jpeg", "caption": "leak in 4B"})``
+        or ``send_kind("location", {"latitude": 51.5, "longitude": -0.12})``; ``reply_to`` quotes a
+        ``wamid``. ``ValueError`` if the kind or its content is not Meta's.
+        """
+        wa_id = _wa_id(sender)
+        message = inbound_message(wa_id, "wamid.placeholder", 0, kind, "", content, reply_to, DEFAULT_PHONE_NUMBER_ID)
+        typed = {f: getattr(message, f) for f in message.__struct_fields__ if f in (kind, "context")}
+        return await self._receive(wa_id, name, type=kind, **typed)
+
     async def tap(self, title: str, sender: str = DEFAULT_SENDER, *, name: str = "Test User") -> BotReply:
         """Tap the reply button or list row titled ``title`` in the latest interactive message sent to ``sender``.
 
-        The handler gets what WhatsApp delivers for a tap (``msg.type == "interactive"``, ``msg.text``
-        the title, ``msg.data`` the choice's id). ``ValueError`` if that message offers no such choice.
+        The handler gets what WhatsApp delivers for a tap (``msg.kind`` is ``"button_reply"`` or
+        ``"list_reply"``, ``msg.text`` the title, ``msg.reply_id`` the choice's id). ``ValueError``
+        if that message offers no such choice.
         """
         wa_id = _wa_id(sender)
         choices = self._latest_choices(wa_id)
@@ -272,17 +295,20 @@ class BotTester:
 
     async def _deliver(self, inbound: InboundMessage) -> BotReply:
         resources = self._resources
-        handler = self.bot.handler
-        assert resources is not None and handler is not None  # start() ran; bot.check() passed
+        assert resources is not None  # start() ran
         priority = self._classify(inbound.text)
         error = ""
         trace = ""
+        answered: list[Outgoing] = []
         for attempt in range(1, self.max_attempts + 1):
             ctx = Context(inbound, resources.settings, resources.sheets, attempt=attempt)
             try:
-                await handler(inbound, ctx)
+                await self.bot.dispatch(inbound, ctx)
             except Exception as exc:  # the engine catches every handler failure the same way
                 error, trace = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+                if attempt == self.max_attempts:  # the last failure: the bot's on_error answers it
+                    fresh = Context(inbound, resources.settings, resources.sheets, attempt=attempt)
+                    answered = await answer_failure(self.bot, inbound, fresh, exc)
                 continue
             result = ctx.result()
             return BotReply(inbound, priority, result.outgoing, result.metrics, attempt)
@@ -297,7 +323,7 @@ class BotTester:
             error=error,
             traceback=trace,
         )
-        return BotReply(inbound, priority, [], [], self.max_attempts, letter)
+        return BotReply(inbound, priority, answered, [], self.max_attempts, letter)
 
 
 def _wa_id(sender: str) -> str:

@@ -40,6 +40,15 @@ def text_message(sender: str, wamid: str, text: str) -> dict[str, Any]:
     return text_messages([(sender, wamid, text)])
 
 
+def kind_message(sender: str, wamid: str, kind: str, content: Any) -> dict[str, Any]:
+    """A messages webhook carrying one message of ``kind`` (image, interactive...); ``content`` is its object."""
+    payload = text_message(sender, wamid, "")
+    [message] = payload["entry"][0]["changes"][0]["value"]["messages"]
+    del message["text"]
+    message.update({"type": kind, kind: content})
+    return payload
+
+
 def status_update(wamid: str, recipient: str, status: str, error_code: int | None = None) -> dict[str, Any]:
     """A statuses webhook: ``status`` (sent, delivered, read, failed) for a message the business sent."""
     item: dict[str, Any] = {"id": wamid, "status": status, "timestamp": "1749416390", "recipient_id": recipient}

@@ -114,6 +114,8 @@ class Accepted(msgspec.Struct, frozen=True):
     wamid: str
     message: OutboundMessage
     at: float
+    #: The business number it was sent from.
+    phone_number_id: str = ""
 
 
 class WhatsAppEmulator:
@@ -132,9 +134,9 @@ class WhatsAppEmulator:
 
     Faults, in the order a request meets them: outage window, injected 5xx, hang
     (sleeps ``hang_seconds`` so the client times out), expired or wrong token (190),
-    invalid body or read receipt (100), unknown template (132001), throughput (130429), pair
-    rate (131056), invalid recipient (131026: a ``failed`` status webhook when webhooks are on,
-    else a synchronous error).
+    invalid body or read receipt (100), unknown template (132001), outside the 24-hour window
+    (131047, only with ``enforce_window``), throughput (130429), pair rate (131056), invalid
+    recipient (131026: a ``failed`` status webhook when webhooks are on, else a synchronous error).
     ``GET /_emulator/stats`` reports ``accepted`` and ``answers`` to other processes.
 
     The conversation: ``GET /_emulator/messages`` lists every message the bot had accepted
@@ -145,7 +147,18 @@ class WhatsAppEmulator:
 
     ``templates`` maps each approved template name to its language codes (default: Meta's
     sample ``hello_world`` in ``en_US``; :meth:`register_template` adds more). ``media`` holds
-    uploaded files; :meth:`add_media` stores one for an inbound media message.
+    uploaded files; :meth:`add_media` stores one for an inbound media message. Download urls
+    expire ``media_url_ttl`` seconds after the look-up (Meta's last about five minutes);
+    :meth:`fail_media_next` and :meth:`hang_media_next` inject faults into media calls.
+
+    Several business numbers: ``numbers`` maps each phone number id to its access token (default:
+    ``phone_number_id`` with ``access_token``). Each number has its own throughput bucket and
+    pair-rate buckets, as Meta's limits are per number; ``accepted`` records the sending number.
+
+    The 24-hour window: with ``enforce_window`` a free-form message (anything but a template) to
+    a user who has not written to that number within ``window_seconds`` (wall clock) is refused
+    with 131047. :meth:`post_inbound` opens the window; :meth:`open_window` opens it for tests
+    that post webhooks to the bot themselves.
 
     ``app_secret`` signs the webhooks it posts (``X-Hub-Signature-256``); ``None`` leaves
     them unsigned. ``port`` 0 picks a free port.
@@ -165,6 +178,10 @@ class WhatsAppEmulator:
         send_read: bool = False,
         app_secret: str | None = None,
         templates: Mapping[str, Iterable[str]] | None = None,
+        numbers: Mapping[str, str] | None = None,
+        enforce_window: bool = False,
+        window_seconds: float = 24 * 3600.0,
+        media_url_ttl: float = 300.0,
         port: int = 0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
@@ -173,6 +190,15 @@ class WhatsAppEmulator:
             raise ValueError(f"port must be a TCP port in 0..65535, got {port}")
         self.access_token = access_token
         self.phone_number_id = phone_number_id
+        #: Each business number's access token.
+        self.numbers: dict[str, str] = dict(numbers) if numbers else {phone_number_id: access_token}
+        self.enforce_window = enforce_window
+        self.window_seconds = window_seconds
+        self.media_url_ttl = media_url_ttl
+        #: When each user last wrote to each number (wall clock), by ``(phone_number_id, wa_id)``.
+        self.last_inbound: dict[tuple[str, str], float] = {}
+        self._media_faults: list[tuple[int, int]] = []
+        self._media_hangs = 0
         self.latency = latency
         self.webhook_url = webhook_url
         self.status_delay = status_delay
@@ -202,8 +228,9 @@ class WhatsAppEmulator:
         self._hang_next = 0
         self.hang_seconds = 30.0
         self._outage_until = -1.0
-        self._throughput = _Bucket(throughput, throughput, clock())
-        self._pairs: dict[str, _Bucket] = {}
+        self._throughput_per_second = throughput
+        self._throughput: dict[str, _Bucket] = {}
+        self._pairs: dict[tuple[str, str], _Bucket] = {}
         self._wamids = itertools.count(1)
         self._server: HttpServer | None = None
         self._webhooks: HttpClient | None = None  # to the origin of ``webhook_url``
@@ -216,7 +243,8 @@ class WhatsAppEmulator:
 
     def set_throughput(self, per_second: float) -> None:
         """Change the throughput limit now (e.g. a cut to test adaptation)."""
-        self._throughput = _Bucket(per_second, per_second, self._clock())
+        self._throughput_per_second = per_second
+        self._throughput.clear()
 
     def fail_next(self, n: int = 1, status: int = 500, code: int = 131000) -> None:
         """Answer the next ``n`` requests with HTTP ``status`` and Graph ``code``."""
@@ -227,6 +255,22 @@ class WhatsAppEmulator:
         if seconds is not None:
             self.hang_seconds = seconds
         self._hang_next += n
+
+    def fail_media_next(self, n: int = 1, status: int = 500, code: int = 131000) -> None:
+        """Answer the next ``n`` media calls (look-up, download, upload) with HTTP ``status`` and Graph ``code``."""
+        self._media_faults.extend([(status, code)] * n)
+
+    def hang_media_next(self, n: int = 1, seconds: float | None = None) -> None:
+        """Hold the next ``n`` media calls ``seconds`` (default ``hang_seconds``): client timeouts."""
+        if seconds is not None:
+            self.hang_seconds = seconds
+        self._media_hangs += n
+
+    def open_window(self, wa_id: str, phone_number_id: str | None = None, at: float | None = None) -> None:
+        """Record that ``wa_id`` wrote to the number at ``at`` (default now, wall clock): its window opens."""
+        self.last_inbound[(phone_number_id or self.phone_number_id, wa_id.removeprefix("+"))] = (
+            self._wall_clock() if at is None else at
+        )
 
     def outage(self, seconds: float) -> None:
         """Answer every request with 503 (code 2, service unavailable) for ``seconds``."""
@@ -294,11 +338,12 @@ class WhatsAppEmulator:
             return await self._inbound(request.body)
         if request.method == "POST" and len(parts) == 4 and parts[3] == "media":
             content_type = request.headers.get("content-type", "")
-            return self._media(authorization, parts[2], lambda: self.media.upload(content_type, request.body))
+            return await self._media(authorization, parts[2], lambda: self.media.upload(content_type, request.body))
         if request.method == "GET" and request.path == DOWNLOAD_PATH:
-            return self._media(authorization, None, lambda: self.media.download(request.query.get("mid", "")))
+            return await self._media(authorization, None, lambda: self._download(request.query))
         if request.method == "GET" and len(parts) == 3 and parts[2]:
-            return self._media(authorization, None, lambda: self.media.describe(parts[2], self.base_url))
+            expires = self._clock() + self.media_url_ttl
+            return await self._media(authorization, None, lambda: self.media.describe(parts[2], self.base_url, expires))
         return self._error(404, 2500, f"Unknown path components: {request.path}", "OAuthException")
 
     async def _handle(self, phone_number_id: str, authorization: str, body: bytes) -> Response:
@@ -331,7 +376,25 @@ class WhatsAppEmulator:
                 "OAuthException",
                 details=f"template name ({template.name}) does not exist in {template.language.code}",
             )
-        if not self._throughput.take(now):
+        if (
+            self.enforce_window
+            and message.type != "template"
+            and self._wall_clock() - self.last_inbound.get((phone_number_id, message.to.lstrip("+")), -1e18)
+            > self.window_seconds
+        ):
+            return self._error(
+                400,
+                131047,
+                "(#131047) Re-engagement message",
+                "OAuthException",
+                details="Message failed to send because more than 24 hours have passed since the customer last "
+                "replied to this number.",
+            )
+        throughput = self._throughput.get(phone_number_id)
+        if throughput is None:
+            rate = self._throughput_per_second
+            throughput = self._throughput[phone_number_id] = _Bucket(rate, rate, now)
+        if not throughput.take(now):
             return self._error(
                 400,
                 130429,
@@ -339,9 +402,10 @@ class WhatsAppEmulator:
                 "OAuthException",
                 details="Cloud API message throughput has been reached.",
             )
-        pair = self._pairs.get(message.to)
+        pair = self._pairs.get((phone_number_id, message.to))
         if pair is None:
-            pair = self._pairs[message.to] = _Bucket(self.pair_limit / self.pair_window, self.pair_limit, now)
+            pair = _Bucket(self.pair_limit / self.pair_window, self.pair_limit, now)
+            self._pairs[(phone_number_id, message.to)] = pair
         if not pair.take(now):
             return self._error(
                 400,
@@ -355,14 +419,14 @@ class WhatsAppEmulator:
         if invalid and self.webhook_url is None:
             return self._error(400, 131026, "Message undeliverable", "OAuthException")
         wamid = self._new_wamid(message.to)
-        self.accepted.append(Accepted(wamid, message, now))
+        self.accepted.append(Accepted(wamid, message, now, phone_number_id))
         text, buttons = readable(message)
         reply_to = message.context.message_id if message.context is not None else None
         self.conversation.append(
             ChatMessage(
                 "outbound",
                 wamid,
-                self.phone_number_id,
+                phone_number_id,
                 message.to,
                 message.type,
                 text,
@@ -374,7 +438,7 @@ class WhatsAppEmulator:
         self.answers["ok"] += 1
         if self.webhook_url is not None:
             kinds = ["sent", "failed"] if invalid else ["sent", "delivered", *(["read"] if self.send_read else [])]
-            self._spawn(self._post_statuses(wamid, message.to, kinds))
+            self._spawn(self._post_statuses(wamid, message.to, kinds, phone_number_id))
         answer = SendResponse(
             messages=[ResponseMessage(wamid, "accepted" if message.type == "template" else None)],
             contacts=[ResponseContact(message.to, message.to.lstrip("+"))],
@@ -383,12 +447,13 @@ class WhatsAppEmulator:
 
     def _check_caller(self, authorization: str, phone_number_id: str | None = None) -> Response | None:
         """The error for a bad token (401, 190) or an unknown business number (400, 100); ``None`` if both are fine."""
-        if not self._token_valid or authorization != f"Bearer {self.access_token}":
+        tokens = self.numbers.values() if phone_number_id is None else [self.numbers.get(phone_number_id)]
+        if phone_number_id is not None and phone_number_id not in self.numbers:
+            return self._error(400, 100, "Unsupported post request. Object does not exist.", "GraphMethodException")
+        if not self._token_valid or authorization not in {f"Bearer {token}" for token in tokens}:
             return self._error(
                 401, 190, "Error validating access token: Session has expired.", "OAuthException", subcode=463
             )
-        if phone_number_id is not None and phone_number_id != self.phone_number_id:
-            return self._error(400, 100, "Unsupported post request. Object does not exist.", "GraphMethodException")
         return None
 
     def _mark_read(self, receipt: ReadReceipt) -> Response:
@@ -396,8 +461,24 @@ class WhatsAppEmulator:
         self.answers["ok"] += 1
         return Response(200, _encode({"success": True}), content_type="application/json")
 
-    def _media(self, authorization: str, phone_number_id: str | None, call: Callable[[], Response]) -> Response:
-        """A media call (upload, look-up, download) after the token check; a refusal is a 400 with code 100."""
+    def _download(self, query: dict[str, str]) -> Response:
+        """A download url's ``GET``: 404 once the url has expired, as Meta's signed urls do."""
+        try:
+            expired = self._clock() > float(query.get("exp", "inf"))
+        except ValueError:
+            expired = True
+        if expired:
+            return self._error(404, 100, "URL signature expired", "OAuthException")
+        return self.media.download(query.get("mid", ""))
+
+    async def _media(self, authorization: str, phone_number_id: str | None, call: Callable[[], Response]) -> Response:
+        """A media call (upload, look-up, download) after faults and the token check; a refusal is 400, code 100."""
+        if self._media_faults:
+            status, code = self._media_faults.pop(0)
+            return self._error(status, code, "Something went wrong", "OAuthException")
+        if self._media_hangs:
+            self._media_hangs -= 1
+            await asyncio.sleep(self.hang_seconds)
         refused = self._check_caller(authorization, phone_number_id)
         if refused is not None:
             return refused
@@ -436,6 +517,7 @@ class WhatsAppEmulator:
         kind: str = "text",
         content: Any = None,
         reply_to: str | None = None,
+        phone_number_id: str | None = None,
     ) -> tuple[str, int]:
         """Post a message from ``sender`` (digits, an optional leading ``+``) to ``webhook_url`` as Meta would.
 
@@ -444,27 +526,31 @@ class WhatsAppEmulator:
         ``kind="location", content={"latitude": 51.5, "longitude": -0.12}`` or, for media,
         ``{"id": api.add_media(data, "image/jpeg"), "mime_type": "image/jpeg"}``. ``reply_to``
         quotes an earlier message (``context.id``). Returns the message's ``wamid`` and the
-        bot's HTTP status. ``ValueError`` if there is no ``webhook_url``, the sender is not a
-        phone number, a text is empty, or the kind or its content is not Meta's.
+        bot's HTTP status. ``phone_number_id`` picks the business number it is sent to (default
+        ``self.phone_number_id``) and opens that number's 24-hour window. ``ValueError`` if there
+        is no ``webhook_url``, the sender is not a phone number, a text is empty, or the kind or
+        its content is not Meta's.
         """
         if self.webhook_url is None:
             raise ValueError("no webhook_url: start the emulator with the bot's webhook URL to post messages to it")
         wa_id = sender.removeprefix("+")
         if not wa_id.isdigit():
             raise ValueError(f"sender must be a phone number in digits (e.g. 15551234567), got {sender!r}")
+        number = phone_number_id or self.phone_number_id
+        if number not in self.numbers:
+            raise ValueError(f"unknown business number {number!r}; the emulator has {sorted(self.numbers)}")
         wamid = "wamid." + base64.b64encode(f"inbound-{wa_id}-{next(self._inbound_ids):012d}".encode()).decode()
         now = self._wall_clock()
-        message = inbound_message(wa_id, wamid, int(now), kind, text, content, reply_to, self.phone_number_id)
+        message = inbound_message(wa_id, wamid, int(now), kind, text, content, reply_to, number)
+        self.last_inbound[(number, wa_id)] = now
         value = ChangeValue(
             "whatsapp",
-            Metadata("15550000000", self.phone_number_id),
+            Metadata("15550000000", number),
             contacts=[Contact(wa_id, Profile(name))],
             messages=[message],
         )
         self.conversation.append(
-            ChatMessage(
-                "inbound", wamid, wa_id, self.phone_number_id, kind, readable_inbound(message), now, reply_to=reply_to
-            )
+            ChatMessage("inbound", wamid, wa_id, number, kind, readable_inbound(message), now, reply_to=reply_to)
         )
         status = await self._post_webhook(_encode(self._envelope(value)))
         return wamid, status
@@ -520,7 +606,7 @@ class WhatsAppEmulator:
             self._webhooks_for, self._webhooks_path = self.webhook_url, url.raw_path_qs
         return self._webhooks, self._webhooks_path
 
-    async def _post_statuses(self, wamid: str, to: str, kinds: list[str]) -> None:
+    async def _post_statuses(self, wamid: str, to: str, kinds: list[str], phone_number_id: str) -> None:
         for kind in kinds:
             if self.status_delay:
                 await asyncio.sleep(self.status_delay)
@@ -528,7 +614,7 @@ class WhatsAppEmulator:
                 return
             errors = [StatusError(131026, "Message undeliverable", "Message undeliverable")] if kind == "failed" else []
             status = Status(id=wamid, status=kind, timestamp=str(int(time.time())), recipient_id=to, errors=errors)
-            await self._post_webhook(_encode(self.webhook_body([status])))
+            await self._post_webhook(_encode(self.webhook_body([status], phone_number_id)))
 
     async def _post_webhook(self, body: bytes) -> int:
         """POST ``body`` to ``webhook_url``, signed if there is an app secret; the HTTP status, 0 if none came."""
@@ -546,9 +632,10 @@ class WhatsAppEmulator:
             self.webhook_failures += 1
         return status
 
-    def webhook_body(self, statuses: list[Status]) -> WebhookPayload:
-        """The ``messages`` webhook envelope the Cloud API wraps ``statuses`` in."""
-        return self._envelope(ChangeValue("whatsapp", Metadata("15550000000", self.phone_number_id), statuses=statuses))
+    def webhook_body(self, statuses: list[Status], phone_number_id: str | None = None) -> WebhookPayload:
+        """The ``messages`` webhook envelope the Cloud API wraps ``statuses`` (of a number's messages) in."""
+        metadata = Metadata("15550000000", phone_number_id or self.phone_number_id)
+        return self._envelope(ChangeValue("whatsapp", metadata, statuses=statuses))
 
     @staticmethod
     def _envelope(value: ChangeValue) -> WebhookPayload:

@@ -82,10 +82,10 @@ class MediaStore:
             raise MediaRefused("(#100) Invalid parameter", str(exc)) from None
         return Response(200, msgspec.json.encode({"id": media.id}), content_type="application/json")
 
-    def describe(self, media_id: str, origin: str) -> Response:
-        """``GET /{version}/{media_id}``: where to download the file (on ``origin``), and what it is."""
+    def describe(self, media_id: str, origin: str, expires: float = float("inf")) -> Response:
+        """``GET /{version}/{media_id}``: where to download the file (on ``origin``, until ``expires``), what it is."""
         media = self.get(media_id)
-        url = f"{origin}{DOWNLOAD_PATH}?mid={media.id}"
+        url = f"{origin}{DOWNLOAD_PATH}?mid={media.id}&exp={expires!r}"
         info = MediaInfo(url, media.mime_type, media.sha256, len(media.data), media.id)
         return Response(200, msgspec.json.encode(info), content_type="application/json")
 

@@ -21,6 +21,15 @@ from sluiceway.whatsapp.errors import SenderClosed as SenderClosed
 from sluiceway.whatsapp.errors import SendError as SendError
 from sluiceway.whatsapp.errors import WhatsAppError as WhatsAppError
 from sluiceway.whatsapp.errors import classify as classify
+from sluiceway.whatsapp.media import DownloadedMedia as DownloadedMedia
+from sluiceway.whatsapp.media import MediaClient as MediaClient
+from sluiceway.whatsapp.media import MediaCorrupt as MediaCorrupt
+from sluiceway.whatsapp.media import MediaError as MediaError
+from sluiceway.whatsapp.media import MediaExpired as MediaExpired
+from sluiceway.whatsapp.media import MediaNotFound as MediaNotFound
+from sluiceway.whatsapp.media import MediaTooLarge as MediaTooLarge
+from sluiceway.whatsapp.media import MediaTypeMismatch as MediaTypeMismatch
+from sluiceway.whatsapp.media import MediaUnavailable as MediaUnavailable
 from sluiceway.whatsapp.messages import Interactive as Interactive
 from sluiceway.whatsapp.messages import InteractiveText as InteractiveText
 from sluiceway.whatsapp.messages import Language as Language
@@ -47,6 +56,7 @@ __all__ = [
     "BreakerConfig",
     "BreakerState",
     "CircuitBreaker",
+    "DownloadedMedia",
     "ErrorCategory",
     "FailedSend",
     "Interactive",
@@ -56,6 +66,14 @@ __all__ = [
     "ListRow",
     "ListSection",
     "Media",
+    "MediaClient",
+    "MediaCorrupt",
+    "MediaError",
+    "MediaExpired",
+    "MediaNotFound",
+    "MediaTooLarge",
+    "MediaTypeMismatch",
+    "MediaUnavailable",
     "MessageState",
     "OutboundMessage",
     "RateLimits",

@@ -58,6 +58,7 @@ class SendAttempts:
         "_scheduler",
         "_transport",
         "latency",
+        "pair_rate_holds",
         "retries",
         "throttle_events",
     )
@@ -88,6 +89,8 @@ class SendAttempts:
         self.retries = 0
         #: Throughput and pair-rate refusals.
         self.throttle_events = 0
+        #: Pair-rate refusals (131056): each holds its recipient back a window.
+        self.pair_rate_holds = 0
 
     async def run_round(self, chains: list[Chain]) -> None:
         """Send every chain of a round, the chains concurrently, each in order."""
@@ -169,6 +172,7 @@ class SendAttempts:
                 log.warning("whatsapp throughput limit hit (code %s); rate cut to %.1f/s", exc.code, self._limits.rate)
             self._scheduler.hold(m.recipient, now + self._retry.delay(min(m.throttles, _MAX_THROTTLE_STEP)))
         else:
+            self.pair_rate_holds += 1
             self._limits.on_pair_rate_error(m.recipient, now)
         m.set_state(MessageState.RETRYING)
         return False

@@ -31,7 +31,7 @@ from sluiceway.whatsapp.config import SenderConfig
 from sluiceway.whatsapp.errors import SenderClosed, SendError
 from sluiceway.whatsapp.failed_sends import FailedSendLog
 from sluiceway.whatsapp.ledger import IdempotencyWindow, SendJournal, SendLedger
-from sluiceway.whatsapp.limits import SendLimits
+from sluiceway.whatsapp.limits import RateLimitBackend, SendLimits
 from sluiceway.whatsapp.messages import OutboundMessage
 from sluiceway.whatsapp.outcomes import FailedSend, LeftOver
 from sluiceway.whatsapp.records import HIGH, LEVELS, PRIORITIES, SendRecord
@@ -68,6 +68,8 @@ class BatchSender:
     (``sluiceway.testing.ManualClock`` with a ``sleep`` that advances it).
     ``journal`` (a :class:`~sluiceway.whatsapp.ledger.SendJournal`, e.g. the bot runtime's
     durable outbox) is told of each send's steps; without one nothing outlives the process.
+    ``limits`` keeps the rate limits elsewhere than in this process, e.g. a
+    :class:`~sluiceway.whatsapp.redis_limits.RedisRateLimits` shared by every node on the number.
 
     Warning: one recipient's messages are sent strictly in order, one at a time; the
     priority of the message at the head of a recipient's queue decides when that
@@ -84,6 +86,7 @@ class BatchSender:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         on_alert: Callable[[str, SendError], None] | None = None,
         journal: SendJournal | None = None,
+        limits: RateLimitBackend | None = None,
     ) -> None:
         self.config = cfg = config or SenderConfig()
         self._clock = clock
@@ -91,7 +94,7 @@ class BatchSender:
         now = clock()
         self._breaker = CircuitBreaker(cfg.breaker, clock=clock)
         self._breaker.add_listener(self._on_breaker_change)
-        self._limits = SendLimits(cfg, self._breaker, now=now)
+        self._limits = SendLimits(cfg, self._breaker, now=now, backend=limits)
         self._failed = FailedSendLog()
         self._ledger = SendLedger(
             self._failed, confirmation_timeout=cfg.confirmation_timeout, clock=clock, journal=journal
@@ -152,6 +155,7 @@ class BatchSender:
         for task in list(self._rounds):
             task.cancel()
         await asyncio.gather(*self._rounds, return_exceptions=True)
+        await self._limits.backend.aclose()
         self._left_over = self._ledger.left_over()
         counts = self._ledger.counts
         log.info(
@@ -286,6 +290,7 @@ class BatchSender:
             **counts,
             "retries": attempts.retries,
             "throttle_events": attempts.throttle_events,
+            "pair_rate_holds": attempts.pair_rate_holds,
             "coalesced": self._scheduler.coalesced,
             "duplicates": self._idempotency.duplicates,
             "unfinished": len(self._ledger.live),

@@ -2,12 +2,16 @@
 
 Built on the Rust core's limiters; every call passes the sender's clock as ``now``.
 :class:`SendLimits` puts them and the circuit breaker behind the one question the
-sender asks before each send.
+sender asks before each send. Where the limits live is one seam, :class:`RateLimitBackend`:
+:class:`LocalRateLimits` (this process's Rust limiters, the default) or
+:class:`~sluiceway.whatsapp.redis_limits.RedisRateLimits` (shared by every node on the number).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from typing import Protocol
 
 from sluiceway.core import KeyedLimiter, RateLimiter, TokenBucket, WindowLimiter
 from sluiceway.whatsapp.breaker import CircuitBreaker
@@ -125,6 +129,102 @@ class RecipientLimits:
         self._held[recipient] = now + self.window
 
 
+class RateLimitBackend(Protocol):
+    """Where the global limit and the pair rate are kept; every method is synchronous and cheap.
+
+    A backend that has to ask elsewhere (Redis) answers from what it holds and asks in the
+    background; while it cannot ask, it grants nothing.
+    """
+
+    #: The configured global rate (sends per second).
+    ceiling: float
+
+    @property
+    def rate(self) -> float:
+        """The global rate now (sends per second)."""
+        ...
+
+    def global_wait(self, now: float) -> float:
+        """Seconds until the global limit admits one send (0 = now)."""
+        ...
+
+    def take_global(self, now: float) -> bool:
+        """Take one send from the global limit, or nothing if it is exhausted."""
+        ...
+
+    def take_recipient(self, recipient: str, now: float) -> bool:
+        """Take one send from ``recipient``'s pair rate, or nothing if it is exhausted or held."""
+        ...
+
+    def recipient_wait(self, recipient: str, now: float) -> float:
+        """Seconds until ``recipient``'s pair rate admits one send."""
+        ...
+
+    def on_sent(self, now: float) -> None:
+        """The provider took a send."""
+        ...
+
+    def on_throughput_error(self, now: float) -> bool:
+        """The provider said we send too fast (130429): slow down; whether this is a new slowdown."""
+        ...
+
+    def on_pair_rate_error(self, recipient: str, now: float) -> None:
+        """The provider said we send too fast to ``recipient`` (131056): hold it back."""
+        ...
+
+    def upcoming(self, recipients: Iterable[str]) -> None:
+        """The global limit stopped a round; ``recipients`` are next in line (a backend may ask ahead for them)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the backend holds (the sender is closing)."""
+        ...
+
+
+class LocalRateLimits:
+    """This process's limits (the Rust limiters): :class:`GlobalLimit` and :class:`RecipientLimits`.
+
+    The methods are the limits' own, bound once: the round loop calls them for every
+    message, and a wrapper would add a Python call each time.
+    """
+
+    __slots__ = (
+        "_global",
+        "ceiling",
+        "global_wait",
+        "on_pair_rate_error",
+        "on_sent",
+        "on_throughput_error",
+        "recipient_wait",
+        "take_global",
+        "take_recipient",
+    )
+
+    def __init__(self, config: SenderConfig, *, now: float) -> None:
+        self._global = GlobalLimit(
+            config.rate_limit, decrease=config.throttle_decrease, recovery=config.throttle_recovery, now=now
+        )
+        recipients = RecipientLimits(config.per_recipient)
+        self.ceiling = self._global.ceiling
+        self.global_wait = self._global.time_until
+        self.take_global = self._global.try_acquire
+        self.take_recipient = recipients.try_acquire
+        self.recipient_wait = recipients.time_until
+        self.on_sent = self._global.on_success
+        self.on_throughput_error = self._global.on_throttled
+        self.on_pair_rate_error = recipients.penalize
+
+    @property
+    def rate(self) -> float:
+        return self._global.rate
+
+    def upcoming(self, recipients: Iterable[str]) -> None:
+        """Nothing to ask ahead: the limits are here."""
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
 class Admission(enum.Enum):
     """The answer of :meth:`SendLimits.admit`."""
 
@@ -142,40 +242,56 @@ _GRANTED, _WAIT, _STOP = Admission.GRANTED, Admission.WAIT, Admission.STOP
 
 class SendLimits:
     """Every limit one send must pass, asked in one place: the recipient's pair rate, the global
-    limit (a Redis-backed one for several senders on one number belongs here) and the breaker.
+    limit (both kept by a :class:`RateLimitBackend`, this process's own by default) and the breaker.
 
-    The answers of the provider feed back through ``on_sent(now)``, :meth:`on_throughput_error`
-    and :meth:`on_pair_rate_error`. Also:
+    The answers of the provider feed back through ``on_sent(now)``, ``on_throughput_error(now)``
+    and ``on_pair_rate_error(recipient, now)``. Also:
 
     * ``global_wait(now)``: seconds until the global limit admits one send;
     * ``recipient_wait(recipient, now)``: seconds until ``recipient``'s pair rate (and any
       penalty) admits one send;
-    * ``on_sent(now)``: the provider took a send, so the adaptive rate recovers.
+    * ``on_sent(now)``: the provider took a send, so the adaptive rate recovers;
+    * ``upcoming(recipients)``: the global limit stopped a round and ``recipients`` come next
+      (a shared backend asks ahead for their pair tokens).
 
-    Those three are the limits' own methods, bound once: the round loop calls them for
-    every message, and a wrapper would add a Python call each time.
+    Those are the backend's own methods, bound once: the round loop calls them for every
+    message, and a wrapper would add a Python call each time.
     """
 
-    __slots__ = ("_breaker", "_global", "_recipients", "global_wait", "on_sent", "recipient_wait")
+    __slots__ = (
+        "_breaker",
+        "_take_global",
+        "_take_recipient",
+        "backend",
+        "global_wait",
+        "on_pair_rate_error",
+        "on_sent",
+        "on_throughput_error",
+        "recipient_wait",
+        "upcoming",
+    )
 
-    def __init__(self, config: SenderConfig, breaker: CircuitBreaker, *, now: float) -> None:
-        self._global = GlobalLimit(
-            config.rate_limit, decrease=config.throttle_decrease, recovery=config.throttle_recovery, now=now
-        )
-        self._recipients = RecipientLimits(config.per_recipient)
+    def __init__(
+        self, config: SenderConfig, breaker: CircuitBreaker, *, now: float, backend: RateLimitBackend | None = None
+    ) -> None:
+        self.backend = backend = LocalRateLimits(config, now=now) if backend is None else backend
         self._breaker = breaker
-        self.global_wait = self._global.time_until
-        self.recipient_wait = self._recipients.time_until
-        self.on_sent = self._global.on_success
+        self._take_global = backend.take_global
+        self._take_recipient = backend.take_recipient
+        self.global_wait = backend.global_wait
+        self.recipient_wait = backend.recipient_wait
+        self.on_sent = backend.on_sent
+        self.on_throughput_error = backend.on_throughput_error
+        self.on_pair_rate_error = backend.on_pair_rate_error
+        self.upcoming = backend.upcoming
 
     def admit(self, recipient: str, now: float) -> Admission:
         """Ask for one send to ``recipient`` now; with ``GRANTED`` it is taken and must be sent or given back."""
-        limit = self._global
-        if limit.time_until(now) > 0 or not self._recipients.try_acquire(recipient, now):
+        if self.global_wait(now) > 0 or not self._take_recipient(recipient, now):
             return _WAIT
         if not self._breaker.allow():
             return _STOP
-        if not limit.try_acquire(now):  # time_until said 0; a rounding edge must not overspend
+        if not self._take_global(now):  # global_wait said 0; a rounding edge must not overspend
             self._breaker.release()
             return _WAIT
         return _GRANTED
@@ -184,20 +300,12 @@ class SendLimits:
         """A granted send was never made (its chain stopped first): return the breaker's half-open trial."""
         self._breaker.release()
 
-    def on_throughput_error(self, now: float) -> bool:
-        """The provider said we send too fast: cut the rate; whether it was cut (not within a cooldown)."""
-        return self._global.on_throttled(now)
-
-    def on_pair_rate_error(self, recipient: str, now: float) -> None:
-        """The provider said we send too fast to ``recipient``: hold it back a window."""
-        self._recipients.penalize(recipient, now)
-
     @property
     def rate(self) -> float:
-        """The adaptive global rate now (sends per second)."""
-        return self._global.rate
+        """The global rate now (sends per second): adaptive locally, just under the ceiling on Redis."""
+        return self.backend.rate
 
     @property
     def ceiling(self) -> float:
         """The configured global rate (sends per second), the most the adaptive rate climbs back to."""
-        return self._global.ceiling
+        return self.backend.ceiling

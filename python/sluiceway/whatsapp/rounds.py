@@ -26,6 +26,9 @@ from sluiceway.whatsapp.records import PRIORITIES, SendRecord
 #: A recipient's part in the scheduler: in a ready queue, parked on a timer, or with a chain out.
 _READY, _WAITING, _BUSY = 0, 1, 2
 
+#: Seconds until a round looks again at recipients that kept their place (their pair token is being asked for).
+KEPT_RETRY = 0.001
+
 #: One recipient's messages of a round, to be sent in this order.
 Chain = tuple[str, list[SendRecord]]
 
@@ -103,15 +106,21 @@ class RoundScheduler:
 
     def take_round(self, now: float, slots: int, levels: int) -> tuple[list[Chain], float | None]:
         """Up to ``slots`` admitted messages from the first ``levels`` priorities as per-recipient chains,
-        and, when the global limit stopped the round, how long until it admits again."""
+        and, when the global limit stopped the round, how long until it admits again (or, when recipients
+        kept their place waiting for a pair token, how soon to look again)."""
         per_recipient = self._per_recipient
         limits = self._limits
         chains: list[Chain] = []
+        retry: float | None = None
         for level in range(levels):
             ready = self._ready[level]
+            # Recipients refused with no wait (a shared backend is asking for their pair token) keep their place.
+            kept: list[str] = []
             while ready and slots > 0:
                 global_wait = limits.global_wait(now)
                 if global_wait > 0:
+                    ready.extendleft(reversed(kept))
+                    limits.upcoming(ready)
                     return chains, global_wait
                 recipient = ready.popleft()
                 pending = self._pending[recipient]
@@ -141,10 +150,18 @@ class RoundScheduler:
                 elif stop or limits.global_wait(now) > 0:
                     ready.appendleft(recipient)
                 else:
-                    self._park(recipient, now + limits.recipient_wait(recipient, now))
+                    wait = limits.recipient_wait(recipient, now)
+                    if wait > 0:
+                        self._park(recipient, now + wait)
+                    else:
+                        kept.append(recipient)
                 if stop:
+                    ready.extendleft(reversed(kept))
                     return chains, None
-        return chains, None
+            if kept:
+                ready.extendleft(reversed(kept))
+                retry = KEPT_RETRY  # no timer will wake them: look again shortly
+        return chains, retry
 
     def _coalesce_behind(self, m: SendRecord, pending: deque[SendRecord]) -> None:
         """Join the plain texts queued right behind ``m`` into it, within the 4,096-character limit."""

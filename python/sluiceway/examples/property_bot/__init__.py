@@ -11,4 +11,5 @@ SHEETS = {
     "Units": Path(__file__).parent / "data" / "units.csv",
     "Viewings": Path(__file__).parent / "data" / "viewings.csv",
     "Maintenance": Path(__file__).parent / "data" / "maintenance.csv",
+    "Staff": Path(__file__).parent / "data" / "staff.csv",
 }

@@ -20,7 +20,8 @@ T = TypeVar("T")
 
 UNITS_RANGE = "Units!A2:F"
 VIEWINGS_RANGE = "Viewings!A2:E"
-MAINTENANCE_RANGE = "Maintenance!A2:G"
+#: ticket, unit, reported_by, description, priority, status, reported_at, photo (a media id, for photo tickets)
+MAINTENANCE_RANGE = "Maintenance!A2:H"
 #: Viewings rows start at sheet row 2 (row 1 is the header).
 FIRST_DATA_ROW = 2
 #: Maintenance requests with these words are filed as urgent (the same words the ingress prioritises).

@@ -10,6 +10,8 @@ const X_INTERVALS = 5;
 // Seconds between x-axis ticks, from which the smallest giving at most X_INTERVALS ticks is chosen.
 const TIME_STEPS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
 const PAD = { left: 58, right: 12, top: 10, bottom: 22 };
+// Event markers on the time axis, by kind (the same colours as the legend in index.html).
+const EVENT_COLORS = { alert: "#dc2626", scaling: "#7c3aed", restart: "#0d9488" };
 
 // A 1, 2 or 5 times a power of ten, at least `rough`.
 function niceStep(rough) {
@@ -54,7 +56,22 @@ function timeLabel(secondsAgo, step) {
   return `−${step < 1 ? secondsAgo.toFixed(1) : Math.round(secondsAgo)} s`;
 }
 
-function drawChart(canvas, seriesByName) {
+// Dashed vertical lines at the events inside the chart's time span; returns how many were drawn.
+function drawEvents(ctx, events, t0, t1, x, h) {
+  let drawn = 0;
+  ctx.save();
+  ctx.setLineDash([3, 3]);
+  for (const event of events) {
+    if (event.at < t0 || event.at > t1) continue;
+    ctx.strokeStyle = EVENT_COLORS[event.kind] || "#6b7480";
+    ctx.beginPath(); ctx.moveTo(x(event.at), PAD.top); ctx.lineTo(x(event.at), h - PAD.bottom); ctx.stroke();
+    drawn += 1;
+  }
+  ctx.restore();
+  return drawn;
+}
+
+function drawChart(canvas, seriesByName, events = []) {
   const names = canvas.dataset.series.split(",");
   const ctx = canvas.getContext("2d");
   const w = canvas.width, h = canvas.height;
@@ -109,6 +126,7 @@ function drawChart(canvas, seriesByName) {
   canvas.dataset.xTicks = xLabels.reverse().join("|");
   canvas.dataset.yTop = String(axis.top);
   canvas.dataset.yMax = String(Math.max(...values));
+  canvas.dataset.events = String(drawEvents(ctx, events, t0, t1, x, h));
 
   names.forEach((name, i) => {
     const points = seriesByName[name] || [];
@@ -173,7 +191,38 @@ function render(status) {
     card("workers", String(report.workers)),
     card("completed", String(report.completed_total)),
   );
-  for (const canvas of document.querySelectorAll("canvas.chart")) drawChart(canvas, status.series);
+  const pipeline = report.pipeline;
+  if (pipeline) {
+    const sample = pipeline.sample;
+    document.getElementById("summary").append(
+      card("reply p95 (1 min)", formatLatency(pipeline.reply_latency[0].p95)),
+      card("sender queue", String(sample.sender_queued)),
+      card("sender error rate", `${pipeline.sender_error_rate_percent.toFixed(1)} %`),
+      card("sender retries", String(sample.sender_retries)),
+      card("throttle events", String(sample.throttle_events)),
+      card("pair-rate holds", String(sample.pair_rate_holds)),
+      card("breaker", sample.breaker.replace("_", " ")),
+      card("cache hit rate", `${pipeline.cache_hit_rate_percent.toFixed(1)} %`),
+      card("Sheets requests saved", String(sample.cache_hits)),
+    );
+  }
+  const engine = report.engine;
+  if (engine && engine.journal_bytes) {
+    const megabytes = (engine.journal_bytes / 1e6).toFixed(1);
+    document.getElementById("summary").append(card("journal backlog", `${engine.journal_pending} / ${megabytes} MB`));
+  }
+  // Only charts with a series in /status are shown: the pipeline's panels need a runtime that feeds them.
+  for (const canvas of document.querySelectorAll("canvas.chart")) {
+    const shown = canvas.dataset.series.split(",").some((name) => name in status.series);
+    canvas.closest("figure").hidden = !shown && canvas.closest("figure").classList.contains("pipeline");
+    drawChart(canvas, status.series, report.events || []);
+  }
+  fillList("events", (report.events || []).slice().reverse(), (e) => {
+    const li = document.createElement("li");
+    li.className = e.kind;
+    li.textContent = `${Math.round(report.at - e.at)} s ago: ${e.kind}: ${e.text}`;
+    return li;
+  });
   fillList("alerts", report.alerts, (a) => {
     const li = document.createElement("li");
     li.className = a.level;

@@ -1,0 +1,62 @@
+"""Three sender processes share one number's cap through Redis, against the WhatsApp emulator's own limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from sluiceway.testing.redis_server import RedisServer
+from sluiceway.testing.whatsapp_emulator import WhatsAppEmulator
+
+NODE = Path(__file__).with_name("shared_sender_node.py")
+CAP = 200
+NODES = 3
+RUN = 3.0
+
+
+def test_three_senders_use_the_cap_and_never_get_a_rate_limit_answer(shared_redis: RedisServer) -> None:
+    async def scenario() -> tuple[WhatsAppEmulator, list[dict[str, int]], float, float]:
+        async with WhatsAppEmulator(throughput=CAP, pair_limit=1, pair_window=6.0) as api:
+            start_at = time.monotonic() + 3.0  # every node has started and connected by then
+            stop_at = start_at + RUN
+            nodes = [
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    str(NODE),
+                    json.dumps(
+                        {
+                            "redis_url": shared_redis.url,
+                            "key": "cluster-test:limits",
+                            "cap": CAP,
+                            "base_url": api.base_url,
+                            "phone_number_id": api.phone_number_id,
+                            "token": api.access_token,
+                            "start_at": start_at,
+                            "stop_at": stop_at,
+                            "messages": CAP * 4,
+                            "prefix": f"1555{n}",
+                        }
+                    ),
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                for n in range(NODES)
+            ]
+            outputs = [await node.communicate() for node in nodes]
+            assert all(node.returncode == 0 for node in nodes)
+            return api, [json.loads(out.decode().splitlines()[-1]) for out, _ in outputs], start_at, stop_at
+
+    api, counters, start_at, stop_at = asyncio.run(scenario())
+    assert api.answers[130429] == 0 and api.answers[131056] == 0
+    sent = sorted(a.at for a in api.accepted)
+    # Never more than the cap in any one second of arrival time.
+    busiest = max(sum(1 for t in sent[i:] if t < start + 1.0) for i, start in enumerate(sent))
+    assert busiest <= CAP
+    # The cap is used: from half a second in (every node sending) to the stop.
+    measured = [t for t in sent if start_at + 0.5 <= t < stop_at]
+    used = len(measured) / ((stop_at - start_at - 0.5) * CAP)
+    assert used >= 0.95, f"used {used:.1%} of the cap; counters {counters}"
+    granted = sum(c["granted"] for c in counters)
+    assert sum(c["round_trips"] for c in counters) * 2 <= granted  # a round trip serves several sends
