@@ -502,7 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--messages", type=int, default=3, help="messages per tenant (default 3)")
     demo.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     demo.add_argument("--rate", type=int, default=80, help="the WhatsApp emulator's messages/s cap (default 80)")
-    demo.add_argument("--faults", action="store_true", help="inject 5xx, 429s, an outage and a worker SIGKILL")
+    demo.add_argument(
+        "--faults",
+        action="store_true",
+        help="inject 5xx, 429s, an outage, a worker SIGKILL and a kill -9 of the whole runtime with a restart",
+    )
     demo.add_argument("--report-dir", default=".", help="where demo-report.html and .json go (default .)")
     demo.add_argument("--seed", type=int, default=7, help="seed of the tenants' scripts")
     demo.add_argument("--no-live", action="store_true", help="no live view (for logs and CI)")

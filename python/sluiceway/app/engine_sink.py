@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from sluiceway import fault_points
 from sluiceway.app.context import HandlerResult, Outgoing
 from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.on_error import carried_replies
@@ -174,6 +175,7 @@ class EngineSink:
             self.stats.handled += 1
             if result.worker_pid:
                 self._cache_by_worker[result.worker_pid] = (result.cache_hits, result.cache_misses)
+            fault_points.reached("after_handler")
             for outgoing in result.outgoing:
                 self._outbox.put(outgoing, inbound.id, inbound.received_at)
                 self.stats.replies += 1

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
+from sluiceway import fault_points
 from sluiceway.app.asgi import WebhookAsgiApp
 from sluiceway.app.inbound import InboundMessage, inbound_messages
 from sluiceway.app.priority import KeywordClassifier, PriorityLevel
@@ -348,6 +349,7 @@ class WebhookIngress:
             return self._busy()
         accepted = duplicates = 0
         for message in messages:
+            fault_points.reached("before_commit")
             try:
                 async with asyncio.timeout(self._enqueue_timeout):
                     new = await self._sink.enqueue(message, self.classify(message.text), message.sender)

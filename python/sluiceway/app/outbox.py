@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 
 import msgspec
 
+from sluiceway import fault_points
 from sluiceway.app.context import Outgoing
 from sluiceway.app.windows import ConversationWindows
 from sluiceway.journal import OutboxItem, SenderDeadLetter
@@ -353,6 +354,7 @@ class DurableOutbox:
             last.set_result(None)
 
     def sent(self, message_ids: list[str], wamid: str) -> None:
+        fault_points.reached("before_mark_sent")
         journal = self._journal
         for message_id in message_ids:
             self._settled(message_id, "sent", wamid=wamid)

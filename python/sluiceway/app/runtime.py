@@ -38,6 +38,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -518,10 +519,25 @@ async def _expire_periodically(journal: AsyncJournal) -> None:
 
 
 def _make_state_dir(path: Path) -> None:
-    """Create ``path`` (and its parents) readable by this user only: the journal holds messages."""
+    """Create ``path`` (and its parents) readable by this user only: the journal holds messages.
+
+    An existing directory that its group or others may read is tightened to 0700 (logged with its
+    old mode) rather than refused: the fix is always the same, and refusing would only make the
+    operator run ``chmod 700`` by hand. One that cannot be tightened (another user's) is refused.
+    """
     if path.exists() and not path.is_dir():
         raise ValueError(f"state_dir {str(path)!r} exists and is not a directory")
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        try:
+            path.chmod(0o700)
+        except OSError as error:
+            raise ValueError(
+                f"state_dir {str(path)!r} is open to other users (mode {mode:o}) and cannot be made private "
+                f"({error.strerror}): chmod 700 it or choose another --state-dir"
+            ) from None
+        logger.warning("state_dir %s was open to other users (mode %o): tightened to 700", path, mode)
 
 
 def _check_port_free(host: str, port: int, moved_by: str) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from sluiceway import fault_points
 from sluiceway.app.bot import Bot, load_bot
 from sluiceway.app.context import Context, HandlerResult
 from sluiceway.app.inbound import InboundMessage
@@ -151,4 +152,5 @@ async def handle(message: Message) -> HandlerResult:
         if carried is error:
             raise
         raise carried from error
+    fault_points.reached("mid_handler")
     return ctx.result()

@@ -31,6 +31,7 @@ def emulated_runtime(
     pair_limit: tuple[int, float],
     monitor_process: bool = True,
     state_dir: str | os.PathLike[str] | None = None,
+    port: int = 0,
     **engine: Any,
 ) -> Runtime:
     """A ``Runtime`` for ``bot`` on 127.0.0.1 (free ports) against the WhatsApp and Sheets emulators.
@@ -38,7 +39,8 @@ def emulated_runtime(
     ``rate`` is the sender's messages/s (the emulator's cap), ``pair_limit`` its per-recipient
     ``(limit, window)``; ``engine`` overrides ``ParallelizerConfig`` fields. ``state_dir``
     holds the journal (a restart on the same one recovers); by default a new temporary
-    directory, left behind for inspection.
+    directory, left behind for inspection. ``port`` is the webhook's (0: a free one); a
+    restart that Meta's re-deliveries must reach keeps it.
     """
     if state_dir is None:
         state_dir = tempfile.mkdtemp(prefix="sluiceway-state-")
@@ -49,7 +51,7 @@ def emulated_runtime(
         sheets_api_endpoint=sheets_url,
         sheets_read_requests_per_minute=EMULATED_SHEETS_REQUESTS_PER_MINUTE,
         sheets_write_requests_per_minute=EMULATED_SHEETS_REQUESTS_PER_MINUTE,
-        port=0,
+        port=port,
         admin_port=0,
         monitor_port=0,
         workers=workers,

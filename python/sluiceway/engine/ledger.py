@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from sluiceway import fault_points
 from sluiceway._core import Entry, EntryQueue, PayloadBatch
 from sluiceway.engine.errors import DuplicateMessage
 from sluiceway.engine.journaling import EngineJournal
@@ -146,6 +147,7 @@ class Ledger:
             self.committing.discard(done)
             if not done.cancelled() and done.exception() is None and done.result() is not True:
                 self._stage(Entry(seq, level, wall, key, future, payload, now))
+                fault_points.reached("after_commit")
                 return
             self._unpending(1)
             if future is not None and not future.done():
