@@ -282,33 +282,49 @@ async def _serve_whatsapp(args: argparse.Namespace, stop: asyncio.Event) -> None
     import secrets
 
     from sluiceway.testing import WhatsAppEmulator
+    from sluiceway.testing.whatsapp_emulator import DEFAULT_PHONE_NUMBER_ID, DEFAULT_TOKEN
 
     # Explicit, never read from the environment: the bot's WHATSAPP_APP_SECRET must be set to
     # this value, so the emulator decides it and prints it rather than guessing from the shell.
     app_secret = args.app_secret or secrets.token_urlsafe(24)
     verify_token = args.verify_token or secrets.token_urlsafe(12)
+    if args.numbers < 1:
+        raise ValueError(f"--numbers must be at least 1, got {args.numbers}")
+    first = int(DEFAULT_PHONE_NUMBER_ID)
+    # Every number answers to the same token: the bot then needs no per-number token variables.
+    numbers = {str(first + n): DEFAULT_TOKEN for n in range(args.numbers)}
     whatsapp = WhatsAppEmulator(
-        throughput=args.rate, webhook_url=args.webhook_url, app_secret=app_secret, port=args.port
+        throughput=args.rate,
+        webhook_url=args.webhook_url,
+        app_secret=app_secret,
+        port=args.port,
+        numbers=numbers,
+        enforce_window=args.enforce_window,
     )
     async with whatsapp:
-        exports = _export_block(
-            {
-                "whatsapp_base_url": whatsapp.base_url,
-                "whatsapp_access_token": whatsapp.access_token,
-                "whatsapp_phone_number_id": whatsapp.phone_number_id,
-                "whatsapp_app_secret": app_secret,
-                "whatsapp_verify_token": verify_token,
-            }
-        )
+        settings = {
+            "whatsapp_base_url": whatsapp.base_url,
+            "whatsapp_access_token": whatsapp.access_token,
+            "whatsapp_phone_number_id": whatsapp.phone_number_id,
+            "whatsapp_app_secret": app_secret,
+            "whatsapp_verify_token": verify_token,
+        }
+        if len(numbers) > 1:
+            settings["whatsapp_phone_number_ids"] = ",".join(list(numbers)[1:])
+        exports = _export_block(settings)
+        window = "; the 24-hour window is enforced (131047)" if args.enforce_window else ""
+        another = f'  (add "to": "{list(numbers)[1]}" to write to another number)\n' if len(numbers) > 1 else ""
         secret_origin = "given with --app-secret" if args.app_secret else "generated; fix it with --app-secret"
         print(
-            f"WhatsApp Cloud API emulator at {whatsapp.base_url} (throughput {args.rate:g}/s); Ctrl-C stops.\n"
+            f"WhatsApp Cloud API emulator at {whatsapp.base_url} (throughput {args.rate:g}/s per number, "
+            f"{len(numbers)} number(s){window}); Ctrl-C stops.\n"
             f"Status webhooks and test messages go to {args.webhook_url}, signed (X-Hub-Signature-256) with\n"
             f"the app secret below ({secret_origin}): the bot's WHATSAPP_APP_SECRET must be the same.\n"
             "Paste into the shell that runs your bot:\n\n"
             f"{exports}\n\n"
             "Send the bot a message, then read the conversation:\n"
             f'  curl -s {whatsapp.base_url}/_emulator/inbound -d \'{{"from": "15551234567", "text": "hello"}}\'\n'
+            f"{another}"
             f"  curl -s '{whatsapp.base_url}/_emulator/messages?with=15551234567'",
             flush=True,
         )
@@ -543,6 +559,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="whatsapp: the app secret that signs the webhooks it posts (default: a generated one, printed)",
     )
     emulate.add_argument("--verify-token", help="whatsapp: the webhook verify token to print (default: generated)")
+    emulate.add_argument(
+        "--numbers", type=int, default=1, help="whatsapp: how many business numbers it serves (default 1)"
+    )
+    emulate.add_argument(
+        "--enforce-window",
+        action="store_true",
+        help="whatsapp: refuse free-form messages to users silent for 24 hours (error 131047), as Meta does",
+    )
     emulate.add_argument("--spreadsheet-id", default="demo-property-sheet", help="sheets: id of the spreadsheet")
     emulate.add_argument(
         "--csv",

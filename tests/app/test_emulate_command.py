@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +83,28 @@ def test_emulate_whatsapp_generates_a_secret_rather_than_reading_the_environment
     with _emulator("whatsapp") as (exports, printed):
         assert exports["WHATSAPP_APP_SECRET"] not in ("", "from-the-shell")
         assert "generated" in printed
+
+
+def test_emulate_whatsapp_serves_several_numbers_and_enforces_the_window() -> None:
+    """--numbers exports every business number the bot must serve; --enforce-window refuses a cold free-form send."""
+    with _emulator("whatsapp", "--numbers", "2", "--enforce-window") as (exports, printed):
+        settings = load_settings(environ=exports, config_file=None)
+        assert settings.whatsapp_phone_number_id is not None and len(settings.whatsapp_phone_number_ids) == 1
+        second = settings.whatsapp_phone_number_ids[0]
+        assert second != settings.whatsapp_phone_number_id
+        assert "131047" in printed
+        token = settings.whatsapp_access_token.reveal() if settings.whatsapp_access_token else ""
+        body = json.dumps(
+            {"messaging_product": "whatsapp", "to": "15550001111", "type": "text", "text": {"body": "hi"}}
+        )
+        request = urllib.request.Request(
+            f"{settings.whatsapp_base_url}/v21.0/{second}/messages",
+            data=body.encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert json.load(refused.value)["error"]["code"] == 131047
 
 
 def test_emulate_sheets_serves_the_csvs_at_the_exported_endpoint(tmp_path: Path) -> None:

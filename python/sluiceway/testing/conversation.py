@@ -15,7 +15,8 @@ class InboundRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     A text by default (``text``); another kind with ``type`` and ``content``, the kind's object in
     Meta's webhook shape (e.g. ``{"type": "location", "content": {"latitude": 51.5, "longitude": -0.1}}``).
-    ``reply_to`` quotes an earlier message's ``wamid``.
+    ``reply_to`` quotes an earlier message's ``wamid``; ``to`` picks the business number (phone number
+    id) it is sent to, by default the emulator's first.
     """
 
     from_: str = msgspec.field(name="from")
@@ -24,6 +25,7 @@ class InboundRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     type: str = "text"
     content: Any = None
     reply_to: str | None = None
+    to: str | None = None
 
 
 class ChatMessage(msgspec.Struct, frozen=True):

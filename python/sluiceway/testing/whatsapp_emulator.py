@@ -565,6 +565,7 @@ class WhatsAppEmulator:
                 kind=request.type,
                 content=request.content,
                 reply_to=request.reply_to,
+                phone_number_id=request.to,
             )
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             return self._error(400, 100, f"(#100) Invalid parameter: {exc}", "OAuthException")
