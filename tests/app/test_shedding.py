@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sluiceway.app.runtime import Runtime
-from sluiceway.app.settings import Settings
+from sluiceway.app.settings import Settings, load_settings
 from sluiceway.app.shedding import LoadShedder
 from sluiceway.testing import ManualClock
 
@@ -120,11 +119,11 @@ def test_bad_settings_are_refused_by_name() -> None:
             LoadShedder(Backlog(), **{name: value})  # type: ignore[arg-type]
 
 
-def test_runtime_refuses_a_non_positive_shed_after() -> None:
-    """shed_after must be positive seconds (or None for no shedding): 0 is refused by name before anything starts."""
+def test_shed_after_is_a_setting_validated_by_name() -> None:
+    """A negative shed_after is refused by name; 0 (shedding off) is taken from the environment."""
     with pytest.raises(ValueError, match="shed_after"):
-        Runtime("sluiceway.examples.property_bot.app:bot", Settings(), shed_after=0.0)
-    assert Runtime("sluiceway.examples.property_bot.app:bot", Settings(), shed_after=None).shedder is None
+        Settings(shed_after=-1.0)
+    assert load_settings(environ={"SLUICEWAY_SHED_AFTER": "0"}, config_file=None).shed_after == 0.0
 
 
 class Reference:
