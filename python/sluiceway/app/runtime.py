@@ -42,7 +42,7 @@ from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.ingress import WebhookIngress
 from sluiceway.app.outbox import DurableOutbox
 from sluiceway.app.settings import SERVER_LIMITS, Settings
-from sluiceway.app.shedding import LoadShedder
+from sluiceway.app.shedding import LoadShedder, LoopLag
 from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV, check_sheets_credentials
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
@@ -136,6 +136,7 @@ class Runtime:
         self._on_handled = on_handled
         #: Refuses new message webhooks (503) while accepted ones would wait over ``shed_after`` s.
         self.shedder: LoadShedder | None = None
+        self._loop_lag = LoopLag()
         self.engine: MessageParallelizer | None = None
         self.sender: BatchSender | None = None
         self.monitor: PerformanceMonitor | None = None
@@ -221,8 +222,12 @@ class Runtime:
         await outbox.recovered
         self._expiry = asyncio.create_task(_expire_periodically(self.engine.journal))
         if settings.shed_after > 0:
+            self._loop_lag.start()
             self.shedder = LoadShedder(
-                lambda: sink.stats.outstanding, backlog_delay=self._reply_queue_seconds, max_delay=settings.shed_after
+                lambda: sink.stats.outstanding,
+                backlog_delay=self._reply_queue_seconds,
+                loop_lag=self._loop_lag,
+                max_delay=settings.shed_after,
             )
         overloaded = self.shedder.overloaded if self.shedder is not None else None
         self.ingress = WebhookIngress.from_settings(
@@ -320,6 +325,7 @@ class Runtime:
         self.running = False
         assert self.outbox is not None and self._expiry is not None
         self.ingress.stop_accepting()
+        self._loop_lag.stop()
         self._expiry.cancel()
         # The engine owns the journal and closes it when it shuts down, so the replies are
         # drained first: the sender must record them as sent while the journal is open.

@@ -23,6 +23,7 @@ import msgspec
 import tomllib
 
 from sluiceway.app.secret import Secret
+from sluiceway.app.shedding import DEFAULT_MAX_DELAY
 from sluiceway.http import server as http_server
 
 #: The file ``load_settings`` reads when no path is given (relative to the working directory).
@@ -57,11 +58,6 @@ DEFAULT_HIGH_PRIORITY_KEYWORDS = (
     "burst",
 )
 
-
-#: Seconds of expected reply wait past which new messages are shed. The default keeps the p99
-#: reply latency of accepted messages under 2 s at 2-4x the node's capacity (``bench e2e``'s
-#: overload rows): the wait is bounded by it, plus what one message takes through the node.
-DEFAULT_SHED_AFTER = 1.0
 
 #: The webhook server's limits, passed to ``HttpServer`` under the same names.
 SERVER_LIMITS = (
@@ -127,8 +123,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     high_priority_keywords: tuple[str, ...] = DEFAULT_HIGH_PRIORITY_KEYWORDS
     #: Load shedding: while a message accepted now could expect to wait longer than this (seconds)
     #: for its reply to leave, new message webhooks are answered 503 at once (Meta re-delivers
-    #: them later); 0 turns shedding off. See ``sluiceway.app.shedding``.
-    shed_after: float = DEFAULT_SHED_AFTER
+    #: them later); 0 turns shedding off. The default keeps the p99 reply latency of accepted
+    #: messages under 2 s at 2-4x the node's capacity. See ``sluiceway.app.shedding``.
+    shed_after: float = DEFAULT_MAX_DELAY
     # The webhook server's limits (it faces the internet; see ``sluiceway.http.server``)
     #: Bytes of header names and values per request (431 beyond).
     max_header_bytes: int = http_server.DEFAULT_MAX_HEADER_BYTES
