@@ -40,7 +40,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import json
 import multiprocessing
 import secrets
 import statistics
@@ -55,7 +54,7 @@ import uvloop
 import yarl
 from aiohttp import web
 
-from bench.harness import REPEAT, RESULTS_DIR, Comparison, Report, header, scaled
+from bench.harness import REPEAT, Comparison, Report, header, scaled, write_merged
 from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.inbound import inbound_messages
 from sluiceway.demo.local import emulated_runtime
@@ -552,20 +551,6 @@ def _shed_share(run: Run) -> float:
     return run.shed / max(run.shed + run.accepted, 1)
 
 
-def _merge(report: Report) -> None:
-    """Write ``report`` over the rows and figures it measured, keeping the rest of the last e2e.json."""
-    path = RESULTS_DIR / f"{report.name}.json"
-    try:
-        previous = json.loads(path.read_text())
-    except (OSError, ValueError):
-        previous = {"rows": [], "figures": {}}
-    fresh = {(row.case, row.peer) for row in report.rows}
-    kept = [Comparison(**{k: v for k, v in row.items() if k not in ("ratio", "met")}) for row in previous["rows"]]
-    report.rows[:0] = [row for row in kept if (row.case, row.peer) not in fresh]
-    report.figures = {**previous["figures"], **report.figures}
-    report.write()
-
-
 #: The parts ``--only`` may pick.
 PARTS = ("tiers", "overload")
 
@@ -587,7 +572,7 @@ def main(argv: list[str] | None = None) -> None:
             uvloop.run(_tier(report, cap))
     if "overload" in parts:
         uvloop.run(_overload(report))
-    _merge(report)
+    write_merged(report)
 
 
 if __name__ == "__main__":
