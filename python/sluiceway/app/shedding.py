@@ -42,7 +42,7 @@ Policy:
   by more than the smoothed lag counts as that much at once, so requests read late in one long
   iteration are refused without waiting for the next timer.
 
-``max_delay`` is ``shed_after`` (1 s by default); ``max_lag`` 20 ms. On the 2-core benchmark
+``max_delay`` is ``shed_after`` (1 s by default); ``max_lag`` 10 ms. On the 2-core benchmark
 machine, with the tenants and the WhatsApp emulator beside the node, they keep the p99 reply
 latency of accepted messages near a second at twice the node's capacity
 (``python -m bench e2e --only overload``; the figures are in ``bench/results/e2e.json``).
@@ -72,7 +72,7 @@ DEFAULT_WINDOW: Final = 5.0
 _BUCKETS_PER_WINDOW: Final = 20
 #: Seconds the event loop's timers may fire late before shedding starts: a loop with spare time
 #: is a millisecond or two late, a saturated one a whole iteration over hundreds of requests.
-DEFAULT_MAX_LAG: Final = 0.02
+DEFAULT_MAX_LAG: Final = 0.01
 #: Seconds between the lag monitor's timers.
 DEFAULT_LAG_INTERVAL: Final = 0.02
 
