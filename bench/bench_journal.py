@@ -61,6 +61,8 @@ DRAMATIQ_MESSAGES = scaled(5_000)
 AOF_POLICIES = ("everysec", "always")
 #: The soak (``--soak SECONDS``): messages/s, and seconds between size samples.
 SOAK_RATE, SOAK_SAMPLE = 500, 30.0
+#: The soak's figures start with this (a new soak replaces them all).
+SOAK_FIGURES = f"soak at {SOAK_RATE} msg/s"
 #: Messages per persist-queue run (a commit per call).
 PERSIST_QUEUE_MESSAGES = scaled(5_000)
 #: The engine bench's configuration: 2 workers, a high-water mark that lets producers run ahead.
@@ -382,7 +384,7 @@ def soak(report: Report, seconds: float) -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for at, size in series:
-        report.figure(f"soak at {SOAK_RATE} msg/s: journal bytes at {round(at)} s", size)
+        report.figure(f"{SOAK_FIGURES}: journal bytes at {round(at)} s", size)
     # Past the first sample (the journal's first pages): how much it still grew.
     settled = [size for _, size in series[1:]] or [series[0][1]]
     report.figure(
@@ -404,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.soak is not None:
         report = Report("journal")
         soak(report, args.soak)
-        write_merged(report)
+        write_merged(report, replaces=(SOAK_FIGURES,))
         return
     report = Report("journal")
     batch = PayloadBatch(msgspec.msgpack.encode([{"n": i} for i in range(BATCH)]))
