@@ -10,7 +10,8 @@ a synchronous google-api-python-client Sheets read, then an awaited send):
 * overload (sluiceway only): the node's capacity is measured first (offered rates stepping up,
   shedding off, the emulator's cap far above the node), then goodput (replies/s) and the p99
   reply latency of the messages it accepted while tenants offer 1, 2 and 4 × that capacity with
-  the default ``shed_after``. Load shedding answers the excess 503 (the tenants here do not
+  the default ``shed_after``; goodput is compared with the peak, the most replies/s the node
+  reached in the search or in any of these runs. Load shedding answers the excess 503 (the tenants here do not
   re-post, as Meta would later). Targets (issue 14): at 2 × and 4 ×, goodput ≥ 0.8 × the peak and
   p99 ≤ 2 s; the share of 503s, how fast they come and the replies sent twice are figures.
 
@@ -75,7 +76,7 @@ OVERLOADS = (1.0, 2.0, 4.0)
 #: The emulator's cap in the overload rows: far above what the node can do, so the node binds.
 NODE_CAP = 50_000
 #: The capacity search: the first offered rate (msg/s), the factor between steps, their number and length (s).
-CAPACITY_START, CAPACITY_STEP, CAPACITY_STEPS, CAPACITY_SECONDS = 400.0, 1.3, 12, 5
+CAPACITY_START, CAPACITY_STEP, CAPACITY_STEPS, CAPACITY_SECONDS = 400.0, 1.2, 14, 5
 #: Targets from issue 14 under 2 and 4 x the capacity: goodput >= 0.8 of the peak, accepted p99 <= 2 s.
 TARGET_GOODPUT, TARGET_OVERLOAD_P99 = 0.8, 2.0
 #: Seconds each measured run offers load.
@@ -490,8 +491,8 @@ async def _capacity(secret: str) -> float:
             run = await api.offer(url, rate, scaled(CAPACITY_SECONDS), f"capacity-{step}")
             peak = max(peak, run.throughput)
             print(f"  capacity step: offered {run.offered:,.0f}/s, {run.throughput:,.0f} replies/s", flush=True)
-            # Two steps behind in a row, not one: a step can fall behind on a noisy shared machine.
-            behind = behind + 1 if run.throughput < 0.9 * run.offered else 0
+            # Two steps well behind in a row, not one: a step can fall behind on a noisy shared machine.
+            behind = behind + 1 if run.throughput < 0.8 * run.offered else 0
             if behind == 2:
                 break
             rate *= CAPACITY_STEP
@@ -507,16 +508,23 @@ async def _overload(report: Report) -> None:
     would, later; tests/app/test_shedding_overload.py checks that it is then accepted).
     """
     secret = secrets.token_hex(8)
-    peak = await _capacity(secret)
-    report.figure("ours: node capacity (peak replies/s at saturation, shedding off)", peak)
+    capacity = await _capacity(secret)
+    report.figure("ours: node capacity found by the search (replies/s, shedding off)", capacity)
     seconds = scaled(RUN_SECONDS)
-    for load in OVERLOADS:
-        runs = [
-            await _measure(ours, NODE_CAP, secret, load * peak, seconds, f"over-{load:g}-{round_}")
+    runs = {
+        load: [
+            await _measure(ours, NODE_CAP, secret, load * capacity, seconds, f"over-{load:g}-{round_}")
             for round_ in range(REPEAT)
         ]
-        goodput = [run.throughput for run in runs]
-        p99 = [_quantile(run.latencies, 0.99) * 1000 for run in runs]
+        for load in OVERLOADS
+    }
+    # The peak is the most replies/s the node reached anywhere, in the search or in any run: on a
+    # shared machine the search alone can fall short of it, and goodput is then not flattered.
+    peak = max(capacity, *(run.throughput for load_runs in runs.values() for run in load_runs))
+    report.figure("ours: peak replies/s at saturation (the most of the search and every run)", peak)
+    for load, load_runs in runs.items():
+        goodput = [run.throughput for run in load_runs]
+        p99 = [_quantile(run.latencies, 0.99) * 1000 for run in load_runs]
         report.add(
             Comparison(
                 f"goodput at {load:g} x node capacity",
@@ -541,10 +549,12 @@ async def _overload(report: Report) -> None:
             )
         )
         key = f"ours at {load:g} x capacity"
-        report.figure(f"{key}: offered, msg/s", statistics.median(run.offered for run in runs))
-        report.figure(f"{key}: share of posts answered 503", statistics.median(_shed_share(run) for run in runs))
-        report.figure(f"{key}: p99 seconds to a 503, ms", statistics.median(run.shed_answer_p99 for run in runs) * 1000)
-        report.figure(f"{key}: replies sent twice (all runs)", sum(run.duplicates for run in runs))
+        report.figure(f"{key}: offered, msg/s", statistics.median(run.offered for run in load_runs))
+        report.figure(f"{key}: share of posts answered 503", statistics.median(_shed_share(run) for run in load_runs))
+        report.figure(
+            f"{key}: p99 seconds to a 503, ms", statistics.median(run.shed_answer_p99 for run in load_runs) * 1000
+        )
+        report.figure(f"{key}: replies sent twice (all runs)", sum(run.duplicates for run in load_runs))
 
 
 def _shed_share(run: Run) -> float:
