@@ -220,8 +220,9 @@ class Lag:
 def test_the_loop_lag_refuses_its_share_of_messages_spread_evenly(lags: list[float], max_lag: float) -> None:
     """Each message is refused with the lag's share (0 up to half max_lag, 1 from max_lag): after every
     message, the refusals are within one of the sum of the shares so far, so they come evenly, not in bursts."""
-    lag = Lag()
-    policy = LoadShedder(Backlog(), loop_lag=lag, max_lag=max_lag, clock=ManualClock())
+    lag, backlog = Lag(), Backlog()
+    policy = LoadShedder(backlog, loop_lag=lag, max_lag=max_lag, min_outstanding=10, clock=ManualClock())
+    backlog.outstanding = 10  # no completion yet, so the expected delay is unknown and plays no part
     total, refused = 0.0, 0
     for seconds in lags:
         lag.seconds = seconds
@@ -234,14 +235,17 @@ def test_the_loop_lag_refuses_its_share_of_messages_spread_evenly(lags: list[flo
 
 
 def test_the_expected_delay_sheds_whatever_the_lag() -> None:
-    """A backlog over the bound refuses every message even on an idle loop; a lag alone refuses its share."""
+    """A backlog over the bound refuses every message on an idle loop; a lag refuses its share once
+    min_outstanding messages are outstanding."""
     clock, backlog, lag = ManualClock(), Backlog(), Lag()
     policy = LoadShedder(backlog, loop_lag=lag, max_delay=1.0, max_lag=0.02, min_outstanding=10, clock=clock)
     backlog.outstanding = 500
     serve(policy, clock, backlog, per_second=100, seconds=1.0)  # 400 left at 100/s: 4 s
     assert all(policy.overloaded() for _ in range(10))
-    backlog.outstanding = 0
-    lag.seconds = 0.016  # 6 ms past half of max_lag, 10 ms wide: 60% of the messages refused, evenly
+    backlog.outstanding = 9
+    lag.seconds = 0.016  # 6 ms past half of max_lag, 10 ms wide: 60%, but a handful outstanding is no backlog
+    assert not any(policy.overloaded() for _ in range(10))
+    backlog.outstanding = 10  # at min_outstanding, 0.1 s of expected delay: only the lag refuses, evenly
     assert [policy.overloaded() for _ in range(4)] == [False, True, False, True]
 
 

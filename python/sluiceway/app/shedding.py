@@ -34,7 +34,8 @@ Policy:
   ``min_outstanding`` messages are outstanding: a handful is never a backlog) until it falls
   below ``resume_below * max_delay``;
 - the loop's lag, smoothed over a few timers (``LoopLag``), refuses a share of the new messages
-  that grows from none at half ``max_lag`` to all at ``max_lag``, spread evenly (a refusal each
+  that grows from none at half ``max_lag`` to all at ``max_lag`` (again only while at least
+  ``min_outstanding`` messages are outstanding), spread evenly (a refusal each
   time a whole message's worth of share has accrued), as ``toobusy`` does for Node servers. A
   refused message costs the loop a parse and a 503, a taken one its whole way through the node,
   so refusing a share frees the loop until its lag settles inside that band: the node keeps
@@ -255,8 +256,12 @@ class LoadShedder:
         return False
 
     def lag_share(self) -> float:
-        """The share of new messages refused for the loop's lag: 0 up to half ``max_lag``, all from it on."""
-        if self._loop_lag is None:
+        """The share of new messages refused for the loop's lag: 0 up to half ``max_lag``, all from it on.
+
+        Also 0 while fewer than ``min_outstanding`` messages are outstanding: a loop busy with a
+        handful of messages (a worker starting, a garbage collection) is not one falling behind.
+        """
+        if self._loop_lag is None or self._outstanding() < self.min_outstanding:
             return 0.0
         lag, floor = self._loop_lag(), self.max_lag / 2
         return min(1.0, max(0.0, (lag - floor) / floor))
