@@ -123,8 +123,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     high_priority_keywords: tuple[str, ...] = DEFAULT_HIGH_PRIORITY_KEYWORDS
     #: Load shedding: while a message accepted now could expect to wait longer than this (seconds)
     #: for its reply to leave, new message webhooks are answered 503 at once (Meta re-delivers
-    #: them later); 0 turns shedding off. The default keeps the p99 reply latency of accepted
-    #: messages under 2 s at 2-4x the node's capacity. See ``sluiceway.app.shedding``.
+    #: them later); 0 turns shedding off. The default is half the 2 s the accepted messages' p99
+    #: reply latency is meant to stay within under overload. See ``sluiceway.app.shedding``.
     shed_after: float = DEFAULT_MAX_DELAY
     # The webhook server's limits (it faces the internet; see ``sluiceway.http.server``)
     #: Bytes of header names and values per request (431 beyond).
