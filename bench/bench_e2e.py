@@ -7,10 +7,16 @@ a synchronous google-api-python-client Sheets read, then an awaited send):
 
 * the share of the cap sustained while tenants offer 1.2 × the cap (open loop);
 * p50/p99 reply latency (the tenant's POST → the emulator accepting the reply) at 0.8 × the cap;
-* overload (sluiceway only, at the 80 mps tier): goodput (replies/s) and the p99 reply latency of
-  the messages it accepted while tenants offer 1, 2 and 4 × the cap. Load shedding answers the
-  excess 503 (the tenants here do not re-post, as Meta would later), so the accepted messages'
-  latency should stay near ``shed_after`` (10 s) plus the run, not grow with the backlog.
+* overload (sluiceway only): the node's capacity is measured first (offered rates stepping up,
+  shedding off, the emulator's cap far above the node), then goodput (replies/s) and the p99
+  reply latency of the messages it accepted while tenants offer 1, 2 and 4 × that capacity with
+  the default ``shed_after``; goodput is compared with the peak, the most replies/s the node
+  reached in the search or in any of these runs. Load shedding answers the excess 503 (the tenants here do not
+  re-post, as Meta would later). Targets (issue 14): at 2 × and 4 ×, goodput ≥ 0.8 × the peak and
+  p99 ≤ 2 s; the share of 503s, how fast they come and the replies sent twice are figures.
+
+``python -m bench e2e --only overload`` (or ``--only tiers``) runs one part; its rows replace
+theirs in ``e2e.json`` and the other rows are kept.
 
 Each run starts the bot afresh (with its own emulators) and warms it up with 20 messages, so a naive bot still working
 off the previous run's backlog does not leak into the
@@ -30,8 +36,11 @@ test; each run lasts ``RUN_SECONDS`` (scaled by ``SLUICEWAY_BENCH_SCALE``).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import multiprocessing
 import secrets
 import statistics
@@ -46,7 +55,7 @@ import uvloop
 import yarl
 from aiohttp import web
 
-from bench.harness import REPEAT, Comparison, Report, header, scaled
+from bench.harness import REPEAT, Comparison, Report, header, scaled, write_merged
 from sluiceway.app.gc_tuning import tune_for_serving
 from sluiceway.app.inbound import inbound_messages
 from sluiceway.demo.local import emulated_runtime
@@ -62,8 +71,14 @@ Bot = Callable[[int, str], contextlib.AbstractAsyncContextManager[tuple[str, "_T
 
 #: Emulator caps measured (messages per second).
 TIERS = (80, 1000)
-#: The overload rows: the tier, and the offered loads relative to its cap.
-OVERLOAD_TIER, OVERLOADS = 80, (1.0, 2.0, 4.0)
+#: The overload rows: offered loads relative to the node's measured capacity.
+OVERLOADS = (1.0, 2.0, 4.0)
+#: The emulator's cap in the overload rows: far above what the node can do, so the node binds.
+NODE_CAP = 50_000
+#: The capacity search: the first offered rate (msg/s), the factor between steps, their number and length (s).
+CAPACITY_START, CAPACITY_STEP, CAPACITY_STEPS, CAPACITY_SECONDS = 400.0, 1.2, 14, 5
+#: Targets from issue 14 under 2 and 4 x the capacity: goodput >= 0.8 of the peak, accepted p99 <= 2 s.
+TARGET_GOODPUT, TARGET_OVERLOAD_P99 = 0.8, 2.0
 #: Seconds each measured run offers load.
 RUN_SECONDS = 10
 #: Offered load relative to the cap for the throughput and the latency runs.
@@ -117,6 +132,25 @@ def _serve_commands(pipe: Any, ready: Callable[[], Awaitable[Any]], handle: Call
     uvloop.run(run())
 
 
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One measured run: what the tenants offered and what came of it at the emulator."""
+
+    #: Messages/s the tenants really posted (the load generator shares the machine, so it may lag).
+    offered: float
+    #: Replies/s reaching the emulator after the warm-up second, until the last post.
+    throughput: float
+    #: Reply latency (post -> reply at the emulator) of each answered message, sorted.
+    latencies: list[float]
+    #: Posts answered 200 / 503.
+    accepted: int
+    shed: int
+    #: Seconds from a post to its 503 (the 99th percentile).
+    shed_answer_p99: float
+    #: Replies beyond the first to the same message.
+    duplicates: int
+
+
 class _Traffic:
     """Meta's side, in two processes of their own: the WhatsApp emulator and the simulated tenants.
 
@@ -139,15 +173,25 @@ class _Traffic:
     async def set_webhook(self, url: str) -> None:
         await self._api.call("webhook", url)
 
-    async def offer(self, url: str, rate: float, seconds: float, tag: str) -> tuple[float, list[float]]:
-        """Post ``rate`` signed messages/s for ``seconds`` (open loop); return (replies/s after warm-up, latencies)."""
+    async def offer(self, url: str, rate: float, seconds: float, tag: str) -> Run:
+        """Post ``rate`` signed messages/s for ``seconds`` (open loop); return what came of them."""
         first = await self._api.call("count")
-        start, end, posted = await self._tenants.call("offer", url, rate, seconds, tag)
-        records: list[tuple[float, str]] = await self._api.call("replies", first, int(rate * seconds))
+        start, end, posted, answers = await self._tenants.call("offer", url, rate, seconds, tag)
+        # A 503'd message gets no reply; one whose post got no answer may still get one.
+        expected = sum(1 for status, _ in answers.values() if status in (200, 0))
+        records: list[tuple[float, str]] = await self._api.call("replies", first, expected)
         in_window = [at for at, _ in records if start + WARMUP <= at <= end]
-        throughput = len(in_window) / max(end - start - WARMUP, 1e-9)
-        latencies = sorted(at - posted[wamid] for at, wamid in records if wamid in posted)
-        return throughput, latencies
+        replies = collections.Counter(wamid for _, wamid in records)
+        shed = [answered for status, answered in answers.values() if status == 503]
+        return Run(
+            offered=len(posted) / max(end - start, 1e-9),
+            throughput=len(in_window) / max(end - start - WARMUP, 1e-9),
+            latencies=sorted(at - posted[wamid] for at, wamid in records if wamid in posted),
+            accepted=sum(1 for status, _ in answers.values() if status == 200),
+            shed=len(shed),
+            shed_answer_p99=_quantile(sorted(shed), 0.99) if shed else 0.0,
+            duplicates=sum(count - 1 for count in replies.values() if count > 1),
+        )
 
     async def __aexit__(self, *exc: object) -> None:
         await self._tenants.stop()
@@ -167,11 +211,15 @@ def _emulator_main(pipe: Any, cap: int, secret: str) -> None:
         elif command == "count":
             return len(api.accepted)
         elif command == "replies":
-            # Let the replies in flight land (bounded), then report (time accepted, inbound wamid).
+            # Let the replies in flight land (bounded, and given up after 5 s without a new one),
+            # then report (time accepted, inbound wamid).
             first, expected = args
             deadline = time.monotonic() + 30
-            while len(api.accepted) - first < expected and time.monotonic() < deadline:
+            seen, last_new = len(api.accepted), time.monotonic()
+            while len(api.accepted) - first < expected and time.monotonic() < min(deadline, last_new + 5):
                 await asyncio.sleep(0.05)
+                if len(api.accepted) > seen:
+                    seen, last_new = len(api.accepted), time.monotonic()
             return [(r.at, r.message.context.message_id) for r in api.accepted[first:] if r.message.context is not None]
         return None
 
@@ -199,8 +247,8 @@ def _sheets() -> Iterator[SheetsEmulator]:
 
 
 @contextlib.asynccontextmanager
-async def ours(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
-    """sluiceway's runtime with the property bot and 2 workers."""
+async def ours(cap: int, secret: str, shed_after: float | None = None) -> AsyncIterator[tuple[str, _Traffic]]:
+    """sluiceway's runtime with the property bot and 2 workers (``shed_after``: that setting, else its default)."""
     # The runtime journals as `sluiceway run` does; each run gets a state dir of its own, removed after.
     with _sheets() as sheets, tempfile.TemporaryDirectory(prefix="sluiceway-bench-state-") as state_dir:
         async with _Traffic(cap, secret) as api:
@@ -220,6 +268,8 @@ async def ours(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
                 min_workers=2,
                 enable_auto_scaling=False,
             )
+            if shed_after is not None:
+                runtime.settings = msgspec.structs.replace(runtime.settings, shed_after=shed_after)
             await runtime.start()
             tune_for_serving()  # as `sluiceway run` does
             await api.set_webhook(runtime.webhook_url)
@@ -300,8 +350,12 @@ async def naive(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
 
 async def offer(
     url: str, rate: float, seconds: float, tag: str, *, secret: str
-) -> tuple[float, float, dict[str, float]]:
-    """Post ``rate`` signed messages/s for ``seconds`` (open loop); return (start, end, post time per wamid)."""
+) -> tuple[float, float, dict[str, float], dict[str, tuple[int, float]]]:
+    """Post ``rate`` signed messages/s for ``seconds`` (open loop).
+
+    Returns (start, end, post time per wamid, (HTTP status, seconds to the answer) per wamid); a
+    post that got no answer has status 0.
+    """
     count = int(rate * seconds)
     bodies = []
     for i in range(count):
@@ -316,14 +370,17 @@ async def offer(
             )
         )
     posted: dict[str, float] = {}
+    answers: dict[str, tuple[int, float]] = {}
     target = yarl.URL(url)
     # A tenant gives up on a webhook after 10 s (the bot may still answer it later, which counts).
     async with HttpClient(str(target.origin()), max_connections=256, timeout=10.0) as http:
 
         async def post(wamid: str, body: bytes, headers: dict[str, str]) -> None:
-            posted[wamid] = time.monotonic()
+            posted[wamid] = sent = time.monotonic()
+            status = 0
             with contextlib.suppress(HttpError):
-                await http.post(target.raw_path_qs, body, headers=headers)
+                status = (await http.post(target.raw_path_qs, body, headers=headers)).status
+            answers[wamid] = (status, time.monotonic() - sent)
 
         start = time.monotonic()
         tasks = []
@@ -334,14 +391,14 @@ async def offer(
             tasks.append(asyncio.ensure_future(post(wamid, body, headers)))
         end = time.monotonic()
         await asyncio.gather(*tasks)
-    return start, end, posted
+    return start, end, posted, answers
 
 
 def _quantile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("inf")
 
 
-async def _measure(bot: Bot, cap: int, secret: str, rate: float, seconds: float, tag: str) -> tuple[float, list[float]]:
+async def _measure(bot: Bot, cap: int, secret: str, rate: float, seconds: float, tag: str) -> Run:
     """One run on a freshly started ``bot``: a naive bot's backlog or spent Sheets quota from
     an earlier run must not count against (or for) the next one."""
     async with bot(cap, secret) as (url, api):
@@ -358,8 +415,10 @@ async def _tier(report: Report, cap: int) -> None:
     }
     for round_ in range(REPEAT):
         for name, bot in (("ours", ours), ("naive", naive)):
-            rate, _ = await _measure(bot, cap, secret, SATURATION * cap, seconds, f"{name}-s{cap}-{round_}")
-            _, latencies = await _measure(bot, cap, secret, BELOW_CAP * cap, seconds, f"{name}-l{cap}-{round_}")
+            rate = (await _measure(bot, cap, secret, SATURATION * cap, seconds, f"{name}-s{cap}-{round_}")).throughput
+            latencies = (
+                await _measure(bot, cap, secret, BELOW_CAP * cap, seconds, f"{name}-l{cap}-{round_}")
+            ).latencies
             samples[name]["share"].append(rate / cap)
             samples[name]["p50"].append(_quantile(latencies, 0.50))
             samples[name]["p99"].append(_quantile(latencies, 0.99))
@@ -418,30 +477,112 @@ async def _tier(report: Report, cap: int) -> None:
         )
 
 
-async def _overload(report: Report, cap: int) -> None:
-    """Goodput and the accepted messages' p99 reply latency at 1, 2 and 4 x the cap (figures, no peer)."""
+async def _capacity(secret: str) -> float:
+    """The node's peak replies/s: offered rates stepping up by ``CAPACITY_STEP`` with shedding off.
+
+    The emulator's cap is far above the node (``NODE_CAP``), so the node binds: the peak is the
+    most replies/s any step got. Each step waits for its replies before the next, and the steps
+    stop once the node falls behind what is offered twice in a row.
+    """
+    peak, rate, behind = 0.0, CAPACITY_START, 0
+    async with ours(NODE_CAP, secret, shed_after=0.0) as (url, api):
+        await api.offer(url, WARM_UP_RATE, WARM_UP_SECONDS, "capacity-warm")
+        for step in range(CAPACITY_STEPS):
+            run = await api.offer(url, rate, scaled(CAPACITY_SECONDS), f"capacity-{step}")
+            peak = max(peak, run.throughput)
+            print(f"  capacity step: offered {run.offered:,.0f}/s, {run.throughput:,.0f} replies/s", flush=True)
+            # Two steps well behind in a row, not one: a step can fall behind on a noisy shared machine.
+            behind = behind + 1 if run.throughput < 0.8 * run.offered else 0
+            if behind == 2:
+                break
+            rate *= CAPACITY_STEP
+    return peak
+
+
+async def _overload(report: Report) -> None:
+    """Goodput and the accepted messages' p99 reply latency at 1, 2 and 4 x the node's capacity.
+
+    Measured on a fresh bot per run with the default ``shed_after``; the emulator's cap is far above
+    the node, so what binds is the node itself (the supervisor's core, on this machine shared with
+    the emulator and the load generator). The tenants do not re-post a 503'd message here (Meta
+    would, later; tests/app/test_shedding_overload.py checks that it is then accepted).
+    """
     secret = secrets.token_hex(8)
+    capacity = await _capacity(secret)
+    report.figure("ours: node capacity found by the search (replies/s, shedding off)", capacity)
     seconds = scaled(RUN_SECONDS)
-    for load in OVERLOADS:
-        goodput: list[float] = []
-        p99: list[float] = []
-        for round_ in range(REPEAT):
-            rate, latencies = await _measure(ours, cap, secret, load * cap, seconds, f"over-{load:g}-{round_}")
-            goodput.append(rate)
-            p99.append(_quantile(latencies, 0.99))
-        report.figure(f"ours: goodput at {load:g} x {cap} mps offered, replies/s", statistics.median(goodput))
-        report.figure(
-            f"ours: p99 reply latency of accepted messages at {load:g} x {cap} mps, ms", statistics.median(p99) * 1000
+    runs = {
+        load: [
+            await _measure(ours, NODE_CAP, secret, load * capacity, seconds, f"over-{load:g}-{round_}")
+            for round_ in range(REPEAT)
+        ]
+        for load in OVERLOADS
+    }
+    # The peak is the most replies/s the node reached anywhere, in the search or in any run: on a
+    # shared machine the search alone can fall short of it, and goodput is then not flattered.
+    peak = max(capacity, *(run.throughput for load_runs in runs.values() for run in load_runs))
+    report.figure("ours: peak replies/s at saturation (the most of the search and every run)", peak)
+    for load, load_runs in runs.items():
+        goodput = [run.throughput for run in load_runs]
+        p99 = [_quantile(run.latencies, 0.99) * 1000 for run in load_runs]
+        report.add(
+            Comparison(
+                f"goodput at {load:g} x node capacity",
+                "peak at saturation",
+                statistics.median(goodput),
+                peak,
+                "replies/s",
+                target=TARGET_GOODPUT if load > 1 else None,
+                samples_ours=goodput,
+            )
         )
+        report.add(
+            Comparison(
+                f"p99 reply, accepted, {load:g} x capacity",
+                "bound 2 s",
+                statistics.median(p99),
+                TARGET_OVERLOAD_P99 * 1000,
+                "ms",
+                higher_is_better=False,
+                target=1.0,
+                samples_ours=p99,
+            )
+        )
+        key = f"ours at {load:g} x capacity"
+        report.figure(f"{key}: offered, msg/s", statistics.median(run.offered for run in load_runs))
+        report.figure(f"{key}: share of posts answered 503", statistics.median(_shed_share(run) for run in load_runs))
+        report.figure(
+            f"{key}: p99 seconds to a 503, ms", statistics.median(run.shed_answer_p99 for run in load_runs) * 1000
+        )
+        report.figure(f"{key}: replies sent twice (all runs)", sum(run.duplicates for run in load_runs))
 
 
-def main() -> None:
+def _shed_share(run: Run) -> float:
+    return run.shed / max(run.shed + run.accepted, 1)
+
+
+#: The parts ``--only`` may pick.
+PARTS = ("tiers", "overload")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench e2e", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="run only this part (repeatable); its rows replace theirs in e2e.json, the others are kept",
+    )
+    args = parser.parse_args(argv or [])
+    parts = args.only or PARTS
     report = Report("e2e")
     header("end to end: webhook in -> reply at the WhatsApp emulator")
-    for cap in TIERS:
-        uvloop.run(_tier(report, cap))
-    uvloop.run(_overload(report, OVERLOAD_TIER))
-    report.write()
+    if "tiers" in parts:
+        for cap in TIERS:
+            uvloop.run(_tier(report, cap))
+    if "overload" in parts:
+        uvloop.run(_overload(report))
+    write_merged(report)
 
 
 if __name__ == "__main__":

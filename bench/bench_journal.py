@@ -19,6 +19,7 @@ dramatiq are installed, dramatiq on a Redis with ``appendonly yes, appendfsync e
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib
 import json
@@ -35,7 +36,7 @@ from typing import Any
 import msgspec
 import uvloop
 
-from bench.harness import REPEAT, RESULTS_DIR, Comparison, Report, header, interleaved_rates, scaled
+from bench.harness import REPEAT, RESULTS_DIR, Comparison, Report, header, interleaved_rates, scaled, write_merged
 from sluiceway._core import EntryQueue, PayloadBatch
 from sluiceway._core import Journal as CoreJournal
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
@@ -56,6 +57,14 @@ ENGINE_MESSAGES = scaled(100_000)
 PRODUCERS = 64
 #: Messages per dramatiq run (it is far slower).
 DRAMATIQ_MESSAGES = scaled(5_000)
+#: Redis AOF fsync policies dramatiq is measured with: once a second, and on every write (as durable as ours).
+AOF_POLICIES = ("everysec", "always")
+#: The soak (``--soak SECONDS``): messages/s, and seconds between size samples.
+SOAK_RATE, SOAK_SAMPLE = 500, 30.0
+#: The soak's figures start with this (a new soak replaces them all).
+SOAK_FIGURES = f"soak at {SOAK_RATE} msg/s"
+#: Messages per persist-queue run (a commit per call).
+PERSIST_QUEUE_MESSAGES = scaled(5_000)
 #: The engine bench's configuration: 2 workers, a high-water mark that lets producers run ahead.
 ENGINE_CONFIG = ParallelizerConfig(
     default_worker_count=2, min_workers=1, max_workers=2, queue_high_water_mark=20_000, queue_low_water_mark=10_000
@@ -184,34 +193,59 @@ class Engine:
 
 
 @contextmanager
-def redis_with_aof(workdir: Path) -> Iterator[str]:
-    """A private redis-server with ``appendonly yes`` and ``appendfsync everysec``; yields its URL."""
+def redis_with_aof(appendfsync: str) -> Iterator[str]:
+    """A private redis-server with ``appendonly yes`` and ``appendfsync`` as given; yields its URL."""
     import redis
 
     from bench.engine import redis_peers
 
-    with redis_peers.redis_server(appendonly=True, appendfsync="everysec") as url:
-        if redis.Redis.from_url(url).config_get("appendfsync")["appendfsync"] != "everysec":
-            raise RuntimeError("redis-server did not take appendfsync everysec")
+    with redis_peers.redis_server(appendonly=True, appendfsync=appendfsync) as url:
+        if redis.Redis.from_url(url).config_get("appendfsync")["appendfsync"] != appendfsync:
+            raise RuntimeError(f"redis-server did not take appendfsync {appendfsync}")
         yield url
 
 
-def dramatiq_aof_rates(workdir: Path) -> list[float] | None:
-    """dramatiq no-op msg/s on Redis with AOF everysec (REPEAT runs), or None if it cannot run here."""
+def dramatiq_aof_rates() -> dict[str, list[float]] | None:
+    """dramatiq no-op msg/s on Redis with AOF, per ``appendfsync`` policy (REPEAT runs each); None if it cannot run."""
     if shutil.which("redis-server") is None:
-        print("  (redis-server not installed: the dramatiq row is skipped)")
+        print("  (redis-server not installed: the dramatiq rows are skipped)")
         return None
     try:
         import dramatiq  # noqa: F401
     except ImportError:
-        print("  (dramatiq not installed: pip install '.[bench]'; the dramatiq row is skipped)")
+        print("  (dramatiq not installed: pip install '.[bench]'; the dramatiq rows are skipped)")
         return None
     from bench.engine import redis_peers
 
-    with redis_with_aof(workdir) as url:
-        os.environ[redis_peers.URL_VARIABLE] = url
-        peers: Any = importlib.reload(redis_peers)
-        return [peers.dramatiq_rate(url, DRAMATIQ_MESSAGES) for _ in range(REPEAT)]
+    rates: dict[str, list[float]] = {}
+    for appendfsync in AOF_POLICIES:
+        with redis_with_aof(appendfsync) as url:
+            os.environ[redis_peers.URL_VARIABLE] = url
+            peers: Any = importlib.reload(redis_peers)
+            rates[appendfsync] = [peers.dramatiq_rate(url, DRAMATIQ_MESSAGES) for _ in range(REPEAT)]
+    return rates
+
+
+def persist_queue_rates(workdir: Path) -> list[float] | None:
+    """persist-queue's ``SQLiteAckQueue`` (WAL, synchronous=FULL, a commit per call): put, get and ack
+    ``PERSIST_QUEUE_MESSAGES`` no-op messages in one thread, msg/s per run; None if it is not installed."""
+    try:
+        import persistqueue
+    except ImportError:
+        print("  (persist-queue not installed: pip install '.[bench]'; its row is skipped)")
+        return None
+    rates = []
+    for run in range(REPEAT):
+        queue = persistqueue.SQLiteAckQueue(str(workdir / f"persist-queue-{run}"), auto_commit=True)
+        start = time.perf_counter()
+        for n in range(PERSIST_QUEUE_MESSAGES):
+            queue.put({"n": n})
+        for _ in range(PERSIST_QUEUE_MESSAGES):
+            queue.ack(queue.get(block=False))
+        rates.append(PERSIST_QUEUE_MESSAGES / (time.perf_counter() - start))
+        if queue.size:
+            raise RuntimeError(f"persist-queue left {queue.size} messages")
+    return rates
 
 
 def engine_rows(report: Report, workdir: Path) -> None:
@@ -258,39 +292,122 @@ def engine_rows(report: Report, workdir: Path) -> None:
                 producers_memory_samples,
             )
         )
-    dramatiq = dramatiq_aof_rates(workdir)
-    if dramatiq is not None:
-        full, full_samples = rates["many full"]
+    full, full_samples = rates["many full"]
+    producers_full, producers_full_samples = rates["producers full"]
+    dramatiq = dramatiq_aof_rates()
+    for appendfsync, samples in (dramatiq or {}).items():
+        peer = f"dramatiq (redis, appendonly {appendfsync})"
+        target = TARGET_VS_DRAMATIQ_AOF if appendfsync == "everysec" else None
         report.add(
             Comparison(
                 "engine enqueue_many, journal sync=full",
-                "dramatiq (redis, appendonly everysec)",
+                peer,
                 full,
-                statistics.median(dramatiq),
+                statistics.median(samples),
                 "msg/s",
                 True,
-                TARGET_VS_DRAMATIQ_AOF,
+                target,
                 full_samples,
-                dramatiq,
+                samples,
             )
         )
-        producers_full, producers_full_samples = rates["producers full"]
         report.add(
             Comparison(
                 f"engine enqueue_message x{PRODUCERS} producers, journal sync=full",
-                "dramatiq (redis, appendonly everysec)",
+                peer,
                 producers_full,
-                statistics.median(dramatiq),
+                statistics.median(samples),
                 "msg/s",
                 True,
                 None,
                 producers_full_samples,
-                dramatiq,
+                samples,
+            )
+        )
+    persist_queue = persist_queue_rates(workdir)
+    if persist_queue is not None:
+        report.add(
+            Comparison(
+                "engine enqueue_many, journal sync=full",
+                "persist-queue SQLiteAckQueue",
+                full,
+                statistics.median(persist_queue),
+                "msg/s",
+                True,
+                None,
+                full_samples,
+                persist_queue,
             )
         )
 
 
-def main() -> None:
+def journal_bytes(path: Path) -> int:
+    """The journal's size on disk: the database and its write-ahead log."""
+    return sum(file.stat().st_size for file in (path, Path(f"{path}-wal")) if file.exists())
+
+
+def soak(report: Report, seconds: float) -> None:
+    """The engine journaling (sync=full) ``SOAK_RATE`` no-op msg/s for ``seconds``: its size every ``SOAK_SAMPLE`` s.
+
+    Finished messages are deleted from the journal, so its pages are reused and its size should
+    stay flat. (The runtime also keeps each webhook's wamid for ``dedup_window``, about 100 bytes
+    each: that part grows by design until the window or ``dedup_max_entries`` ends it.)
+    """
+    header(f"journal soak: {SOAK_RATE} no-op msg/s for {seconds:g} s, engine with 2 workers, sync=full")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-journal-soak-"))
+    path = workdir / "soak.db"
+    engine = MessageParallelizer(NOOP, msgspec.structs.replace(ENGINE_CONFIG, journal_sync="full"), journal=path)
+    series: list[tuple[float, int]] = []
+
+    async def run() -> None:
+        await engine.start()
+        loop = asyncio.get_running_loop()
+        start, sent = loop.time(), 0
+        while (elapsed := loop.time() - start) < seconds:
+            due = int(elapsed * SOAK_RATE) - sent
+            if due:
+                await engine.enqueue_many([None] * due)
+                sent += due
+            if elapsed >= len(series) * SOAK_SAMPLE:
+                series.append((elapsed, journal_bytes(path)))
+                print(f"  {elapsed:6.0f} s  {sent:>9,} messages  journal {series[-1][1]:>12,} bytes", flush=True)
+            await asyncio.sleep(0.01)
+        await engine.wait_for_completion()
+        series.append((loop.time() - start, journal_bytes(path)))
+        print(f"  {series[-1][0]:6.0f} s  {sent:>9,} messages  journal {series[-1][1]:>12,} bytes (all handled)")
+        summary = await engine.shutdown()
+        if summary.remaining or summary.dead_lettered:
+            raise RuntimeError(f"the soak left work behind: {summary}")
+
+    try:
+        uvloop.run(run())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for at, size in series:
+        report.figure(f"{SOAK_FIGURES}: journal bytes at {round(at)} s", size)
+    # Past the first sample (the journal's first pages): how much it still grew.
+    settled = [size for _, size in series[1:]] or [series[0][1]]
+    report.figure(
+        f"soak at {SOAK_RATE} msg/s: largest / smallest size after {SOAK_SAMPLE:g} s", max(settled) / min(settled)
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench journal", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--soak",
+        type=float,
+        nargs="?",
+        const=600.0,
+        metavar="SECONDS",
+        help="only the soak: the journal's size every 30 s at 500 msg/s (default 600 s); kept with the other rows",
+    )
+    args = parser.parse_args(argv or [])
+    if args.soak is not None:
+        report = Report("journal")
+        soak(report, args.soak)
+        write_merged(report, replaces=(SOAK_FIGURES,))
+        return
     report = Report("journal")
     batch = PayloadBatch(msgspec.msgpack.encode([{"n": i} for i in range(BATCH)]))
     workdir = Path(tempfile.mkdtemp(prefix="bench-journal-"))
@@ -362,7 +479,7 @@ def main() -> None:
         engine_rows(report, engine_dir)
     finally:
         shutil.rmtree(engine_dir, ignore_errors=True)
-    report.write()
+    write_merged(report)  # keeps the last soak's series
 
 
 if __name__ == "__main__":

@@ -117,6 +117,24 @@ class Report:
         return path
 
 
+def write_merged(report: Report, replaces: tuple[str, ...] = ()) -> Path:
+    """Write ``report`` over the rows and figures it measured, keeping the others of its last results file.
+
+    For the modes that measure one part of a benchmark (``bench e2e --only overload``, ``bench journal --soak``).
+    The last file's figures whose names start with one of ``replaces`` are dropped (a series this run re-measured).
+    """
+    try:
+        previous = json.loads((RESULTS_DIR / f"{report.name}.json").read_text())
+    except (OSError, ValueError):
+        previous = {"rows": [], "figures": {}}
+    fresh = {(row.case, row.peer) for row in report.rows}
+    kept = [Comparison(**{k: v for k, v in row.items() if k not in ("ratio", "met")}) for row in previous["rows"]]
+    report.rows[:0] = [row for row in kept if (row.case, row.peer) not in fresh]
+    kept_figures = {key: value for key, value in previous["figures"].items() if not key.startswith(replaces)}
+    report.figures = {**kept_figures, **report.figures}
+    return report.write()
+
+
 def header(title: str) -> None:
     print(f"\n== {title}", flush=True)
     print(f"  {'case':<34} {'peer':<22} {'ours':>12} {'theirs':>12} {'ratio':>8}  target", flush=True)

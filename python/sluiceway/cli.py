@@ -39,6 +39,29 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     # A second bot on the same machine moves these two off their defaults.
     parser.add_argument("--admin-port", dest="admin_port", type=int, help="admin API port on 127.0.0.1 (default 8081)")
     parser.add_argument("--monitor-port", dest="monitor_port", type=int, help="monitor's HTTP port (default 9464)")
+    parser.add_argument(
+        "--shed-after",
+        dest="shed_after",
+        type=float,
+        metavar="SECONDS",
+        help="answer new messages 503 while an accepted one would wait longer for its reply (default 1.0; 0: off)",
+    )
+    limits = parser.add_argument_group("webhook server limits (the port faces the internet)")
+    for flag, kind, meaning in _SERVER_LIMIT_FLAGS:
+        limits.add_argument(f"--{flag}", dest=flag.replace("-", "_"), type=kind, help=meaning)
+
+
+#: The webhook server's limits as flags: (flag, type, help); each sets the setting of the same name.
+_SERVER_LIMIT_FLAGS: tuple[tuple[str, type, str], ...] = (
+    ("max-header-bytes", int, "bytes of headers per request, 431 beyond (default 16384)"),
+    ("max-headers", int, "header lines per request, 431 beyond (default 100)"),
+    ("max-url-bytes", int, "bytes of the request target, 414 beyond (default 8192, at most 16384)"),
+    ("header-timeout", float, "seconds for a request's headers to arrive, 408 beyond (default 10)"),
+    ("body-timeout", float, "seconds for a request's body after its headers, 408 beyond (default 30)"),
+    ("keepalive-timeout", float, "seconds a silent connection stays open, mid-request too (default 75)"),
+    ("max-connections", int, "client connections open at once; new ones beyond get 503 (default 4096)"),
+    ("max-pipelined", int, "requests read ahead of the one being handled per connection (default 16)"),
+)
 
 
 def _flags_of(args: argparse.Namespace) -> dict[str, object]:
@@ -53,6 +76,8 @@ def _flags_of(args: argparse.Namespace) -> dict[str, object]:
             "state_dir",
             "admin_port",
             "monitor_port",
+            "shed_after",
+            *(flag.replace("-", "_") for flag, _, _ in _SERVER_LIMIT_FLAGS),
         )
     }
 

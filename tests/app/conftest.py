@@ -106,6 +106,14 @@ class Stack:
     async def say(self, tenant: str, wamid: str, text: str) -> int:
         return await self.post(text_message(tenant, wamid, text))
 
+    async def deliver(self, tenant: str, wamid: str, text: str) -> None:
+        """Post a message as Meta does: re-delivered while the runtime answers 503 (it sheds load or is busy)."""
+        deadline = asyncio.get_running_loop().time() + WAIT
+        while (status := await self.say(tenant, wamid, text)) == 503:
+            assert asyncio.get_running_loop().time() < deadline, f"{wamid} refused for {WAIT} s"
+            await asyncio.sleep(0.05)
+        assert status == 200, f"{wamid}: {status}"
+
     def replies_to(self, wamid: str) -> list[str]:
         """Texts the WhatsApp emulator accepted in reply to ``wamid``."""
         return [

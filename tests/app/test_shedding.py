@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sluiceway.app.runtime import Runtime
-from sluiceway.app.settings import Settings
-from sluiceway.app.shedding import LoadShedder
+from sluiceway.app.settings import Settings, load_settings
+from sluiceway.app.shedding import LoadShedder, LoopLag
 from sluiceway.testing import ManualClock
 
 
@@ -120,11 +120,11 @@ def test_bad_settings_are_refused_by_name() -> None:
             LoadShedder(Backlog(), **{name: value})  # type: ignore[arg-type]
 
 
-def test_runtime_refuses_a_non_positive_shed_after() -> None:
-    """shed_after must be positive seconds (or None for no shedding): 0 is refused by name before anything starts."""
+def test_shed_after_is_a_setting_validated_by_name() -> None:
+    """A negative shed_after is refused by name; 0 (shedding off) is taken from the environment."""
     with pytest.raises(ValueError, match="shed_after"):
-        Runtime("sluiceway.examples.property_bot.app:bot", Settings(), shed_after=0.0)
-    assert Runtime("sluiceway.examples.property_bot.app:bot", Settings(), shed_after=None).shedder is None
+        Settings(shed_after=-1.0)
+    assert load_settings(environ={"SLUICEWAY_SHED_AFTER": "0"}, config_file=None).shed_after == 0.0
 
 
 class Reference:
@@ -204,3 +204,69 @@ def test_a_runtime_behind_on_replies_sheds_new_messages_and_answers_every_accept
             assert await s.reply("15550009999", shed[0], "is 3D available?")
 
     asyncio.run(scenario())
+
+
+class Lag:
+    """The synthetic event-loop lag, in seconds."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
+@given(st.lists(st.floats(0.0, 0.1), max_size=200), st.sampled_from([0.01, 0.02, 0.05]))
+def test_the_loop_lag_refuses_its_share_of_messages_spread_evenly(lags: list[float], max_lag: float) -> None:
+    """Each message is refused with the lag's share (0 up to half max_lag, 1 from max_lag): after every
+    message, the refusals are within one of the sum of the shares so far, so they come evenly, not in bursts."""
+    lag, backlog = Lag(), Backlog()
+    policy = LoadShedder(backlog, loop_lag=lag, max_lag=max_lag, min_outstanding=10, clock=ManualClock())
+    backlog.outstanding = 10  # no completion yet, so the expected delay is unknown and plays no part
+    total, refused = 0.0, 0
+    for seconds in lags:
+        lag.seconds = seconds
+        share = min(1.0, max(0.0, (seconds - max_lag / 2) / (max_lag / 2)))
+        assert policy.lag_share() == pytest.approx(share)
+        total += share
+        refused += policy.overloaded()
+        assert total - 1 - 1e-9 <= refused <= total + 1e-9
+    assert policy.lag_refused == refused
+
+
+def test_the_expected_delay_sheds_whatever_the_lag() -> None:
+    """A backlog over the bound refuses every message on an idle loop; a lag refuses its share once
+    min_outstanding messages are outstanding."""
+    clock, backlog, lag = ManualClock(), Backlog(), Lag()
+    policy = LoadShedder(backlog, loop_lag=lag, max_delay=1.0, max_lag=0.02, min_outstanding=10, clock=clock)
+    backlog.outstanding = 500
+    serve(policy, clock, backlog, per_second=100, seconds=1.0)  # 400 left at 100/s: 4 s
+    assert all(policy.overloaded() for _ in range(10))
+    backlog.outstanding = 9
+    lag.seconds = 0.016  # 6 ms past half of max_lag, 10 ms wide: 60%, but a handful outstanding is no backlog
+    assert not any(policy.overloaded() for _ in range(10))
+    backlog.outstanding = 10  # at min_outstanding, 0.1 s of expected delay: only the lag refuses, evenly
+    assert [policy.overloaded() for _ in range(4)] == [False, True, False, True]
+
+
+def test_loop_lag_measures_a_blocked_loop_and_smooths_single_timers() -> None:
+    """A loop blocked for 200 ms reads as late by a good part of that; one late timer moves the mean by its weight."""
+
+    async def scenario() -> None:
+        lag = LoopLag(interval=0.01)
+        lag.start()
+        await asyncio.sleep(0.05)
+        time.sleep(0.2)  # noqa: ASYNC251 - blocking the loop is the point: the timer due in 10 ms fires late
+        assert lag() >= 0.1  # overdue counts before the timer has even fired
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert lag.lag >= 0.2 * lag.smoothing * 0.9
+        lag.stop()
+
+    asyncio.run(scenario())
+    lag = LoopLag(smoothing=0.25)
+    lag.record(0.1)
+    lag.record(0.0)
+    assert lag.lag == pytest.approx(0.25 * 0.1 * 0.75)
+    with pytest.raises(ValueError, match="smoothing"):
+        LoopLag(smoothing=0.0)

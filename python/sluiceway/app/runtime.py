@@ -53,8 +53,8 @@ from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.ingress import WebhookIngress
 from sluiceway.app.media import export_tokens
 from sluiceway.app.outbox import DurableOutbox, ReplyOutcome
-from sluiceway.app.settings import Settings
-from sluiceway.app.shedding import DEFAULT_MAX_DELAY, LoadShedder
+from sluiceway.app.settings import SERVER_LIMITS, Settings
+from sluiceway.app.shedding import LoadShedder, LoopLag
 from sluiceway.app.windows import ConversationWindows
 from sluiceway.app.worker import BOT_ENV, MAX_ATTEMPTS_ENV, SETTINGS_ENV, check_sheets_credentials
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
@@ -109,8 +109,9 @@ class Runtime:
     ``transport`` replaces the Cloud API (the demo passes one pointed at the emulator); the
     runtime closes it on ``stop``. The sender's config defaults to the Cloud API preset at
     ``settings.messages_per_second``; the others to the components' own defaults.
-    ``shed_after`` (seconds, ``None``: never) is the expected wait of an accepted message past
-    which new message webhooks are answered 503 at once (:mod:`sluiceway.app.shedding`).
+    ``settings.shed_after`` (seconds, 0: never) is the expected wait of an accepted message past
+    which new message webhooks are answered 503 at once (:mod:`sluiceway.app.shedding`); the
+    webhook server gets the limits in ``settings`` (``SERVER_LIMITS``).
     """
 
     def __init__(
@@ -123,10 +124,7 @@ class Runtime:
         sender_config: SenderConfig | None = None,
         monitor_config: MonitorConfig | None = None,
         on_handled: Callable[[InboundMessage, HandlerResult | None], None] | None = None,
-        shed_after: float | None = DEFAULT_MAX_DELAY,
     ) -> None:
-        if shed_after is not None and not shed_after > 0:
-            raise ValueError(f"shed_after must be positive seconds or None, got {shed_after}")
         self.bot_spec = bot_spec
         engine_config = engine_config or ParallelizerConfig()
         engine_config = msgspec.structs.replace(
@@ -149,9 +147,9 @@ class Runtime:
             http_host=settings.monitor_host, http_port=settings.monitor_port
         )
         self._on_handled = on_handled
-        self._shed_after = shed_after
         #: Refuses new message webhooks (503) while accepted ones would wait over ``shed_after`` s.
         self.shedder: LoadShedder | None = None
+        self._loop_lag = LoopLag()
         self.engine: MessageParallelizer | None = None
         self.sender: BatchSender | None = None
         #: Each business number's sender ("" when the settings name no number).
@@ -282,15 +280,20 @@ class Runtime:
                 " taken over from the journal",
             )
         self._expiry = asyncio.create_task(_expire_periodically(self.engine.journal))
-        if self._shed_after is not None:
+        if settings.shed_after > 0:
+            self._loop_lag.start()
             self.shedder = LoadShedder(
-                lambda: sink.stats.outstanding, backlog_delay=self._reply_queue_seconds, max_delay=self._shed_after
+                lambda: sink.stats.outstanding,
+                backlog_delay=self._reply_queue_seconds,
+                loop_lag=self._loop_lag,
+                max_delay=settings.shed_after,
             )
         overloaded = self.shedder.overloaded if self.shedder is not None else None
         self.ingress = WebhookIngress.from_settings(
             settings, sink, status_sink=self, overloaded=overloaded, not_ready=self._not_ready
         )
-        self._server = HttpServer(self.ingress.handle, max_body_bytes=settings.max_body_bytes)
+        limits = {name: getattr(settings, name) for name in SERVER_LIMITS}
+        self._server = HttpServer(self.ingress.handle, max_body_bytes=settings.max_body_bytes, **limits)
         await self._server.start(settings.host, settings.port)
         self.webhook_url = f"{self._server.url}{settings.webhook_path}"
         self._admin_server = HttpServer(admin_routes(self).handle)
@@ -428,6 +431,7 @@ class Runtime:
         self.running = False
         assert self.outbox is not None and self._expiry is not None
         self.ingress.stop_accepting()
+        self._loop_lag.stop()
         self._expiry.cancel()
         # The engine owns the journal and closes it when it shuts down, so the replies are
         # drained first: the sender must record them as sent while the journal is open.

@@ -23,6 +23,8 @@ import msgspec
 import tomllib
 
 from sluiceway.app.secret import Secret
+from sluiceway.app.shedding import DEFAULT_MAX_DELAY
+from sluiceway.http import server as http_server
 
 #: The file ``load_settings`` reads when no path is given (relative to the working directory).
 DEFAULT_CONFIG_FILE = "sluiceway.toml"
@@ -60,6 +62,19 @@ DEFAULT_HIGH_PRIORITY_KEYWORDS = (
     "smoke",
     "gas",
     "burst",
+)
+
+
+#: The webhook server's limits, passed to ``HttpServer`` under the same names.
+SERVER_LIMITS = (
+    "max_header_bytes",
+    "max_headers",
+    "max_url_bytes",
+    "header_timeout",
+    "body_timeout",
+    "keepalive_timeout",
+    "max_connections",
+    "max_pipelined",
 )
 
 
@@ -126,6 +141,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: accept a message, then answers 503 so that Meta re-delivers it later; 0 answers 503 at once.
     enqueue_timeout: float = 5.0
     high_priority_keywords: tuple[str, ...] = DEFAULT_HIGH_PRIORITY_KEYWORDS
+    #: Load shedding: while a message accepted now could expect to wait longer than this (seconds)
+    #: for its reply to leave, new message webhooks are answered 503 at once (Meta re-delivers
+    #: them later); 0 turns shedding off. The default is half the 2 s the accepted messages' p99
+    #: reply latency is meant to stay within under overload. See ``sluiceway.app.shedding``.
+    shed_after: float = DEFAULT_MAX_DELAY
+    # The webhook server's limits (it faces the internet; see ``sluiceway.http.server``)
+    #: Bytes of header names and values per request (431 beyond).
+    max_header_bytes: int = http_server.DEFAULT_MAX_HEADER_BYTES
+    #: Header lines per request (431 beyond).
+    max_headers: int = http_server.DEFAULT_MAX_HEADERS
+    #: Bytes of the request target, path and query (414 beyond); at most 16 KiB.
+    max_url_bytes: int = http_server.DEFAULT_MAX_URL_BYTES
+    #: Seconds from a request's first byte to the end of its headers (408 beyond).
+    header_timeout: float = http_server.DEFAULT_HEADER_TIMEOUT
+    #: Seconds from the end of a request's headers to the end of its body (408 beyond).
+    body_timeout: float = http_server.DEFAULT_BODY_TIMEOUT
+    #: Seconds a connection may stay silent, between requests or within one, before it is closed.
+    keepalive_timeout: float = http_server.DEFAULT_KEEPALIVE_TIMEOUT
+    #: Client connections open at once (new ones beyond get a 503 and are closed); keep it under ``ulimit -n``.
+    max_connections: int = http_server.DEFAULT_MAX_CONNECTIONS
+    #: Requests a client may pipeline ahead of the one being handled before the server stops reading.
+    max_pipelined: int = http_server.MAX_PIPELINED
     # Durability
     #: Directory (created with mode 0700) holding the journal ``journal.sqlite3``: accepted
     #: messages, remembered wamids, the reply outbox and dead letters survive a crash there.
@@ -158,6 +195,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"dedup_max_entries must be positive, got {self.dedup_max_entries}")
         if self.enqueue_timeout < 0:
             raise ValueError(f"enqueue_timeout must be >= 0, got {self.enqueue_timeout}")
+        if self.shed_after < 0:
+            raise ValueError(f"shed_after must be >= 0 seconds (0 turns shedding off), got {self.shed_after}")
+        for name in SERVER_LIMITS:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_url_bytes > http_server.MAX_URL_BYTES_CEILING:
+            ceiling = http_server.MAX_URL_BYTES_CEILING
+            raise ValueError(f"max_url_bytes must be at most {ceiling} (16 KiB), got {self.max_url_bytes}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if not self.host:
