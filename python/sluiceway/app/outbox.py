@@ -144,6 +144,8 @@ class DurableOutbox:
         self._wall_clock = wall_clock
         self._received_at: dict[str, float] = {}
         self._journal: OutboxStore | None = None
+        #: Set by ``closing()`` once nothing more may be written (the runtime is stopping).
+        self._closing = False
         #: The sender of each business number; the first attached also sends for "".
         self._senders: dict[str, Sender] = {}
         self._default_number = ""
@@ -325,8 +327,16 @@ class DurableOutbox:
 
     def status(self, wamid: str) -> None:
         """A status webhook for ``wamid`` arrived: its reply is finished."""
-        if self._journal is not None:
+        if self._journal is not None and not self._closing:
             self._background(self._journal.outbox_status(wamid), "status")
+
+    def closing(self) -> None:
+        """The senders are closed and the journal is about to close: statuses are no longer recorded.
+
+        Harmless: a reply WhatsApp took is ``sent`` already and is never sent again; its row only
+        waits for a later status (or the expiry) to be cleared.
+        """
+        self._closing = True
 
     # -- SendJournal: the sender's ledger reports here --------------------------------------
 

@@ -443,6 +443,8 @@ class Runtime:
             logger.warning("messages or replies still in progress after %s s: they stay in the journal", timeout)
         closed = await asyncio.gather(*(sender.close(timeout) for sender in self.senders.values()))
         left_over = [item for items in closed for item in items]
+        # Status webhooks still arrive while the engine closes the journal below.
+        self.outbox.closing()
         assert self.monitor is not None
         # The last collection counts what finished since the one before: the final figures are complete.
         self.monitor.collect()
