@@ -1,0 +1,583 @@
+"""``RedisBroker``: several engines (nodes) share one queue and one de-dup set in Redis.
+
+An accept is one Lua script (the de-dup record with SET NX and its expiry, then XADD to the
+partition stream of the message's ordering key), batched with whatever else is accepted meanwhile
+into one pipelined round trip; it resolves only once Redis answered. Each partition is worked by
+one node at a time, holding a lease (SET PX) with a fencing token (INCR). A node reads the
+partitions it holds (one XREADGROUP for all of them, as many entries as its local queue has room
+for), hands each ordering key's messages to its local engine one at a time, and finishes each with
+a fenced Lua script (XACK and XDEL, or XADD to the dead-letter stream), batched per partition: a
+node whose lease expired can neither finish a message nor start the next one of that key. A
+lease taken over (its holder died, left, or gave it up to balance the nodes) first reclaims the
+partition's pending entries with XAUTOCLAIM, in stream order, before reading new ones; an entry
+delivered more than ``max_attempts`` times (its nodes died running it) goes to the dead letters.
+
+Leases last ``claim_timeout`` seconds and are renewed several times per lease, so a dead node's
+partitions move within ``claim_timeout``. Each node keeps about ``partitions / live nodes`` of
+them (live: a heartbeat, on Redis's clock, within ``claim_timeout``). While Redis cannot be
+reached accepts fail at once with ``BrokerUnavailable`` and everything else retries with backoff.
+
+Delivery is at-least-once: a message whose node dies after running it and before the ack runs
+again elsewhere. Per ordering key, order holds across nodes (one partition, one node, one message
+of a key at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import itertools
+import json
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from sluiceway.engine import redis_scripts as scripts
+from sluiceway.engine.errors import BrokerUnavailable, EngineNotRunning
+
+_log = logging.getLogger("sluiceway.engine.redis")
+
+#: Partitions of a new namespace: the most nodes that can share its work.
+DEFAULT_PARTITIONS = 16
+#: Most ids in one fenced ack (Lua's ``unpack`` has a stack limit).
+_ACK_CHUNK = 500
+#: Longest wait between reconnection attempts, in seconds.
+_MAX_BACKOFF = 2.0
+#: How long one XREADGROUP waits for new entries, in milliseconds.
+_READ_BLOCK_MS = 50
+
+#: Stages one delivered message in the local engine: (payload, level, wall, key, attempt) -> result future.
+Stage = Callable[[bytes, int, float, "str | None", int], "asyncio.Future[Any]"]
+
+
+class _Partition:
+    """A partition this node holds: its lease value and the messages read from it, not yet finished."""
+
+    def __init__(self, number: int, stream: str, lease_key: str, lease: str) -> None:
+        self.number = number
+        self.stream = stream
+        self.lease_key = lease_key
+        #: "<node>:<token>": what the fenced scripts compare with the lease key.
+        self.lease = lease
+        #: Per ordering key whose message is in the engine: the ones read after it.
+        self.lines: dict[str, deque[_Delivery]] = {}
+        self.acks: list[_Delivery] = []
+        self.dead: list[tuple[_Delivery, str]] = []
+        #: Read and not finished (queued in lines, in the engine, or awaiting the ack).
+        self.outstanding = 0
+        self.lost = False
+        #: Given up to balance the nodes: no more reads; released once nothing is outstanding.
+        self.leaving = False
+
+
+class _Delivery:
+    __slots__ = ("attempt", "entry_id", "key", "level", "partition", "payload", "wall")
+
+    def __init__(self, partition: _Partition, entry_id: bytes, fields: dict[bytes, bytes], attempt: int) -> None:
+        self.partition = partition
+        self.entry_id = entry_id
+        self.payload = fields[b"p"]
+        self.level = int(fields[b"l"])
+        self.wall = float(fields[b"w"])
+        key = fields.get(b"k")
+        self.key = key.decode() if key is not None else None
+        self.attempt = attempt
+
+
+class RedisBroker:
+    """The Redis side of an engine: pass it as ``MessageParallelizer(handler, config, broker=...)``.
+
+    Example::
+
+        broker = RedisBroker("redis://127.0.0.1:6379/0", namespace="mybot", claim_timeout=30.0)
+        async with MessageParallelizer("bot.handlers:handle", config, broker=broker, on_recovered=on_result) as engine:
+            accepted = engine.accept({"text": "hi"}, ordering_key="+15550100", dedup_key="wamid.1")
+            await accepted.committed       # True once it is in Redis (any node may run it)
+
+    A handler's result reaches ``on_recovered(payload, result_future)`` on the node that runs it.
+    ``partitions`` applies only to a namespace used for the first time (it is kept in Redis).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        namespace: str = "sluiceway",
+        claim_timeout: float = 30.0,
+        partitions: int = DEFAULT_PARTITIONS,
+        dedup_window: float = 604800.0,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"broker must be a redis:// (or rediss://, unix://) URL, got {url!r}")
+        if not namespace or any(c in namespace for c in " :{}"):
+            raise ValueError(f"namespace must be a non-empty name without spaces, ':' or braces, got {namespace!r}")
+        if not claim_timeout > 0:
+            raise ValueError(f"claim_timeout must be positive seconds, got {claim_timeout!r}")
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or partitions < 1:
+            raise ValueError(f"partitions must be an int >= 1, got {partitions!r}")
+        self.url = url
+        self.namespace = namespace
+        self.claim_timeout = claim_timeout
+        self.partitions = partitions
+        self.dedup_window = dedup_window
+        self.node = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=10.0)
+        self._accept_script = self.redis.register_script(scripts.ACCEPT)
+        self._acquire_script = self.redis.register_script(scripts.ACQUIRE)
+        self._renew_script = self.redis.register_script(scripts.RENEW)
+        self._release_script = self.redis.register_script(scripts.RELEASE)
+        self._ack_script = self.redis.register_script(scripts.ACK)
+        self._dead_script = self.redis.register_script(scripts.DEAD_LETTER)
+        self._heartbeat_script = self.redis.register_script(scripts.HEARTBEAT)
+        self._held: dict[int, _Partition] = {}
+        self._accepts: list[tuple[list[str], list[Any], asyncio.Future[bool]]] = []
+        self._accept_task: asyncio.Task[None] | None = None
+        self._finish_task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._keyless = itertools.count()
+        self._stage: Stage | None = None
+        self._max_attempts = 1
+        self._room = 1
+        #: Read and not finished, over every partition (those lost included, until their runs end).
+        self.outstanding = 0
+        self._reading = False
+        self._read_wake = asyncio.Event()
+        self.completed = 0
+        self.dead_lettered = 0
+        self.refused_acks = 0
+        self.status_extra: Callable[[], dict[str, Any]] = dict
+
+    @property
+    def held(self) -> list[int]:
+        """The partitions this node holds now."""
+        return sorted(self._held)
+
+    def key(self, *parts: object) -> str:
+        return ":".join((self.namespace, *map(str, parts)))
+
+    def stream(self, partition: int) -> str:
+        return self.key("p", partition)
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Fix the partition count (first use) and create each stream's consumer group.
+
+        ``BrokerUnavailable`` if Redis cannot be reached."""
+        try:
+            await self.redis.hsetnx(self.key("meta"), "partitions", self.partitions)
+            stored: Any = await self.redis.hget(self.key("meta"), "partitions")
+            self.partitions = int(stored)
+            for partition in range(self.partitions):
+                try:
+                    await self.redis.xgroup_create(self.stream(partition), scripts.GROUP, id="0", mkstream=True)
+                except ResponseError as error:
+                    if "BUSYGROUP" not in str(error):
+                        raise
+        except RedisError as error:
+            raise BrokerUnavailable(f"Redis at {redacted_url(self.url)} cannot be reached: {error}") from error
+
+    async def persistence_problems(self) -> list[str]:
+        """What makes this Redis unsafe for accepted messages: AOF off, or an evicting memory policy."""
+        try:
+            persistence = await self.redis.info("persistence")
+            memory = await self.redis.info("memory")
+        except RedisError as error:
+            raise BrokerUnavailable(f"Redis at {redacted_url(self.url)} cannot be reached: {error}") from error
+        problems = []
+        if not int(persistence.get("aof_enabled", 0)):
+            problems.append("appendonly is off (set `appendonly yes`: without it a Redis restart loses messages)")
+        policy = memory.get("maxmemory_policy", "noeviction")
+        if policy != "noeviction":
+            problems.append(
+                f"maxmemory-policy is {policy} (set `maxmemory-policy noeviction`: Redis would evict messages)"
+            )
+        return problems
+
+    async def start(self, stage: Stage, max_attempts: int, room: int) -> None:
+        """Start working partitions: ``stage`` hands a message to the local engine, which holds at
+        most ``room`` read messages at a time."""
+        self._stage = stage
+        self._max_attempts = max_attempts
+        self._room = room
+        self._reading = True
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._lease_loop()), loop.create_task(self._read_loop())]
+
+    async def stop_reading(self) -> None:
+        """Read nothing more (what was read still runs and is finished)."""
+        self._reading = False
+        self._read_wake.set()
+
+    async def close(self) -> None:
+        """Finish what is finished, give up every lease (others reclaim what was read and not run), disconnect."""
+        self._reading = False
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._finish_task is not None:
+            await asyncio.gather(self._finish_task, return_exceptions=True)
+        if self._accept_task is not None:
+            await asyncio.gather(self._accept_task, return_exceptions=True)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for partition in self._held.values():
+                await self._release_script(keys=[partition.lease_key], args=[partition.lease], client=pipe)
+            await pipe.execute()
+            await self.redis.hdel(self.key("nodes"), self.node)
+        except RedisError as error:
+            _log.warning("leases not given up (they expire within %s s): %s", self.claim_timeout, error)
+        self._held.clear()
+        await self.redis.aclose()
+
+    # -- accepting -----------------------------------------------------------------------------
+
+    def accept(
+        self, payload: bytes, level: int, wall: float, key: str | None, dedup_key: str | None
+    ) -> asyncio.Future[bool]:
+        """Add one message; resolves to True once Redis has it, False for a ``dedup_key`` seen within
+        the window (nothing added), or fails with ``BrokerUnavailable`` (nothing added)."""
+        partition = (
+            zlib.crc32(key.encode()) % self.partitions if key is not None else next(self._keyless) % self.partitions
+        )
+        keys = [self.stream(partition)]
+        if dedup_key is not None:
+            keys.append(self.key("dedup", dedup_key))
+        args: list[Any] = [int(self.dedup_window * 1000), "p", payload, "l", level, "w", repr(wall)]
+        if key is not None:
+            args += ["k", key]
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._accepts.append((keys, args, future))
+        if self._accept_task is None:
+            self._accept_task = asyncio.get_running_loop().create_task(self._send_accepts())
+        return future
+
+    async def _send_accepts(self) -> None:
+        """One pipelined round trip per batch: accepts made while one is on its way go in the next."""
+        try:
+            while self._accepts:
+                batch, self._accepts = self._accepts, []
+                pipe = self.redis.pipeline(transaction=False)
+                for keys, args, _ in batch:
+                    await self._accept_script(keys=keys, args=args, client=pipe)
+                try:
+                    results = await pipe.execute(raise_on_error=False)
+                except (RedisError, OSError) as error:
+                    results = [error] * len(batch)
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(
+                            BrokerUnavailable(f"Redis did not take the message (nothing accepted): {result}")
+                        )
+                    else:
+                        future.set_result(result is not None)
+        finally:
+            self._accept_task = None
+
+    # -- leases --------------------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        """Heartbeat, renew, balance: several times per lease, with backoff while Redis is away."""
+        tick = min(self.claim_timeout / 4, 1.0)
+        backoff = 0.05
+        while True:
+            try:
+                await self._lease_round()
+                backoff = 0.05
+                await asyncio.sleep(tick)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as error:
+                _log.warning("Redis unreachable (%s); retrying in %.2f s", error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+
+    async def _lease_round(self) -> None:
+        ms = int(self.claim_timeout * 1000)
+        live = await self._heartbeat_script(
+            keys=[self.key("nodes")], args=[self.node, json.dumps(self._node_status()), ms]
+        )
+        held = list(self._held.values())
+        if held:
+            pipe = self.redis.pipeline(transaction=False)
+            for partition in held:
+                await self._renew_script(keys=[partition.lease_key], args=[partition.lease, ms], client=pipe)
+            for partition, renewed in zip(held, await pipe.execute(), strict=True):
+                if not renewed:
+                    self._lose(partition, "its lease expired")
+        share = math.ceil(self.partitions / max(1, int(live)))
+        if not self._reading:
+            return
+        if len(self._held) < share:
+            start = zlib.crc32(self.node.encode()) % self.partitions
+            for offset in range(self.partitions):
+                number = (start + offset) % self.partitions
+                if number in self._held:
+                    continue
+                token = await self._acquire_script(
+                    keys=[self.key("lease", number), self.key("fence", number)], args=[self.node, ms]
+                )
+                if token:
+                    await self._take(number, f"{self.node}:{token}")
+                    if len(self._held) >= share:
+                        break
+        staying = [p for p in self._held.values() if not p.leaving]
+        for partition in sorted(staying, key=lambda p: p.outstanding)[: max(0, len(staying) - share)]:
+            partition.leaving = True
+        for partition in [p for p in self._held.values() if p.leaving and not p.outstanding]:
+            del self._held[partition.number]
+            await self._release_script(keys=[partition.lease_key], args=[partition.lease])
+
+    async def _take(self, number: int, lease: str) -> None:
+        """Hold partition ``number``: first what its last holder read and did not finish, in stream order."""
+        partition = _Partition(number, self.stream(number), self.key("lease", number), lease)
+        self._held[number] = partition
+        cursor = "0-0"
+        while True:
+            reply = await self.redis.xautoclaim(partition.stream, scripts.GROUP, self.node, 0, cursor, count=500)
+            cursor, entries = reply[0], reply[1]
+            entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+            if entries:
+                counts = await self.redis.xpending_range(
+                    partition.stream, scripts.GROUP, entries[0][0], entries[-1][0], len(entries), self.node
+                )
+                delivered = {row["message_id"]: row["times_delivered"] for row in counts}
+                for entry_id, fields in entries:
+                    times = int(delivered.get(entry_id, 1))
+                    self._deliver(partition, entry_id, fields, times - 1)
+            if cursor in (b"0-0", "0-0"):
+                break
+        if partition.outstanding:
+            _log.info("partition %d: %d unfinished messages reclaimed", number, partition.outstanding)
+        self._read_wake.set()
+
+    def _lose(self, partition: _Partition, why: str) -> None:
+        """The lease is gone: drop what was read and not started (the next holder reclaims it)."""
+        if partition.lost:
+            return
+        partition.lost = True
+        self._held.pop(partition.number, None)
+        unstarted = sum(len(line) for line in partition.lines.values()) + len(partition.acks) + len(partition.dead)
+        partition.lines.clear()
+        partition.acks.clear()
+        partition.dead.clear()
+        partition.outstanding -= unstarted
+        self.outstanding -= unstarted
+        _log.warning("partition %d lost (%s): its unfinished messages go to its next holder", partition.number, why)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        backoff = 0.05
+        while self._reading:
+            readable = [p for p in self._held.values() if not p.leaving and not p.lost]
+            room = self._room - self.outstanding
+            if not readable or room <= 0:
+                self._read_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._read_wake.wait(), 0.1)
+                continue
+            streams: dict[Any, Any] = {p.stream: ">" for p in readable}
+            try:
+                reply: Any = await self.redis.xreadgroup(
+                    scripts.GROUP,
+                    self.node,
+                    streams,
+                    count=max(1, room // len(readable)),
+                    block=_READ_BLOCK_MS,
+                )
+                backoff = 0.05
+            except (RedisError, OSError) as error:
+                _log.warning("reading from Redis failed (%s); retrying in %.2f s", error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            by_stream = {p.stream: p for p in readable}
+            for stream, entries in reply or ():
+                partition = by_stream[stream.decode() if isinstance(stream, bytes) else stream]
+                if partition.lost:  # pending under this node: the next holder reclaims them
+                    continue
+                for entry_id, fields in entries:
+                    self._deliver(partition, entry_id, fields, 0)
+
+    def _deliver(self, partition: _Partition, entry_id: bytes, fields: dict[bytes, bytes], attempt: int) -> None:
+        delivery = _Delivery(partition, entry_id, fields, attempt)
+        partition.outstanding += 1
+        self.outstanding += 1
+        if attempt >= self._max_attempts:
+            partition.dead.append((delivery, f"delivered {attempt + 1} times: its nodes died while running it"))
+            self._finish_soon()
+            return
+        key = delivery.key
+        if key is not None:
+            line = partition.lines.get(key)
+            if line is not None:
+                line.append(delivery)
+                return
+            partition.lines[key] = deque()
+        self._run(delivery)
+
+    def _run(self, delivery: _Delivery) -> None:
+        assert self._stage is not None
+        future = self._stage(delivery.payload, delivery.level, delivery.wall, delivery.key, delivery.attempt)
+        future.add_done_callback(functools.partial(self._ran, delivery))
+
+    def _ran(self, delivery: _Delivery, future: asyncio.Future[Any]) -> None:
+        partition = delivery.partition
+        if partition.lost or future.cancelled() or isinstance(future.exception(), EngineNotRunning):
+            # Not finished here: it stays pending in Redis for the partition's next holder.
+            partition.outstanding -= 1
+            self.outstanding -= 1
+            self._read_wake.set()
+            return
+        error = future.exception()
+        if error is None:
+            partition.acks.append(delivery)
+        else:
+            partition.dead.append((delivery, f"{type(error).__name__}: {error}"))
+        self._finish_soon()
+
+    # -- finishing -----------------------------------------------------------------------------
+
+    def _finish_soon(self) -> None:
+        if self._finish_task is None:
+            self._finish_task = asyncio.get_running_loop().create_task(self._send_finished())
+
+    async def _send_finished(self) -> None:
+        """Fenced acks and dead letters of every partition, in one pipelined round trip per batch."""
+        backoff = 0.05
+        try:
+            while True:
+                batch = [(p, p.acks, p.dead) for p in list(self._held.values()) if p.acks or p.dead]
+                if not batch:
+                    return
+                pipe = self.redis.pipeline(transaction=False)
+                calls: list[tuple[_Partition, list[_Delivery]]] = []
+                for partition, acks, dead in batch:
+                    partition.acks, partition.dead = [], []
+                    for start in range(0, len(acks), _ACK_CHUNK):
+                        chunk = acks[start : start + _ACK_CHUNK]
+                        args: list[Any] = [partition.lease, scripts.GROUP, *(d.entry_id for d in chunk)]
+                        await self._ack_script(keys=[partition.lease_key, partition.stream], args=args, client=pipe)
+                        calls.append((partition, chunk))
+                    for delivery, error in dead:
+                        await self._dead_script(
+                            keys=[partition.lease_key, partition.stream, self.key("dead")],
+                            args=[partition.lease, scripts.GROUP, delivery.entry_id, *self._letter(delivery, error)],
+                            client=pipe,
+                        )
+                        calls.append((partition, [delivery]))
+                        self.dead_lettered += 1
+                try:
+                    results = await pipe.execute()
+                    backoff = 0.05
+                except (RedisError, OSError) as error:
+                    _log.warning("acks not sent (%s); retrying in %.2f s", error, backoff)
+                    for partition, acks, dead in batch:  # again, unless the lease is lost meanwhile
+                        partition.acks[:0] = acks
+                        partition.dead[:0] = dead
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                    continue
+                for (partition, deliveries), result in zip(calls, results, strict=True):
+                    if result == -1:
+                        self.refused_acks += len(deliveries)
+                        partition.outstanding -= len(deliveries)
+                        self.outstanding -= len(deliveries)
+                        self._lose(partition, "a fenced ack was refused")
+                        continue
+                    for delivery in deliveries:
+                        self._finished(delivery)
+        finally:
+            self._finish_task = None
+
+    def _finished(self, delivery: _Delivery) -> None:
+        """Acked: the next message of its key may run."""
+        partition = delivery.partition
+        partition.outstanding -= 1
+        self.outstanding -= 1
+        self.completed += 1
+        self._read_wake.set()
+        if delivery.key is None or partition.lost:
+            return
+        line = partition.lines.get(delivery.key)
+        if line is None:
+            return
+        if line:
+            self._run(line.popleft())
+        else:
+            del partition.lines[delivery.key]
+
+    def _letter(self, delivery: _Delivery, error: str) -> list[Any]:
+        fields: list[Any] = ["p", delivery.payload, "l", delivery.level, "w", repr(delivery.wall)]
+        if delivery.key is not None:
+            fields += ["k", delivery.key]
+        return [*fields, "partition", delivery.partition.number, "error", error, "dead_at", repr(time.time())]
+
+    # -- status --------------------------------------------------------------------------------
+
+    def _node_status(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "partitions": sorted(self._held),
+            "outstanding": self.outstanding,
+            "completed": self.completed,
+            "dead_lettered": self.dead_lettered,
+            **self.status_extra(),
+        }
+
+    async def cluster_status(self) -> dict[str, Any]:
+        """Every live node (its last heartbeat), and each partition's backlog, pending count and holder."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.key("nodes"))
+        pipe.time()
+        for partition in range(self.partitions):
+            pipe.xlen(self.stream(partition))
+            pipe.xpending(self.stream(partition), scripts.GROUP)
+            pipe.get(self.key("lease", partition))
+            pipe.pttl(self.key("lease", partition))
+        pipe.xlen(self.key("dead"))
+        results = await pipe.execute()
+        nodes_raw, (seconds, micros) = results[0], results[1]
+        now_ms = seconds * 1000 + micros // 1000
+        nodes = []
+        for raw in nodes_raw.values():
+            seen, _, status = raw.decode().partition("|")
+            nodes.append({**json.loads(status), "heartbeat_age": (now_ms - int(seen)) / 1000})
+        partitions = []
+        for partition in range(self.partitions):
+            length, pending, lease, ttl = results[2 + 4 * partition : 6 + 4 * partition]
+            holder = lease.decode().rpartition(":")[0] if lease else None
+            partitions.append(
+                {
+                    "partition": partition,
+                    "backlog": length,
+                    "pending": pending["pending"],
+                    "holder": holder,
+                    "lease_seconds_left": ttl / 1000 if ttl > 0 else 0.0,
+                }
+            )
+        return {"nodes": sorted(nodes, key=lambda n: n["node"]), "partitions": partitions, "dead_letters": results[-1]}
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password (if any) masked, for logs and printed settings."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url if not at else f"{scheme}{sep}{credentials}@{host}"
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:****@{host}"
