@@ -34,6 +34,23 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     # A second bot on the same machine moves these two off their defaults.
     parser.add_argument("--admin-port", dest="admin_port", type=int, help="admin API port on 127.0.0.1 (default 8081)")
     parser.add_argument("--monitor-port", dest="monitor_port", type=int, help="monitor's HTTP port (default 9464)")
+    _redis_flags(parser)
+
+
+def _redis_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis",
+        dest="redis_url",
+        metavar="URL",
+        help="run as one node of several sharing this Redis (a password is safer in SLUICEWAY_REDIS_URL)",
+    )
+    parser.add_argument(
+        "--redis-unsafe",
+        dest="redis_unsafe",
+        action="store_true",
+        default=None,
+        help="start even if Redis does not persist (AOF off) or may evict keys",
+    )
 
 
 def _flags_of(args: argparse.Namespace) -> dict[str, object]:
@@ -48,6 +65,8 @@ def _flags_of(args: argparse.Namespace) -> dict[str, object]:
             "state_dir",
             "admin_port",
             "monitor_port",
+            "redis_url",
+            "redis_unsafe",
         )
     }
 
@@ -203,6 +222,13 @@ def _dlq_answer(args: argparse.Namespace) -> tuple[Any, str]:
     from sluiceway.app.settings import load_settings
     from sluiceway.journal import JournalLocked
 
+    if args.admin_url is None:
+        settings = load_settings(_flags_of(args), config_file=args.config)
+        if settings.redis_url is not None:
+            from sluiceway.app.dead_letters import redis_dead_letters
+
+            answer = _run_async(redis_dead_letters(settings.redis_url.reveal(), settings.redis_namespace, args.action))
+            return answer, f"from Redis at {settings.redis_url} (namespace {settings.redis_namespace!r})"
     path = {"list": "/dead-letters", "replay": "/dead-letters/replay", "purge": "/dead-letters/purge"}[args.action]
     method = "GET" if args.action == "list" else "POST"
     if args.admin_url is None:
@@ -383,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dlq.add_argument("--config", metavar="PATH", help="settings file to read state_dir and admin_port from")
     dlq.add_argument("--state-dir", dest="state_dir", help="directory of the journal (default ./sluiceway-state)")
+    dlq.add_argument("--redis", dest="redis_url", metavar="URL", help="the Redis of a bot in Redis mode")
     dlq.set_defaults(func=_dlq)
 
     emulate = commands.add_parser(

@@ -57,7 +57,11 @@ def admin_routes(runtime: Runtime) -> Routes:
         return _json_response({"purged": messages, "purged_sends": await runtime.outbox.purge_dead_letters()})
 
     async def status(_: Request) -> Response:
-        return _json_response(runtime.status())
+        answer: dict[str, Any] = msgspec.to_builtins(runtime.status())
+        cluster = await runtime.cluster_status()
+        if cluster is not None:
+            answer["redis"] = cluster
+        return _json_response(answer)
 
     routes = Routes()
     routes.add("GET", "/dead-letters", list_letters)

@@ -20,6 +20,12 @@ status webhooks; the engine finishes what it accepted; the replies reach the sen
 drains (delivery statuses still arrive); the engine stops and closes the journal (what did not
 finish in time stays there for the next start); then the HTTP server and the monitor stop, and
 one summary line is logged.
+
+Redis mode (``settings.redis_url``): the engine's queue, the wamid records and the engine's dead
+letters live in Redis (:mod:`sluiceway.engine.redis_broker`), shared by every node started on
+it; a webhook is answered 200 once Redis has the message, and any node may run it (its replies
+go out from the node that ran it). The journal in ``state_dir`` then keeps only this node's
+reply outbox. Start-up refuses a Redis that does not persist or may evict, unless ``redis_unsafe``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -44,12 +51,20 @@ from sluiceway.app.outbox import DurableOutbox
 from sluiceway.app.settings import Settings
 from sluiceway.app.shedding import DEFAULT_MAX_DELAY, LoadShedder
 from sluiceway.app.worker import BOT_ENV, SETTINGS_ENV, check_sheets_credentials
-from sluiceway.engine import MessageParallelizer, ParallelizerConfig
+from sluiceway.engine import BrokerUnavailable, MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
-from sluiceway.journal import AsyncJournal, JournalError
+from sluiceway.journal import AsyncJournal, Journal, JournalError
 from sluiceway.monitor import MonitorConfig, PerformanceMonitor
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
 from sluiceway.whatsapp.webhooks import Status
+
+if TYPE_CHECKING:
+    from sluiceway.engine.redis_broker import RedisBroker
+
+try:
+    from redis.exceptions import RedisError
+except ImportError:  # without the redis extra: no Redis mode, so no Redis error to catch
+    RedisError = OSError  # type: ignore[assignment,misc]
 
 logger = logging.getLogger("sluiceway.app")
 
@@ -145,6 +160,9 @@ class Runtime:
         self.sink: EngineSink | None = None
         self.outbox: DurableOutbox | None = None
         self._expiry: asyncio.Task[None] | None = None
+        #: In Redis mode: the journal this runtime opens for the outbox (the engine has none then).
+        self._outbox_journal: Journal | None = None
+        self.broker: RedisBroker | None = None
         self.ingress: WebhookIngress | None = None
         self._server: HttpServer | None = None
         self._admin_server: HttpServer | None = None
@@ -185,6 +203,8 @@ class Runtime:
                 self._monitor_config.http_port,
                 "--monitor-port or SLUICEWAY_MONITOR_PORT",
             )
+        if settings.redis_url is not None:
+            self.broker = await _checked_broker(settings, self.engine_config)
         transport = self._transport_in_use = self._transport or self._default_transport()
         # Spawned workers inherit the environment: this is how they learn which bot to run.
         os.environ[BOT_ENV] = self.bot_spec
@@ -203,8 +223,9 @@ class Runtime:
             monitor=self.monitor,
             worker_setup="sluiceway.app.worker:setup",
             worker_teardown="sluiceway.app.worker:teardown",
-            journal=settings.journal_path,
+            journal=settings.journal_path if self.broker is None else None,
             on_recovered=self._recovered,
+            broker=self.broker,
         )
         self.sink = sink = EngineSink(
             self.engine,
@@ -214,15 +235,16 @@ class Runtime:
             metrics=self.monitor,
             on_handled=self._handled,
         )
+        if self.broker is not None:
+            self._outbox_journal = Journal.open(settings.journal_path, dedup_window=settings.dedup_window)
         await self.engine.start()
-        assert self.engine.journal is not None
         if not outbox.opened:  # else opened when the first recovered message was handed over
-            outbox.open(self.engine.journal)
+            outbox.open(self.journal)
         # The last run's unsent replies are with the sender (and counted) before anything is served:
         # /status then reports every uncertain re-send from the first answer on.
         assert outbox.recovered is not None
         await outbox.recovered
-        self._expiry = asyncio.create_task(_expire_periodically(self.engine.journal))
+        self._expiry = asyncio.create_task(_expire_periodically(self.journal))
         if self._shed_after is not None:
             self.shedder = LoadShedder(
                 lambda: sink.stats.outstanding, backlog_delay=self._reply_queue_seconds, max_delay=self._shed_after
@@ -246,12 +268,29 @@ class Runtime:
             self.monitor.http_url,
         )
 
+    @property
+    def journal(self) -> AsyncJournal:
+        """The journal of the outbox (and, without Redis, of the engine)."""
+        if self._outbox_journal is not None:
+            return self._outbox_journal.aio
+        assert self.engine is not None and self.engine.journal is not None
+        return self.engine.journal
+
+    async def cluster_status(self) -> dict[str, object] | None:
+        """In Redis mode: every node, each partition's backlog, pending count and lease holder."""
+        if self.broker is None:
+            return None
+        try:
+            return await self.broker.cluster_status()
+        except (RedisError, OSError) as error:
+            return {"error": f"Redis cannot be reached: {error}"}
+
     def _not_ready(self) -> str | None:
         """Why new webhooks would not be taken now (``/readyz``), or None when they would."""
         engine = self.engine
         if engine is None or not self.running:  # a stopping runtime's ingress already says "draining"
             return "starting"
-        if engine.journal is None:
+        if engine.journal is None and self._outbox_journal is None:
             return "the journal is closed"
         if engine.get_statistics().worker_count == 0:
             return "no engine worker is ready"
@@ -296,8 +335,7 @@ class Runtime:
         if not self.outbox.opened:
             # The engine's journal is open once it recovers: the outbox must be too before this
             # message's reply can come, so that the reply is journaled before the message is finished.
-            assert self.engine.journal is not None
-            self.outbox.open(self.engine.journal)
+            self.outbox.open(self.journal)
         self.sink.adopt(payload, result)
 
     def _handled(self, message: InboundMessage, result: HandlerResult | None) -> None:
@@ -333,6 +371,8 @@ class Runtime:
             logger.warning("messages or replies still in progress after %s s: they stay in the journal", timeout)
         left_over = await self.sender.close(timeout)
         engine_summary = await self.engine.shutdown(drain=True, timeout=timeout)
+        if self._outbox_journal is not None:
+            self._outbox_journal.close()
         close = getattr(self._transport_in_use, "aclose", None)
         if close is not None:
             await close()
@@ -355,6 +395,35 @@ async def _expire_periodically(journal: AsyncJournal) -> None:
             await journal.expire()
         except JournalError as error:
             logger.error("journal expiry failed (retried in %s s): %s", EXPIRY_INTERVAL, error)
+
+
+async def _checked_broker(settings: Settings, config: ParallelizerConfig) -> RedisBroker:
+    """The Redis broker of ``settings``, after checking Redis answers, persists and will not evict.
+
+    ``ValueError`` in one line naming what to fix otherwise (``redis_unsafe`` skips the persistence check)."""
+    from sluiceway.engine.redis_broker import RedisBroker
+
+    assert settings.redis_url is not None
+    broker = RedisBroker(
+        settings.redis_url.reveal(),
+        namespace=settings.redis_namespace,
+        claim_timeout=settings.redis_claim_timeout,
+        dedup_window=config.dedup_window,
+    )
+    try:
+        problems = await broker.persistence_problems()
+    except BrokerUnavailable as error:
+        await broker.redis.aclose()
+        raise ValueError(f"{error}; check --redis or SLUICEWAY_REDIS_URL") from None
+    if problems and not settings.redis_unsafe:
+        await broker.redis.aclose()
+        raise ValueError(
+            f"Redis at {settings.redis_url} is unsafe for accepted messages: {'; '.join(problems)}; "
+            "or pass --redis-unsafe (SLUICEWAY_REDIS_UNSAFE=1) to accept losing them"
+        )
+    for problem in problems:
+        logger.warning("Redis at %s: %s (running anyway: --redis-unsafe)", settings.redis_url, problem)
+    return broker
 
 
 def _make_state_dir(path: Path) -> None:

@@ -45,6 +45,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from sluiceway.engine import redis_scripts as scripts
 from sluiceway.engine.errors import BrokerUnavailable, EngineNotRunning
+from sluiceway.engine.redis_scripts import redacted_url
 
 _log = logging.getLogger("sluiceway.engine.redis")
 
@@ -571,13 +572,3 @@ class RedisBroker:
                 }
             )
         return {"nodes": sorted(nodes, key=lambda n: n["node"]), "partitions": partitions, "dead_letters": results[-1]}
-
-
-def redacted_url(url: str) -> str:
-    """``url`` with its password (if any) masked, for logs and printed settings."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url if not at else f"{scheme}{sep}{credentials}@{host}"
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:****@{host}"

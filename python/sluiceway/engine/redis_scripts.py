@@ -1,4 +1,6 @@
-"""The Redis broker's key layout and its Lua scripts (each one atomic on the server).
+"""The Redis broker's key layout, its Lua scripts (each one atomic on the server), and URL masking.
+
+Nothing here imports redis-py, so settings can mask a Redis URL without the ``redis`` extra.
 
 Keys, all under ``<namespace>:``:
 
@@ -124,3 +126,14 @@ for _, letter in ipairs(letters) do
 end
 return #letters
 """
+
+
+def redacted_url(url: str) -> str:
+    """``url`` with its password masked (all of the credentials when they are one word: that word
+    may be a password), for logs and printed settings."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = credentials.partition(":")
+    return f"{scheme}{sep}{user}:****@{host}" if colon else f"{scheme}{sep}****@{host}"

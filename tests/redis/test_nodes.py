@@ -1,0 +1,195 @@
+"""Several ``sluiceway run --redis`` nodes (separate process groups) behind a round-robin "load balancer".
+
+Meta's side is played by the test: each tenant's messages are posted in order, each to the next
+node in turn, and posted again (to the next live node) until answered 200, as Meta re-delivers.
+What must hold: every answered message gets its reply, in each tenant's order; without faults
+exactly one reply each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from sluiceway.testing import WhatsAppEmulator
+from sluiceway.testing.redis_server import RedisServer
+from sluiceway.testing.webhooks import signed, text_message
+
+#: Every wait here is on a condition; this only bounds a broken run.
+WAIT = 120.0
+SECRET = "redis-node-secret"
+#: Short, so that a dead node's partitions move within the test (the default is 30 s).
+CLAIM_TIMEOUT = 2.0
+HERE = Path(__file__).resolve().parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Node:
+    """One ``sluiceway run --redis`` process group, on its own ports and state_dir."""
+
+    def __init__(self, api: WhatsAppEmulator, redis_url: str, state_dir: Path) -> None:
+        self.port, self.admin = _free_port(), _free_port()
+        self.redis_url = redis_url
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+            "WHATSAPP_APP_SECRET": SECRET,
+            "WHATSAPP_ACCESS_TOKEN": api.access_token,
+            "WHATSAPP_PHONE_NUMBER_ID": api.phone_number_id,
+            "SLUICEWAY_WHATSAPP_BASE_URL": api.base_url,
+            "SLUICEWAY_ADMIN_PORT": str(self.admin),
+            "SLUICEWAY_MONITOR_PORT": "0",
+            "SLUICEWAY_STATE_DIR": str(state_dir),
+            "SLUICEWAY_LOG_LEVEL": "WARNING",
+            "SLUICEWAY_REDIS_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT),
+        }
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def webhook(self) -> str:
+        return f"http://127.0.0.1:{self.port}/webhook"
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "sluiceway.cli", "run", "redis_bots:echo_bot"),
+            *("--port", str(self.port), "--workers", "1", "--redis", self.redis_url),
+            env=self.env,
+            cwd=HERE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: a kill takes its workers too
+        )
+        await wait_for(lambda: self.status(session), "the node to come up", lambda: self.alive)
+
+    async def status(self, session: aiohttp.ClientSession) -> dict[str, Any] | None:
+        try:
+            async with session.get(f"http://127.0.0.1:{self.admin}/status") as response:
+                return await response.json() if response.status == 200 else None
+        except aiohttp.ClientError:
+            return None
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        await self.process.wait()
+
+    async def stop(self) -> None:
+        if self.alive:
+            assert self.process is not None
+            os.killpg(self.process.pid, signal.SIGTERM)
+            await asyncio.wait_for(self.process.wait(), WAIT)
+
+
+async def wait_for(probe: Any, what: str, still_possible: Any = lambda: True) -> Any:
+    """Await ``probe()`` until it returns something truthy; fail naming ``what`` after ``WAIT`` s."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while True:
+        assert still_possible(), f"gave up waiting for {what}"
+        result = await probe()
+        if result:
+            return result
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def _deliver(
+    nodes: list[Node],
+    turn: itertools.count[int],
+    session: aiohttp.ClientSession,
+    tenant: str,
+    count: int,
+    answered: list[str],
+) -> None:
+    """Post this tenant's messages in order, each to the next live node until one answers 200."""
+    for n in range(count):
+        wamid = f"wamid.{tenant}.{n}"
+        body, headers = signed(text_message(tenant, wamid, f"{tenant} {n}"), SECRET)
+        while True:
+            node = nodes[next(turn) % len(nodes)]
+            if node.alive:
+                try:
+                    async with session.post(node.webhook, data=body, headers=headers) as response:
+                        if response.status == 200:
+                            answered.append(wamid)
+                            break
+                except aiohttp.ClientError:
+                    pass  # killed mid-request: not answered, so Meta would deliver it again
+            await asyncio.sleep(0.01)
+
+
+def _replies(api: WhatsAppEmulator) -> Counter[str]:
+    return Counter(a.message.context.message_id for a in api.accepted if a.message.context is not None)
+
+
+def _first_reply_order(api: WhatsAppEmulator, tenant: str) -> list[str]:
+    order = [a.message.context.message_id for a in api.accepted if a.message.to == tenant and a.message.context]
+    return list(dict.fromkeys(order))
+
+
+async def _all_replied(api: WhatsAppEmulator, answered: list[str]) -> bool:
+    return set(answered) <= set(_replies(api))
+
+
+async def _nodes_share_partitions(nodes: list[Node], session: aiohttp.ClientSession) -> bool:
+    statuses = [await node.status(session) for node in nodes if node.alive]
+    if not all(statuses):
+        return False
+    cluster = statuses[0]["redis"]  # type: ignore[index]
+    holders = {p["holder"] for p in cluster["partitions"]}
+    return len(cluster["nodes"]) == len(statuses) and None not in holders and len(holders) == len(statuses)
+
+
+@pytest.mark.parametrize("node_count", [2, 3])
+def test_nodes_answer_every_message_exactly_once_in_each_senders_order(
+    redis_server: RedisServer, tmp_path: Path, node_count: int
+) -> None:
+    tenants, per_tenant = 12, 6
+
+    async def scenario() -> None:
+        async with (
+            WhatsAppEmulator(throughput=1000.0, pair_limit=1000, pair_window=1.0, app_secret=SECRET) as api,
+            aiohttp.ClientSession() as session,
+        ):
+            nodes = [Node(api, redis_server.url, tmp_path / f"node{i}") for i in range(node_count)]
+            api.webhook_url = nodes[0].webhook
+            try:
+                await asyncio.gather(*(node.start(session) for node in nodes))
+                await wait_for(lambda: _nodes_share_partitions(nodes, session), "every node to hold partitions")
+                answered: list[str] = []
+                turn = itertools.count()
+                names = [f"1555100{i:04d}" for i in range(tenants)]
+                await asyncio.wait_for(
+                    asyncio.gather(*(_deliver(nodes, turn, session, t, per_tenant, answered) for t in names)), WAIT
+                )
+                await wait_for(lambda: _all_replied(api, answered), "a reply to every answered message")
+                statuses = [await node.status(session) for node in nodes]
+            finally:
+                await asyncio.gather(*(node.stop() for node in nodes))
+            counts = _replies(api)
+            assert sorted(counts) == sorted(answered) and len(answered) == tenants * per_tenant
+            assert set(counts.values()) == {1}, "a message answered twice"
+            for tenant in names:
+                assert _first_reply_order(api, tenant) == [f"wamid.{tenant}.{n}" for n in range(per_tenant)]
+            handled = [s["handled"] for s in statuses if s is not None]
+            assert sum(handled) == tenants * per_tenant and all(handled), f"work not shared: {handled}"
+
+    asyncio.run(scenario())
