@@ -162,7 +162,7 @@ async def _nodes_share_partitions(nodes: list[Node], session: aiohttp.ClientSess
 def test_nodes_answer_every_message_exactly_once_in_each_senders_order(
     redis_server: RedisServer, tmp_path: Path, node_count: int
 ) -> None:
-    tenants, per_tenant = 12, 6
+    tenants, per_tenant = 24, 3  # the sender paces each recipient (one reply per 6 s): few per tenant
 
     async def scenario() -> None:
         async with (
@@ -193,3 +193,78 @@ def test_nodes_answer_every_message_exactly_once_in_each_senders_order(
             assert sum(handled) == tenants * per_tenant and all(handled), f"work not shared: {handled}"
 
     asyncio.run(scenario())
+
+
+def _runs_in_order(log: Path, tenants: list[str], per_tenant: int) -> None:
+    """Per tenant the handler ran its messages in order; a message ran again only right after itself
+    (the one a dead node was running, re-run by the next holder of its partition)."""
+    runs: dict[str, list[int]] = {t: [] for t in tenants}
+    for line in log.read_text().splitlines():
+        sender, _, n = line.split(" ")
+        runs[sender].append(int(n))
+    for tenant, ran in runs.items():
+        last = -1
+        for n in ran:
+            assert n in (last, last + 1), f"{tenant} ran out of order: {ran}"
+            last = n
+        assert last == per_tenant - 1, f"{tenant} did not run everything: {ran}"
+
+
+def test_a_killed_nodes_partitions_are_reclaimed_and_nothing_is_lost(redis_server: RedisServer, tmp_path: Path) -> None:
+    tenants, per_tenant = 24, 3
+    log = tmp_path / "runs.log"
+
+    async def scenario() -> None:
+        async with (
+            WhatsAppEmulator(throughput=1000.0, pair_limit=1000, pair_window=1.0, app_secret=SECRET) as api,
+            aiohttp.ClientSession() as session,
+        ):
+            nodes = [Node(api, redis_server.url, tmp_path / f"node{i}") for i in range(3)]
+            for node in nodes:
+                node.env["REDIS_TEST_RUN_LOG"] = str(log)
+                node.env["REDIS_TEST_HANDLER_SECONDS"] = "0.2"
+            victim, survivor = nodes[1], nodes[0]
+            api.webhook_url = survivor.webhook
+            try:
+                await asyncio.gather(*(node.start(session) for node in nodes))
+                await wait_for(lambda: _nodes_share_partitions(nodes, session), "every node to hold partitions")
+                answered: list[str] = []
+                turn = itertools.count()
+                names = [f"1555200{i:04d}" for i in range(tenants)]
+                deliveries = asyncio.gather(*(_deliver(nodes, turn, session, t, per_tenant, answered) for t in names))
+                await wait_for(_async(lambda: len(answered) >= tenants), "a third of the messages answered")
+                await victim.kill()
+                killed_at = asyncio.get_running_loop().time()
+                victim_status = await wait_for(lambda: _reclaimed(survivor, session), "the dead node's partitions")
+                reclaimed_after = asyncio.get_running_loop().time() - killed_at
+                await asyncio.wait_for(deliveries, WAIT)
+                await victim.start(session)  # its outbox (in its state_dir) sends the replies it still had
+                await wait_for(lambda: _all_replied(api, answered), "a reply to every answered message")
+            finally:
+                await asyncio.gather(*(node.stop() for node in nodes))
+            assert sorted(set(_replies(api))) == sorted(answered) and len(answered) == tenants * per_tenant
+            # Lease expiry plus one lease round of a live node (a quarter of claim_timeout, at most 1 s).
+            assert reclaimed_after < CLAIM_TIMEOUT + 3.0, f"reclaimed after {reclaimed_after:.1f} s"
+            assert len(victim_status["redis"]["nodes"]) == 2
+            _runs_in_order(log, names, per_tenant)
+            print(f"reclaimed {reclaimed_after:.2f} s after the kill (claim_timeout {CLAIM_TIMEOUT} s)")
+
+    asyncio.run(scenario())
+
+
+def _async(condition: Any) -> Any:
+    async def probe() -> bool:
+        return bool(condition())
+
+    return probe
+
+
+async def _reclaimed(survivor: Node, session: aiohttp.ClientSession) -> dict[str, Any] | None:
+    """The survivor's status once two nodes hold every partition (the dead one's heartbeat is gone)."""
+    status = await survivor.status(session)
+    if status is None:
+        return None
+    cluster = status["redis"]
+    live = {n["node"] for n in cluster["nodes"]}
+    holders = {p["holder"] for p in cluster["partitions"]}
+    return status if len(live) == 2 and holders <= live else None

@@ -78,8 +78,10 @@ class _Partition:
         #: Read and not finished (queued in lines, in the engine, or awaiting the ack).
         self.outstanding = 0
         self.lost = False
-        #: Given up to balance the nodes: no more reads; released once nothing is outstanding.
+        #: Given up to balance the nodes: no more reads; released once nothing is outstanding
+        #: and no read that includes it is on its way (its entries would be pending here unseen).
         self.leaving = False
+        self.reading = False
 
 
 class _Delivery:
@@ -338,7 +340,8 @@ class RedisBroker:
         staying = [p for p in self._held.values() if not p.leaving]
         for partition in sorted(staying, key=lambda p: p.outstanding)[: max(0, len(staying) - share)]:
             partition.leaving = True
-        for partition in [p for p in self._held.values() if p.leaving and not p.outstanding]:
+        for partition in [p for p in self._held.values() if p.leaving and not p.outstanding and not p.reading]:
+            partition.lost = True
             del self._held[partition.number]
             await self._release_script(keys=[partition.lease_key], args=[partition.lease])
 
@@ -392,6 +395,8 @@ class RedisBroker:
                     await asyncio.wait_for(self._read_wake.wait(), 0.1)
                 continue
             streams: dict[Any, Any] = {p.stream: ">" for p in readable}
+            for partition in readable:
+                partition.reading = True
             try:
                 reply: Any = await self.redis.xreadgroup(
                     scripts.GROUP,
@@ -402,10 +407,14 @@ class RedisBroker:
                 )
                 backoff = 0.05
             except (RedisError, OSError) as error:
+                for partition in readable:
+                    partition.reading = False
                 _log.warning("reading from Redis failed (%s); retrying in %.2f s", error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
+            for partition in readable:
+                partition.reading = False
             by_stream = {p.stream: p for p in readable}
             for stream, entries in reply or ():
                 partition = by_stream[stream.decode() if isinstance(stream, bytes) else stream]
