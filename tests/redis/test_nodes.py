@@ -13,6 +13,7 @@ import itertools
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -268,3 +269,65 @@ async def _reclaimed(survivor: Node, session: aiohttp.ClientSession) -> dict[str
     live = {n["node"] for n in cluster["nodes"]}
     holders = {p["holder"] for p in cluster["partitions"]}
     return status if len(live) == 2 and holders <= live else None
+
+
+def test_a_node_answers_503_while_redis_is_down_and_recovers(redis_server: RedisServer, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with (
+            WhatsAppEmulator(throughput=1000.0, pair_limit=1000, pair_window=1.0, app_secret=SECRET) as api,
+            aiohttp.ClientSession() as session,
+        ):
+            node = Node(api, redis_server.url, tmp_path / "node")
+            api.webhook_url = node.webhook
+            try:
+                await node.start(session)
+
+                async def post(wamid: str) -> int:
+                    body, headers = signed(text_message("15553000000", wamid, wamid), SECRET)
+                    async with session.post(node.webhook, data=body, headers=headers) as response:
+                        return response.status
+
+                assert await post("wamid.before") == 200
+                redis_server.kill()
+                assert await post("wamid.during") == 503
+                redis_server.start()
+                await wait_for(_async_status(lambda: post("wamid.during")), "a 200 once Redis is back")
+                assert await post("wamid.after") == 200
+                wanted = ["wamid.before", "wamid.during", "wamid.after"]
+                await wait_for(lambda: _all_replied(api, wanted), "the replies")
+            finally:
+                await node.stop()
+            assert _replies(api) == Counter(dict.fromkeys(wanted, 1))
+
+    asyncio.run(scenario())
+
+
+def _async_status(post: Any) -> Any:
+    async def probe() -> bool:
+        return bool(await post() == 200)
+
+    return probe
+
+
+@pytest.mark.parametrize(
+    ("server", "named"),
+    [({"appendonly": False}, "appendonly"), ({"maxmemory_policy": "allkeys-lru"}, "maxmemory-policy")],
+)
+def test_a_redis_that_may_lose_messages_is_refused_in_one_line(
+    server: dict[str, Any], named: str, tmp_path: Path
+) -> None:
+    with RedisServer(**server) as unsafe:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
+            "WHATSAPP_APP_SECRET": SECRET,
+            "SLUICEWAY_STATE_DIR": str(tmp_path),
+            "SLUICEWAY_PORT": str(_free_port()),
+            "SLUICEWAY_ADMIN_PORT": str(_free_port()),
+            "SLUICEWAY_MONITOR_PORT": "0",
+        }
+        command = [sys.executable, "-m", "sluiceway.cli", "run", "redis_bots:echo_bot", "--redis", unsafe.url]
+        done = subprocess.run(command, env=env, cwd=HERE, capture_output=True, text=True, timeout=WAIT)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "--redis-unsafe" in lines[0], done.stderr
