@@ -1,0 +1,319 @@
+"""The engine through Redis (``RedisBroker``): ``python -m bench redis`` (``--quick``: a < 2 min smoke run).
+
+Rows, each a median of ``REPEAT`` runs on one private redis-server (AOF everysec, noeviction):
+
+- throughput: no-op messages accepted with ``accept`` (1,000 senders as ordering keys) until the
+  last is acked, one node with 2 workers, beside dramatiq and arq no-op tasks on the same Redis
+  (2 worker processes each; issue target >= 10x dramatiq); the same with a 5 ms I/O handler;
+- p99 from accept to handler result at 1,000 msg/s offered (issue target <= 10 ms);
+- Redis round trips per message (requests the node's client wrote, a pipeline counting once; issue
+  target <= 1.5) and Redis commands per message (INFO commandstats delta);
+- one vs two vs three nodes, each its own process with 2 workers, fed by one producer.
+
+On this 2-core machine several nodes share the same two cores (and Redis and the producer), so
+more nodes cannot add throughput here: the node rows show the cost of coordination, not scaling.
+Rows are functions of ``(report, url)`` so that other parts (the rate-limit rows) can be added.
+Writes ``bench/results/redis.json`` (``redis-quick.json`` for ``--quick``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import uvloop
+
+from bench.harness import REPEAT, Comparison, Report, header, scaled
+from sluiceway.engine import MessageParallelizer, ParallelizerConfig
+from sluiceway.engine.redis_broker import RedisBroker
+from sluiceway.testing.redis_server import RedisServer
+
+QUICK = "--quick" in sys.argv or os.environ.get("SLUICEWAY_BENCH_QUICK") == "1"
+#: Messages per throughput run.
+MESSAGES = scaled(5_000 if QUICK else 50_000)
+#: Messages per peer run (the peers are far slower).
+PEER_MESSAGES = scaled(1_000 if QUICK else 5_000)
+#: Seconds of paced load for the latency row.
+PACED_SECONDS = 2.0 if QUICK else 10.0
+PACED_RATE = 1_000
+SENDERS = 1_000
+TARGET_VS_DRAMATIQ = 10.0
+NOOP = "sluiceway.testing.handlers:noop"
+SLEEP_5MS = "sluiceway.testing.handlers:sleep_5ms"
+CONFIG = ParallelizerConfig(default_worker_count=2, min_workers=1, max_workers=2, queue_high_water_mark=4_000)
+
+
+class Node:
+    """One engine with a broker in this process, and what its handler results tell."""
+
+    def __init__(self, url: str, namespace: str, handler: str) -> None:
+        self.done_at: list[float] = []
+        self.started: dict[int, float] = {}
+        self.latencies: list[float] = []
+        self.engine = MessageParallelizer(
+            handler, CONFIG, broker=RedisBroker(url, namespace=namespace), on_recovered=self._result
+        )
+
+    def _result(self, payload: Any, future: asyncio.Future[Any]) -> None:
+        sent = payload.get("t") if isinstance(payload, dict) else None
+        if sent is not None:
+            future.add_done_callback(lambda _: self.latencies.append(time.time() - sent))
+
+    @property
+    def broker(self) -> RedisBroker:
+        assert self.engine.broker is not None
+        return self.engine.broker
+
+    async def wait_acked(self, count: int) -> None:
+        while self.broker.completed < count:
+            await asyncio.sleep(0.001)
+
+
+async def _accept_all(engine: MessageParallelizer, count: int, payload: Callable[[int], Any]) -> None:
+    """``count`` accepts in slices of 1,000 (the broker pipelines each slice in a round trip or few)."""
+    for start in range(0, count, 1_000):
+        slice_ = [
+            engine.accept(payload(n), ordering_key=f"+1555{n % SENDERS:07d}").committed
+            for n in range(start, min(count, start + 1_000))
+        ]
+        await asyncio.gather(*slice_)
+
+
+def _throughput(url: str, handler: str, count: int, namespace: str) -> list[float]:
+    """REPEAT runs of ``count`` messages through one node; msg/s from the first accept to the last ack."""
+
+    async def run() -> list[float]:
+        node = Node(url, namespace, handler)
+        await node.engine.start()
+        try:
+            while not node.broker.held:
+                await asyncio.sleep(0.01)
+            rates = []
+            for _ in range(REPEAT):
+                base = node.broker.completed
+                started = time.perf_counter()
+                await _accept_all(node.engine, count, lambda n: None)
+                await node.wait_acked(base + count)
+                rates.append(count / (time.perf_counter() - started))
+            return rates
+        finally:
+            await node.engine.shutdown()
+
+    return uvloop.run(run())
+
+
+def _peer_rates(url: str) -> dict[str, list[float]]:
+    from bench.engine import redis_peers
+
+    os.environ[redis_peers.URL_VARIABLE] = url
+    peers: Any = importlib.reload(redis_peers)
+    rates: dict[str, list[float]] = {}
+    try:
+        rates["dramatiq"] = [peers.dramatiq_rate(url, PEER_MESSAGES) for _ in range(REPEAT)]
+    except Exception as error:  # a missing optional peer skips its row, it does not stop the bench
+        print(f"  (dramatiq row skipped: {error})")
+    try:
+        rates["arq"] = [peers.arq_rate(url, PEER_MESSAGES) for _ in range(REPEAT)]
+    except Exception as error:
+        print(f"  (arq row skipped: {error})")
+    return rates
+
+
+def throughput_rows(report: Report, url: str) -> None:
+    header(f"throughput through Redis: {MESSAGES:,} messages per run, 1 node, 2 workers")
+    noop = _throughput(url, NOOP, MESSAGES, "bench-noop")
+    io = _throughput(url, SLEEP_5MS, MESSAGES, "bench-io")
+    peers = _peer_rates(url)
+    for peer, samples in peers.items():
+        report.add(
+            Comparison(
+                "no-op throughput via Redis",
+                f"{peer} no-op",
+                statistics.median(noop),
+                statistics.median(samples),
+                "msg/s",
+                True,
+                TARGET_VS_DRAMATIQ if peer == "dramatiq" else None,
+                noop,
+                samples,
+            )
+        )
+    report.figure("no-op msg/s via Redis (1 node, 2 workers)", statistics.median(noop))
+    report.figure("5 ms I/O handler msg/s via Redis (1 node, 2 workers)", statistics.median(io))
+
+
+def latency_rows(report: Report, url: str) -> None:
+    header(f"latency at {PACED_RATE:,} msg/s offered for {PACED_SECONDS:g} s (accept to handler result)")
+
+    async def run() -> list[float]:
+        node = Node(url, "bench-latency", NOOP)
+        await node.engine.start()
+        try:
+            while not node.broker.held:
+                await asyncio.sleep(0.01)
+            p99s = []
+            for _ in range(REPEAT):
+                node.latencies.clear()
+                total = int(PACED_RATE * PACED_SECONDS)
+                started = time.perf_counter()
+                commits = []
+                for n in range(total):  # paced in 1 ms ticks: one message per tick at 1,000 msg/s
+                    delay = started + n / PACED_RATE - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    commits.append(node.engine.accept({"t": time.time()}, ordering_key=f"+1{n % SENDERS}").committed)
+                await asyncio.gather(*commits)
+                while len(node.latencies) < total:
+                    await asyncio.sleep(0.005)
+                p99s.append(statistics.quantiles(node.latencies, n=100)[98] * 1000)
+            return p99s
+        finally:
+            await node.engine.shutdown()
+
+    p99s = uvloop.run(run())
+    report.figure("p99 ms at 1,000 msg/s offered (target <= 10)", statistics.median(p99s))
+
+
+def round_trip_rows(report: Report, url: str) -> None:
+    header("Redis round trips and commands per message (no-op, one node)")
+    import redis.asyncio.connection as connection
+
+    sends = [0]
+    original = connection.AbstractConnection.send_packed_command
+
+    async def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        sends[0] += 1
+        await original(self, command, check_health)
+
+    client = redis.Redis.from_url(url)
+    connection.AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    try:
+        before = _calls(client)
+        sends[0] = 0
+        count = MESSAGES
+        _throughput_once(url, count)
+        trips = sends[0]
+        commands = _calls(client) - before
+    finally:
+        connection.AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+    # The count includes start-up and shutdown (leases, groups) and the idle reads: an upper bound.
+    report.figure("Redis round trips per message (target <= 1.5)", trips / count)
+    report.figure("Redis commands per message", commands / count)
+
+
+def _throughput_once(url: str, count: int) -> None:
+    async def run() -> None:
+        node = Node(url, "bench-trips", NOOP)
+        await node.engine.start()
+        try:
+            while not node.broker.held:
+                await asyncio.sleep(0.01)
+            await _accept_all(node.engine, count, lambda n: None)
+            await node.wait_acked(count)
+        finally:
+            await node.engine.shutdown()
+
+    uvloop.run(run())
+
+
+def _calls(client: redis.Redis) -> int:
+    stats: Any = client.info("commandstats")
+    return sum(int(entry["calls"]) for name, entry in stats.items() if name != "cmdstat_info")
+
+
+def node_rows(report: Report, url: str) -> None:
+    header(f"one vs two vs three nodes (separate processes, 2 workers each): {MESSAGES:,} messages per run")
+    for nodes in (1, 2, 3):
+        namespace = f"bench-nodes-{nodes}"
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bench.bench_redis", "--node", url, namespace],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+            )
+            for _ in range(nodes)
+        ]
+        try:
+            rates = uvloop.run(_producer(url, namespace, nodes))
+        finally:
+            for process in processes:
+                assert process.stdin is not None
+                process.stdin.close()  # the node drains and exits
+            for process in processes:
+                process.wait(60)
+        report.figure(f"no-op msg/s with {nodes} node(s)", statistics.median(rates))
+
+
+async def _producer(url: str, namespace: str, nodes: int) -> list[float]:
+    """Accept through a node-less broker (it only accepts) and time until every stream is empty."""
+    broker = RedisBroker(url, namespace=namespace)
+    await broker.connect()
+    client = broker.redis
+    try:
+        while True:  # every node holds partitions
+            holders = {await client.get(broker.key("lease", p)) for p in range(broker.partitions)}
+            if None not in holders and len({h.decode().rpartition(":")[0] for h in holders}) == nodes:
+                break
+            await asyncio.sleep(0.05)
+        rates = []
+        for _ in range(REPEAT):
+            started = time.perf_counter()
+            for start in range(0, MESSAGES, 1_000):
+                batch = [
+                    broker.accept(b"\xc0", 1, time.time(), f"+1555{n % SENDERS:07d}", None)
+                    for n in range(start, min(MESSAGES, start + 1_000))
+                ]
+                await asyncio.gather(*batch)
+            while True:
+                pipe = client.pipeline(transaction=False)
+                for p in range(broker.partitions):
+                    pipe.xlen(broker.stream(p))
+                if not sum(await pipe.execute()):
+                    break
+                await asyncio.sleep(0.002)
+            rates.append(MESSAGES / (time.perf_counter() - started))
+        return rates
+    finally:
+        await client.aclose()
+
+
+def _serve_node(url: str, namespace: str) -> None:
+    """``--node URL NAMESPACE``: one node until stdin closes (the bench's subprocess nodes)."""
+
+    async def run() -> None:
+        engine = MessageParallelizer(NOOP, CONFIG, broker=RedisBroker(url, namespace=namespace))
+        await engine.start()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)
+        await engine.shutdown()
+
+    uvloop.run(run())
+
+
+#: The rows, in order; each takes the report and the Redis URL.
+ROWS: list[Callable[[Report, str], None]] = [throughput_rows, latency_rows, round_trip_rows, node_rows]
+
+
+def main() -> None:
+    report = Report("redis-quick" if QUICK else "redis")
+    with RedisServer(appendonly=True, appendfsync="everysec") as server:
+        for row in ROWS:
+            redis.Redis.from_url(server.url).flushall()
+            row(report, server.url)
+    report.write()
+
+
+if __name__ == "__main__":
+    if "--node" in sys.argv:
+        at = sys.argv.index("--node")
+        _serve_node(sys.argv[at + 1], sys.argv[at + 2])
+    else:
+        main()
