@@ -40,8 +40,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from sluiceway.engine import redis_scripts as scripts
 from sluiceway.engine.errors import BrokerUnavailable, EngineNotRunning
@@ -53,6 +54,8 @@ _log = logging.getLogger("sluiceway.engine.redis")
 DEFAULT_PARTITIONS = 16
 #: Most ids in one fenced ack (Lua's ``unpack`` has a stack limit).
 _ACK_CHUNK = 500
+#: Most messages in one accept script (it holds Redis for its run: about 1 µs per message).
+_ACCEPT_CHUNK = 1_000
 #: Longest wait between reconnection attempts, in seconds.
 _MAX_BACKOFF = 2.0
 #: How long one XREADGROUP waits for new entries, in milliseconds.
@@ -60,6 +63,10 @@ _READ_BLOCK_MS = 50
 
 #: Stages one delivered message in the local engine: (payload, level, wall, key, attempt) -> result future.
 Stage = Callable[[bytes, int, float, "str | None", int], "asyncio.Future[Any]"]
+
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode_entry = msgspec.msgpack.Decoder(tuple[int, float, str | None, bytes]).decode
 
 
 class _Partition:
@@ -90,11 +97,7 @@ class _Delivery:
     def __init__(self, partition: _Partition, entry_id: bytes, fields: dict[bytes, bytes], attempt: int) -> None:
         self.partition = partition
         self.entry_id = entry_id
-        self.payload = fields[b"p"]
-        self.level = int(fields[b"l"])
-        self.wall = float(fields[b"w"])
-        key = fields.get(b"k")
-        self.key = key.decode() if key is not None else None
+        self.level, self.wall, self.key, self.payload = _decode_entry(fields[scripts.ENTRY_FIELD])
         self.attempt = attempt
 
 
@@ -144,7 +147,8 @@ class RedisBroker:
         self._dead_script = self.redis.register_script(scripts.DEAD_LETTER)
         self._heartbeat_script = self.redis.register_script(scripts.HEARTBEAT)
         self._held: dict[int, _Partition] = {}
-        self._accepts: list[tuple[list[str], list[Any], asyncio.Future[bool]]] = []
+        self._stream_names: list[bytes] = []
+        self._accepts: list[tuple[bytes, bytes, bytes, asyncio.Future[bool]]] = []
         self._accept_task: asyncio.Task[None] | None = None
         self._finish_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -182,6 +186,7 @@ class RedisBroker:
             await self.redis.hsetnx(self.key("meta"), "partitions", self.partitions)
             stored: Any = await self.redis.hget(self.key("meta"), "partitions")
             self.partitions = int(stored)
+            self._stream_names = [self.stream(p).encode() for p in range(self.partitions)]
             for partition in range(self.partitions):
                 try:
                     await self.redis.xgroup_create(self.stream(partition), scripts.GROUP, id="0", mkstream=True)
@@ -254,31 +259,27 @@ class RedisBroker:
         partition = (
             zlib.crc32(key.encode()) % self.partitions if key is not None else next(self._keyless) % self.partitions
         )
-        keys = [self.stream(partition)]
-        if dedup_key is not None:
-            keys.append(self.key("dedup", dedup_key))
-        args: list[Any] = [int(self.dedup_window * 1000), "p", payload, "l", level, "w", repr(wall)]
-        if key is not None:
-            args += ["k", key]
+        record = self.key("dedup", dedup_key).encode() if dedup_key is not None else b""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._accepts.append((keys, args, future))
+        entry = _encode((level, wall, key, payload))
+        self._accepts.append((self._stream_names[partition], record, entry, future))
         if self._accept_task is None:
             self._accept_task = asyncio.get_running_loop().create_task(self._send_accepts())
         return future
 
     async def _send_accepts(self) -> None:
-        """One pipelined round trip per batch: accepts made while one is on its way go in the next."""
+        """One script call per batch (in order): accepts made while one is on its way go in the next."""
+        ttl = int(self.dedup_window * 1000)
         try:
             while self._accepts:
-                batch, self._accepts = self._accepts, []
-                pipe = self.redis.pipeline(transaction=False)
-                for keys, args, _ in batch:
-                    await self._accept_script(keys=keys, args=args, client=pipe)
+                batch, self._accepts = self._accepts[:_ACCEPT_CHUNK], self._accepts[_ACCEPT_CHUNK:]
+                items = [field for stream, record, entry, _ in batch for field in (stream, record, entry)]
+                results: list[Any]
                 try:
-                    results = await pipe.execute(raise_on_error=False)
+                    results = await self._accept_script(args=[scripts.frame(items), ttl])
                 except (RedisError, OSError) as error:
                     results = [error] * len(batch)
-                for (_, _, future), result in zip(batch, results, strict=True):
+                for (_, _, _, future), result in zip(batch, results, strict=True):
                     if future.done():
                         continue
                     if isinstance(result, BaseException):
@@ -286,7 +287,7 @@ class RedisBroker:
                             BrokerUnavailable(f"Redis did not take the message (nothing accepted): {result}")
                         )
                     else:
-                        future.set_result(result is not None)
+                        future.set_result(result == 1)
         finally:
             self._accept_task = None
 
@@ -481,19 +482,26 @@ class RedisBroker:
                     for start in range(0, len(acks), _ACK_CHUNK):
                         chunk = acks[start : start + _ACK_CHUNK]
                         args: list[Any] = [partition.lease, scripts.GROUP, *(d.entry_id for d in chunk)]
-                        await self._ack_script(keys=[partition.lease_key, partition.stream], args=args, client=pipe)
+                        pipe.evalsha(self._ack_script.sha, 2, partition.lease_key, partition.stream, *args)
                         calls.append((partition, chunk))
                     for delivery, error in dead:
-                        await self._dead_script(
-                            keys=[partition.lease_key, partition.stream, self.key("dead")],
-                            args=[partition.lease, scripts.GROUP, delivery.entry_id, *self._letter(delivery, error)],
-                            client=pipe,
+                        pipe.evalsha(
+                            self._dead_script.sha,
+                            3,
+                            *(partition.lease_key, partition.stream, self.key("dead")),
+                            *(partition.lease, scripts.GROUP, delivery.entry_id, *self._letter(delivery, error)),
                         )
                         calls.append((partition, [delivery]))
                         self.dead_lettered += 1
                 try:
                     results = await pipe.execute()
                     backoff = 0.05
+                except NoScriptError:  # Redis restarted (its script cache is empty): nothing ran
+                    for partition, acks, dead in batch:
+                        partition.acks[:0] = acks
+                        partition.dead[:0] = dead
+                    await self._load_scripts()
+                    continue
                 except (RedisError, OSError) as error:
                     _log.warning("acks not sent (%s); retrying in %.2f s", error, backoff)
                     for partition, acks, dead in batch:  # again, unless the lease is lost meanwhile
@@ -532,10 +540,12 @@ class RedisBroker:
             del partition.lines[delivery.key]
 
     def _letter(self, delivery: _Delivery, error: str) -> list[Any]:
-        fields: list[Any] = ["p", delivery.payload, "l", delivery.level, "w", repr(delivery.wall)]
-        if delivery.key is not None:
-            fields += ["k", delivery.key]
-        return [*fields, "partition", delivery.partition.number, "error", error, "dead_at", repr(time.time())]
+        entry = _encode((delivery.level, delivery.wall, delivery.key, delivery.payload))
+        return ["m", entry, "partition", delivery.partition.number, "error", error, "dead_at", repr(time.time())]
+
+    async def _load_scripts(self) -> None:
+        for script in (self._ack_script, self._dead_script):
+            await self.redis.script_load(script.script)
 
     # -- status --------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from sluiceway.engine import redis_scripts as scripts
 
 _decode = msgspec.msgpack.Decoder().decode
+_decode_entry = msgspec.msgpack.Decoder(tuple[int, float, str | None, bytes]).decode
 
 
 class RedisDeadLetter(msgspec.Struct, frozen=True):
@@ -41,13 +42,13 @@ class RedisDeadLetters:
         letters = []
         entries: Any = await self.redis.xrange(self._stream)
         for entry_id, fields in entries:
-            key = fields.get(b"k")
+            level, _, key, payload = _decode_entry(fields[scripts.ENTRY_FIELD])
             letters.append(
                 RedisDeadLetter(
                     entry_id.decode(),
-                    _decode(fields[b"p"]),
-                    int(fields[b"l"]),
-                    key.decode() if key is not None else None,
+                    _decode(payload),
+                    level,
+                    key,
                     fields[b"error"].decode(),
                     float(fields[b"dead_at"]),
                 )

@@ -24,14 +24,40 @@ from __future__ import annotations
 #: The consumer group every partition stream has.
 GROUP = "workers"
 
-#: Accept one message: the de-dup record (if any) and the XADD, or nothing (a duplicate: nil).
-#: KEYS: stream, [dedup record]. ARGV: dedup ms, then the entry's field/value pairs.
+#: Accept a batch of messages, in order: for each, its de-dup record (if any, SET NX with the
+#: window as expiry) and, unless that record existed, the XADD of its entry. Returns 1 (added) or 0
+#: (a duplicate: nothing added) per message. ARGV[1]: the batch as one string of (stream, dedup
+#: record or "", entry) triples, each field a 4-byte big-endian length and its bytes (``frame``):
+#: one argument whatever the batch size, as packing each argument is most of a client's cost per
+#: message (Redis's cmsgpack cannot carry binary). ARGV[2]: the de-dup window in ms. The keys are
+#: not declared (their names are in the batch): one Redis, not a cluster.
 ACCEPT = """
-if KEYS[2] then
-  if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return false end
+local data, pos, added = ARGV[1], 1, {}
+local function take()
+  local length = struct.unpack('>I4', data, pos)
+  local field = string.sub(data, pos + 4, pos + 3 + length)
+  pos = pos + 4 + length
+  return field
 end
-return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+while pos <= #data do
+  local stream, record, entry = take(), take(), take()
+  local new = 1
+  if record ~= '' and not redis.call('SET', record, '1', 'NX', 'PX', ARGV[2]) then new = 0 end
+  if new == 1 then redis.call('XADD', stream, '*', 'm', entry) end
+  added[#added + 1] = new
+end
+return added
 """
+
+
+def frame(fields: list[bytes]) -> bytes:
+    """``fields`` as ``ACCEPT`` reads them: each a 4-byte big-endian length and its bytes."""
+    return b"".join(len(field).to_bytes(4, "big") + field for field in fields)
+
+
+#: An entry's one field ``m``: msgpack ``[priority level, wall-clock accept time, ordering key or
+#: nil, payload]`` (the payload is the engine's msgpack bytes).
+ENTRY_FIELD = b"m"
 
 #: Take a free lease: ``0`` if someone holds it, else the new fencing token.
 #: KEYS: lease, fence. ARGV: node id, lease ms.
@@ -96,8 +122,8 @@ end
 return live
 """
 
-#: Move dead letters back into their partition streams (attempts start over) and out of the
-#: dead-letter stream. KEYS: dead. ARGV: namespace, then the letter ids (none: all).
+#: Move dead letters back into their partition streams (their entry ``m`` as it was: attempts
+#: start over) and out of the dead-letter stream. KEYS: dead. ARGV: namespace, then the letter ids (none: all).
 #: Returns how many were replayed.
 REPLAY = """
 local letters
@@ -112,16 +138,11 @@ else
 end
 for _, letter in ipairs(letters) do
   local fields = letter[2]
-  local entry, partition = {}, nil
+  local entry, partition = nil, nil
   for i = 1, #fields, 2 do
-    local name = fields[i]
-    if name == 'partition' then partition = fields[i + 1]
-    elseif name == 'p' or name == 'l' or name == 'w' or name == 'k' then
-      entry[#entry + 1] = name
-      entry[#entry + 1] = fields[i + 1]
-    end
+    if fields[i] == 'partition' then partition = fields[i + 1] elseif fields[i] == 'm' then entry = fields[i + 1] end
   end
-  redis.call('XADD', ARGV[1] .. ':p:' .. partition, '*', unpack(entry))
+  redis.call('XADD', ARGV[1] .. ':p:' .. partition, '*', 'm', entry)
   redis.call('XDEL', KEYS[1], letter[1])
 end
 return #letters
