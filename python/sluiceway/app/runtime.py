@@ -281,7 +281,9 @@ class Runtime:
         if self.broker is None:
             return None
         try:
-            return await self.broker.cluster_status()
+            from sluiceway.engine.redis_status import cluster_status
+
+            return await cluster_status(self.broker)
         except (RedisError, OSError) as error:
             return {"error": f"Redis cannot be reached: {error}"}
 
@@ -402,6 +404,7 @@ async def _checked_broker(settings: Settings, config: ParallelizerConfig) -> Red
 
     ``ValueError`` in one line naming what to fix otherwise (``redis_unsafe`` skips the persistence check)."""
     from sluiceway.engine.redis_broker import RedisBroker
+    from sluiceway.engine.redis_status import persistence_problems
 
     assert settings.redis_url is not None
     broker = RedisBroker(
@@ -411,7 +414,7 @@ async def _checked_broker(settings: Settings, config: ParallelizerConfig) -> Red
         dedup_window=config.dedup_window,
     )
     try:
-        problems = await broker.persistence_problems()
+        problems = await persistence_problems(broker)
     except BrokerUnavailable as error:
         await broker.redis.aclose()
         raise ValueError(f"{error}; check --redis or SLUICEWAY_REDIS_URL") from None

@@ -20,6 +20,10 @@ reached accepts fail at once with ``BrokerUnavailable`` and everything else retr
 Delivery is at-least-once: a message whose node dies after running it and before the ack runs
 again elsewhere. Per ordering key, order holds across nodes (one partition, one node, one message
 of a key at a time).
+
+Over 500 lines because accepting, leases, reading and finishing share one partition state
+(``_Partition``) whose invariants are easiest to check in one place; the operators' side is in
+``redis_status.py``, dead letters in ``redis_dead_letters.py``, the Lua in ``redis_scripts.py``.
 """
 
 from __future__ import annotations
@@ -196,23 +200,6 @@ class RedisBroker:
         except RedisError as error:
             raise BrokerUnavailable(f"Redis at {redacted_url(self.url)} cannot be reached: {error}") from error
 
-    async def persistence_problems(self) -> list[str]:
-        """What makes this Redis unsafe for accepted messages: AOF off, or an evicting memory policy."""
-        try:
-            persistence = await self.redis.info("persistence")
-            memory = await self.redis.info("memory")
-        except RedisError as error:
-            raise BrokerUnavailable(f"Redis at {redacted_url(self.url)} cannot be reached: {error}") from error
-        problems = []
-        if not int(persistence.get("aof_enabled", 0)):
-            problems.append("appendonly is off (set `appendonly yes`: without it a Redis restart loses messages)")
-        policy = memory.get("maxmemory_policy", "noeviction")
-        if policy != "noeviction":
-            problems.append(
-                f"maxmemory-policy is {policy} (set `maxmemory-policy noeviction`: Redis would evict messages)"
-            )
-        return problems
-
     async def start(self, stage: Stage, max_attempts: int, room: int) -> None:
         """Start working partitions: ``stage`` hands a message to the local engine, which holds at
         most ``room`` read messages at a time."""
@@ -312,7 +299,7 @@ class RedisBroker:
     async def _lease_round(self) -> None:
         ms = int(self.claim_timeout * 1000)
         live = await self._heartbeat_script(
-            keys=[self.key("nodes")], args=[self.node, json.dumps(self._node_status()), ms]
+            keys=[self.key("nodes")], args=[self.node, json.dumps(self.node_status()), ms]
         )
         held = list(self._held.values())
         if held:
@@ -549,7 +536,8 @@ class RedisBroker:
 
     # -- status --------------------------------------------------------------------------------
 
-    def _node_status(self) -> dict[str, Any]:
+    def node_status(self) -> dict[str, Any]:
+        """What this node's heartbeat carries (``cluster_status`` lists it)."""
         return {
             "node": self.node,
             "partitions": sorted(self._held),
@@ -558,36 +546,3 @@ class RedisBroker:
             "dead_lettered": self.dead_lettered,
             **self.status_extra(),
         }
-
-    async def cluster_status(self) -> dict[str, Any]:
-        """Every live node (its last heartbeat), and each partition's backlog, pending count and holder."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.key("nodes"))
-        pipe.time()
-        for partition in range(self.partitions):
-            pipe.xlen(self.stream(partition))
-            pipe.xpending(self.stream(partition), scripts.GROUP)
-            pipe.get(self.key("lease", partition))
-            pipe.pttl(self.key("lease", partition))
-        pipe.xlen(self.key("dead"))
-        results = await pipe.execute()
-        nodes_raw, (seconds, micros) = results[0], results[1]
-        now_ms = seconds * 1000 + micros // 1000
-        nodes = []
-        for raw in nodes_raw.values():
-            seen, _, status = raw.decode().partition("|")
-            nodes.append({**json.loads(status), "heartbeat_age": (now_ms - int(seen)) / 1000})
-        partitions = []
-        for partition in range(self.partitions):
-            length, pending, lease, ttl = results[2 + 4 * partition : 6 + 4 * partition]
-            holder = lease.decode().rpartition(":")[0] if lease else None
-            partitions.append(
-                {
-                    "partition": partition,
-                    "backlog": length,
-                    "pending": pending["pending"],
-                    "holder": holder,
-                    "lease_seconds_left": ttl / 1000 if ttl > 0 else 0.0,
-                }
-            )
-        return {"nodes": sorted(nodes, key=lambda n: n["node"]), "partitions": partitions, "dead_letters": results[-1]}
