@@ -163,6 +163,9 @@ class Runtime:
         #: In Redis mode: the journal this runtime opens for the outbox (the engine has none then).
         self._outbox_journal: Journal | None = None
         self.broker: RedisBroker | None = None
+        #: In Redis mode: the last cluster status (the dashboard's ``redis`` source), refreshed each second.
+        self._cluster: dict[str, object] = {}
+        self._cluster_refresh: asyncio.Task[None] | None = None
         self.ingress: WebhookIngress | None = None
         self._server: HttpServer | None = None
         self._admin_server: HttpServer | None = None
@@ -245,6 +248,9 @@ class Runtime:
         assert outbox.recovered is not None
         await outbox.recovered
         self._expiry = asyncio.create_task(_expire_periodically(self.journal))
+        if self.broker is not None:
+            self._cluster_refresh = asyncio.create_task(self._refresh_cluster())
+            self.monitor.add_source("redis", lambda: self._cluster)
         if self._shed_after is not None:
             self.shedder = LoadShedder(
                 lambda: sink.stats.outstanding, backlog_delay=self._reply_queue_seconds, max_delay=self._shed_after
@@ -286,6 +292,11 @@ class Runtime:
             return await cluster_status(self.broker)
         except (RedisError, OSError) as error:
             return {"error": f"Redis cannot be reached: {error}"}
+
+    async def _refresh_cluster(self) -> None:
+        while True:
+            self._cluster = await self.cluster_status() or {}
+            await asyncio.sleep(CLUSTER_REFRESH_INTERVAL)
 
     def _not_ready(self) -> str | None:
         """Why new webhooks would not be taken now (``/readyz``), or None when they would."""
@@ -363,6 +374,8 @@ class Runtime:
         assert self.outbox is not None and self._expiry is not None
         self.ingress.stop_accepting()
         self._expiry.cancel()
+        if self._cluster_refresh is not None:
+            self._cluster_refresh.cancel()
         # The engine owns the journal and closes it when it shuts down, so the replies are
         # drained first: the sender must record them as sent while the journal is open.
         try:
@@ -385,6 +398,9 @@ class Runtime:
         logger.info(summary.line())
         return summary
 
+
+#: Seconds between refreshes of the cluster status the dashboard shows (Redis mode).
+CLUSTER_REFRESH_INTERVAL = 1.0
 
 #: Seconds between sweeps that forget wamids and sent replies older than ``dedup_window``.
 EXPIRY_INTERVAL = 600.0
