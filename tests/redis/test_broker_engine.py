@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import uvloop
 
 from sluiceway.engine import BrokerUnavailable, MessageParallelizer, ParallelizerConfig
@@ -172,3 +173,31 @@ def test_a_redis_restart_loses_nothing_accepted(
         for n in ran:  # at-least-once: only the message in flight when Redis went away may run again
             assert n == last or n > last, f"{key} ran out of order: {ran}"
             last = n
+
+
+def test_entries_a_stalled_node_read_after_losing_its_lease_are_run_by_the_holder(
+    redis_server: RedisServer, config: Callable[..., ParallelizerConfig], tmp_path: Path
+) -> None:
+    log = tmp_path / "ran.log"
+
+    async def scenario() -> None:
+        results: list[Any] = []
+        node = _node(redis_server.url, config(), results, claim_timeout=1.0)
+        await node.start()
+        try:
+            broker = node.broker
+            assert broker is not None
+            await wait_until(lambda: len(broker.held) == broker.partitions, 30, "the node to hold every partition")
+            entry = msgspec.msgpack.encode((1, 0.0, "k", msgspec.msgpack.encode({"log": str(log), "tag": "k:0"})))
+            # A node whose lease lapsed while it stalled, reading late: the entry is pending under it
+            # (added and read in one transaction, so that the holder's own reads cannot get it first).
+            transaction = broker.redis.pipeline(transaction=True)
+            transaction.xadd(broker.stream(0), {"m": entry})
+            transaction.xreadgroup("workers", "ghost", {broker.stream(0): ">"}, count=1)
+            await transaction.execute()
+            await wait_until(lambda: read_log(log), 30, "the holder to claim and run the orphan")
+        finally:
+            await node.shutdown()
+        assert [fields[0] for fields in read_log(log)] == ["k:0"]
+
+    uvloop.run(scenario())

@@ -29,8 +29,10 @@ from sluiceway.testing.webhooks import signed, text_message
 #: Every wait here is on a condition; this only bounds a broken run.
 WAIT = 120.0
 SECRET = "redis-node-secret"
-#: Short, so that a dead node's partitions move within the test (the default is 30 s).
+#: Short, so that a dead node's partitions move within the kill test (the default is 30 s).
 CLAIM_TIMEOUT = 2.0
+#: Where no node dies: long enough that no lease lapses while this shared machine starves a node.
+STEADY_CLAIM_TIMEOUT = 10.0
 HERE = Path(__file__).resolve().parent
 
 
@@ -43,9 +45,12 @@ def _free_port() -> int:
 class Node:
     """One ``sluiceway run --redis`` process group, on its own ports and state_dir."""
 
-    def __init__(self, api: WhatsAppEmulator, redis_url: str, state_dir: Path) -> None:
+    def __init__(
+        self, api: WhatsAppEmulator, redis_url: str, state_dir: Path, claim_timeout: float = STEADY_CLAIM_TIMEOUT
+    ) -> None:
         self.port, self.admin = _free_port(), _free_port()
         self.redis_url = redis_url
+        self.state_dir = state_dir
         self.env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])),
@@ -57,7 +62,7 @@ class Node:
             "SLUICEWAY_MONITOR_PORT": "0",
             "SLUICEWAY_STATE_DIR": str(state_dir),
             "SLUICEWAY_LOG_LEVEL": "WARNING",
-            "SLUICEWAY_REDIS_CLAIM_TIMEOUT": str(CLAIM_TIMEOUT),
+            "SLUICEWAY_REDIS_CLAIM_TIMEOUT": str(claim_timeout),
         }
         self.process: asyncio.subprocess.Process | None = None
 
@@ -70,15 +75,17 @@ class Node:
         return self.process is not None and self.process.returncode is None
 
     async def start(self, session: aiohttp.ClientSession) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "sluiceway.cli", "run", "redis_bots:echo_bot"),
-            *("--port", str(self.port), "--workers", "1", "--redis", self.redis_url),
-            env=self.env,
-            cwd=HERE,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: a kill takes its workers too
-        )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with (self.state_dir / "node.log").open("ab") as log:  # its warnings, for a failing test's report
+            self.process = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "sluiceway.cli", "run", "redis_bots:echo_bot"),
+                *("--port", str(self.port), "--workers", "1", "--redis", self.redis_url),
+                env=self.env,
+                cwd=HERE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,  # its own process group: a kill takes its workers too
+            )
         await wait_for(lambda: self.status(session), "the node to come up", lambda: self.alive)
 
     async def status(self, session: aiohttp.ClientSession) -> dict[str, Any] | None:
@@ -220,7 +227,7 @@ def test_a_killed_nodes_partitions_are_reclaimed_and_nothing_is_lost(redis_serve
             WhatsAppEmulator(throughput=1000.0, pair_limit=1000, pair_window=1.0, app_secret=SECRET) as api,
             aiohttp.ClientSession() as session,
         ):
-            nodes = [Node(api, redis_server.url, tmp_path / f"node{i}") for i in range(3)]
+            nodes = [Node(api, redis_server.url, tmp_path / f"node{i}", CLAIM_TIMEOUT) for i in range(3)]
             for node in nodes:
                 node.env["REDIS_TEST_RUN_LOG"] = str(log)
                 node.env["REDIS_TEST_HANDLER_SECONDS"] = "0.2"

@@ -373,6 +373,8 @@ class Runtime:
         self.running = False
         assert self.outbox is not None and self._expiry is not None
         self.ingress.stop_accepting()
+        if self.broker is not None:  # else a busy cluster would keep this node from ever draining
+            await self.broker.stop_reading()
         self._expiry.cancel()
         if self._cluster_refresh is not None:
             self._cluster_refresh.cancel()

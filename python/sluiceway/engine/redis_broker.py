@@ -96,13 +96,15 @@ class _Partition:
 
 
 class _Delivery:
-    __slots__ = ("attempt", "entry_id", "key", "level", "partition", "payload", "wall")
+    __slots__ = ("attempt", "entry_id", "key", "level", "partition", "payload", "ran", "wall")
 
     def __init__(self, partition: _Partition, entry_id: bytes, fields: dict[bytes, bytes], attempt: int) -> None:
         self.partition = partition
         self.entry_id = entry_id
         self.level, self.wall, self.key, self.payload = _decode_entry(fields[scripts.ENTRY_FIELD])
         self.attempt = attempt
+        #: Handed to the engine (a delivery dead-lettered unrun never held its key's turn).
+        self.ran = False
 
 
 class RedisBroker:
@@ -211,9 +213,14 @@ class RedisBroker:
         self._tasks = [loop.create_task(self._lease_loop()), loop.create_task(self._read_loop())]
 
     async def stop_reading(self) -> None:
-        """Read nothing more (what was read still runs and is finished)."""
+        """Read nothing more (what was read still runs and is finished); each partition is given up
+        once what was read from it is finished, and this node leaves the live ones at once."""
         self._reading = False
         self._read_wake.set()
+        for partition in self._held.values():
+            partition.leaving = True
+        with contextlib.suppress(RedisError, OSError):  # else its heartbeat goes stale within claim_timeout
+            await self.redis.hdel(self.key("nodes"), self.node)
 
     async def close(self) -> None:
         """Finish what is finished, give up every lease (others reclaim what was read and not run), disconnect."""
@@ -298,9 +305,11 @@ class RedisBroker:
 
     async def _lease_round(self) -> None:
         ms = int(self.claim_timeout * 1000)
-        live = await self._heartbeat_script(
-            keys=[self.key("nodes")], args=[self.node, json.dumps(self.node_status()), ms]
-        )
+        live = 1
+        if self._reading:  # a draining node is no longer counted: the others take its partitions
+            live = await self._heartbeat_script(
+                keys=[self.key("nodes")], args=[self.node, json.dumps(self.node_status()), ms]
+            )
         held = list(self._held.values())
         if held:
             pipe = self.redis.pipeline(transaction=False)
@@ -309,9 +318,8 @@ class RedisBroker:
             for partition, renewed in zip(held, await pipe.execute(), strict=True):
                 if not renewed:
                     self._lose(partition, "its lease expired")
-        share = math.ceil(self.partitions / max(1, int(live)))
-        if not self._reading:
-            return
+            await self._claim_orphans([p for p in held if not p.lost], ms)
+        share = math.ceil(self.partitions / max(1, int(live))) if self._reading else 0
         if len(self._held) < share:
             start = zlib.crc32(self.node.encode()) % self.partitions
             for offset in range(self.partitions):
@@ -356,6 +364,30 @@ class RedisBroker:
             _log.info("partition %d: %d unfinished messages reclaimed", number, partition.outstanding)
         self._read_wake.set()
 
+    async def _claim_orphans(self, held: list[_Partition], idle_ms: int) -> None:
+        """Claim entries pending under another node for ``claim_timeout`` in partitions held here.
+
+        A node whose lease lapsed while it lived (stalled past ``claim_timeout``) may have read
+        entries after this node's takeover claim: it will not run them (it finds its lease gone),
+        so they are run here. Such an entry may run after a later one of its key (it was read late).
+        """
+        if not held:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for partition in held:
+            pipe.xpending_range(partition.stream, scripts.GROUP, "-", "+", 100, idle=idle_ms)
+        for partition, rows in zip(held, await pipe.execute(), strict=True):
+            orphans = {
+                row["message_id"]: row["times_delivered"] for row in rows if row["consumer"] != self.node.encode()
+            }
+            if not orphans or partition.lost:
+                continue
+            claimed: Any = await self.redis.xclaim(partition.stream, scripts.GROUP, self.node, idle_ms, list(orphans))
+            _log.warning("partition %d: %d entries left by a node that lost its lease", partition.number, len(orphans))
+            for entry_id, fields in claimed:
+                if fields:
+                    self._deliver(partition, entry_id, fields, int(orphans.get(entry_id, 1)))
+
     def _lose(self, partition: _Partition, why: str) -> None:
         """The lease is gone: drop what was read and not started (the next holder reclaims it)."""
         if partition.lost:
@@ -397,6 +429,10 @@ class RedisBroker:
             except (RedisError, OSError) as error:
                 for partition in readable:
                     partition.reading = False
+                if isinstance(error, ResponseError) and "NOGROUP" in str(error):
+                    # The streams are gone (a Redis that lost its data, or a FLUSHALL): make them again.
+                    with contextlib.suppress(BrokerUnavailable):
+                        await self.connect()
                 _log.warning("reading from Redis failed (%s); retrying in %.2f s", error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
@@ -430,6 +466,7 @@ class RedisBroker:
 
     def _run(self, delivery: _Delivery) -> None:
         assert self._stage is not None
+        delivery.ran = True
         future = self._stage(delivery.payload, delivery.level, delivery.wall, delivery.key, delivery.attempt)
         future.add_done_callback(functools.partial(self._ran, delivery))
 
@@ -516,7 +553,7 @@ class RedisBroker:
         self.outstanding -= 1
         self.completed += 1
         self._read_wake.set()
-        if delivery.key is None or partition.lost:
+        if delivery.key is None or partition.lost or not delivery.ran:
             return
         line = partition.lines.get(delivery.key)
         if line is None:
