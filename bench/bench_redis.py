@@ -28,9 +28,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 import uvloop
 
-import redis
 from bench.harness import REPEAT, Comparison, Report, header, scaled
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.engine.redis_broker import RedisBroker

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import redis
 from sluiceway.engine import redis_scripts as scripts
 from sluiceway.testing.redis_server import RedisServer
 
