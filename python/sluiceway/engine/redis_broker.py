@@ -168,8 +168,8 @@ class RedisBroker:
         self._read_wake = asyncio.Event()
         self.completed = 0
         self.dead_lettered = 0
+        #: Acks the fencing check refused (the lease had moved on): those messages run again elsewhere.
         self.refused_acks = 0
-        self.status_extra: Callable[[], dict[str, Any]] = dict
 
     @property
     def held(self) -> list[int]:
@@ -278,7 +278,7 @@ class RedisBroker:
                         continue
                     if isinstance(result, BaseException):
                         future.set_exception(
-                            BrokerUnavailable(f"Redis did not take the message (nothing accepted): {result}")
+                            BrokerUnavailable(f"Redis did not confirm the message (answer 503: Meta re-delivers): {result}")
                         )
                     else:
                         future.set_result(result == 1)
@@ -581,5 +581,5 @@ class RedisBroker:
             "outstanding": self.outstanding,
             "completed": self.completed,
             "dead_lettered": self.dead_lettered,
-            **self.status_extra(),
+            "refused_acks": self.refused_acks,
         }
