@@ -2,18 +2,20 @@
 
 Rows, each a median of ``REPEAT`` runs on one private redis-server (AOF everysec, noeviction):
 
-- throughput: no-op messages accepted with ``accept`` (1,000 senders as ordering keys) until the
-  last is acked, one node with 2 workers, beside dramatiq and arq no-op tasks on the same Redis
-  (2 worker processes each; issue target >= 10x dramatiq); the same with a 5 ms I/O handler;
-- p99 from accept to handler result at 1,000 msg/s offered (issue target <= 10 ms);
-- Redis round trips per message (requests the node's client wrote, a pipeline counting once; issue
-  target <= 1.5) and Redis commands per message (INFO commandstats delta);
-- one vs two vs three nodes, each its own process with 2 workers, fed by one producer.
+- throughput: no-op messages accepted from this process (1,000 senders as ordering keys) until
+  every stream is empty, through one node process with 2 workers, beside dramatiq and arq no-op
+  tasks on the same Redis, also sent from this process to 2 worker processes (issue target: >= 10x
+  dramatiq); the same with a 5 ms I/O handler; and the no-op rate when the node accepts in its own
+  process, as ``sluiceway run`` does (its ingress and supervisor share a core);
+- at 1,000 msg/s offered: p99 from accept to handler result (issue target <= 10 ms) and Redis round
+  trips per message (requests the node's client wrote, a pipeline counting once, leases, heartbeats
+  and idle reads included; issue target <= 1.5); round trips and commands per message at saturation;
+- one vs two vs three node processes (2 workers each), fed from this process.
 
-On this 2-core machine several nodes share the same two cores (and Redis and the producer), so
-more nodes cannot add throughput here: the node rows show the cost of coordination, not scaling.
-Rows are functions of ``(report, url)`` so that other parts (the rate-limit rows) can be added.
-Writes ``bench/results/redis.json`` (``redis-quick.json`` for ``--quick``).
+On this 2-core machine the nodes share the same two cores with Redis and the producer, so more
+nodes cannot add throughput here: the node rows show the cost of coordination, not scaling.
+Rows are functions of ``(report, url)`` in ``ROWS`` so that other parts (the rate-limit rows) can
+be added. Writes ``bench/results/redis.json`` (not with ``--quick``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -51,6 +54,18 @@ SLEEP_5MS = "sluiceway.testing.handlers:sleep_5ms"
 CONFIG = ParallelizerConfig(default_worker_count=2, min_workers=1, max_workers=2, queue_high_water_mark=4_000)
 
 
+#: Seconds any one wait of the bench may take: a stuck run fails naming what it waited for.
+WAIT = 300.0
+
+
+async def until(condition: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bench stuck: no {what} after {WAIT} s")
+        await asyncio.sleep(0.001)
+
+
 class Node:
     """One engine with a broker in this process, and what its handler results tell."""
 
@@ -73,8 +88,7 @@ class Node:
         return self.engine.broker
 
     async def wait_acked(self, count: int) -> None:
-        while self.broker.completed < count:
-            await asyncio.sleep(0.001)
+        await until(lambda: self.broker.completed >= count, f"{count} acks")
 
 
 async def _accept_all(engine: MessageParallelizer, count: int, payload: Callable[[int], Any]) -> None:
@@ -94,8 +108,7 @@ def _throughput(url: str, handler: str, count: int, namespace: str) -> list[floa
         node = Node(url, namespace, handler)
         await node.engine.start()
         try:
-            while not node.broker.held:
-                await asyncio.sleep(0.01)
+            await until(lambda: node.broker.held, "partition held")
             rates = []
             for _ in range(REPEAT):
                 base = node.broker.completed
@@ -128,15 +141,16 @@ def _peer_rates(url: str) -> dict[str, list[float]]:
 
 
 def throughput_rows(report: Report, url: str) -> None:
-    header(f"throughput through Redis: {MESSAGES:,} messages per run, 1 node, 2 workers")
-    noop = _throughput(url, NOOP, MESSAGES, "bench-noop")
-    io = _throughput(url, SLEEP_5MS, MESSAGES, "bench-io")
+    header(f"throughput through Redis: {MESSAGES:,} messages per run, 1 node process with 2 workers")
+    # As the peers run: the producer here, the workers in their own processes.
+    noop = _with_nodes(url, "bench-noop", 1, NOOP)
+    io = _with_nodes(url, "bench-io", 1, SLEEP_5MS)
     peers = _peer_rates(url)
     for peer, samples in peers.items():
         report.add(
             Comparison(
                 "no-op throughput via Redis",
-                f"{peer} no-op",
+                f"{peer} no-op (redis)",
                 statistics.median(noop),
                 statistics.median(samples),
                 "msg/s",
@@ -146,44 +160,52 @@ def throughput_rows(report: Report, url: str) -> None:
                 samples,
             )
         )
-    report.figure("no-op msg/s via Redis (1 node, 2 workers)", statistics.median(noop))
     report.figure("5 ms I/O handler msg/s via Redis (1 node, 2 workers)", statistics.median(io))
+    in_process = _throughput(url, NOOP, MESSAGES, "bench-in-process")
+    report.figure("no-op msg/s, accepting in the node's own process", statistics.median(in_process))
 
 
 def latency_rows(report: Report, url: str) -> None:
-    header(f"latency at {PACED_RATE:,} msg/s offered for {PACED_SECONDS:g} s (accept to handler result)")
+    header(f"at {PACED_RATE:,} msg/s offered for {PACED_SECONDS:g} s: p99 accept to handler result, round trips")
 
-    async def run() -> list[float]:
+    async def run() -> tuple[list[float], int, int]:
         node = Node(url, "bench-latency", NOOP)
         await node.engine.start()
         try:
-            while not node.broker.held:
-                await asyncio.sleep(0.01)
+            await until(lambda: node.broker.held, "partition held")
             p99s = []
-            for _ in range(REPEAT):
-                node.latencies.clear()
-                total = int(PACED_RATE * PACED_SECONDS)
-                started = time.perf_counter()
-                commits = []
-                for n in range(total):  # paced in 1 ms ticks: one message per tick at 1,000 msg/s
-                    delay = started + n / PACED_RATE - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    commits.append(node.engine.accept({"t": time.time()}, ordering_key=f"+1{n % SENDERS}").committed)
-                await asyncio.gather(*commits)
-                while len(node.latencies) < total:
-                    await asyncio.sleep(0.005)
-                p99s.append(statistics.quantiles(node.latencies, n=100)[98] * 1000)
-            return p99s
+            total = int(PACED_RATE * PACED_SECONDS)
+            with counting_round_trips() as trips:
+                for _ in range(REPEAT):
+                    node.latencies.clear()
+                    started = time.perf_counter()
+                    commits = []
+                    for n in range(total):  # paced: one message every millisecond at 1,000 msg/s
+                        delay = started + n / PACED_RATE - time.perf_counter()
+                        if delay > 0:
+                            await asyncio.sleep(delay)
+                        commit = node.engine.accept({"t": time.time()}, ordering_key=f"+1{n % SENDERS}").committed
+                        commits.append(commit)
+                    await asyncio.gather(*commits)
+                    await until(lambda: len(node.latencies) >= total, f"{total} handler results")
+                    p99s.append(statistics.quantiles(node.latencies, n=100)[98] * 1000)
+            return p99s, trips[0], total * REPEAT
         finally:
             await node.engine.shutdown()
 
-    p99s = uvloop.run(run())
-    report.figure("p99 ms at 1,000 msg/s offered (target <= 10)", statistics.median(p99s))
+    p99s, trips, messages = uvloop.run(run())
+    p99 = statistics.median(p99s)
+    report.add(Comparison("p99 @ 1,000 msg/s via Redis", "bound 10 ms", p99, 10.0, "ms", False, 1.0, p99s, []))
+    # Everything the node wrote to Redis (leases, heartbeats and idle reads included) over the messages.
+    per_message = trips / messages
+    report.add(
+        Comparison("Redis round trips per message @ 1,000 msg/s", "bound 1.5", per_message, 1.5, "trips", False, 1.0)
+    )
 
 
-def round_trip_rows(report: Report, url: str) -> None:
-    header("Redis round trips and commands per message (no-op, one node)")
+@contextmanager
+def counting_round_trips() -> Iterator[list[int]]:
+    """Counts the requests this process's asyncio Redis clients write (a pipeline is one)."""
     import redis.asyncio.connection as connection
 
     sends = [0]
@@ -193,20 +215,21 @@ def round_trip_rows(report: Report, url: str) -> None:
         sends[0] += 1
         await original(self, command, check_health)
 
-    client = redis.Redis.from_url(url)
     connection.AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
     try:
-        before = _calls(client)
-        sends[0] = 0
-        count = MESSAGES
-        _throughput_once(url, count)
-        trips = sends[0]
-        commands = _calls(client) - before
+        yield sends
     finally:
         connection.AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
-    # The count includes start-up and shutdown (leases, groups) and the idle reads: an upper bound.
-    report.figure("Redis round trips per message (target <= 1.5)", trips / count)
-    report.figure("Redis commands per message", commands / count)
+
+
+def round_trip_rows(report: Report, url: str) -> None:
+    header("Redis round trips and commands per message at saturation (no-op, one node)")
+    client = redis.Redis.from_url(url)
+    before = _calls(client)
+    with counting_round_trips() as trips:
+        _throughput_once(url, MESSAGES)
+    report.figure("Redis round trips per message, saturated", trips[0] / MESSAGES)
+    report.figure("Redis commands per message, saturated (INFO commandstats)", (_calls(client) - before) / MESSAGES)
 
 
 def _throughput_once(url: str, count: int) -> None:
@@ -214,8 +237,7 @@ def _throughput_once(url: str, count: int) -> None:
         node = Node(url, "bench-trips", NOOP)
         await node.engine.start()
         try:
-            while not node.broker.held:
-                await asyncio.sleep(0.01)
+            await until(lambda: node.broker.held, "partition held")
             await _accept_all(node.engine, count, lambda n: None)
             await node.wait_acked(count)
         finally:
@@ -232,24 +254,28 @@ def _calls(client: redis.Redis) -> int:
 def node_rows(report: Report, url: str) -> None:
     header(f"one vs two vs three nodes (separate processes, 2 workers each): {MESSAGES:,} messages per run")
     for nodes in (1, 2, 3):
-        namespace = f"bench-nodes-{nodes}"
-        processes = [
-            subprocess.Popen(
-                [sys.executable, "-m", "bench.bench_redis", "--node", url, namespace],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-            )
-            for _ in range(nodes)
-        ]
-        try:
-            rates = uvloop.run(_producer(url, namespace, nodes))
-        finally:
-            for process in processes:
-                assert process.stdin is not None
-                process.stdin.close()  # the node drains and exits
-            for process in processes:
-                process.wait(60)
+        rates = _with_nodes(url, f"bench-nodes-{nodes}", nodes, NOOP)
         report.figure(f"no-op msg/s with {nodes} node(s)", statistics.median(rates))
+
+
+def _with_nodes(url: str, namespace: str, nodes: int, handler: str) -> list[float]:
+    """REPEAT runs through ``nodes`` node processes, fed from here; msg/s until every stream is empty."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.bench_redis", "--node", url, namespace, handler],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(nodes)
+    ]
+    try:
+        return uvloop.run(_producer(url, namespace, nodes))
+    finally:
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.close()  # the node drains and exits
+        for process in processes:
+            process.wait(60)
 
 
 async def _producer(url: str, namespace: str, nodes: int) -> list[float]:
@@ -258,10 +284,13 @@ async def _producer(url: str, namespace: str, nodes: int) -> list[float]:
     await broker.connect()
     client = broker.redis
     try:
+        deadline = time.monotonic() + WAIT
         while True:  # every node holds partitions
             holders = {await client.get(broker.key("lease", p)) for p in range(broker.partitions)}
             if None not in holders and len({h.decode().rpartition(":")[0] for h in holders}) == nodes:
                 break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"bench stuck: {nodes} nodes never shared the partitions")
             await asyncio.sleep(0.05)
         rates = []
         for _ in range(REPEAT):
@@ -272,12 +301,16 @@ async def _producer(url: str, namespace: str, nodes: int) -> list[float]:
                     for n in range(start, min(MESSAGES, start + 1_000))
                 ]
                 await asyncio.gather(*batch)
+            deadline = time.monotonic() + WAIT
             while True:
                 pipe = client.pipeline(transaction=False)
                 for p in range(broker.partitions):
                     pipe.xlen(broker.stream(p))
-                if not sum(await pipe.execute()):
+                left = sum(await pipe.execute())
+                if not left:
                     break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"bench stuck: {left} messages still in the streams after {WAIT} s")
                 await asyncio.sleep(0.002)
             rates.append(MESSAGES / (time.perf_counter() - started))
         return rates
@@ -285,11 +318,11 @@ async def _producer(url: str, namespace: str, nodes: int) -> list[float]:
         await client.aclose()
 
 
-def _serve_node(url: str, namespace: str) -> None:
-    """``--node URL NAMESPACE``: one node until stdin closes (the bench's subprocess nodes)."""
+def _serve_node(url: str, namespace: str, handler: str) -> None:
+    """``--node URL NAMESPACE HANDLER``: one node until stdin closes (the bench's subprocess nodes)."""
 
     async def run() -> None:
-        engine = MessageParallelizer(NOOP, CONFIG, broker=RedisBroker(url, namespace=namespace))
+        engine = MessageParallelizer(handler, CONFIG, broker=RedisBroker(url, namespace=namespace))
         await engine.start()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.read)
@@ -303,17 +336,20 @@ ROWS: list[Callable[[Report, str], None]] = [throughput_rows, latency_rows, roun
 
 
 def main() -> None:
-    report = Report("redis-quick" if QUICK else "redis")
+    report = Report("redis")
     with RedisServer(appendonly=True, appendfsync="everysec") as server:
         for row in ROWS:
             redis.Redis.from_url(server.url).flushall()
             row(report, server.url)
-    report.write()
+    if QUICK:  # a smoke run's small sizes are not results
+        print("--quick: bench/results/redis.json not written")
+    else:
+        report.write()
 
 
 if __name__ == "__main__":
     if "--node" in sys.argv:
         at = sys.argv.index("--node")
-        _serve_node(sys.argv[at + 1], sys.argv[at + 2])
+        _serve_node(sys.argv[at + 1], sys.argv[at + 2], sys.argv[at + 3])
     else:
         main()

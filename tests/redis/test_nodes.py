@@ -294,10 +294,16 @@ def test_a_node_answers_503_while_redis_is_down_and_recovers(redis_server: Redis
                     async with session.post(node.webhook, data=body, headers=headers) as response:
                         return response.status
 
+                async def ready() -> str:
+                    async with session.get(f"http://127.0.0.1:{node.port}/readyz") as response:
+                        return f"{response.status} {await response.text()}"
+
                 assert await post("wamid.before") == 200
                 redis_server.kill()
                 assert await post("wamid.during") == 503
+                await wait_for(_async_equal(ready, "503 not ready: Redis cannot be reached"), "/readyz to say why")
                 redis_server.start()
+                await wait_for(_async_equal(ready, "200 ready"), "/readyz to recover")
                 await wait_for(_async_status(lambda: post("wamid.during")), "a 200 once Redis is back")
                 assert await post("wamid.after") == 200
                 wanted = ["wamid.before", "wamid.during", "wamid.after"]
@@ -307,6 +313,13 @@ def test_a_node_answers_503_while_redis_is_down_and_recovers(redis_server: Redis
             assert _replies(api) == Counter(dict.fromkeys(wanted, 1))
 
     asyncio.run(scenario())
+
+
+def _async_equal(probe: Any, wanted: str) -> Any:
+    async def equal() -> bool:
+        return bool(await probe() == wanted)
+
+    return equal
 
 
 def _async_status(post: Any) -> Any:

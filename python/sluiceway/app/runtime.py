@@ -305,6 +305,8 @@ class Runtime:
             return "starting"
         if engine.journal is None and self._outbox_journal is None:
             return "the journal is closed"
+        if self.broker is not None and not self.broker.reachable:
+            return "Redis cannot be reached"
         if engine.get_statistics().worker_count == 0:
             return "no engine worker is ready"
         return None
