@@ -47,6 +47,8 @@ PEER_MESSAGES = scaled(1_000 if QUICK else 5_000)
 #: Seconds of paced load for the latency row.
 PACED_SECONDS = 2.0 if QUICK else 10.0
 PACED_RATE = 1_000
+#: Messages of the memory row (the issue's "memory bounded after 1M messages").
+MEMORY_MESSAGES = scaled(50_000 if QUICK else 1_000_000)
 SENDERS = 1_000
 TARGET_VS_DRAMATIQ = 10.0
 NOOP = "sluiceway.testing.handlers:noop"
@@ -278,6 +280,65 @@ def _with_nodes(url: str, namespace: str, nodes: int, handler: str) -> list[floa
             process.wait(60)
 
 
+def memory_rows(report: Report, url: str) -> None:
+    header(f"Redis memory after {MEMORY_MESSAGES:,} messages through one node (acked entries are deleted)")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.bench_redis", "--node", url, "bench-memory", NOOP],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        before, after, entries = uvloop.run(_memory_run(url, "bench-memory"))
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(60)
+    report.figure(f"Redis used_memory growth after {MEMORY_MESSAGES:,} messages (bytes)", after - before)
+    report.figure("stream entries left", entries)
+
+
+async def _memory_run(url: str, namespace: str) -> tuple[int, int, int]:
+    broker = RedisBroker(url, namespace=namespace)
+    await broker.connect()
+    client = broker.redis
+    try:
+        await until_async(lambda: _all_held(broker), "the node to hold every partition")
+        before = int((await client.info("memory"))["used_memory"])
+        for start in range(0, MEMORY_MESSAGES, 1_000):
+            batch = [
+                broker.accept(b"\xc0", 1, time.time(), f"+1555{n % SENDERS:07d}", None)
+                for n in range(start, min(MEMORY_MESSAGES, start + 1_000))
+            ]
+            await asyncio.gather(*batch)
+        await until_async(lambda: _streams_empty(broker), "every message acked")
+        after = int((await client.info("memory"))["used_memory"])
+        entries = sum([int(await client.xlen(broker.stream(p))) for p in range(broker.partitions)])
+        return before, after, entries
+    finally:
+        await client.aclose()
+
+
+async def _all_held(broker: RedisBroker) -> bool:
+    return all([await broker.redis.exists(broker.key("lease", p)) for p in range(broker.partitions)])
+
+
+async def _streams_empty(broker: RedisBroker) -> bool:
+    pipe = broker.redis.pipeline(transaction=False)
+    for p in range(broker.partitions):
+        pipe.xlen(broker.stream(p))
+        pipe.xpending(broker.stream(p), "workers")
+    results = await pipe.execute()
+    return not sum(results[0::2]) and not sum(r["pending"] for r in results[1::2])
+
+
+async def until_async(condition: Callable[[], Any], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"bench stuck: no {what} after {WAIT} s")
+        await asyncio.sleep(0.01)
+
+
 async def _producer(url: str, namespace: str, nodes: int) -> list[float]:
     """Accept through a node-less broker (it only accepts) and time until every stream is empty."""
     broker = RedisBroker(url, namespace=namespace)
@@ -332,7 +393,7 @@ def _serve_node(url: str, namespace: str, handler: str) -> None:
 
 
 #: The rows, in order; each takes the report and the Redis URL.
-ROWS: list[Callable[[Report, str], None]] = [throughput_rows, latency_rows, round_trip_rows, node_rows]
+ROWS: list[Callable[[Report, str], None]] = [throughput_rows, latency_rows, round_trip_rows, node_rows, memory_rows]
 
 
 def main() -> None:
