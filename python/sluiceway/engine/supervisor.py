@@ -100,6 +100,14 @@ class MessageParallelizer:
     ``enqueue_many_nowait`` refuse with a journal (they could only report an accept before it
     is durable): use ``accept``.
 
+    With ``broker=RedisBroker(url, ...)`` (or a ``redis://`` URL) the engine is one node of
+    several sharing a queue in Redis (:mod:`sluiceway.engine.redis_broker`): ``accept`` and
+    ``enqueue_message`` return once Redis has the message (with ``dedup_key``, its de-dup record
+    too), any node may run it, and its handler's result reaches ``on_recovered`` on that node.
+    ``submit``, ``enqueue_many`` and the ``_nowait`` variants refuse with a broker, and dead
+    letters live in Redis (``sluiceway.engine.redis_dead_letters``); ``journal`` and ``broker``
+    exclude each other.
+
     Warning:
         Delivery is at-least-once: a message whose worker dies after running it but before
         reporting it runs again, so handlers with external side effects should be idempotent
