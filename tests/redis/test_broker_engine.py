@@ -201,3 +201,35 @@ def test_entries_a_stalled_node_read_after_losing_its_lease_are_run_by_the_holde
         assert [fields[0] for fields in read_log(log)] == ["k:0"]
 
     uvloop.run(scenario())
+
+
+def test_a_node_runs_what_it_read_high_priority_first(
+    redis_server: RedisServer, config: Callable[..., ParallelizerConfig], tmp_path: Path
+) -> None:
+    log = tmp_path / "ran.log"
+
+    async def scenario() -> None:
+        # Accepted before any node runs (a producer-only broker), so that one read takes them all.
+        producer = RedisBroker(redis_server.url, namespace="prio", partitions=1)
+        await producer.connect()
+        low = [producer.accept(_script(log, f"low:{n}"), 2, 0.0, f"l{n}", None) for n in range(30)]
+        high = [producer.accept(_script(log, f"high:{n}"), 0, 0.0, f"h{n}", None) for n in range(30)]
+        assert all(await asyncio.gather(*low, *high))
+        await producer.redis.aclose()
+        broker = RedisBroker(redis_server.url, namespace="prio", partitions=1)
+        node = MessageParallelizer(
+            SCRIPTED, config(default_worker_count=1, worker_concurrency=1, worker_prefetch=1), broker=broker
+        )
+        await node.start()
+        try:
+            await wait_until(lambda: len(read_log(log)) == 60, 60, "every message to run")
+        finally:
+            await node.shutdown()
+
+    uvloop.run(scenario())
+    ran = [fields[0].split(":")[0] for fields in read_log(log)]
+    assert ran == ["high"] * 30 + ["low"] * 30, ran
+
+
+def _script(log: Path, tag: str) -> bytes:
+    return msgspec.msgpack.encode({"log": str(log), "tag": tag})
