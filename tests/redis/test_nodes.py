@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
+import redis
 
 from sluiceway.testing import WhatsAppEmulator
 from sluiceway.testing.redis_server import RedisServer
@@ -308,6 +310,16 @@ def test_a_node_answers_503_while_redis_is_down_and_recovers(redis_server: Redis
                 assert await post("wamid.after") == 200
                 wanted = ["wamid.before", "wamid.during", "wamid.after"]
                 await wait_for(lambda: _all_replied(api, wanted), "the replies")
+                # The admin API's dead letters are every node's, from Redis.
+                inbound = msgspec.msgpack.encode({"id": "wamid.dead", "sender": "15553000000", "text": "x"})
+                entry = msgspec.msgpack.encode((1, 0.0, "15553000000", inbound))
+                fields = {"m": entry, "partition": 0, "error": "ValueError: bad", "dead_at": "1.0"}
+                redis.Redis.from_url(redis_server.url).xadd("sluiceway:dead", fields)  # type: ignore[arg-type]
+                admin = f"http://127.0.0.1:{node.admin}"
+                async with session.get(f"{admin}/dead-letters") as response:
+                    assert [letter["id"] for letter in await response.json()] == ["wamid.dead"]
+                async with session.post(f"{admin}/dead-letters/purge") as response:
+                    assert (await response.json())["purged"] == 1
             finally:
                 await node.stop()
             assert _replies(api) == Counter(dict.fromkeys(wanted, 1))
