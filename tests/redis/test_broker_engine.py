@@ -233,3 +233,22 @@ def test_a_node_runs_what_it_read_high_priority_first(
 
 def _script(log: Path, tag: str) -> bytes:
     return msgspec.msgpack.encode({"log": str(log), "tag": tag})
+
+
+def test_a_node_shuts_down_while_redis_is_away(
+    redis_server: RedisServer, config: Callable[..., ParallelizerConfig], tmp_path: Path
+) -> None:
+    log = tmp_path / "ran.log"
+
+    async def scenario() -> None:
+        results: list[Any] = []
+        node = _node(redis_server.url, config(), results, claim_timeout=1.0)
+        await node.start()
+        await wait_until(lambda: node.broker.held, 30, "the node to hold partitions")
+        assert await node.accept({"log": str(log), "tag": "k:0", "sleep": 0.5}, ordering_key="k").committed
+        await wait_until(lambda: read_log(log), 30, "the message to start")
+        redis_server.kill()  # its ack cannot be sent: it stays pending for the next holder
+        summary = await asyncio.wait_for(node.shutdown(timeout=2.0), 30)  # the drain cannot finish: no ack
+        assert summary.completed == 1
+
+    uvloop.run(scenario())

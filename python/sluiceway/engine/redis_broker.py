@@ -235,10 +235,19 @@ class RedisBroker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._finish_task is not None:
-            await asyncio.gather(self._finish_task, return_exceptions=True)
-        if self._accept_task is not None:
-            await asyncio.gather(self._accept_task, return_exceptions=True)
+        # Acks retry while Redis is away, but not for ever: what is not acked within claim_timeout
+        # runs again on the partition's next holder (at-least-once), and this process may exit.
+        unfinished: list[asyncio.Task[None] | None] = [self._finish_task, self._accept_task]
+        for sending in unfinished:
+            if sending is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(sending), self.claim_timeout)
+                except TimeoutError:
+                    sending.cancel()
+                    await asyncio.gather(sending, return_exceptions=True)
+                    _log.warning("Redis unreachable at shutdown: unsent acks and accepts given up")
+                except (RedisError, OSError):
+                    pass
         try:
             pipe = self.redis.pipeline(transaction=False)
             for partition in self._held.values():
@@ -280,6 +289,12 @@ class RedisBroker:
                     results = await self._accept_script(args=[scripts.frame(items), ttl])
                 except (RedisError, OSError) as error:
                     results = [error] * len(batch)
+                except asyncio.CancelledError:  # closing while Redis is away: not confirmed, not accepted
+                    for *_, future in batch + self._accepts:
+                        if not future.done():
+                            future.set_exception(BrokerUnavailable("closed before Redis confirmed the message"))
+                    self._accepts = []
+                    raise
                 for (_, _, _, future), result in zip(batch, results, strict=True):
                     if future.done():
                         continue
