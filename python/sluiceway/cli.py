@@ -49,6 +49,7 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     limits = parser.add_argument_group("webhook server limits (the port faces the internet)")
     for flag, kind, meaning in _SERVER_LIMIT_FLAGS:
         limits.add_argument(f"--{flag}", dest=flag.replace("-", "_"), type=kind, help=meaning)
+    _redis_flags(parser)
 
 
 #: The webhook server's limits as flags: (flag, type, help); each sets the setting of the same name.
@@ -62,6 +63,22 @@ _SERVER_LIMIT_FLAGS: tuple[tuple[str, type, str], ...] = (
     ("max-connections", int, "client connections open at once; new ones beyond get 503 (default 4096)"),
     ("max-pipelined", int, "requests read ahead of the one being handled per connection (default 16)"),
 )
+
+
+def _redis_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--redis",
+        dest="redis_url",
+        metavar="URL",
+        help="run as one node of several sharing this Redis (a password is safer in SLUICEWAY_REDIS_URL)",
+    )
+    parser.add_argument(
+        "--redis-unsafe",
+        dest="redis_unsafe",
+        action="store_true",
+        default=None,
+        help="start even if Redis does not persist (AOF off) or may evict keys",
+    )
 
 
 def _flags_of(args: argparse.Namespace) -> dict[str, object]:
@@ -78,6 +95,8 @@ def _flags_of(args: argparse.Namespace) -> dict[str, object]:
             "monitor_port",
             "shed_after",
             *(flag.replace("-", "_") for flag, _, _ in _SERVER_LIMIT_FLAGS),
+            "redis_url",
+            "redis_unsafe",
         )
     }
 
@@ -239,6 +258,13 @@ def _dlq_answer(args: argparse.Namespace) -> tuple[Any, str]:
     from sluiceway.app.settings import load_settings
     from sluiceway.journal import JournalLocked
 
+    if args.admin_url is None:
+        settings = load_settings(_flags_of(args), config_file=args.config)
+        if settings.redis_url is not None:
+            from sluiceway.app.dead_letters import redis_dead_letters
+
+            answer = _run_async(redis_dead_letters(settings.redis_url.reveal(), settings.redis_namespace, args.action))
+            return answer, f"from Redis at {settings.redis_url} (namespace {settings.redis_namespace!r})"
     path = {"list": "/dead-letters", "replay": "/dead-letters/replay", "purge": "/dead-letters/purge"}[args.action]
     method = "GET" if args.action == "list" else "POST"
     if args.admin_url is None:
@@ -562,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--verbose", "-v", action="store_true", help="list: each failed message's whole traceback")
     dlq.add_argument("--config", metavar="PATH", help="settings file to read state_dir and admin_port from")
     dlq.add_argument("--state-dir", dest="state_dir", help="directory of the journal (default ./sluiceway-state)")
+    dlq.add_argument("--redis", dest="redis_url", metavar="URL", help="the Redis of a bot in Redis mode")
     dlq.set_defaults(func=_dlq)
 
     emulate = commands.add_parser(

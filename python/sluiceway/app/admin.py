@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from sluiceway.app.dead_letters import message_letter, send_letter
+from sluiceway.app.dead_letters import message_letter, redis_dead_letters, send_letter
 from sluiceway.http import Request, Response
 from sluiceway.http.routes import Routes
 
@@ -23,8 +23,16 @@ ADMIN_HOST = "127.0.0.1"
 
 async def _letters(runtime: Runtime) -> list[dict[str, Any]]:
     assert runtime.engine is not None and runtime.outbox is not None
-    out = [message_letter(letter) for letter in runtime.engine.dead_letters()]
+    if runtime.broker is not None:  # every node's message dead letters, from Redis
+        out: list[dict[str, Any]] = await _in_redis(runtime, "list")
+    else:
+        out = [message_letter(letter) for letter in runtime.engine.dead_letters()]
     return out + [send_letter(letter) for letter in await runtime.outbox.dead_letters()]
+
+
+async def _in_redis(runtime: Runtime, action: str) -> Any:
+    assert runtime.broker is not None
+    return await redis_dead_letters(runtime.broker.url, runtime.broker.namespace, action)
 
 
 _json = msgspec.json.Encoder()
@@ -48,16 +56,25 @@ def admin_routes(runtime: Runtime) -> Routes:
 
     async def replay(_: Request) -> Response:
         assert runtime.engine is not None and runtime.outbox is not None
-        messages = len(runtime.engine.replay_dead_letters())
+        if runtime.broker is not None:
+            messages = (await _in_redis(runtime, "replay"))["replayed"]
+        else:
+            messages = len(runtime.engine.replay_dead_letters())
         return _json_response({"replayed": messages, "replayed_sends": await runtime.outbox.replay_dead_letters()})
 
     async def purge(_: Request) -> Response:
         assert runtime.engine is not None and runtime.outbox is not None
-        messages = runtime.engine.purge_dead_letters()
+        messages = runtime.engine.purge_dead_letters()  # with Redis: this node's copies
+        if runtime.broker is not None:
+            messages = (await _in_redis(runtime, "purge"))["purged"]
         return _json_response({"purged": messages, "purged_sends": await runtime.outbox.purge_dead_letters()})
 
     async def status(_: Request) -> Response:
-        return _json_response(runtime.status())
+        answer: dict[str, Any] = msgspec.to_builtins(runtime.status())
+        cluster = await runtime.cluster_status()
+        if cluster is not None:
+            answer["redis"] = cluster
+        return _json_response(answer)
 
     routes = Routes()
     routes.add("GET", "/dead-letters", list_letters)

@@ -5,12 +5,16 @@ reply) and ``send`` (a reply the sender gave up on). Both live in the journal in
 ``state_dir``; while the bot runs it holds the journal's lock, so ``dlq`` asks its admin
 API, and when it is stopped ``dlq`` opens the journal itself (:func:`offline_dead_letters`).
 A replay while stopped moves the letters back into the journal's queues: the next start
-runs those messages and sends those replies. With ``redis_url`` the sender's dead letters
-live in Redis (:func:`redis_send_dead_letters`), reachable whether a node runs or not.
+runs those messages and sends those replies.
+
+In Redis mode (``redis_url`` set) the message dead letters of every node, and the sender's dead
+letters (:func:`redis_send_dead_letters`), are in Redis, and ``dlq`` works on them there whether
+nodes run or not (:func:`redis_dead_letters`); each kind of letter is one entry of ``_REDIS_KINDS``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +27,7 @@ from sluiceway.journal import Journal, SenderDeadLetter
 
 if TYPE_CHECKING:
     from sluiceway.app.redis_outbox import RedisOutboxStore
+    from sluiceway.engine.redis_dead_letters import RedisDeadLetter
 
 _decode_payload = msgspec.msgpack.Decoder().decode
 _decode_reply = msgspec.msgpack.Decoder(Outgoing).decode
@@ -101,3 +106,42 @@ async def redis_send_dead_letters(store: RedisOutboxStore, action: str) -> Any:
     if action == "purge":
         return {"purged_sends": await store.purge_sender_dead_letters()}
     raise ValueError(f"unknown dead-letter action {action!r}; expected list, replay or purge")
+
+
+def redis_message_letter(letter: RedisDeadLetter) -> dict[str, Any]:
+    """An engine dead letter kept in Redis (its ``id`` is the inbound message's wamid)."""
+    return _message(letter.payload if isinstance(letter.payload, dict) else {}, letter.error, "", letter.dead_at)
+
+
+async def _redis_messages(url: str, namespace: str, action: str) -> tuple[str, Any]:
+    from sluiceway.engine.redis_dead_letters import RedisDeadLetters
+
+    async with RedisDeadLetters(url, namespace) as dead:
+        if action == "list":
+            return "", [redis_message_letter(letter) for letter in await dead.letters()]
+        if action == "replay":
+            return "replayed", await dead.replay()
+        return "purged", await dead.purge()
+
+
+#: Each kind of dead letter kept in Redis: does "list", "replay" or "purge" and returns the answer's
+#: key ("" for a list) and value.
+_REDIS_KINDS: list[Callable[[str, str, str], Awaitable[tuple[str, Any]]]] = [_redis_messages]
+
+
+async def redis_dead_letters(url: str, namespace: str, action: str) -> Any:
+    """Do ``action`` ("list", "replay" or "purge") on the dead letters in Redis; answers like the admin API."""
+    from redis.exceptions import RedisError
+
+    from sluiceway.engine import BrokerUnavailable
+    from sluiceway.engine.redis_scripts import redacted_url
+
+    try:
+        answers = [await kind(url, namespace, action) for kind in _REDIS_KINDS]
+    except RedisError as error:
+        raise BrokerUnavailable(f"Redis at {redacted_url(url)} cannot be reached: {error}") from None
+    if action == "list":
+        return [letter for _, letters in answers for letter in letters]
+    out = {"replayed": 0, "replayed_sends": 0} if action == "replay" else {"purged": 0, "purged_sends": 0}
+    out.update(dict(answers))
+    return out

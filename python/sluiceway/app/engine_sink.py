@@ -16,7 +16,7 @@ from sluiceway.app.inbound import InboundMessage
 from sluiceway.app.on_error import carried_replies
 from sluiceway.app.priority import PriorityLevel
 from sluiceway.app.windows import ConversationWindows
-from sluiceway.engine import Backpressure, DuplicateMessage, MessageParallelizer, Priority
+from sluiceway.engine import Backpressure, BrokerUnavailable, DuplicateMessage, MessageParallelizer, Priority
 from sluiceway.journal import JournalError
 
 logger = logging.getLogger("sluiceway.app")
@@ -122,7 +122,9 @@ class EngineSink:
                 await asyncio.sleep(_BACKPRESSURE_POLL)
         # Settled by a callback (no task per message), attached before the commit is awaited:
         # a request that times out meanwhile still gets its reply once the commit lands.
-        self._track(payload, accepted.result)
+        # With a broker the node that runs it hands the result to ``adopt`` instead.
+        if self._engine.broker is None:
+            self._track(payload, accepted.result)
         # Shielded: a timed-out request must not cancel the engine's own commit future.
         new = await asyncio.shield(accepted.committed)
         if new:
@@ -161,7 +163,7 @@ class EngineSink:
             if error is not None:
                 raise error
             result = msgspec.convert(submission.result(), HandlerResult)
-        except (DuplicateMessage, JournalError):
+        except (DuplicateMessage, JournalError, BrokerUnavailable):
             accepted = False  # enqueue() told the ingress (200 for a duplicate, 503 for the journal)
         except (Exception, asyncio.CancelledError) as error:
             self.stats.failed += 1

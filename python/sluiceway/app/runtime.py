@@ -29,6 +29,12 @@ came to; a status webhook goes to the sender of the number that sent its wamid;
 ``/metrics`` shows ``sluiceway_custom_whatsapp_number_*{phone_number_id=...}`` gauges per number
 (``sent``, ``confirmed``, ``failed``, ``retries``, ``throttle_events``, ``rate``).
 ``sender`` is the first number's sender (the only one with a single number).
+
+Redis mode (``settings.redis_url``): the engine's queue, the wamid records and the engine's dead
+letters live in Redis (:mod:`sluiceway.engine.redis_broker`), shared by every node started on
+it; a webhook is answered 200 once Redis has the message, and any node may run it (its replies
+go out from the node that ran it). The journal in ``state_dir`` then keeps only this node's
+reply outbox. Start-up refuses a Redis that does not persist or may evict, unless ``redis_unsafe``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import msgspec
@@ -57,12 +64,20 @@ from sluiceway.app.settings import SERVER_LIMITS, Settings
 from sluiceway.app.shedding import LoadShedder, LoopLag
 from sluiceway.app.windows import ConversationWindows
 from sluiceway.app.worker import BOT_ENV, MAX_ATTEMPTS_ENV, SETTINGS_ENV, check_sheets_credentials
-from sluiceway.engine import MessageParallelizer, ParallelizerConfig
+from sluiceway.engine import BrokerUnavailable, MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
-from sluiceway.journal import AsyncJournal, JournalError
+from sluiceway.journal import AsyncJournal, Journal, JournalError
 from sluiceway.monitor import MonitorConfig, PerformanceMonitor, PipelineSample
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
 from sluiceway.whatsapp.webhooks import Status
+
+if TYPE_CHECKING:
+    from sluiceway.engine.redis_broker import RedisBroker
+
+try:
+    from redis.exceptions import RedisError
+except ImportError:  # without the redis extra: no Redis mode, so no Redis error to catch
+    RedisError = OSError  # type: ignore[assignment,misc]
 
 logger = logging.getLogger("sluiceway.app")
 
@@ -161,6 +176,12 @@ class Runtime:
         self.sink: EngineSink | None = None
         self.outbox: DurableOutbox | None = None
         self._expiry: asyncio.Task[None] | None = None
+        #: In Redis mode: the journal this runtime opens for the outbox (the engine has none then).
+        self._outbox_journal: Journal | None = None
+        self.broker: RedisBroker | None = None
+        #: In Redis mode: the last cluster status (the dashboard's ``redis`` source), refreshed each second.
+        self._cluster: dict[str, object] = {}
+        self._cluster_refresh: asyncio.Task[None] | None = None
         self.ingress: WebhookIngress | None = None
         self._server: HttpServer | None = None
         self._admin_server: HttpServer | None = None
@@ -213,6 +234,8 @@ class Runtime:
                 self._monitor_config.http_port,
                 "--monitor-port or SLUICEWAY_MONITOR_PORT",
             )
+        if settings.redis_url is not None:
+            self.broker = await _checked_broker(settings, self.engine_config)
         transports = self._transports()
         for level, line in startup_warnings(settings, real_graph_api=self._transport is None):
             logger.log(level, line)
@@ -249,8 +272,9 @@ class Runtime:
             monitor=self.monitor,
             worker_setup="sluiceway.app.worker:setup",
             worker_teardown="sluiceway.app.worker:teardown",
-            journal=settings.journal_path,
+            journal=settings.journal_path if self.broker is None else None,
             on_recovered=self._recovered,
+            broker=self.broker,
         )
         self.sink = sink = EngineSink(
             self.engine,
@@ -261,14 +285,15 @@ class Runtime:
             on_handled=self._handled,
             windows=self.windows,
         )
+        if self.broker is not None:
+            self._outbox_journal = Journal.open(settings.journal_path, dedup_window=settings.dedup_window)
         try:
             await self.engine.start()
         except BaseException:
             await self.monitor.stop()  # its process would outlive a runtime that never started
             raise
-        assert self.engine.journal is not None
         if not outbox.opened:  # else opened when the first recovered message was handed over
-            outbox.open(self.engine.journal)
+            outbox.open(self.journal)
         # The last run's unsent replies are with the sender (and counted) before anything is served:
         # /status then reports every uncertain re-send from the first answer on.
         assert outbox.recovered is not None
@@ -279,7 +304,10 @@ class Runtime:
                 f"restarted: {sink.stats.recovered} unfinished message(s) and {outbox.resent} unsent reply(ies)"
                 " taken over from the journal",
             )
-        self._expiry = asyncio.create_task(_expire_periodically(self.engine.journal))
+        self._expiry = asyncio.create_task(_expire_periodically(self.journal))
+        if self.broker is not None:
+            self._cluster_refresh = asyncio.create_task(self._refresh_cluster())
+            self.monitor.add_source("redis", lambda: self._cluster)
         if settings.shed_after > 0:
             self._loop_lag.start()
             self.shedder = LoadShedder(
@@ -331,13 +359,39 @@ class Runtime:
             cache_misses=misses,
         )
 
+    @property
+    def journal(self) -> AsyncJournal:
+        """The journal of the outbox (and, without Redis, of the engine)."""
+        if self._outbox_journal is not None:
+            return self._outbox_journal.aio
+        assert self.engine is not None and self.engine.journal is not None
+        return self.engine.journal
+
+    async def cluster_status(self) -> dict[str, object] | None:
+        """In Redis mode: every node, each partition's backlog, pending count and lease holder."""
+        if self.broker is None:
+            return None
+        try:
+            from sluiceway.engine.redis_status import cluster_status
+
+            return await cluster_status(self.broker)
+        except (RedisError, OSError) as error:
+            return {"error": f"Redis cannot be reached: {error}"}
+
+    async def _refresh_cluster(self) -> None:
+        while True:
+            self._cluster = await self.cluster_status() or {}
+            await asyncio.sleep(CLUSTER_REFRESH_INTERVAL)
+
     def _not_ready(self) -> str | None:
         """Why new webhooks would not be taken now (``/readyz``), or None when they would."""
         engine = self.engine
         if engine is None or not self.running:  # a stopping runtime's ingress already says "draining"
             return "starting"
-        if engine.journal is None:
+        if engine.journal is None and self._outbox_journal is None:
             return "the journal is closed"
+        if self.broker is not None and not self.broker.reachable:
+            return "Redis cannot be reached"
         if engine.get_statistics().worker_count == 0:
             return "no engine worker is ready"
         return None
@@ -398,8 +452,7 @@ class Runtime:
         if not self.outbox.opened:
             # The engine's journal is open once it recovers: the outbox must be too before this
             # message's reply can come, so that the reply is journaled before the message is finished.
-            assert self.engine.journal is not None
-            self.outbox.open(self.engine.journal)
+            self.outbox.open(self.journal)
         self.sink.adopt(payload, result)
 
     def _handled(self, message: InboundMessage, result: HandlerResult | None) -> None:
@@ -432,7 +485,11 @@ class Runtime:
         assert self.outbox is not None and self._expiry is not None
         self.ingress.stop_accepting()
         self._loop_lag.stop()
+        if self.broker is not None:  # else a busy cluster would keep this node from ever draining
+            await self.broker.stop_reading()
         self._expiry.cancel()
+        if self._cluster_refresh is not None:
+            self._cluster_refresh.cancel()
         # The engine owns the journal and closes it when it shuts down, so the replies are
         # drained first: the sender must record them as sent while the journal is open.
         try:
@@ -449,6 +506,8 @@ class Runtime:
         # The last collection counts what finished since the one before: the final figures are complete.
         self.monitor.collect()
         engine_summary = await self.engine.shutdown(drain=True, timeout=timeout)
+        if self._outbox_journal is not None:
+            self._outbox_journal.close()
         if self._number_metrics is not None:
             self._number_metrics.cancel()
         for transport in self._transports_in_use:
@@ -511,6 +570,9 @@ def startup_warnings(settings: Settings, real_graph_api: bool) -> list[tuple[int
     return lines
 
 
+#: Seconds between refreshes of the cluster status the dashboard shows (Redis mode).
+CLUSTER_REFRESH_INTERVAL = 1.0
+
 #: Seconds between sweeps that forget wamids and sent replies older than ``dedup_window``.
 EXPIRY_INTERVAL = 600.0
 
@@ -522,6 +584,36 @@ async def _expire_periodically(journal: AsyncJournal) -> None:
             await journal.expire()
         except JournalError as error:
             logger.error("journal expiry failed (retried in %s s): %s", EXPIRY_INTERVAL, error)
+
+
+async def _checked_broker(settings: Settings, config: ParallelizerConfig) -> RedisBroker:
+    """The Redis broker of ``settings``, after checking Redis answers, persists and will not evict.
+
+    ``ValueError`` in one line naming what to fix otherwise (``redis_unsafe`` skips the persistence check)."""
+    from sluiceway.engine.redis_broker import RedisBroker
+    from sluiceway.engine.redis_status import persistence_problems
+
+    assert settings.redis_url is not None
+    broker = RedisBroker(
+        settings.redis_url.reveal(),
+        namespace=settings.redis_namespace,
+        claim_timeout=settings.redis_claim_timeout,
+        dedup_window=config.dedup_window,
+    )
+    try:
+        problems = await persistence_problems(broker)
+    except BrokerUnavailable as error:
+        await broker.redis.aclose()
+        raise ValueError(f"{error}; check --redis or SLUICEWAY_REDIS_URL") from None
+    if problems and not settings.redis_unsafe:
+        await broker.redis.aclose()
+        raise ValueError(
+            f"Redis at {settings.redis_url} is unsafe for accepted messages: {'; '.join(problems)}; "
+            "or pass --redis-unsafe (SLUICEWAY_REDIS_UNSAFE=1) to accept losing them"
+        )
+    for problem in problems:
+        logger.warning("Redis at %s: %s (running anyway: --redis-unsafe)", settings.redis_url, problem)
+    return broker
 
 
 def _make_state_dir(path: Path) -> None:

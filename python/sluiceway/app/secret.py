@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 
+from sluiceway.engine.redis_scripts import redacted_url
+
 #: What a secret prints as, wherever it ends up (repr, str, logs, ``config check``).
 MASK = "**********"
 
@@ -49,3 +51,21 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
+
+
+class RedisUrl(Secret):
+    """A Redis URL whose password (if any) never shows: it prints as the URL with ``****`` for it.
+
+    Example::
+
+        url = RedisUrl("redis://app:hunter2@redis.internal:6379/0")
+        print(url)              # redis://app:****@redis.internal:6379/0
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"RedisUrl({redacted_url(self.reveal())!r})"
+
+    def __str__(self) -> str:
+        return redacted_url(self.reveal())

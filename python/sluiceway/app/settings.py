@@ -22,7 +22,7 @@ from typing import Any, Literal, get_type_hints
 import msgspec
 import tomllib
 
-from sluiceway.app.secret import Secret
+from sluiceway.app.secret import RedisUrl, Secret
 from sluiceway.app.shedding import DEFAULT_MAX_DELAY
 from sluiceway.http import server as http_server
 
@@ -167,6 +167,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     #: Directory (created with mode 0700) holding the journal ``journal.sqlite3``: accepted
     #: messages, remembered wamids, the reply outbox and dead letters survive a crash there.
     state_dir: str = "./sluiceway-state"
+    # Redis mode (several nodes share one queue and de-dup set)
+    #: ``redis://[user:password@]host:port/db``: run as one node of several sharing this Redis
+    #: (accepted messages, wamids and engine dead letters live there instead of the journal);
+    #: None runs alone on the journal. Its password never prints.
+    redis_url: RedisUrl | None = None
+    #: Prefix of every key, so that several bots share one Redis.
+    redis_namespace: str = "sluiceway"
+    #: Start even if Redis does not persist (AOF off) or may evict (maxmemory-policy other than
+    #: noeviction): accepted messages may then be lost.
+    redis_unsafe: bool = False
+    #: Seconds before a dead node's partitions (and the messages it read) move to the others.
+    redis_claim_timeout: float = 30.0
     # Engine and monitor
     #: Worker processes; None uses the engine's default.
     workers: int | None = None
@@ -209,6 +221,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("host must not be empty")
         if not self.state_dir:
             raise ValueError("state_dir must not be empty")
+        if self.redis_url is not None and not self.redis_url.reveal().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"redis_url must start with redis://, rediss:// or unix://, got {str(self.redis_url)!r}")
+        if not self.redis_namespace or any(c in self.redis_namespace for c in " :{}"):
+            raise ValueError(
+                f"redis_namespace must be a name without spaces, ':' or braces, got {self.redis_namespace!r}"
+            )
+        if not self.redis_claim_timeout > 0:
+            raise ValueError(f"redis_claim_timeout must be positive, got {self.redis_claim_timeout}")
         if any(not word.strip() for word in self.high_priority_keywords):
             raise ValueError("high_priority_keywords must not contain empty words")
         if self.media_max_bytes < 1 or self.media_spool_bytes < 0:
@@ -239,7 +259,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def worker_json(self) -> bytes:
         """The settings worker processes need, as JSON: everything but the WhatsApp secrets."""
-        return msgspec.json.encode({k: v for k, v in self.redacted().items() if k not in SECRET_FIELDS})
+        fields = {k: v for k, v in self.redacted().items() if k not in SECRET_FIELDS}
+        # Workers are this user's own processes and connect to Redis themselves (the shared Sheets cache).
+        fields["redis_url"] = self.redis_url.reveal() if self.redis_url is not None else None
+        return msgspec.json.encode(fields)
 
     @property
     def journal_path(self) -> Path:
@@ -279,6 +302,12 @@ def _convert(field: str, raw: object, source: str) -> object:
         if not isinstance(raw, str):
             raise ValueError(f"{field} (from {source}) must be a string")
         return Secret(raw)
+    if field == "redis_url":
+        if raw is None or isinstance(raw, RedisUrl):
+            return raw
+        if not isinstance(raw, str):
+            raise ValueError(f"{field} (from {source}) must be a string")
+        return RedisUrl(raw)
     if field in ("high_priority_keywords", "whatsapp_phone_number_ids") and isinstance(raw, str):
         raw = [word.strip() for word in raw.split(",") if word.strip()]
     try:

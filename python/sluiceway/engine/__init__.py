@@ -12,6 +12,7 @@ from sluiceway.engine.context import WorkerContext as WorkerContext
 from sluiceway.engine.context import current_worker as current_worker
 from sluiceway.engine.dead_letters import DeadLetter as DeadLetter
 from sluiceway.engine.errors import Backpressure as Backpressure
+from sluiceway.engine.errors import BrokerUnavailable as BrokerUnavailable
 from sluiceway.engine.errors import DuplicateMessage as DuplicateMessage
 from sluiceway.engine.errors import EngineNotRunning as EngineNotRunning
 from sluiceway.engine.errors import HandlerError as HandlerError
@@ -38,6 +39,7 @@ from sluiceway.engine.supervisor import ShutdownSummary as ShutdownSummary
 __all__ = [
     "Accepted",
     "Backpressure",
+    "BrokerUnavailable",
     "DeadLetter",
     "DuplicateMessage",
     "EngineHooks",

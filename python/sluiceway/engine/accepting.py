@@ -12,7 +12,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -22,6 +22,9 @@ from sluiceway.engine.dedup import DedupWindow
 from sluiceway.engine.errors import Backpressure, DuplicateMessage, EngineNotRunning, UnencodablePayload
 from sluiceway.engine.ledger import Ledger
 from sluiceway.engine.message import Accepted, MessageIds, Priority
+
+if TYPE_CHECKING:
+    from sluiceway.engine.redis_broker import RedisBroker
 
 _payload_encoder = msgspec.msgpack.Encoder()
 #: Accepted priority values (ints or Priority members), mapped to plain ints.
@@ -55,6 +58,8 @@ class Intake:
         self._room.set()
         #: Adds to the clock to get wall-clock time (``Message.enqueued_at``).
         self.wall_offset = 0.0
+        #: With a broker, accepts go to Redis (any node may run them) instead of the ledger.
+        self.broker: RedisBroker | None = None
 
     def start(self, started_at: float) -> None:
         self.wall_offset = time.time() - started_at
@@ -106,6 +111,13 @@ class Intake:
             raise ValueError(f"dedup_key must be a str or None, got {type(dedup_key).__name__}")
         result: asyncio.Future[Any] = loop.create_future()
         committed: asyncio.Future[bool] = loop.create_future()
+        if self.broker is not None:  # the handler's result reaches on_recovered on the node that runs it
+            level = self.check(priority, key)
+            encoded = encode(payload)
+            wall = self._clock() + self.wall_offset
+            op = self.broker.accept(encoded, level, wall, key, dedup_key)
+            op.add_done_callback(functools.partial(_settle_committed_by_broker, committed))
+            return Accepted("", committed, result)
         if self._ledger.journal is not None:  # the journal keeps the dedup record, in the message's transaction
             message_id, op = self.accept_journaled(payload, priority, key, result, dedup_key)
             op.add_done_callback(functools.partial(_settle_committed, committed))
@@ -244,6 +256,18 @@ def _settle_committed(committed: asyncio.Future[bool], op: asyncio.Future[Any]) 
         committed.set_exception(op.exception())  # type: ignore[arg-type]
     else:
         committed.set_result(op.result() is not True)
+
+
+def _settle_committed_by_broker(committed: asyncio.Future[bool], op: asyncio.Future[bool]) -> None:
+    """``Accepted.committed`` from the broker's answer: True in Redis, False a duplicate."""
+    if committed.done():
+        return
+    if op.cancelled():
+        committed.cancel()
+    elif op.exception() is not None:
+        committed.set_exception(op.exception())  # type: ignore[arg-type]
+    else:
+        committed.set_result(op.result())
 
 
 def encode(payload: Any) -> bytes:

@@ -42,3 +42,9 @@ class MessageDeadLettered(SluicewayError):
 class DuplicateMessage(SluicewayError):
     """``accept(..., dedup_key=...)`` was given a key already accepted within ``dedup_window``:
     nothing was accepted (``Accepted.committed`` is False; its ``result`` raises this)."""
+
+
+class BrokerUnavailable(SluicewayError, ConnectionError):
+    """The Redis broker could not be reached (or answered an error): the message was not accepted.
+
+    The runtime's ingress answers 503, and Meta re-delivers it later."""

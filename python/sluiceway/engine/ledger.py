@@ -118,6 +118,16 @@ class Ledger:
         self.wake()
         return first
 
+    def accept_delivered(
+        self, level: int, wall: float, now: float, payload: bytes, key: str | None, future: object, attempt: int
+    ) -> int:
+        """Stage a message a broker delivered (it was accepted in Redis, perhaps by another node;
+        ``attempt`` starts it were already given); returns its local seq."""
+        seq = self.last_seq = self.last_seq + 1
+        self._pending(1)
+        self._stage(Entry(seq, level, wall, key, future, payload, now, attempt))
+        return seq
+
     # -- accepting through the journal -------------------------------------------------------
 
     def accept_journaled(

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from os import PathLike
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -49,6 +49,9 @@ from sluiceway.engine.statistics import LatencyWindow, Statistics, ThroughputMet
 from sluiceway.engine.worker_handle import READY, STARTING, WorkerHandle
 from sluiceway.histogram import LatencyHistogram
 from sluiceway.journal import AsyncJournal, JournaledMessage
+
+if TYPE_CHECKING:
+    from sluiceway.engine.redis_broker import RedisBroker
 
 _log = logging.getLogger("sluiceway.engine")
 _decoder = msgspec.msgpack.Decoder()
@@ -97,6 +100,14 @@ class MessageParallelizer:
     ``enqueue_many_nowait`` refuse with a journal (they could only report an accept before it
     is durable): use ``accept``.
 
+    With ``broker=RedisBroker(url, ...)`` (or a ``redis://`` URL) the engine is one node of
+    several sharing a queue in Redis (:mod:`sluiceway.engine.redis_broker`): ``accept`` and
+    ``enqueue_message`` return once Redis has the message (with ``dedup_key``, its de-dup record
+    too), any node may run it, and its handler's result reaches ``on_recovered`` on that node.
+    ``submit``, ``enqueue_many`` and the ``_nowait`` variants refuse with a broker, and dead
+    letters live in Redis (``sluiceway.engine.redis_dead_letters``); ``journal`` and ``broker``
+    exclude each other.
+
     Warning:
         Delivery is at-least-once: a message whose worker dies after running it but before
         reporting it runs again, so handlers with external side effects should be idempotent
@@ -115,6 +126,7 @@ class MessageParallelizer:
         clock: Callable[[], float] = time.monotonic,
         journal: str | PathLike[str] | None = None,
         on_recovered: Callable[[Any, asyncio.Future[Any]], None] | None = None,
+        broker: RedisBroker | str | None = None,
     ) -> None:
         self.config = config if config is not None else ParallelizerConfig()
         if not isinstance(self.config, ParallelizerConfig):
@@ -122,6 +134,14 @@ class MessageParallelizer:
         if journal is not None and not isinstance(journal, (str, PathLike)):
             raise ValueError(f"journal must be a path (str or PathLike) or None, got {type(journal).__name__}")
         self._journal_path = os.fspath(journal) if journal is not None else None
+        if broker is not None and journal is not None:
+            raise ValueError("journal and broker exclude each other: Redis is the durable record with a broker")
+        if isinstance(broker, str):
+            from sluiceway.engine.redis_broker import RedisBroker
+
+            broker = RedisBroker(broker, dedup_window=self.config.dedup_window)
+        #: With a broker (Redis), accepts go there and this engine runs the partitions it holds.
+        self.broker = broker
         self._handler_spec = spec_of(handler, "handler")
         self._setup_spec = spec_of(worker_setup, "worker_setup") if worker_setup is not None else None
         self._teardown_spec = spec_of(worker_teardown, "worker_teardown") if worker_teardown is not None else None
@@ -136,6 +156,7 @@ class MessageParallelizer:
         )
         self._ledger = Ledger(len(_PRIORITIES))
         self._intake = Intake(self.config, self._ledger, self._engine_id, clock)
+        self._intake.broker = broker
         self._failures = Failures(self._ledger, RetryPolicy(self.config), self._hooks, self._engine_id)
         self._pool = WorkerPool(
             self.config, self._settings, self._on_frame, self._worker_ready, self._worker_exited, self._hooks, clock
@@ -178,18 +199,24 @@ class MessageParallelizer:
         self._throughput.sample(self._started_at, 0)
         if self._journal_path is not None:
             await self._open_journal(self._journal_path)
+        if self.broker is not None:
+            await self.broker.connect()
         try:
             await self._pool.add_workers(self.config.default_worker_count)
         except BaseException:
             await self._pool.kill_all()
             if self._ledger.journal is not None:
                 await self._ledger.journal.close()
+            if self.broker is not None:
+                await self.broker.close()
             raise
         self._running = self._pool.running = self._failures.running = True
         self._intake.start(self._started_at)
         self._every(self.config.heartbeat_interval, self._pool.check_liveness)
         self._every(self.config.statistics_interval, self._publish_statistics)
         self._hooks.start(self)
+        if self.broker is not None:
+            await self.broker.start(self._stage_delivered, self.config.max_attempts, self.config.queue_high_water_mark)
         for worker in self._pool.workers:
             self._pool.announce(worker)
         for letter in self._recovered_letters:
@@ -225,6 +252,16 @@ class MessageParallelizer:
         for components that keep their own records beside the engine's in it (the reply outbox)."""
         return self._ledger.journal.aio if self._ledger.journal is not None else None
 
+    def _stage_delivered(
+        self, payload: bytes, level: int, wall: float, key: str | None, attempt: int
+    ) -> asyncio.Future[Any]:
+        """A message the broker read from Redis: run it here; ``on_recovered`` gets its result."""
+        future: asyncio.Future[Any] = self._running_loop().create_future()
+        if self._on_recovered is not None:
+            self._on_recovered(_decoder.decode(payload), future)
+        self._ledger.accept_delivered(level, wall, self._clock(), payload, key, future, attempt)
+        return future
+
     def _recovered_result(self, message: JournaledMessage) -> asyncio.Future[Any]:
         """A re-queued message's result future, handed to ``on_recovered`` (its submitter is gone)."""
         assert self._on_recovered is not None
@@ -248,6 +285,8 @@ class MessageParallelizer:
             raise EngineNotRunning("shutdown() needs a started engine")
         self._closing = True
         self._intake.close()
+        if self.broker is not None:
+            await self.broker.stop_reading()
         if drain:
             try:
                 await self.wait_for_completion(timeout)
@@ -269,6 +308,8 @@ class MessageParallelizer:
             if entry.future is not None and not entry.future.done():
                 entry.future.set_exception(EngineNotRunning("the engine shut down before this message ran"))
         await self._pool.kill_all()
+        if self.broker is not None:  # what was read and not run stays pending there for the next holder
+            await self.broker.close()
         ledger = self._ledger
         if ledger.journal is not None:  # what remains stays in it for the next start
             await ledger.journal.close()
@@ -297,6 +338,10 @@ class MessageParallelizer:
         ``UnencodablePayload`` for a payload msgpack cannot encode, ``ValueError`` for an
         unknown priority.
         """
+        if self.broker is not None:
+            accepted = self._intake.accept_once(payload, priority, ordering_key, None, self._running_loop())
+            await accepted.committed
+            return accepted.id
         if self._intake.backpressure:
             await self._intake.wait_for_room()
         message_id, committed = self._intake.admit(payload, priority, ordering_key, None)
@@ -337,7 +382,15 @@ class MessageParallelizer:
             raise self._intake.backpressure_error()
         return self._intake.accept_once(payload, priority, ordering_key, dedup_key, self._running_loop())
 
+    def _refuse_with_broker(self, method: str) -> None:
+        if self.broker is not None:
+            raise ValueError(
+                f"{method} is not available with a broker (any node may run the message): "
+                "use accept(...) and await its committed, or enqueue_message"
+            )
+
     def _refuse_with_journal(self, method: str) -> None:
+        self._refuse_with_broker(method)
         if self._journal_path is not None:
             raise ValueError(
                 f"{method} cannot report an accept before the journal commits it: "
@@ -353,6 +406,7 @@ class MessageParallelizer:
         ``HandlerError`` when it cannot cross processes, ``MessageDeadLettered`` when the
         worker died on every try).
         """
+        self._refuse_with_broker("submit")
         if self._intake.backpressure:
             await self._intake.wait_for_room()
         future: asyncio.Future[Any] = self._running_loop().create_future()
@@ -372,6 +426,7 @@ class MessageParallelizer:
         message counts as accepted once committed, and the future raises ``JournalError``
         if the commit fails; use ``accept`` to learn when it is committed.
         """
+        self._refuse_with_broker("submit_nowait")
         if self._intake.backpressure:
             raise self._intake.backpressure_error()
         future: asyncio.Future[Any] = self._running_loop().create_future()
@@ -395,6 +450,7 @@ class MessageParallelizer:
             ids = await engine.enqueue_many([{"n": n} for n in range(10_000)], Priority.LOW)
             ids[0], len(ids)      # ('3f2a9c1d0b7e-1', 10000)
         """
+        self._refuse_with_broker("enqueue_many")
         return await self._intake.accept_many(payloads, priority, ordering_key)
 
     def enqueue_many_nowait(
@@ -428,6 +484,8 @@ class MessageParallelizer:
         With a journal the dead letters move back to the messages in one transaction,
         queued now and committed in order with everything else.
         """
+        if self.broker is not None:
+            raise ValueError("with a broker the dead letters are in Redis: replay them with RedisDeadLetters.replay")
         journal = self._ledger.journal
         if journal is None:
             letters = self._failures.dead_letters.take_all()
@@ -533,8 +591,17 @@ class MessageParallelizer:
     # -- completion and statistics ---------------------------------------------------------
 
     async def wait_for_completion(self, timeout: float | None = None) -> None:
-        """Return once everything accepted so far is done or dead-lettered (``TimeoutError`` after ``timeout`` s)."""
-        await asyncio.wait_for(self._ledger.idle.wait(), timeout)
+        """Return once everything accepted so far is done or dead-lettered (``TimeoutError`` after ``timeout`` s).
+
+        With a broker: everything this node read from Redis (other nodes run the rest)."""
+        await asyncio.wait_for(self._idle(), timeout)
+
+    async def _idle(self) -> None:
+        await self._ledger.idle.wait()
+        broker = self.broker
+        while broker is not None and broker.outstanding:  # an ack on its way, or a key's next message
+            await asyncio.sleep(0.005)
+            await self._ledger.idle.wait()
 
     def get_statistics(self) -> Statistics:
         """A snapshot of the engine's counters, queue, workers, throughput and latency."""
