@@ -363,3 +363,37 @@ def test_a_redis_that_may_lose_messages_is_refused_in_one_line(
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0] and "--redis-unsafe" in lines[0], done.stderr
+
+
+def test_nodes_share_the_numbers_cap_and_get_no_rate_limit_answers(redis_server: RedisServer, tmp_path: Path) -> None:
+    """Two nodes, each allowed the number's whole cap on its own, together stay under it: the cap is global."""
+    cap, tenants = 40, 160
+
+    async def scenario() -> None:
+        async with (
+            WhatsAppEmulator(throughput=float(cap), pair_limit=1000, pair_window=1.0, app_secret=SECRET) as api,
+            aiohttp.ClientSession() as session,
+        ):
+            nodes = [Node(api, redis_server.url, tmp_path / f"node{i}") for i in range(2)]
+            for node in nodes:
+                node.env["SLUICEWAY_MESSAGES_PER_SECOND"] = str(cap)
+            api.webhook_url = nodes[0].webhook
+            try:
+                await asyncio.gather(*(node.start(session) for node in nodes))
+                await wait_for(lambda: _nodes_share_partitions(nodes, session), "every node to hold partitions")
+                answered: list[str] = []
+                turn = itertools.count()
+                names = [f"1555300{i:04d}" for i in range(tenants)]
+                await asyncio.wait_for(
+                    asyncio.gather(*(_deliver(nodes, turn, session, t, 1, answered) for t in names)), WAIT
+                )
+                await wait_for(lambda: _all_replied(api, answered), "a reply to every answered message")
+                statuses = [await node.status(session) for node in nodes]
+            finally:
+                await asyncio.gather(*(node.stop() for node in nodes))
+            assert set(_replies(api).values()) == {1} and len(answered) == tenants
+            assert api.answers.get(130429, 0) == 0 and api.answers.get(131056, 0) == 0, dict(api.answers)
+            handled = [s["handled"] for s in statuses if s is not None]
+            assert all(handled), f"both nodes must have sent (else the cap was not shared): {handled}"
+
+    asyncio.run(scenario())

@@ -69,6 +69,7 @@ from sluiceway.http import HttpServer
 from sluiceway.journal import AsyncJournal, Journal, JournalError
 from sluiceway.monitor import MonitorConfig, PerformanceMonitor, PipelineSample
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
+from sluiceway.whatsapp.limits import RateLimitBackend
 from sluiceway.whatsapp.webhooks import Status
 
 if TYPE_CHECKING:
@@ -253,7 +254,9 @@ class Runtime:
             on_reply_latency=self.monitor.record_reply_latency,
         )
         for number, transport in transports.items():
-            sender = BatchSender(transport, self.sender_config, journal=outbox.journal_for(number))
+            sender = BatchSender(
+                transport, self.sender_config, journal=outbox.journal_for(number), limits=self._shared_limits(number)
+            )
             outbox.attach(sender, number)
             await sender.start()
             self.senders[number] = sender
@@ -357,6 +360,19 @@ class Runtime:
             breaker=breaker,
             cache_hits=hits,
             cache_misses=misses,
+        )
+
+    def _shared_limits(self, number: str) -> RateLimitBackend | None:
+        """In Redis mode: ``number``'s cap and pair rate, enforced across every node (else each sender's own)."""
+        if self.broker is None:
+            return None
+        from sluiceway.app.redis_shared import sender_limits
+
+        return sender_limits(
+            self.broker.redis,
+            self.sender_config,
+            namespace=self.settings.redis_namespace,
+            phone_number_id=number or "default",
         )
 
     @property

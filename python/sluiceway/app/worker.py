@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ class Resources:
         self.state: dict[str, Any] = {}
         #: The attempt whose failure is final (the engine dead-letters the message after it).
         self.max_attempts = int(os.environ.get(MAX_ATTEMPTS_ENV) or ParallelizerConfig().max_attempts)
+        #: In Redis mode: what to close at teardown for the Sheets cache's shared level.
+        self.closers: list[Callable[[], Awaitable[object]]] = []
 
 
 def check_sheets_credentials(settings: Settings) -> None:
@@ -78,8 +81,10 @@ def check_sheets_credentials(settings: Settings) -> None:
         )
 
 
-def sheets_client(settings: Settings) -> Any:
-    """This worker's ``SheetsClient`` (its cache is invalidated across workers), or None without a spreadsheet."""
+def sheets_client(settings: Settings, cache: Any = None) -> Any:
+    """This worker's ``SheetsClient`` (its cache is invalidated across workers), or None without a spreadsheet.
+
+    ``cache``: the ``SheetsCache`` to read through (Redis mode's, on the shared level), else its own."""
     if not settings.spreadsheet_id:
         return None
     from sluiceway.sheets import SheetsClient, SheetsClientConfig
@@ -98,7 +103,7 @@ def sheets_client(settings: Settings) -> Any:
         read_requests_per_minute=max(1, settings.sheets_read_requests_per_minute // workers),
         write_requests_per_minute=max(1, settings.sheets_write_requests_per_minute // workers),
     )
-    return SheetsClient(credentials=credentials, api_endpoint=settings.sheets_api_endpoint, config=config)
+    return SheetsClient(cache, credentials=credentials, api_endpoint=settings.sheets_api_endpoint, config=config)
 
 
 async def _call(hook: Any, resources: Resources) -> None:
@@ -112,7 +117,9 @@ async def setup() -> None:
     bot = load_bot(os.environ[BOT_ENV])
     settings = worker_settings_from_json(os.environ[SETTINGS_ENV])
     bot.use_settings(settings)
-    resources = Resources(bot, settings, sheets_client(settings), WorkerGraph(settings, take_tokens()))
+    cache, closers = await _shared_sheets_cache(settings)
+    resources = Resources(bot, settings, sheets_client(settings, cache), WorkerGraph(settings, take_tokens()))
+    resources.closers = closers
     current_worker().state[STATE_KEY] = resources
     for hook in bot.worker_start_hooks:
         await _call(hook, resources)
@@ -127,7 +134,23 @@ async def teardown() -> None:
         await _call(hook, resources)
     if resources.sheets is not None:
         resources.sheets.close()
+    for close in resources.closers:
+        await close()
     await resources.graph.aclose()
+
+
+async def _shared_sheets_cache(settings: Settings) -> tuple[Any, list[Callable[[], Awaitable[object]]]]:
+    """In Redis mode with a spreadsheet: a Sheets cache over the level every node shares (a write
+    through any node is never followed by a stale read on another), and how to close it."""
+    if settings.redis_url is None or not settings.spreadsheet_id:
+        return None, []
+    from redis.asyncio import Redis
+
+    from sluiceway.app.redis_shared import open_sheets_level
+
+    redis = Redis.from_url(settings.redis_url.reveal())
+    cache, level = await open_sheets_level(redis, namespace=settings.redis_namespace)
+    return cache, [level.aclose, redis.aclose]
 
 
 async def handle(message: Message) -> HandlerResult:
