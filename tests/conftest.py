@@ -7,12 +7,14 @@ in ``bench/``, never asserted in tests).
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from sluiceway.engine import ParallelizerConfig
 
 if TYPE_CHECKING:
     from sluiceway.testing.redis_server import RedisServer
@@ -51,3 +53,25 @@ def redis_server() -> Iterator["RedisServer"]:
         pytest.fail("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture
+def config() -> Callable[..., ParallelizerConfig]:
+    """A small engine config for tests: 2 workers, no backoff, quick heartbeats; override any field."""
+
+    def make(**overrides: Any) -> ParallelizerConfig:
+        fields: dict[str, Any] = {
+            "default_worker_count": 2,
+            "min_workers": 1,
+            "max_workers": 4,
+            "worker_concurrency": 4,
+            "retry_initial_backoff": 0.0,
+            "retry_max_backoff": 0.0,
+            "heartbeat_interval": 0.25,
+            "statistics_interval": 0.25,
+            "worker_timeout": 20.0,
+        }
+        fields.update(overrides)
+        return ParallelizerConfig(**fields)
+
+    return make
