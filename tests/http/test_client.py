@@ -210,6 +210,47 @@ def test_a_hung_server_times_out_and_its_connection_is_dropped() -> None:
     asyncio.run(scenario())
 
 
+@settings(max_examples=8, deadline=None)
+@given(waiting=st.integers(1, 4), keep_alive=st.booleans())
+def test_requests_waiting_for_a_connection_are_sent_first_come_first_served(waiting: int, keep_alive: bool) -> None:
+    """A request made while others wait for the one connection goes after them, never ahead.
+
+    The newcomer is made at the worst moment: while the answer that frees the connection is
+    being read (from the streamed body's sink), before the first waiter has resumed. With
+    ``keep_alive`` off the connection closes after each answer and the first waiter must open
+    a new one: the newcomer must not open it first either.
+    """
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def held(request: web.Request) -> web.StreamResponse:
+            if request.path == "/first":
+                await release.wait()
+            return web.Response(text="x" * 8, headers={} if keep_alive else {"Connection": "close"})
+
+        async with serving(held) as server, HttpClient(server.url, max_connections=1) as http:
+            newcomers: list[asyncio.Future[Any]] = []
+
+            class SubmitOnAnswer:
+                def write(self, data: bytes) -> None:
+                    if not newcomers:
+                        newcomers.append(asyncio.ensure_future(http.post("/newcomer", b"")))
+
+            first = asyncio.ensure_future(http.request("POST", "/first", b"", body_to=SubmitOnAnswer()))
+            await wait_until(lambda: len(server.requests) == 1, what="the first request to arrive")
+            queued = [asyncio.ensure_future(http.post(f"/waiting-{i}", b"")) for i in range(waiting)]
+            for _ in range(3):
+                await asyncio.sleep(0)  # every waiter is in line
+            release.set()
+            await asyncio.gather(first, *queued)
+            await asyncio.gather(*newcomers)
+            expected = ["/first", *(f"/waiting-{i}" for i in range(waiting)), "/newcomer"]
+            assert [path for _, path, _, _ in server.requests] == expected
+
+    asyncio.run(scenario())
+
+
 def test_waiting_for_a_free_connection_is_bounded_and_sends_nothing() -> None:
     """When every connection stays busy, a waiting request fails after connect_timeout, marked as never sent."""
 

@@ -298,7 +298,11 @@ class HttpClient:
         self._idle: collections.deque[_Connection] = collections.deque()
         self._open: set[_Connection] = set()
         self._connecting = 0
-        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        #: Room for new connections kept for requests woken to open them (see ``_acquire``).
+        self._reserved = 0
+        #: Requests waiting for a connection, first come first served: each gets one handed over, or
+        #: ``None`` when there is room to open one.
+        self._waiting: collections.deque[asyncio.Future[_Connection | None]] = collections.deque()
         self._closed = False
 
     @property
@@ -387,28 +391,68 @@ class HttpClient:
                 waiter.exception()  # a timeout that raced a cancellation: mark it seen, not "never retrieved"
 
     async def _acquire(self, waiter: asyncio.Future[ClientResponse]) -> _Connection:
-        """A usable idle connection, a new one, or the next one freed; fails with ``waiter``."""
-        while True:
-            now = self._clock()
-            while self._idle:
-                connection = self._idle.pop()  # the most recently used: the least likely to be stale
-                if connection.usable() and now - connection.idle_since < self.idle_timeout:
-                    return connection
-                connection.close()
-            if len(self._open) + self._connecting < self.max_connections:
+        """A usable idle connection, a new one, or the next one freed; fails with ``waiter``.
+
+        First come, first served: while requests wait, a new one queues behind them; a freed
+        connection goes straight to the first in line, and room for a new connection is kept
+        for it. (Were the connection put back in the pool and the waiter merely woken, a request
+        arriving before the waiter resumed would take it, and under load the waiter would go back
+        to the end of the line again and again.)
+        """
+        if not self._waiting:
+            connection = self._take_idle()
+            if connection is not None:
+                return connection
+            if self._has_room():
                 return await self._connect(waiter)
-            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiting.append(turn)
+        first_in_line = False
+        while True:
+            turn: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
+            if first_in_line:
+                self._waiting.appendleft(turn)
+            else:
+                self._waiting.append(turn)
             try:
                 await asyncio.wait((turn, waiter), return_when=asyncio.FIRST_COMPLETED)
                 if waiter.done():
                     waiter.result()  # raises the timeout
             except BaseException:
-                if turn.done():
-                    self._wake_one()  # a connection came free for us: hand it to the next in line
-                else:
+                if not turn.done():
                     turn.cancel()
+                elif (handed := turn.result()) is not None:
+                    self._release(handed)  # it came as we gave up: the next in line gets it
+                else:
+                    self._reserved -= 1
+                    self._wake_one()  # so does the room kept for us
                 raise
+            handed = turn.result()
+            if handed is None:
+                self._reserved -= 1
+            if self._closed:
+                raise HttpConnectionError(f"client for {self.origin} is closed", sent=False)
+            if handed is not None:
+                if handed.usable():
+                    return handed
+                handed.close()  # the server closed it meanwhile: open a new one in its place
+            connection = self._take_idle()
+            if connection is not None:
+                return connection
+            if self._has_room():
+                return await self._connect(waiter)
+            first_in_line = True
+
+    def _has_room(self) -> bool:
+        """Whether a new connection may be opened (room kept for a woken request does not count)."""
+        return len(self._open) + self._connecting + self._reserved < self.max_connections
+
+    def _take_idle(self) -> _Connection | None:
+        now = self._clock()
+        while self._idle:
+            connection = self._idle.pop()  # the most recently used: the least likely to be stale
+            if connection.usable() and now - connection.idle_since < self.idle_timeout:
+                return connection
+            connection.close()
+        return None
 
     async def _connect(self, waiter: asyncio.Future[ClientResponse]) -> _Connection:
         self._connecting += 1
@@ -469,9 +513,13 @@ class HttpClient:
         return connection
 
     def _release(self, connection: _Connection) -> None:
+        while self._waiting:
+            turn = self._waiting.popleft()
+            if not turn.done():
+                turn.set_result(connection)
+                return
         connection.idle_since = self._clock()
         self._idle.append(connection)
-        self._wake_one()
 
     def _forget(self, connection: _Connection) -> None:
         if connection in self._open:
@@ -479,10 +527,12 @@ class HttpClient:
             self._wake_one()
 
     def _wake_one(self) -> None:
+        """Tell the first request in line that there is room for a new connection, and keep it for it."""
         while self._waiting:
             turn = self._waiting.popleft()
             if not turn.done():
                 turn.set_result(None)
+                self._reserved += 1
                 return
 
     async def aclose(self) -> None:
@@ -492,9 +542,7 @@ class HttpClient:
             connection.close()
         self._idle.clear()
         while self._waiting:
-            turn = self._waiting.popleft()
-            if not turn.done():
-                turn.set_result(None)
+            self._wake_one()  # each raises that the client is closed
         await asyncio.sleep(0)  # let the transports run their connection_lost
 
     async def __aenter__(self) -> HttpClient:
