@@ -44,6 +44,7 @@ import inspect
 import logging
 import math
 import time
+import types
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -73,6 +74,8 @@ class Answer(msgspec.Struct):
 
 
 _ANSWER = msgspec.json.Encoder()
+#: The answer to a message webhook not taken now (Meta re-delivers it); one shared, read-only object.
+_BUSY = Response.text(503, "engine busy: retry later", headers=types.MappingProxyType({"Retry-After": "1"}))
 
 
 class MessageSink(Protocol):
@@ -338,15 +341,17 @@ class WebhookIngress:
             self.stats.malformed += 1
             return Response.text(400, f"malformed webhook: object is {payload.object!r}, expected {WHATSAPP_OBJECT!r}")
 
+        # Refusing comes before building the messages: under overload most webhooks are refused.
+        if payload.has_messages():
+            if not self._accepting:
+                await self._hand_over_statuses(payload.statuses())
+                self.stats.backpressured += 1
+                return _BUSY
+            if self._overloaded is not None and self._overloaded():
+                await self._hand_over_statuses(payload.statuses())
+                self.stats.shed += 1
+                return _BUSY
         messages = inbound_messages(payload, self._wall_clock())
-        if messages and not self._accepting:
-            await self._hand_over_statuses(payload.statuses())
-            self.stats.backpressured += 1
-            return self._busy()
-        if messages and self._overloaded is not None and self._overloaded():
-            await self._hand_over_statuses(payload.statuses())
-            self.stats.shed += 1
-            return self._busy()
         accepted = duplicates = 0
         for message in messages:
             fault_points.reached("before_commit")
@@ -370,10 +375,10 @@ class WebhookIngress:
         handled = await self._hand_over_statuses(payload.statuses())
         return Response(200, _ANSWER.encode(Answer(accepted, duplicates, handled)), content_type="application/json")
 
-    def _busy(self, accepted: int = 0, duplicates: int = 0) -> Response:
+    def _busy(self, accepted: int, duplicates: int) -> Response:
         self.stats.accepted += accepted
         self.stats.duplicates += duplicates
-        return Response.text(503, "engine busy: retry later", headers={"Retry-After": "1"})
+        return _BUSY
 
     async def _hand_over_statuses(self, items: list[Status]) -> int:
         if self._status_sink is None:

@@ -317,6 +317,10 @@ class WebhookPayload(msgspec.Struct, frozen=True, omit_defaults=True):
     object: str
     entry: list[Entry]
 
+    def has_messages(self) -> bool:
+        """Whether the payload carries any user message (cheaper than building them)."""
+        return any(change.value.messages for entry in self.entry for change in entry.changes)
+
     def statuses(self) -> list[Status]:
         """Every status update in the payload, in delivery order."""
         return [status for entry in self.entry for change in entry.changes for status in change.value.statuses]
