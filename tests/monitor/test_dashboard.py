@@ -105,3 +105,61 @@ def is_one_two_five(step: float) -> bool:
     """``step`` is 1, 2 or 5 times a power of ten."""
     exponent = math.floor(math.log10(step))
     return round(step / 10**exponent, 6) in (1.0, 2.0, 5.0)
+
+
+def test_dashboard_lists_the_redis_cluster_nodes_and_partitions() -> None:
+    """In Redis mode (a ``redis`` source shaped as ``cluster_status`` returns), the page lists each node and
+    partition, marks a partition nobody holds, and hides the section without that source."""
+    browser = chromium()
+    cluster = {
+        "nodes": [
+            {
+                "node": "box-a:8080",
+                "partitions": [0, 1],
+                "outstanding": 3,
+                "completed": 120,
+                "dead_lettered": 1,
+                "refused_acks": 0,
+                "heartbeat_age": 0.4,
+            },
+            {
+                "node": "box-b:8080",
+                "partitions": [2],
+                "outstanding": 0,
+                "completed": 98,
+                "dead_lettered": 0,
+                "refused_acks": 2,
+                "heartbeat_age": 1.2,
+            },
+        ],
+        "partitions": [
+            {"partition": 0, "backlog": 5, "pending": 2, "holder": "box-a:8080", "lease_seconds_left": 21.5},
+            {"partition": 1, "backlog": 0, "pending": 0, "holder": "box-a:8080", "lease_seconds_left": 20.0},
+            {"partition": 2, "backlog": 7, "pending": 1, "holder": "box-b:8080", "lease_seconds_left": 3.0},
+            {"partition": 3, "backlog": 4, "pending": 0, "holder": None, "lease_seconds_left": 0.0},
+        ],
+        "dead_letters": 1,
+    }
+
+    async def scenario(with_cluster: bool) -> str:
+        config = MonitorConfig(metric_collection_interval=0.1, performance_check_interval=0.2, http_port=0)
+        async with PerformanceMonitor(config) as monitor, aiohttp.ClientSession() as http:
+            if with_cluster:
+                monitor.add_source("redis", lambda: cluster)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                async with http.get(monitor.http_url + "/status") as response:
+                    report = (await response.json())["report"]
+                if report and (not with_cluster or "redis" in report["sources"]):
+                    break
+                await asyncio.sleep(0.05)
+            assert monitor.http_url is not None
+            return await asyncio.to_thread(dump_dom, browser, monitor.http_url + "/")
+
+    dom = asyncio.run(scenario(True))
+    assert '<section id="cluster">' in dom  # no longer hidden
+    assert "2 node(s), 16 message(s) in the streams, 1 dead letter(s)" in dom
+    assert re.search(r"<td>box-a:8080</td><td>0\.4 s ago</td><td>0 1</td><td>3</td><td>120</td>", dom)
+    assert re.search(r'<tr class="unheld"><td>3</td><td>4</td><td>0</td><td>none</td>', dom)
+    assert re.search(r"<td>2</td><td>7</td><td>1</td><td>box-b:8080</td><td>3\.0 s</td>", dom)
+    assert '<section id="cluster" hidden="">' in asyncio.run(scenario(False))

@@ -217,6 +217,7 @@ function render(status) {
     canvas.closest("figure").hidden = !shown && canvas.closest("figure").classList.contains("pipeline");
     drawChart(canvas, status.series, report.events || []);
   }
+  renderCluster((report.sources || {}).redis);
   fillList("events", (report.events || []).slice().reverse(), (e) => {
     const li = document.createElement("li");
     li.className = e.kind;
@@ -235,6 +236,39 @@ function render(status) {
     li.textContent = `${d.old} → ${d.new}: ${d.reason}`;
     return li;
   });
+}
+
+function fillRows(tableId, rows) {
+  const body = document.querySelector(`#${tableId} tbody`);
+  body.replaceChildren();
+  for (const { cells, className } of rows) {
+    const tr = document.createElement("tr");
+    if (className) tr.className = className;
+    for (const cell of cells) {
+      const td = document.createElement("td");
+      td.textContent = cell;
+      tr.append(td);
+    }
+    body.append(tr);
+  }
+}
+
+// Redis mode: every live node and each partition's backlog and lease (the "redis" source of /status).
+function renderCluster(cluster) {
+  const section = document.getElementById("cluster");
+  section.hidden = !cluster || !cluster.nodes;
+  if (section.hidden) return;
+  const backlog = cluster.partitions.reduce((sum, p) => sum + p.backlog, 0);
+  document.getElementById("cluster-summary").textContent =
+    `${cluster.nodes.length} node(s), ${backlog} message(s) in the streams, ${cluster.dead_letters} dead letter(s)`;
+  fillRows("cluster-nodes", cluster.nodes.map((n) => ({
+    cells: [n.node, `${n.heartbeat_age.toFixed(1)} s ago`, n.partitions.join(" "), n.outstanding, n.completed,
+      n.dead_lettered, n.refused_acks],
+  })));
+  fillRows("cluster-partitions", cluster.partitions.map((p) => ({
+    cells: [p.partition, p.backlog, p.pending, p.holder || "none", `${p.lease_seconds_left.toFixed(1)} s`],
+    className: p.holder ? "" : "unheld",
+  })));
 }
 
 async function refresh() {
