@@ -355,18 +355,27 @@ async def naive(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
 
 
 async def offer(
-    url: str, rate: float, seconds: float, tag: str, *, secret: str
+    url: str | list[str],
+    rate: float,
+    seconds: float,
+    tag: str,
+    tenants: int = TENANTS,
+    first_tenant: int = 0,
+    *,
+    secret: str,
 ) -> tuple[float, float, dict[str, float], dict[str, tuple[int, float]]]:
     """Post ``rate`` signed messages/s for ``seconds`` (open loop).
 
-    Returns (start, end, post time per wamid, (HTTP status, seconds to the answer) per wamid); a
-    post that got no answer has status 0, one abandoned unsent -1 (:mod:`bench.webhook_load`).
+    Message ``i`` comes from tenant ``first_tenant + i % tenants``; several URLs (the webhooks of
+    nodes behind one load balancer) take the posts in turn. Returns (start, end, post time per wamid,
+    (HTTP status, seconds to the answer) per wamid); a post that got no answer has status 0, one
+    abandoned unsent -1 (:mod:`bench.webhook_load`).
     """
     count = int(rate * seconds)
     posts = []
     for i in range(count):
         body = msgspec.json.encode(
-            text_message(f"1555{i % TENANTS:07d}", f"wamid.{tag}.{i}", QUESTIONS[i % len(QUESTIONS)])
+            text_message(f"1555{first_tenant + i % tenants:07d}", f"wamid.{tag}.{i}", QUESTIONS[i % len(QUESTIONS)])
         )
         headers = {"X-Hub-Signature-256": sign(body, secret.encode()), "Content-Type": "application/json"}
         posts.append((f"wamid.{tag}.{i}", body, headers))

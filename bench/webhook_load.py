@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 from collections.abc import Sequence
 
@@ -118,6 +117,8 @@ class _Load:
             await loop.create_connection(lambda: _Poster(self), self._host, self._port)
 
     def submit(self, post: _Post) -> None:
+        if self.outstanding == 0 and self.done.done():  # every earlier post was answered: a new wait
+            self.done = asyncio.get_running_loop().create_future()
         self.outstanding += 1
         if self._idle:
             self._idle.pop().write(post)
@@ -167,29 +168,43 @@ class _Load:
         await asyncio.sleep(0)  # let the transports run connection_lost
 
 
-def encode_posts(url: str, posts: Sequence[tuple[str, bytes, dict[str, str]]]) -> list[tuple[str, bytes]]:
-    """Each (key, body, headers) as the whole HTTP/1.1 POST to ``url``, ready to write."""
-    target = yarl.URL(url)
-    start = f"POST {target.raw_path_qs} HTTP/1.1\r\nHost: {target.raw_authority}\r\n"
+def encode_posts(
+    urls: str | Sequence[str], posts: Sequence[tuple[str, bytes, dict[str, str]]]
+) -> list[tuple[str, bytes]]:
+    """Each (key, body, headers) as the whole HTTP/1.1 POST, ready to write; post ``i`` goes to
+    ``urls[i % len(urls)]`` (the webhooks of nodes behind one load balancer take the posts in turn)."""
+    heads = []
+    for url in [urls] if isinstance(urls, str) else urls:
+        target = yarl.URL(url)
+        heads.append(f"POST {target.raw_path_qs} HTTP/1.1\r\nHost: {target.raw_authority}\r\n")
     encoded = []
-    for key, body, headers in posts:
+    for i, (key, body, headers) in enumerate(posts):
         lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        encoded.append((key, f"{start}{lines}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body))
+        head = f"{heads[i % len(heads)]}{lines}Content-Length: {len(body)}\r\n\r\n"
+        encoded.append((key, head.encode("latin-1") + body))
     return encoded
 
 
 async def post_open_loop(
-    url: str, requests: Sequence[tuple[str, bytes]], rate: float, *, connections: int = 256, give_up: float = 10.0
+    urls: str | Sequence[str],
+    requests: Sequence[tuple[str, bytes]],
+    rate: float,
+    *,
+    connections: int = 256,
+    give_up: float = 10.0,
 ) -> tuple[float, float, dict[str, float], dict[str, tuple[int, float]]]:
-    """Write ``requests`` (from :func:`encode_posts`) at ``rate`` per second, open loop.
+    """Write ``requests`` (from :func:`encode_posts` with the same ``urls``) at ``rate`` per second, open loop.
 
-    Returns (start, end of the offering, due time per key, (HTTP status, seconds from due to the
-    answer) per key); see the module docstring for statuses ``-1`` and ``0``.
+    Each URL gets ``connections`` of its own. Returns (start, end of the offering, due time per key,
+    (HTTP status, seconds from due to the answer) per key); see the module docstring for statuses
+    ``-1`` and ``0``.
     """
-    target = yarl.URL(url)
-    assert target.host is not None and target.port is not None
-    load = _Load(target.host, target.port, connections, give_up)
-    await load.open()
+    loads = []
+    for url in [urls] if isinstance(urls, str) else urls:
+        target = yarl.URL(url)
+        assert target.host is not None and target.port is not None
+        loads.append(_Load(target.host, target.port, connections, give_up))
+        await loads[-1].open()
     posted: dict[str, float] = {}
     start = time.monotonic()
     sent = 0
@@ -201,15 +216,18 @@ async def post_open_loop(
             key, request = requests[sent]
             due = start + sent / rate
             posted[key] = due
-            load.submit(_Post(key, request, due))
+            loads[sent % len(loads)].submit(_Post(key, request, due))
             sent += 1
         if sent < len(requests):
             # At least a millisecond per tick: one timer per post would cost more than the posts.
             await asyncio.sleep(max(_TICK, start + sent / rate - time.monotonic()))
     end = time.monotonic()
-    if load.outstanding:
-        # Written posts not answered within ``give_up`` of the last one's due time get status 0.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(load.done), timeout=give_up)
-    await load.close()
-    return start, end, posted, load.answers
+    # Written posts not answered within ``give_up`` of the last one's due time get status 0.
+    unanswered = [load.done for load in loads if load.outstanding]
+    if unanswered:
+        await asyncio.wait(unanswered, timeout=give_up)
+    answers: dict[str, tuple[int, float]] = {}
+    for load in loads:
+        await load.close()
+        answers.update(load.answers)
+    return start, end, posted, answers
