@@ -6,6 +6,7 @@ import asyncio
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -159,16 +160,33 @@ def test_after_a_restart_unsent_replies_go_out_once_and_uncertain_ones_are_count
         asyncio.run(scenario(Path(folder) / "journal.sqlite3"))
 
 
-def test_a_status_webhook_finishes_a_sent_reply(tmp_path: Path) -> None:
+def test_a_status_webhook_finishes_a_sent_reply_and_later_ones_cost_nothing(tmp_path: Path) -> None:
+    """The first status of a sent reply clears its row; ``delivered`` and ``read`` after it touch no storage."""
+
     async def scenario() -> None:
-        journal, outbox, _ = await _outbox(tmp_path / "j.sqlite3")
+        journal = Journal.open(tmp_path / "j.sqlite3", sync="normal")
+        recorded: list[str] = []
+
+        class CountingStore:  # the journal, counting the status operations that reach it
+            def __getattr__(self, name: str) -> Any:
+                return getattr(journal.aio, name)
+
+            def outbox_status(self, wamid: str) -> asyncio.Future[bool]:
+                recorded.append(wamid)
+                return journal.aio.outbox_status(wamid)
+
+        outbox = DurableOutbox()
+        outbox.attach(FakeSender())
+        await outbox.open(CountingStore())  # type: ignore[arg-type]
         outbox.put(_reply(1), "wamid.in")
         await outbox.wait_committed(30)
         await outbox.sending(["m0"])
         outbox.sent(["m0"], "wamid.out")
-        outbox.status("wamid.out")
+        for _ in ("sent", "delivered", "read"):
+            outbox.status("wamid.out")
         stats = await journal.aio.stats()
         assert stats.outbox == 0 and stats.outbox_uncertain == 0
+        assert recorded == ["wamid.out"]
         journal.close()
 
     asyncio.run(scenario())

@@ -158,6 +158,8 @@ class DurableOutbox:
         self._keys: dict[str, str] = {}
         self._outcomes: collections.OrderedDict[str, ReplyOutcome] = collections.OrderedDict()
         self._numbers: collections.OrderedDict[str, str] = collections.OrderedDict()
+        #: The last wamids whose status finished their reply (see ``status``).
+        self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.window_fallbacks = 0
         self.window_dead_letters = 0
         #: Replies dead-lettered here, never given to a sender (outside the window, unknown number).
@@ -326,9 +328,16 @@ class DurableOutbox:
         await asyncio.wait_for(self._all_committed.wait(), timeout)
 
     def status(self, wamid: str) -> None:
-        """A status webhook for ``wamid`` arrived: its reply is finished."""
-        if self._journal is not None and not self._closing:
-            self._background(self._journal.outbox_status(wamid), "status")
+        """A status webhook for ``wamid`` arrived: its reply is finished.
+
+        Only the first status of a wamid is recorded: the later ones (Meta posts ``sent``, then
+        ``delivered``, then ``read``) would find nothing left to finish, and each would cost a
+        journal (or Redis) operation on the supervisor's busiest path.
+        """
+        if self._journal is None or self._closing or wamid in self._finished:
+            return
+        _remember(self._finished, wamid, None)
+        self._background(self._journal.outbox_status(wamid), "status")
 
     def closing(self) -> None:
         """The senders are closed and the journal is about to close: statuses are no longer recorded.
