@@ -399,14 +399,14 @@ class HttpClient:
         arriving before the waiter resumed would take it, and under load the waiter would go back
         to the end of the line again and again.)
         """
-        if not self._waiting:
-            connection = self._take_idle()
-            if connection is not None:
-                return connection
-            if self._has_room():
-                return await self._connect(waiter)
-        first_in_line = False
+        first_in_line = False  # a newcomer queues behind the waiting; a woken request goes first
         while True:
+            if first_in_line or not self._waiting:
+                connection = self._take_idle()
+                if connection is not None:
+                    return connection
+                if self._has_room():
+                    return await self._connect(waiter)
             turn: asyncio.Future[_Connection | None] = asyncio.get_running_loop().create_future()
             if first_in_line:
                 self._waiting.appendleft(turn)
@@ -434,11 +434,6 @@ class HttpClient:
                 if handed.usable():
                     return handed
                 handed.close()  # the server closed it meanwhile: open a new one in its place
-            connection = self._take_idle()
-            if connection is not None:
-                return connection
-            if self._has_room():
-                return await self._connect(waiter)
             first_in_line = True
 
     def _has_room(self) -> bool:
