@@ -203,6 +203,8 @@ class RedisBroker:
         #: Read and not finished, over every partition (those lost included, until their runs end).
         self.outstanding = 0
         self._reading = False
+        #: Set by ``close``: the engine has stopped, so a key's next message stays read and unrun (given back).
+        self._closing = False
         self._read_wake = asyncio.Event()
         self.completed = 0
         self.dead_lettered = 0
@@ -271,6 +273,7 @@ class RedisBroker:
     async def close(self) -> None:
         """Finish what is finished, give up every lease (others reclaim what was read and not run), disconnect."""
         self._reading = False
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -650,7 +653,7 @@ class RedisBroker:
         self.outstanding -= 1
         self.completed += 1
         self._read_wake.set()
-        if delivery.key is None or partition.lost or not delivery.ran:
+        if delivery.key is None or partition.lost or not delivery.ran or self._closing:
             return
         line = partition.lines.get(delivery.key)
         if line is None:
