@@ -172,6 +172,7 @@ class DurableOutbox:
         self.resent = 0
         #: Of ``resent``: the replies taken over from dead nodes (Redis mode).
         self.adopted = 0
+        self._replays = 0
         self.uncertain_resends = 0
         #: Resolves once what the last run left unsent is with the sender (and counted).
         self.recovered: asyncio.Future[None] | None = None
@@ -288,6 +289,11 @@ class DurableOutbox:
                 f"no sender for business number {number!r}: add it to whatsapp_phone_number_ids",
             )
             return
+        outcome = self._outcomes.get(reply.idempotency_key)
+        if outcome is not None and outcome.state == "failed":
+            # A replayed dead letter: its sender remembers the key (idempotency_window) and would drop it.
+            self._replays += 1
+            reply = msgspec.structs.replace(reply, idempotency_key=f"{reply.idempotency_key}~replay{self._replays}")
         windows = self.windows
         if (
             windows is not None
