@@ -86,6 +86,10 @@ class Hooks:
     async def taking(self, partition: int) -> None:
         self.calls.append(("taking", partition))
 
+    async def releasable(self, partition: int) -> bool:
+        self.calls.append(("releasable", partition))
+        return True
+
     async def before_finish(self) -> None:
         self.calls.append(("before_finish", None))
         await self.release.wait()

@@ -252,3 +252,53 @@ def test_dlq_lists_replays_and_purges_the_senders_dead_letters_in_redis(
                 await node.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_partition_handed_over_to_a_joining_node_keeps_each_tenants_reply_order(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The first node gives half its partitions to a node that joins while its replies to those tenants
+    still wait (paced): the newcomer's replies to their next messages come after them."""
+    tenants, before, after = 12, 3, 1
+    # Longer than the pacing of the replies held: a hand-over waits for them up to claim_timeout.
+    claim_timeout = 30.0
+    client = redis.Redis.from_url(redis_server.url)
+
+    async def scenario() -> None:
+        async with (
+            WhatsAppEmulator(throughput=1000.0, pair_limit=1000, pair_window=1.0, app_secret=SECRET) as api,
+            aiohttp.ClientSession() as session,
+        ):
+            first, joining = (Node(api, redis_server.url, tmp_path / f"node{i}", claim_timeout) for i in range(2))
+            first.env["SLUICEWAY_REDIS_NODE"] = "node-a"
+            api.webhook_url = first.webhook
+            try:
+                await first.start(session)
+                await wait_for(lambda: _nodes_share_partitions([first], session), "the first node's partitions")
+                answered: list[str] = []
+                names = [f"1555700{i:04d}" for i in range(tenants)]
+                await asyncio.wait_for(
+                    asyncio.gather(
+                        *(_deliver([first], itertools.count(), session, t, before, answered) for t in names)
+                    ),
+                    WAIT,
+                )
+                await wait_for(lambda: _probe(lambda: _all_acked(client)), "every message acked")
+                assert _unsent(client, "node-a"), "no reply waits: nothing for a hand-over to overtake"
+                await joining.start(session)
+                nodes = [first, joining]
+                await wait_for(lambda: _nodes_share_partitions(nodes, session), "the partitions to be shared")
+                turn = itertools.count()
+                for tenant in names:
+                    for n in range(before, before + after):
+                        await _post(nodes[next(turn) % 2], session, tenant, n, answered)
+                await wait_for(lambda: _probe(lambda: set(answered) <= set(_replies(api))), "every reply")
+                statuses = [await node.status(session) for node in nodes]
+            finally:
+                await asyncio.gather(first.stop(), joining.stop())
+            resent = sum(s["uncertain_resends"] for s in statuses if s is not None)
+            _check_replies(api, answered, names, before + after, resent)
+            assert all(s is not None and s["adopted_replies"] == 0 for s in statuses), "nobody died"
+
+    asyncio.run(scenario())
+    client.close()

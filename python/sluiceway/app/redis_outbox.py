@@ -283,6 +283,7 @@ class RedisOutboxStore:
                 ("unsent", _UNSENT),
                 ("beat", _BEAT),
                 ("adopt", _ADOPT),
+                ("count", "return redis.call('ZCARD', KEYS[1])"),
                 ("fail", _FAIL),
                 ("replay", _REPLAY),
                 ("purge", _PURGE),
@@ -343,6 +344,10 @@ class RedisOutboxStore:
             return self._done([])
         args = [self._prefix, self.node, self._stale_ms, self.partitions, *partitions]
         return self._submit("adopt", [self._nodes], args, _outbox_items)
+
+    def unsent_in(self, partition: int) -> asyncio.Future[int]:
+        """How many of this node's replies in ``partition`` are not sent yet."""
+        return self._submit("count", [f"{self._prefix}unsent:{self.node}:{partition}"], [], int)
 
     async def flush(self) -> None:
         """Return once every operation submitted before this call is done (whatever its outcome)."""
@@ -435,7 +440,9 @@ class OutboxLeases:
     Beats before each lease round's renewals; adopts dead nodes' unsent replies in each partition
     it takes (before reading it) and, each round, in the partitions it holds (for a node that died
     after its partition moved on, or stopped with replies left); hands adopted replies to the
-    outbox's senders; and holds each batch of acks until the replies before it are committed.
+    outbox's senders; holds each batch of acks until the replies before it are committed; and
+    keeps a partition given up cleanly until this node has sent its replies in it (at most
+    ``claim_timeout``), so that the next holder's replies do not overtake them.
     """
 
     def __init__(self, store: RedisOutboxStore, outbox: DurableOutbox) -> None:
@@ -450,6 +457,9 @@ class OutboxLeases:
 
     async def taking(self, partition: int) -> None:
         self.outbox.take_over(await self.store.adopt([partition]), adopted=True)
+
+    async def releasable(self, partition: int) -> bool:
+        return not await self.store.unsent_in(partition)
 
     async def before_finish(self) -> None:
         await self.store.flush()

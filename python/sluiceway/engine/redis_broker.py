@@ -98,6 +98,11 @@ class LeaseHooks(Protocol):
     async def taking(self, partition: int) -> None:
         """A partition was just taken: before any of its messages is read or handed to the engine."""
 
+    async def releasable(self, partition: int) -> bool:
+        """May ``partition``, given up cleanly and with nothing of it left to finish, be released now? Asked
+        each round until True, for at most ``claim_timeout``: its next holder's work must not overtake
+        this node's (the replies this node has not sent yet to that partition's senders)."""
+
     async def before_finish(self) -> None:
         """Before a batch of fenced acks and dead letters is sent: whatever the finished messages'
         results produced (the replies their handlers made) must be durable when this returns."""
@@ -129,6 +134,8 @@ class _Partition:
         #: Given up to balance the nodes: no more reads; released once nothing is outstanding
         #: and no read that includes it is on its way (its entries would be pending here unseen).
         self.leaving = False
+        #: When it started leaving (monotonic seconds): ``hooks.releasable`` may hold it up to ``claim_timeout``.
+        self.leaving_since = 0.0
         self.reading = False
 
 
@@ -266,7 +273,7 @@ class RedisBroker:
         self._reading = False
         self._read_wake.set()
         for partition in self._held.values():
-            partition.leaving = True
+            self._leave(partition)
         with contextlib.suppress(RedisError, OSError):  # else its heartbeat goes stale within claim_timeout
             await self.redis.hdel(self.key("nodes"), self.node)
 
@@ -406,11 +413,20 @@ class RedisBroker:
                         break
         staying = [p for p in self._held.values() if not p.leaving]
         for partition in sorted(staying, key=lambda p: p.outstanding)[: max(0, len(staying) - share)]:
-            partition.leaving = True
+            self._leave(partition)
         for partition in [p for p in self._held.values() if p.leaving and not p.outstanding and not p.reading]:
+            waited = time.monotonic() - partition.leaving_since
+            if hooks is not None and waited < self.claim_timeout and not await hooks.releasable(partition.number):
+                continue
             partition.lost = True
             del self._held[partition.number]
             await self._give_back(partition)
+
+    @staticmethod
+    def _leave(partition: _Partition) -> None:
+        if not partition.leaving:
+            partition.leaving = True
+            partition.leaving_since = time.monotonic()
 
     async def _give_back(self, partition: _Partition, pipe: Any = None) -> None:
         """Release ``partition``'s lease, first giving back what was read and never run, delivery counts
