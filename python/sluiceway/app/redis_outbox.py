@@ -28,6 +28,9 @@ pipeline, one round trip. Keys, under ``{namespace}:outbox``:
 * ``dead``: the dead letters (replies the sender gave up on), by id, from every node;
 * ``uncertain_resends``: a counter.
 
+Just over 500 lines because half of it is the Lua of the scripts, kept beside the calls that
+depend on their arguments and answers.
+
 Redis must persist (AOF) and must not evict (``maxmemory-policy noeviction``): the runtime
 checks both at start. The scripts touch keys they derive from ids, so this runs on one Redis
 (or a primary with replicas), not on Redis Cluster.
