@@ -79,6 +79,12 @@ def _redis_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="start even if Redis does not persist (AOF off) or may evict keys",
     )
+    parser.add_argument(
+        "--redis-node",
+        dest="redis_node",
+        metavar="NAME",
+        help="this node's name in Redis, unique and stable across restarts (default: host name:webhook port)",
+    )
 
 
 def _flags_of(args: argparse.Namespace) -> dict[str, object]:
@@ -97,6 +103,7 @@ def _flags_of(args: argparse.Namespace) -> dict[str, object]:
             *(flag.replace("-", "_") for flag, _, _ in _SERVER_LIMIT_FLAGS),
             "redis_url",
             "redis_unsafe",
+            "redis_node",
         )
     }
 

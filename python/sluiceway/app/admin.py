@@ -23,16 +23,16 @@ ADMIN_HOST = "127.0.0.1"
 
 async def _letters(runtime: Runtime) -> list[dict[str, Any]]:
     assert runtime.engine is not None and runtime.outbox is not None
-    if runtime.broker is not None:  # every node's message dead letters, from Redis
-        out: list[dict[str, Any]] = await _in_redis(runtime, "list")
-    else:
-        out = [message_letter(letter) for letter in runtime.engine.dead_letters()]
+    if runtime.broker is not None:  # every node's dead letters, both kinds, from Redis
+        letters: list[dict[str, Any]] = await _in_redis(runtime, "list")
+        return letters
+    out = [message_letter(letter) for letter in runtime.engine.dead_letters()]
     return out + [send_letter(letter) for letter in await runtime.outbox.dead_letters()]
 
 
-async def _in_redis(runtime: Runtime, action: str) -> Any:
+async def _in_redis(runtime: Runtime, action: str, kinds: tuple[str, ...] = ("message", "send")) -> Any:
     assert runtime.broker is not None
-    return await redis_dead_letters(runtime.broker.url, runtime.broker.namespace, action)
+    return await redis_dead_letters(runtime.broker.url, runtime.broker.namespace, action, kinds)
 
 
 _json = msgspec.json.Encoder()
@@ -57,16 +57,17 @@ def admin_routes(runtime: Runtime) -> Routes:
     async def replay(_: Request) -> Response:
         assert runtime.engine is not None and runtime.outbox is not None
         if runtime.broker is not None:
-            messages = (await _in_redis(runtime, "replay"))["replayed"]
+            messages = (await _in_redis(runtime, "replay", ("message",)))["replayed"]
         else:
             messages = len(runtime.engine.replay_dead_letters())
+        # Sends (every node's, in Redis mode) go to this node's outbox and out now.
         return _json_response({"replayed": messages, "replayed_sends": await runtime.outbox.replay_dead_letters()})
 
     async def purge(_: Request) -> Response:
         assert runtime.engine is not None and runtime.outbox is not None
         messages = runtime.engine.purge_dead_letters()  # with Redis: this node's copies
         if runtime.broker is not None:
-            messages = (await _in_redis(runtime, "purge"))["purged"]
+            messages = (await _in_redis(runtime, "purge", ("message",)))["purged"]
         return _json_response({"purged": messages, "purged_sends": await runtime.outbox.purge_dead_letters()})
 
     async def status(_: Request) -> Response:

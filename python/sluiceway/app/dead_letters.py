@@ -8,8 +8,11 @@ A replay while stopped moves the letters back into the journal's queues: the nex
 runs those messages and sends those replies.
 
 In Redis mode (``redis_url`` set) the message dead letters of every node, and the sender's dead
-letters (:func:`redis_send_dead_letters`), are in Redis, and ``dlq`` works on them there whether
-nodes run or not (:func:`redis_dead_letters`); each kind of letter is one entry of ``_REDIS_KINDS``.
+letters of every node (:func:`redis_send_dead_letters`), are in Redis, and ``dlq`` works on them
+there whether nodes run or not (:func:`redis_dead_letters`); each kind of letter is one entry of
+``_REDIS_KINDS``. Sends replayed from outside a node go to the unsent replies of ``REPLAY_NODE``,
+a node that never beats: the holders of their partitions adopt them within a lease round (at
+most a second) and send them, or the first node to start does.
 """
 
 from __future__ import annotations
@@ -93,6 +96,10 @@ def offline_dead_letters(journal_path: Path, action: str) -> Any:
         return {"purged": journal.purge_dead_letters(), "purged_sends": journal.purge_sender_dead_letters()}
 
 
+#: The node an offline ``dlq replay`` puts replayed replies under (braces: no ``redis_node`` can take it).
+REPLAY_NODE = "{dlq-replay}"
+
+
 async def redis_send_dead_letters(store: RedisOutboxStore, action: str) -> Any:
     """Do ``action`` ("list", "replay" or "purge") on the sender's dead letters in Redis (``redis_url`` set).
 
@@ -124,20 +131,42 @@ async def _redis_messages(url: str, namespace: str, action: str) -> tuple[str, A
         return "purged", await dead.purge()
 
 
+async def _redis_sends(url: str, namespace: str, action: str) -> tuple[str, Any]:
+    from redis.asyncio import Redis
+
+    from sluiceway.app.redis_outbox import RedisOutboxStore
+
+    redis = Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=10.0)
+    try:
+        answer = await redis_send_dead_letters(RedisOutboxStore(redis, namespace=namespace, node=REPLAY_NODE), action)
+    finally:
+        await redis.aclose()
+    if action == "list":
+        return "", answer
+    [(key, value)] = answer.items()
+    return key, value
+
+
 #: Each kind of dead letter kept in Redis: does "list", "replay" or "purge" and returns the answer's
 #: key ("" for a list) and value.
-_REDIS_KINDS: list[Callable[[str, str, str], Awaitable[tuple[str, Any]]]] = [_redis_messages]
+_REDIS_KINDS: dict[str, Callable[[str, str, str], Awaitable[tuple[str, Any]]]] = {
+    "message": _redis_messages,
+    "send": _redis_sends,
+}
 
 
-async def redis_dead_letters(url: str, namespace: str, action: str) -> Any:
-    """Do ``action`` ("list", "replay" or "purge") on the dead letters in Redis; answers like the admin API."""
+async def redis_dead_letters(
+    url: str, namespace: str, action: str, kinds: tuple[str, ...] = tuple(_REDIS_KINDS)
+) -> Any:
+    """Do ``action`` ("list", "replay" or "purge") on the dead letters in Redis of ``kinds`` (both: "message",
+    "send"); answers like the admin API."""
     from redis.exceptions import RedisError
 
     from sluiceway.engine import BrokerUnavailable
     from sluiceway.engine.redis_scripts import redacted_url
 
     try:
-        answers = [await kind(url, namespace, action) for kind in _REDIS_KINDS]
+        answers = [await _REDIS_KINDS[kind](url, namespace, action) for kind in kinds]
     except RedisError as error:
         raise BrokerUnavailable(f"Redis at {redacted_url(url)} cannot be reached: {error}") from None
     if action == "list":

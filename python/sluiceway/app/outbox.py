@@ -172,6 +172,9 @@ class DurableOutbox:
         self._all_committed = asyncio.Event()
         self._all_committed.set()
         self.resent = 0
+        #: Of ``resent``: the replies taken over from dead nodes (Redis mode).
+        self.adopted = 0
+        self._replays = 0
         self.uncertain_resends = 0
         #: Resolves once what the last run left unsent is with the sender (and counted).
         self.recovered: asyncio.Future[None] | None = None
@@ -224,16 +227,29 @@ class DurableOutbox:
             logger.error("journal: unsent replies not read (%s); they stay for the next start", unsent)
             opened.set_result(None)
             return
-        for item in unsent.result():
-            self.resent += 1
-            if item.state == "sending":
-                self.uncertain_resends += 1
-            self._to_sender(item.id, _decode(item.body))
+        self.take_over(unsent.result())
         opened.set_result(None)
-        if self.uncertain_resends:
+
+    def take_over(self, items: list[OutboxItem], *, adopted: bool = False) -> None:
+        """Hand unsent replies of an earlier run (or, ``adopted``, of a dead node) to the senders, in order.
+
+        Each is sent once; one that was ``sending`` (on the wire, no answer came back) is sent again
+        and counted in ``uncertain_resends``: the recipient may see it twice.
+        """
+        uncertain = 0
+        for item in items:
+            self.resent += 1
+            self.adopted += adopted
+            if item.state == "sending":
+                uncertain += 1
+            self._to_sender(item.id, _decode(item.body))
+        self.uncertain_resends += uncertain
+        if uncertain:
+            whose = "a dead node's" if adopted else "the last run's"
             logger.warning(
-                "%d replies were on the wire when the last run ended: sent again (the recipient may see them twice)",
-                self.uncertain_resends,
+                "%d of %s replies were on the wire when it ended: sent again (the recipient may see them twice)",
+                uncertain,
+                whose,
             )
 
     def put(self, reply: Outgoing, inbound_wamid: str | None, received_at: float | None = None) -> None:
@@ -275,6 +291,11 @@ class DurableOutbox:
                 f"no sender for business number {number!r}: add it to whatsapp_phone_number_ids",
             )
             return
+        outcome = self._outcomes.get(reply.idempotency_key)
+        if outcome is not None and outcome.state == "failed":
+            # A replayed dead letter: its sender remembers the key (idempotency_window) and would drop it.
+            self._replays += 1
+            reply = msgspec.structs.replace(reply, idempotency_key=f"{reply.idempotency_key}~replay{self._replays}")
         windows = self.windows
         if (
             windows is not None
@@ -452,7 +473,8 @@ class DurableOutbox:
         """Counters for ``/metrics``: replies journaled, re-sent after a restart, and of those the uncertain ones."""
         return {
             "replies": self.replies,
-            "resent_after_restart": self.resent,
+            "resent_after_restart": self.resent - self.adopted,
+            "adopted_from_dead_nodes": self.adopted,
             "uncertain_resends": self.uncertain_resends,
             "held_by_sender": len(self._rows),
             "window_fallbacks": self.window_fallbacks,

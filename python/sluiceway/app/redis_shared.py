@@ -12,6 +12,7 @@ share one Redis.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sluiceway.app.redis_outbox import RedisOutboxStore
@@ -32,9 +33,29 @@ def sender_limits(redis: Redis, config: SenderConfig, *, namespace: str, phone_n
     return RedisRateLimits(redis, config.rate_limit, config.per_recipient, key=f"{namespace}:limits:{phone_number_id}")
 
 
-def outbox_store(redis: Redis, *, namespace: str, node: str | None = None) -> RedisOutboxStore:
-    """This node's reply outbox (``node`` defaults to the host name: a restart finds what it left unsent)."""
-    return RedisOutboxStore(redis, namespace=namespace, node=node or socket.gethostname())
+def outbox_store(
+    redis: Redis,
+    *,
+    namespace: str,
+    node: str | None = None,
+    partitions: int = 1,
+    partition_of: Callable[[str], int] | None = None,
+    claim_timeout: float = 30.0,
+) -> RedisOutboxStore:
+    """This node's reply outbox (``node`` defaults to the host name: a restart finds what it left unsent).
+
+    ``partitions`` and ``partition_of`` are the engine broker's (``RedisBroker.partitions`` and
+    ``.partition_of``), and ``claim_timeout`` its lease time, so that a partition's holder adopts
+    the replies a dead node left in it (:class:`~sluiceway.app.redis_outbox.OutboxLeases`).
+    """
+    return RedisOutboxStore(
+        redis,
+        namespace=namespace,
+        node=node or socket.gethostname(),
+        partitions=partitions,
+        partition_of=partition_of,
+        claim_timeout=claim_timeout,
+    )
 
 
 async def open_sheets_level(

@@ -33,8 +33,12 @@ came to; a status webhook goes to the sender of the number that sent its wamid;
 Redis mode (``settings.redis_url``): the engine's queue, the wamid records and the engine's dead
 letters live in Redis (:mod:`sluiceway.engine.redis_broker`), shared by every node started on
 it; a webhook is answered 200 once Redis has the message, and any node may run it (its replies
-go out from the node that ran it). The journal in ``state_dir`` then keeps only this node's
-reply outbox. Start-up refuses a Redis that does not persist or may evict, unless ``redis_unsafe``.
+go out from the node that ran it). The reply outbox and the sender's dead letters live there too
+(:mod:`sluiceway.app.redis_outbox`, under ``settings.node_name``), and no journal is opened: a
+node's unsent replies are sent by it when it restarts under the same name, or adopted by the
+holders of their partitions once its beat is ``redis_claim_timeout`` old; a message is acked only
+once its replies are committed. Start-up refuses a Redis that does not persist or may evict,
+unless ``redis_unsafe``.
 """
 
 from __future__ import annotations
@@ -66,13 +70,14 @@ from sluiceway.app.windows import ConversationWindows
 from sluiceway.app.worker import BOT_ENV, MAX_ATTEMPTS_ENV, SETTINGS_ENV, check_sheets_credentials
 from sluiceway.engine import BrokerUnavailable, MessageParallelizer, ParallelizerConfig
 from sluiceway.http import HttpServer
-from sluiceway.journal import AsyncJournal, Journal, JournalError
+from sluiceway.journal import AsyncJournal, JournalError
 from sluiceway.monitor import MonitorConfig, PerformanceMonitor, PipelineSample
 from sluiceway.whatsapp import BatchSender, SenderConfig, Transport, WhatsAppCloudTransport
 from sluiceway.whatsapp.limits import RateLimitBackend
 from sluiceway.whatsapp.webhooks import Status
 
 if TYPE_CHECKING:
+    from sluiceway.app.redis_outbox import RedisOutboxStore
     from sluiceway.engine.redis_broker import RedisBroker
 
 try:
@@ -100,6 +105,10 @@ class RuntimeSummary(msgspec.Struct, frozen=True):
     left_queued: int
     #: Replies re-sent after a restart although they may have reached WhatsApp before it.
     uncertain_resends: int = 0
+    #: Unsent replies of an earlier run sent at start (Redis mode: under the same node name).
+    resent_replies: int = 0
+    #: Redis mode: unsent replies taken over from nodes that died (or stopped) with them.
+    adopted_replies: int = 0
 
     def line(self) -> str:
         """The one-line summary logged at shutdown."""
@@ -108,6 +117,7 @@ class RuntimeSummary(msgspec.Struct, frozen=True):
             f" ◆ {self.failed} failed ◆ {self.replies} replies ◆ {self.sent} sent ◆ {self.confirmed} confirmed"
             f" ◆ {self.dead_lettered} dead-lettered ◆ {self.left_queued} left queued"
             f" ◆ {self.uncertain_resends} uncertain re-sends"
+            + (f" ◆ {self.adopted_replies} adopted" if self.adopted_replies else "")
         )
 
 
@@ -177,8 +187,8 @@ class Runtime:
         self.sink: EngineSink | None = None
         self.outbox: DurableOutbox | None = None
         self._expiry: asyncio.Task[None] | None = None
-        #: In Redis mode: the journal this runtime opens for the outbox (the engine has none then).
-        self._outbox_journal: Journal | None = None
+        #: In Redis mode: the reply outbox and sender dead letters in Redis (no journal is opened).
+        self.outbox_store: RedisOutboxStore | None = None
         self.broker: RedisBroker | None = None
         #: In Redis mode: the last cluster status (the dashboard's ``redis`` source), refreshed each second.
         self._cluster: dict[str, object] = {}
@@ -236,6 +246,8 @@ class Runtime:
                 "--monitor-port or SLUICEWAY_MONITOR_PORT",
             )
         if settings.redis_url is not None:
+            if settings.redis_node is None and settings.port == 0:
+                raise ValueError("with --port 0 the node name cannot default to host:port: set --redis-node")
             self.broker = await _checked_broker(settings, self.engine_config)
         transports = self._transports()
         for level, line in startup_warnings(settings, real_graph_api=self._transport is None):
@@ -289,11 +301,18 @@ class Runtime:
             windows=self.windows,
         )
         if self.broker is not None:
-            self._outbox_journal = Journal.open(settings.journal_path, dedup_window=settings.dedup_window)
+            from sluiceway.app.redis_outbox import OutboxLeases
+
+            # Before the engine reads anything: this node's unsent replies are listed (and it beats) first.
+            self.outbox_store = store = _outbox_store(settings, self.broker)
+            self.broker.hooks = OutboxLeases(store, outbox)
+            outbox.open(store)
         try:
             await self.engine.start()
         except BaseException:
             await self.monitor.stop()  # its process would outlive a runtime that never started
+            if self.outbox_store is not None:
+                await self.outbox_store.aclose()
             raise
         if not outbox.opened:  # else opened when the first recovered message was handed over
             outbox.open(self.journal)
@@ -307,7 +326,8 @@ class Runtime:
                 f"restarted: {sink.stats.recovered} unfinished message(s) and {outbox.resent} unsent reply(ies)"
                 " taken over from the journal",
             )
-        self._expiry = asyncio.create_task(_expire_periodically(self.journal))
+        # Redis expires what it keeps itself (de-dup records and sent replies carry their TTLs).
+        self._expiry = asyncio.create_task(_expire_periodically(self.journal)) if self.broker is None else None
         if self.broker is not None:
             self._cluster_refresh = asyncio.create_task(self._refresh_cluster())
             self.monitor.add_source("redis", lambda: self._cluster)
@@ -377,9 +397,7 @@ class Runtime:
 
     @property
     def journal(self) -> AsyncJournal:
-        """The journal of the outbox (and, without Redis, of the engine)."""
-        if self._outbox_journal is not None:
-            return self._outbox_journal.aio
+        """The engine's journal, which keeps the outbox too (not in Redis mode: there is none)."""
         assert self.engine is not None and self.engine.journal is not None
         return self.engine.journal
 
@@ -404,7 +422,7 @@ class Runtime:
         engine = self.engine
         if engine is None or not self.running:  # a stopping runtime's ingress already says "draining"
             return "starting"
-        if engine.journal is None and self._outbox_journal is None:
+        if engine.journal is None and self.broker is None:
             return "the journal is closed"
         if self.broker is not None and not self.broker.reachable:
             return "Redis cannot be reached"
@@ -440,6 +458,8 @@ class Runtime:
             + (self.outbox.refused if self.outbox is not None else 0),
             left_queued=left_queued,
             uncertain_resends=self.outbox.uncertain_resends if self.outbox is not None else 0,
+            resent_replies=self.outbox.resent - self.outbox.adopted if self.outbox is not None else 0,
+            adopted_replies=self.outbox.adopted if self.outbox is not None else 0,
         )
 
     @staticmethod
@@ -498,12 +518,13 @@ class Runtime:
         assert self.engine is not None and self.sender is not None and self.sink is not None
         assert self.ingress is not None and self._server is not None
         self.running = False
-        assert self.outbox is not None and self._expiry is not None
+        assert self.outbox is not None
         self.ingress.stop_accepting()
         self._loop_lag.stop()
         if self.broker is not None:  # else a busy cluster would keep this node from ever draining
             await self.broker.stop_reading()
-        self._expiry.cancel()
+        if self._expiry is not None:
+            self._expiry.cancel()
         if self._cluster_refresh is not None:
             self._cluster_refresh.cancel()
         # The engine owns the journal and closes it when it shuts down, so the replies are
@@ -522,8 +543,13 @@ class Runtime:
         # The last collection counts what finished since the one before: the final figures are complete.
         self.monitor.collect()
         engine_summary = await self.engine.shutdown(drain=True, timeout=timeout)
-        if self._outbox_journal is not None:
-            self._outbox_journal.close()
+        if self.outbox_store is not None:  # the broker's lease rounds (and so the beats) have stopped
+            await self.outbox_store.close()
+            try:
+                await self.outbox_store.leave()
+            except (RedisError, OSError) as error:
+                logger.warning("Redis: this node's leaving not recorded (others adopt its leftovers later): %s", error)
+            await self.outbox_store.aclose()
         if self._number_metrics is not None:
             self._number_metrics.cancel()
         for transport in self._transports_in_use:
@@ -629,7 +655,31 @@ async def _checked_broker(settings: Settings, config: ParallelizerConfig) -> Red
         )
     for problem in problems:
         logger.warning("Redis at %s: %s (running anyway: --redis-unsafe)", settings.redis_url, problem)
+    try:
+        await broker.connect()  # the namespace's partition count: the outbox keeps replies per partition
+    except BrokerUnavailable as error:
+        await broker.redis.aclose()
+        raise ValueError(f"{error}; check --redis or SLUICEWAY_REDIS_URL") from None
     return broker
+
+
+def _outbox_store(settings: Settings, broker: RedisBroker) -> RedisOutboxStore:
+    """This node's outbox in Redis, kept per partition of ``broker`` (connected: its partition count is known)."""
+    from redis.asyncio import Redis
+
+    from sluiceway.app.redis_shared import outbox_store
+
+    assert settings.redis_url is not None
+    # A client of its own: the broker closes its client at shutdown, before this node records its leaving.
+    redis = Redis.from_url(settings.redis_url.reveal(), socket_connect_timeout=2.0, socket_timeout=10.0)
+    return outbox_store(
+        redis,
+        namespace=settings.redis_namespace,
+        node=settings.node_name,
+        partitions=broker.partitions,
+        partition_of=broker.partition_of,
+        claim_timeout=settings.redis_claim_timeout,
+    )
 
 
 def _make_state_dir(path: Path) -> None:

@@ -15,6 +15,8 @@ and the TOML file, never from flags (command lines are visible to every local us
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
@@ -31,6 +33,8 @@ DEFAULT_CONFIG_FILE = "sluiceway.toml"
 
 #: The journal's file name inside ``state_dir``.
 JOURNAL_FILE = "journal.sqlite3"
+#: What ``redis_node`` may be: it is part of Redis key names (printable, no spaces, no braces).
+_NODE_NAME = re.compile(r"[!-z|~]{1,128}")
 
 #: Environment variables that keep the provider's conventional names instead of ``SLUICEWAY_*``.
 PROVIDER_ENV_NAMES: dict[str, str] = {
@@ -179,6 +183,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_unsafe: bool = False
     #: Seconds before a dead node's partitions (and the messages it read) move to the others.
     redis_claim_timeout: float = 30.0
+    #: This node's name in Redis, unique among the nodes and stable across its restarts: its unsent
+    #: replies are kept under it, so a restart under the same name sends them. None: the host name,
+    #: ":" and the webhook port (see ``node_name``).
+    redis_node: str | None = None
     # Engine and monitor
     #: Worker processes; None uses the engine's default.
     workers: int | None = None
@@ -229,6 +237,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if not self.redis_claim_timeout > 0:
             raise ValueError(f"redis_claim_timeout must be positive, got {self.redis_claim_timeout}")
+        if self.redis_node is not None and not _NODE_NAME.fullmatch(self.redis_node):
+            raise ValueError(
+                f"redis_node must be 1 to 128 printable characters without spaces or braces, got {self.redis_node!r}"
+            )
         if any(not word.strip() for word in self.high_priority_keywords):
             raise ValueError("high_priority_keywords must not contain empty words")
         if self.media_max_bytes < 1 or self.media_spool_bytes < 0:
@@ -263,6 +275,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         # Workers are this user's own processes and connect to Redis themselves (the shared Sheets cache).
         fields["redis_url"] = self.redis_url.reveal() if self.redis_url is not None else None
         return msgspec.json.encode(fields)
+
+    @property
+    def node_name(self) -> str:
+        """This node's name in Redis mode: ``redis_node``, else the host name, ":" and the webhook port
+        (two nodes on one machine differ; a restart on the same port finds its own unsent replies)."""
+        return self.redis_node or f"{socket.gethostname()}:{self.port}"
 
     @property
     def journal_path(self) -> Path:

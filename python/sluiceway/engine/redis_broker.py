@@ -17,6 +17,13 @@ partitions move within ``claim_timeout``. Each node keeps about ``partitions / l
 them (live: a heartbeat, on Redis's clock, within ``claim_timeout``). While Redis cannot be
 reached accepts fail at once with ``BrokerUnavailable`` and everything else retries with backoff.
 
+A partition given up cleanly (to balance the nodes, or by a graceful stop) gives its entries read
+and never run back with their delivery counts as they were: only a node's death (or a stall past
+``claim_timeout``) counts toward ``max_attempts``.
+
+``hooks`` (:class:`LeaseHooks`) lets what the application keeps per partition follow the leases
+(the bot runtime's reply outbox: :mod:`sluiceway.app.redis_outbox`) without the engine knowing it.
+
 Delivery is at-least-once: a message whose node dies after running it and before the ack runs
 again elsewhere. Per ordering key, order holds across nodes (one partition, one node, one message
 of a key at a time).
@@ -42,7 +49,7 @@ import uuid
 import zlib
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import redis.asyncio as aioredis
@@ -74,6 +81,33 @@ _ACK_LINGER = 0.005
 Stage = Callable[[bytes, int, float, "str | None", int], "asyncio.Future[Any]"]
 
 
+class LeaseHooks(Protocol):
+    """What the application keeps beside the queue per partition, told of the lease steps (``broker.hooks``).
+
+    Each is awaited in the lease loop (or before acks); a ``RedisError`` fails that step as a Redis
+    call of the broker's own would (retried with backoff).
+    """
+
+    async def beat(self) -> None:
+        """Start of each lease round, before any lease is renewed or taken: a node whose last ``beat``
+        is older than ``claim_timeout`` holds no lease any more."""
+
+    async def holding(self, partitions: list[int]) -> None:
+        """After the renewals of each round: the partitions this node still holds."""
+
+    async def taking(self, partition: int) -> None:
+        """A partition was just taken: before any of its messages is read or handed to the engine."""
+
+    async def releasable(self, partition: int) -> bool:
+        """May ``partition``, given up cleanly and with nothing of it left to finish, be released now? Asked
+        each round until True, for at most ``claim_timeout``: its next holder's work must not overtake
+        this node's (the replies this node has not sent yet to that partition's senders)."""
+
+    async def before_finish(self) -> None:
+        """Before a batch of fenced acks and dead letters is sent: whatever the finished messages'
+        results produced (the replies their handlers made) must be durable when this returns."""
+
+
 _encode = msgspec.msgpack.Encoder().encode
 _decode_entry = msgspec.msgpack.Decoder(tuple[int, float, str | None, bytes]).decode
 
@@ -94,9 +128,14 @@ class _Partition:
         #: Read and not finished (queued in lines, in the engine, or awaiting the ack).
         self.outstanding = 0
         self.lost = False
+        #: Read and never run: the engine gave them back unrun (it stopped). Their delivery
+        #: counts are given back with the lease (``GIVE_BACK``).
+        self.given_back: list[_Delivery] = []
         #: Given up to balance the nodes: no more reads; released once nothing is outstanding
         #: and no read that includes it is on its way (its entries would be pending here unseen).
         self.leaving = False
+        #: When it started leaving (monotonic seconds): ``hooks.releasable`` may hold it up to ``claim_timeout``.
+        self.leaving_since = 0.0
         self.reading = False
 
 
@@ -154,6 +193,7 @@ class RedisBroker:
         self._acquire_script = self.redis.register_script(scripts.ACQUIRE)
         self._renew_script = self.redis.register_script(scripts.RENEW)
         self._release_script = self.redis.register_script(scripts.RELEASE)
+        self._give_back_script = self.redis.register_script(scripts.GIVE_BACK)
         self._ack_script = self.redis.register_script(scripts.ACK)
         self._dead_script = self.redis.register_script(scripts.DEAD_LETTER)
         self._heartbeat_script = self.redis.register_script(scripts.HEARTBEAT)
@@ -170,6 +210,8 @@ class RedisBroker:
         #: Read and not finished, over every partition (those lost included, until their runs end).
         self.outstanding = 0
         self._reading = False
+        #: Set by ``close``: the engine has stopped, so a key's next message stays read and unrun (given back).
+        self._closing = False
         self._read_wake = asyncio.Event()
         self.completed = 0
         self.dead_lettered = 0
@@ -177,6 +219,8 @@ class RedisBroker:
         self.reachable = True
         #: Acks the fencing check refused (the lease had moved on): those messages run again elsewhere.
         self.refused_acks = 0
+        #: The application's side of the leases (the reply outbox), or None.
+        self.hooks: LeaseHooks | None = None
 
     @property
     def held(self) -> list[int]:
@@ -188,6 +232,10 @@ class RedisBroker:
 
     def stream(self, partition: int) -> str:
         return self.key("p", partition)
+
+    def partition_of(self, key: str) -> int:
+        """The partition of ordering key ``key`` (after ``connect``: the count is the namespace's)."""
+        return zlib.crc32(key.encode()) % self.partitions
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -225,13 +273,14 @@ class RedisBroker:
         self._reading = False
         self._read_wake.set()
         for partition in self._held.values():
-            partition.leaving = True
+            self._leave(partition)
         with contextlib.suppress(RedisError, OSError):  # else its heartbeat goes stale within claim_timeout
             await self.redis.hdel(self.key("nodes"), self.node)
 
     async def close(self) -> None:
         """Finish what is finished, give up every lease (others reclaim what was read and not run), disconnect."""
         self._reading = False
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -251,7 +300,7 @@ class RedisBroker:
         try:
             pipe = self.redis.pipeline(transaction=False)
             for partition in self._held.values():
-                await self._release_script(keys=[partition.lease_key], args=[partition.lease], client=pipe)
+                await self._give_back(partition, pipe)
             await pipe.execute()
             await self.redis.hdel(self.key("nodes"), self.node)
         except RedisError as error:
@@ -266,9 +315,7 @@ class RedisBroker:
     ) -> asyncio.Future[bool]:
         """Add one message; resolves to True once Redis has it, False for a ``dedup_key`` seen within
         the window (nothing added), or fails with ``BrokerUnavailable`` (nothing added)."""
-        partition = (
-            zlib.crc32(key.encode()) % self.partitions if key is not None else next(self._keyless) % self.partitions
-        )
+        partition = self.partition_of(key) if key is not None else next(self._keyless) % self.partitions
         record = self.key("dedup", dedup_key).encode() if dedup_key is not None else b""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         entry = _encode((level, wall, key, payload))
@@ -331,6 +378,9 @@ class RedisBroker:
 
     async def _lease_round(self) -> None:
         ms = int(self.claim_timeout * 1000)
+        hooks = self.hooks
+        if hooks is not None:
+            await hooks.beat()
         live = 1
         if self._reading:  # a draining node is no longer counted: the others take its partitions
             live = await self._heartbeat_script(
@@ -345,6 +395,8 @@ class RedisBroker:
                 if not renewed:
                     self._lose(partition, "its lease expired")
             await self._claim_orphans([p for p in held if not p.lost], ms)
+            if hooks is not None:
+                await hooks.holding(sorted(number for number, p in self._held.items() if not p.lost))
         share = math.ceil(self.partitions / max(1, int(live))) if self._reading else 0
         if len(self._held) < share:
             start = zlib.crc32(self.node.encode()) % self.partitions
@@ -361,15 +413,41 @@ class RedisBroker:
                         break
         staying = [p for p in self._held.values() if not p.leaving]
         for partition in sorted(staying, key=lambda p: p.outstanding)[: max(0, len(staying) - share)]:
-            partition.leaving = True
+            self._leave(partition)
         for partition in [p for p in self._held.values() if p.leaving and not p.outstanding and not p.reading]:
+            waited = time.monotonic() - partition.leaving_since
+            if hooks is not None and waited < self.claim_timeout and not await hooks.releasable(partition.number):
+                continue
             partition.lost = True
             del self._held[partition.number]
-            await self._release_script(keys=[partition.lease_key], args=[partition.lease])
+            await self._give_back(partition)
+
+    @staticmethod
+    def _leave(partition: _Partition) -> None:
+        if not partition.leaving:
+            partition.leaving = True
+            partition.leaving_since = time.monotonic()
+
+    async def _give_back(self, partition: _Partition, pipe: Any = None) -> None:
+        """Release ``partition``'s lease, first giving back what was read and never run, delivery counts
+        as they were (a clean hand-over is not a failed delivery). Queued on ``pipe`` when given."""
+        unrun = [d for line in partition.lines.values() for d in line] + partition.given_back
+        if unrun:
+            counts = [field for d in unrun for field in (d.entry_id, d.attempt)]
+            args = [partition.lease, scripts.GROUP, self.node, *counts]
+            await self._give_back_script(keys=[partition.lease_key, partition.stream], args=args, client=pipe)
+        await self._release_script(keys=[partition.lease_key], args=[partition.lease], client=pipe)
 
     async def _take(self, number: int, lease: str) -> None:
         """Hold partition ``number``: first what its last holder read and did not finish, in stream order."""
         partition = _Partition(number, self.stream(number), self.key("lease", number), lease)
+        if self.hooks is not None:
+            try:
+                await self.hooks.taking(number)
+            except BaseException:  # not read, so given up at once rather than left to expire
+                with contextlib.suppress(RedisError, OSError):
+                    await self._release_script(keys=[partition.lease_key], args=[lease])
+                raise
         self._held[number] = partition
         cursor = "0-0"
         while True:
@@ -506,6 +584,8 @@ class RedisBroker:
             # Not finished here: it stays pending in Redis for the partition's next holder.
             partition.outstanding -= 1
             self.outstanding -= 1
+            if not partition.lost:  # the engine stopped before running it: not a failed delivery
+                partition.given_back.append(delivery)
             self._read_wake.set()
             return
         error = future.exception()
@@ -530,10 +610,15 @@ class RedisBroker:
                 batch = [(p, p.acks, p.dead) for p in list(self._held.values()) if p.acks or p.dead]
                 if not batch:
                     return
+                for partition, _, _ in batch:
+                    partition.acks, partition.dead = [], []
+                if self.hooks is not None:
+                    # Covers every result in this batch: each one's replies were handed over before its
+                    # delivery was queued for the ack (the application's callback runs first).
+                    await self.hooks.before_finish()
                 pipe = self.redis.pipeline(transaction=False)
                 calls: list[tuple[_Partition, list[_Delivery]]] = []
                 for partition, acks, dead in batch:
-                    partition.acks, partition.dead = [], []
                     for start in range(0, len(acks), _ACK_CHUNK):
                         chunk = acks[start : start + _ACK_CHUNK]
                         args: list[Any] = [partition.lease, scripts.GROUP, *(d.entry_id for d in chunk)]
@@ -584,7 +669,7 @@ class RedisBroker:
         self.outstanding -= 1
         self.completed += 1
         self._read_wake.set()
-        if delivery.key is None or partition.lost or not delivery.ran:
+        if delivery.key is None or partition.lost or not delivery.ran or self._closing:
             return
         line = partition.lines.get(delivery.key)
         if line is None:

@@ -82,6 +82,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+#: Give back entries read and never run (a graceful stop, or a partition handed over) under a
+#: fencing check: their delivery counts are set back to what they were before this holder read them
+#: (JUSTID does not count the claim itself), so the next holder's claim does not count toward
+#: ``max_attempts``. Returns -1 if the lease is no longer this holder's, else how many.
+#: KEYS: lease, stream. ARGV: "<node>:<token>", group, consumer, then (entry id, delivery count) pairs.
+GIVE_BACK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+for i = 4, #ARGV, 2 do
+  redis.call('XCLAIM', KEYS[2], ARGV[2], ARGV[3], 0, ARGV[i], 'RETRYCOUNT', ARGV[i + 1], 'JUSTID')
+end
+return (#ARGV - 3) / 2
+"""
+
 #: Finish entries under a fencing check: -1 if the lease is no longer this holder's (nothing
 #: changes), else XACK and XDEL them (acked entries leave the stream: memory stays bounded)
 #: and return how many were pending. KEYS: lease, stream. ARGV: "<node>:<token>", group, ids...
