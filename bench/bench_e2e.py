@@ -149,6 +149,8 @@ class Run:
     shed_answer_p99: float
     #: Replies beyond the first to the same message.
     duplicates: int
+    #: The emulator's rate-limit answers (130429 throughput, 131056 pair rate) during the run.
+    rate_limited: int = 0
 
 
 class _Traffic:
@@ -173,10 +175,15 @@ class _Traffic:
     async def set_webhook(self, url: str) -> None:
         await self._api.call("webhook", url)
 
-    async def offer(self, url: str, rate: float, seconds: float, tag: str) -> Run:
-        """Post ``rate`` signed messages/s for ``seconds`` (open loop); return what came of them."""
+    async def offer(
+        self, url: str | list[str], rate: float, seconds: float, tag: str, tenants: int = TENANTS, first_tenant: int = 0
+    ) -> Run:
+        """Post ``rate`` signed messages/s for ``seconds`` (open loop); return what came of them.
+
+        ``url``, ``tenants`` and ``first_tenant``: as :func:`offer`'s."""
         first = await self._api.call("count")
-        start, end, posted, answers = await self._tenants.call("offer", url, rate, seconds, tag)
+        limited = await self._api.call("rate_limited")
+        start, end, posted, answers = await self._tenants.call("offer", url, rate, seconds, tag, tenants, first_tenant)
         # A 503'd message gets no reply; one whose post got no answer may still get one.
         expected = sum(1 for status, _ in answers.values() if status in (200, 0))
         records: list[tuple[float, str]] = await self._api.call("replies", first, expected)
@@ -191,6 +198,7 @@ class _Traffic:
             shed=len(shed),
             shed_answer_p99=_quantile(sorted(shed), 0.99) if shed else 0.0,
             duplicates=sum(count - 1 for count in replies.values() if count > 1),
+            rate_limited=await self._api.call("rate_limited") - limited,
         )
 
     async def __aexit__(self, *exc: object) -> None:
@@ -210,6 +218,8 @@ def _emulator_main(pipe: Any, cap: int, secret: str) -> None:
             api.webhook_url = args[0]
         elif command == "count":
             return len(api.accepted)
+        elif command == "rate_limited":
+            return api.answers[130429] + api.answers[131056]
         elif command == "replies":
             # Let the replies in flight land (bounded, and given up after 5 s without a new one),
             # then report (time accepted, inbound wamid).
@@ -349,18 +359,26 @@ async def naive(cap: int, secret: str) -> AsyncIterator[tuple[str, _Traffic]]:
 
 
 async def offer(
-    url: str, rate: float, seconds: float, tag: str, *, secret: str
+    url: str | list[str],
+    rate: float,
+    seconds: float,
+    tag: str,
+    tenants: int = TENANTS,
+    first_tenant: int = 0,
+    *,
+    secret: str,
 ) -> tuple[float, float, dict[str, float], dict[str, tuple[int, float]]]:
     """Post ``rate`` signed messages/s for ``seconds`` (open loop).
 
-    Returns (start, end, post time per wamid, (HTTP status, seconds to the answer) per wamid); a
-    post that got no answer has status 0.
+    Message ``i`` comes from tenant ``first_tenant + i % tenants``; several URLs (the webhooks of
+    nodes behind one load balancer) take the posts in turn. Returns (start, end, post time per wamid,
+    (HTTP status, seconds to the answer) per wamid); a post that got no answer has status 0.
     """
     count = int(rate * seconds)
     bodies = []
     for i in range(count):
         body = msgspec.json.encode(
-            text_message(f"1555{i % TENANTS:07d}", f"wamid.{tag}.{i}", QUESTIONS[i % len(QUESTIONS)])
+            text_message(f"1555{first_tenant + i % tenants:07d}", f"wamid.{tag}.{i}", QUESTIONS[i % len(QUESTIONS)])
         )
         bodies.append(
             (
@@ -371,15 +389,19 @@ async def offer(
         )
     posted: dict[str, float] = {}
     answers: dict[str, tuple[int, float]] = {}
-    target = yarl.URL(url)
+    targets = [yarl.URL(u) for u in ([url] if isinstance(url, str) else url)]
     # A tenant gives up on a webhook after 10 s (the bot may still answer it later, which counts).
-    async with HttpClient(str(target.origin()), max_connections=256, timeout=10.0) as http:
+    async with contextlib.AsyncExitStack() as clients:
+        https = [
+            await clients.enter_async_context(HttpClient(str(t.origin()), max_connections=256, timeout=10.0))
+            for t in targets
+        ]
 
-        async def post(wamid: str, body: bytes, headers: dict[str, str]) -> None:
+        async def post(http: HttpClient, path: str, wamid: str, body: bytes, headers: dict[str, str]) -> None:
             posted[wamid] = sent = time.monotonic()
             status = 0
             with contextlib.suppress(HttpError):
-                status = (await http.post(target.raw_path_qs, body, headers=headers)).status
+                status = (await http.post(path, body, headers=headers)).status
             answers[wamid] = (status, time.monotonic() - sent)
 
         start = time.monotonic()
@@ -388,7 +410,8 @@ async def offer(
             delay = start + i / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(post(wamid, body, headers)))
+            turn = i % len(targets)
+            tasks.append(asyncio.ensure_future(post(https[turn], targets[turn].raw_path_qs, wamid, body, headers)))
         end = time.monotonic()
         await asyncio.gather(*tasks)
     return start, end, posted, answers
