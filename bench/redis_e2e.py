@@ -54,6 +54,7 @@ from bench.bench_e2e import (
 from bench.harness import REPEAT, Comparison, Report, header, scaled
 from sluiceway.engine.redis_broker import DEFAULT_PARTITIONS
 from sluiceway.http import HttpClient, HttpError
+from sluiceway.whatsapp.redis_limits import DEFAULT_HOLD, scheduled_emission
 
 #: The emulator's tier (messages/s) the nodes share.
 CAP = 1000
@@ -274,6 +275,9 @@ def e2e_rows(report: Report, url: str, *, quick: bool = False) -> None:
                 samples_theirs=[s * 1000 for s in one[q]],
             )
         )
+    # The most the shared limits hand out: slots 1 / (cap / (1 + hold)) apart, whatever the nodes' CPU.
+    ceiling = 1_000_000 / scheduled_emission(CAP, DEFAULT_HOLD) / CAP
+    report.figure(f"e2e: the Redis limits' slot rate, share of the {CAP} mps cap", ceiling)
     for nodes in NODE_COUNTS:
         report.figure(f"e2e, {nodes} node(s): offered at {SATURATION:g} x, msg/s (median)", med[nodes]["offered"])
         report.figure(
