@@ -15,7 +15,17 @@ the replies sent twice (must be 0) in both runs. Each message comes from a tenan
 
 The machinery (Meta's side in two processes, the load generator, the Sheets emulator, the
 measurements) is ``bench e2e``'s. Not a module of its own in ``python -m bench``: ``bench redis``
-runs it (``e2e_rows``) on its Redis server.
+runs it (``e2e_rows``) on its Redis server. The emulator posts its status webhooks (two per reply)
+to the first node only: it has one webhook URL.
+
+What this 2-core machine can show: that the shared limits keep two nodes on one number under its
+cap (no 130429, no 131056), that no reply goes out twice, and how much of the cap the pair uses
+when the CPU allows. What it cannot: both nodes, Redis, the emulator and the tenants share the two
+cores, so a share below the limits' own ceiling is CPU (one node's supervisor binds well below
+the cap here; two supervisors get further), not what two machines would do; and the ceiling
+itself: the Redis limits hand out slots at ``cap / (1 + hold)`` (97.5% of 1,000 mps with
+``hold`` = 25 ms, the figure ``e2e: the Redis limits' slot rate``), so the 99% target cannot be
+met by this design on any machine (see ``sluiceway.whatsapp.redis_limits``).
 """
 
 from __future__ import annotations
