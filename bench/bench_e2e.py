@@ -155,6 +155,8 @@ class Run:
     shed_answer_p99: float
     #: Replies beyond the first to the same message.
     duplicates: int
+    #: The emulator's rate-limit answers (130429 throughput, 131056 pair rate) during the run.
+    rate_limited: int = 0
 
 
 class _Traffic:
@@ -179,10 +181,15 @@ class _Traffic:
     async def set_webhook(self, url: str) -> None:
         await self._api.call("webhook", url)
 
-    async def offer(self, url: str, rate: float, seconds: float, tag: str) -> Run:
-        """Post ``rate`` signed messages/s for ``seconds`` (open loop); return what came of them."""
+    async def offer(
+        self, url: str | list[str], rate: float, seconds: float, tag: str, tenants: int = TENANTS, first_tenant: int = 0
+    ) -> Run:
+        """Post ``rate`` signed messages/s for ``seconds`` (open loop); return what came of them.
+
+        ``url``, ``tenants`` and ``first_tenant``: as :func:`offer`'s."""
         first = await self._api.call("count")
-        start, end, posted, answers = await self._tenants.call("offer", url, rate, seconds, tag)
+        limited = await self._api.call("rate_limited")
+        start, end, posted, answers = await self._tenants.call("offer", url, rate, seconds, tag, tenants, first_tenant)
         # A 503'd message gets no reply; one whose post got no answer may still get one.
         expected = sum(1 for status, _ in answers.values() if status in (200, 0))
         records: list[tuple[float, str]] = await self._api.call("replies", first, expected)
@@ -197,6 +204,7 @@ class _Traffic:
             shed=len(shed),
             shed_answer_p99=_quantile(sorted(shed), 0.99) if shed else 0.0,
             duplicates=sum(count - 1 for count in replies.values() if count > 1),
+            rate_limited=await self._api.call("rate_limited") - limited,
         )
 
     async def __aexit__(self, *exc: object) -> None:
@@ -216,6 +224,8 @@ def _emulator_main(pipe: Any, cap: int, secret: str) -> None:
             api.webhook_url = args[0]
         elif command == "count":
             return len(api.accepted)
+        elif command == "rate_limited":
+            return api.answers[130429] + api.answers[131056]
         elif command == "replies":
             # Let the replies in flight land (bounded, and given up after 5 s without a new one),
             # then report (time accepted, inbound wamid).

@@ -10,16 +10,22 @@ Rows, each a median of ``REPEAT`` runs on one private redis-server (AOF everysec
 - at 1,000 msg/s offered: p99 from accept to handler result (issue target <= 10 ms) and Redis round
   trips per message (requests the node's client wrote, a pipeline counting once, leases, heartbeats
   and idle reads included; issue target <= 1.5); round trips and commands per message at saturation;
-- one vs two vs three node processes (2 workers each), fed from this process.
+- one vs two vs three node processes (2 workers each), fed from this process;
+- end to end (``bench/redis_e2e.py``): two ``sluiceway run --redis`` nodes sharing one number's
+  1,000 mps cap at the WhatsApp emulator, beside one node (issue target: >= 99% of the cap, 0
+  rate-limit answers).
 
 On this 2-core machine the nodes share the same two cores with Redis and the producer, so more
 nodes cannot add throughput here: the node rows show the cost of coordination, not scaling.
 Rows are functions of ``(report, url)`` in ``ROWS`` so that other parts (the rate-limit rows) can
-be added. Writes ``bench/results/redis.json`` (not with ``--quick``).
+be added; ``--only PART`` (repeatable: ``throughput``, ``latency``, ``round_trip``, ``node``,
+``memory``, ``e2e``) runs some, their rows replacing theirs in ``bench/results/redis.json`` and the
+others kept. Writes that file (not with ``--quick``).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib
 import os
@@ -34,7 +40,8 @@ from typing import Any
 import redis
 import uvloop
 
-from bench.harness import REPEAT, Comparison, Report, header, scaled
+from bench import redis_e2e
+from bench.harness import REPEAT, Comparison, Report, header, scaled, write_merged
 from sluiceway.engine import MessageParallelizer, ParallelizerConfig
 from sluiceway.engine.redis_broker import RedisBroker
 from sluiceway.testing.redis_server import RedisServer
@@ -392,18 +399,42 @@ def _serve_node(url: str, namespace: str, handler: str) -> None:
     uvloop.run(run())
 
 
+def e2e_rows(report: Report, url: str) -> None:
+    redis_e2e.e2e_rows(report, url, quick=QUICK)
+
+
 #: The rows, in order; each takes the report and the Redis URL.
-ROWS: list[Callable[[Report, str], None]] = [throughput_rows, latency_rows, round_trip_rows, node_rows, memory_rows]
+ROWS: list[Callable[[Report, str], None]] = [
+    throughput_rows,
+    latency_rows,
+    round_trip_rows,
+    node_rows,
+    memory_rows,
+    e2e_rows,
+]
+#: ``--only``'s names of the rows.
+PARTS = {row.__name__.removesuffix("_rows"): row for row in ROWS}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench redis", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run under 2 minutes; no results written")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(PARTS),
+        help="run only this part (repeatable); its rows replace theirs in redis.json, the others are kept",
+    )
+    args = parser.parse_args(argv or [])
     report = Report("redis")
     with RedisServer(appendonly=True, appendfsync="everysec") as server:
-        for row in ROWS:
+        for name in args.only or PARTS:
             redis.Redis.from_url(server.url).flushall()
-            row(report, server.url)
+            PARTS[name](report, server.url)
     if QUICK:  # a smoke run's small sizes are not results
         print("--quick: bench/results/redis.json not written")
+    elif args.only:
+        write_merged(report)
     else:
         report.write()
 
@@ -413,4 +444,4 @@ if __name__ == "__main__":
         at = sys.argv.index("--node")
         _serve_node(sys.argv[at + 1], sys.argv[at + 2], sys.argv[at + 3])
     else:
-        main()
+        main(sys.argv[1:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import Iterator
 
@@ -134,6 +135,74 @@ def test_pair_tokens_are_spaced_a_window_plus_their_hold_apart_and_penalties_add
         else:
             assert int(reply[5]) == 0
             tat[recipient] = now + spacing
+
+
+@settings(max_examples=40)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 8_000_000), st.sampled_from("ab"), st.sampled_from(["ask", "hand back", "penalize"])),
+        max_size=40,
+    )
+)
+def test_a_pair_token_handed_back_unspent_is_granted_again_and_spent_tokens_stay_a_spacing_apart(
+    loop: asyncio.AbstractEventLoop, client: Redis, steps: list[tuple[int, str, str]]
+) -> None:
+    """ "hand back" asks again returning the recipient's last grant unspent (a node whose permit lapsed): the
+    script undoes that grant if none came after it, and the grants that were spent stay a spacing apart."""
+    limits = RedisRateLimits(client, RateLimits.cloud_api(80), RecipientLimit(), key=uuid.uuid4().hex)
+    spacing = round((6.0 + limits.pair_hold) * MICROS)
+    key = dict.fromkeys("ab", 0)  # the model of each pair key
+    last: dict[str, int | None] = dict.fromkeys("ab")  # the key value the recipient's last grant set
+    spent: dict[str, list[int]] = {"a": [], "b": []}  # grant times of the tokens spent
+    now = 1_000 * MICROS
+    for step, recipient, action in steps:
+        now += step
+        unspent: dict[str, int] = {}
+        handed = last[recipient]
+        if action == "hand back" and handed is not None:
+            unspent = {recipient: handed}
+            spent[recipient].remove(handed - spacing)  # never spent after all
+            last[recipient] = None
+        penalize = action == "penalize"
+        reply = loop.run_until_complete(
+            limits.call(want=0, recipients=[recipient], penalized=int(penalize), unspent=unspent, now=now / MICROS)
+        )
+        tat = key[recipient] - spacing if unspent and key[recipient] == handed else key[recipient]
+        start = max(tat, now)
+        if penalize:
+            key[recipient] = start + 6 * MICROS
+        elif start > now:
+            assert int(reply[5]) == start - now
+        else:
+            assert int(reply[5]) == 0
+            key[recipient] = last[recipient] = now + spacing
+            spent[recipient].append(now)
+    for times in spent.values():
+        assert all(later - earlier >= spacing for earlier, later in itertools.pairwise(times))
+
+
+def test_a_pair_token_that_lapsed_unspent_costs_its_recipient_no_window(
+    loop: asyncio.AbstractEventLoop, client: Redis
+) -> None:
+    """A node too slow to spend a pair token within ``pair_hold`` hands it back: the recipient's send goes
+    out on the next round trip instead of a window later."""
+
+    async def scenario() -> None:
+        now = [asyncio.get_running_loop().time()]
+        limits = RedisRateLimits(
+            client, RateLimits.cloud_api(1000), RecipientLimit(), key=uuid.uuid4().hex, clock=lambda: now[0]
+        )
+        assert not limits.take_recipient("r1", now[0])  # asked for, with a batch of global tokens
+        await _until(lambda: limits.granted > 0)
+        now[0] += 1.0  # the permit lapsed unspent
+        assert not limits.take_recipient("r1", now[0])
+        await _until(lambda: limits.take_recipient("r1", now[0]))
+        assert limits.round_trips == 2
+        assert not limits.take_recipient("r1", now[0])  # that one was spent: the next waits a window
+        await _until(lambda: limits.recipient_wait("r1", now[0]) > 1.0)
+        await limits.aclose()
+
+    loop.run_until_complete(scenario())
 
 
 def test_a_throughput_error_on_one_node_stops_every_node_for_the_throttle_hold(

@@ -22,7 +22,10 @@ and the hold within the count.
 **The pair rate** spaces one recipient's tokens ``(window + pair_hold) / limit`` apart; a pair
 token lapses ``pair_hold`` (the horizon plus the hold) after its request. A node asks for
 the pair tokens of the recipients next in line, as many as the global tokens it holds, in
-the same call as its global tokens, so one round trip serves several sends.
+the same call as its global tokens, so one round trip serves several sends. A pair token that
+lapses unspent (the node was slower than ``pair_hold``) is handed back with the recipient's next
+request: if no token was granted for that recipient since, the key goes back to where the grant
+found it, so the recipient waits for no window that no send used.
 
 If Redis cannot be reached nothing is granted: senders wait, a limit is never exceeded.
 A 130429 (throughput) answer sets a shared *hold until* that stops every node for
@@ -37,7 +40,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sluiceway.whatsapp.config import RateLimits, RecipientLimit
@@ -71,7 +74,8 @@ _MICROS = 1_000_000
 
 #: KEYS: [hold, per_second, policed_1..policed_m, pair_1..pair_p]
 #: ARGV: [now_us or "" (Redis TIME), want, emission, horizon, m, T_1, tau_1, ..., T_m, tau_m,
-#:        pair_T, pair_ttl_ms, throttle_us, penalty_us, a 0/1 "penalize" flag per pair key]
+#:        pair_T, pair_ttl_ms, throttle_us, penalty_us, a flag per pair key: "0" ask, "1" penalize,
+#:        "r<tat_us>" ask, handing back an unspent token that set the key to tat_us]
 #: Returns: [granted, global_wait_us, now_us, first_slot_us, emission_us, pair wait_us per pair key (0 = granted)]
 #: All times are integer microseconds: exact in Lua's doubles and in Redis's integer replies
 #: (stored with %.0f: Lua would print a big number in %.14g and lose digits).
@@ -136,10 +140,14 @@ end
 local out = {granted, wait, now, first, emission}
 local pairs_at = m + 3
 for j = pairs_at, #KEYS do
+  local flag = ARGV[base + 4 + j - pairs_at]
   local tat = tonumber(redis.call('GET', KEYS[j]) or '0')
+  -- The caller never spent the token that set the key to this value, and none was granted since:
+  -- undo that grant (its TAT minus one emission is where it found the key, at most its grant time).
+  if string.sub(flag, 1, 1) == 'r' and tat == tonumber(string.sub(flag, 2)) then tat = tat - pair_t end
   if tat < now then tat = now end
   local pw = 0
-  if ARGV[base + 4 + j - pairs_at] == '1' then
+  if flag == '1' then
     tat = tat + penalty
     put(KEYS[j], tat, (tat - now) / 1000 + pair_ttl)
     pw = -1
@@ -234,7 +242,10 @@ class RedisRateLimits:
         # The tokens this node holds, in slot order: (local time it may be spent, local time it lapses).
         self._tokens: deque[tuple[float, float]] = deque()
         self._global_blocked_until = -math.inf  # Redis said wait (or it is down): do not ask before this
-        self._permits: dict[str, float] = {}  # recipient -> local time its pair token lapses
+        # recipient -> (local time its pair token lapses, the value the grant set its key to, µs)
+        self._permits: dict[str, tuple[float, int]] = {}
+        # recipient -> (key value of a pair token that lapsed unspent, local time handing it back stops mattering)
+        self._unspent: dict[str, tuple[int, float]] = {}
         self._held: dict[str, float] = {}  # recipient -> local time Redis said to ask again
         self._wanted: set[str] = set()
         self._asking: set[str] = set()  # pair tokens in the reservation in flight
@@ -283,9 +294,11 @@ class RedisRateLimits:
         return True
 
     def take_recipient(self, recipient: str, now: float) -> bool:
-        until = self._permits.pop(recipient, None)
-        if until is not None and now < until:
-            return True
+        permit = self._permits.pop(recipient, None)
+        if permit is not None:
+            if now < permit[0]:
+                return True
+            self._lapsed(recipient, permit, now)
         held = self._held.get(recipient)
         if held is not None:
             if now < held:
@@ -301,10 +314,12 @@ class RedisRateLimits:
         and being topped up. The call waits for a few of them (or for a global top-up) unless nothing is held."""
         now = self._clock()
         permits = self._permits
-        for lapsed in [recipient for recipient, until in permits.items() if until <= now]:
-            del permits[lapsed]
+        for lapsed in [recipient for recipient, (until, _) in permits.items() if until <= now]:
+            self._lapsed(lapsed, permits.pop(lapsed), now)
         if len(self._held) > MAX_HELD:  # recipients that never came back: forget their expired holds
             self._held = {recipient: until for recipient, until in self._held.items() if until > now}
+        if len(self._unspent) > MAX_HELD:
+            self._unspent = {recipient: u for recipient, u in self._unspent.items() if u[1] > now}
         short = len(self._tokens) * 2 <= self.batch
         wanted = min(len(self._tokens) + (self.batch if short else 0), self._pair_budget)
         room = wanted - len(permits) - len(self._wanted) - len(self._asking)
@@ -318,6 +333,11 @@ class RedisRateLimits:
                     break
         if short or not permits or len(self._wanted) * 2 >= self.batch:
             self._kick()
+
+    def _lapsed(self, recipient: str, permit: tuple[float, int], now: float) -> None:
+        """``recipient``'s pair token lapsed unspent: hand it back with its next request. Past the token's
+        own window that no longer matters (the key has moved on or expired)."""
+        self._unspent[recipient] = (permit[1], now + self._pair_emission / _MICROS)
 
     def recipient_wait(self, recipient: str, now: float) -> float:
         """Seconds Redis said ``recipient`` must wait; 0 while its pair token is asked for (it keeps its place)."""
@@ -377,6 +397,7 @@ class RedisRateLimits:
     async def _reserve(self, need_global: bool) -> None:
         recipients = list(self._wanted)
         penalized = list(self._penalized)
+        unspent = {r: self._unspent.pop(r)[0] for r in recipients if r in self._unspent}
         throttled = self._throttled
         self._asking = set(recipients)
         self._wanted.clear()
@@ -389,9 +410,12 @@ class RedisRateLimits:
                 recipients=recipients + penalized,
                 penalized=len(penalized),
                 throttle=throttled,
+                unspent=unspent,
             )
         except Exception as exc:  # no answer: nothing granted, every node waits
             self._asking = set()
+            lapses = self._clock() + self._pair_emission / _MICROS
+            self._unspent.update({r: (tat, lapses) for r, tat in unspent.items()})
             self._wanted.update(recipients)
             self._penalized.update(penalized)
             self._throttled = self._throttled or throttled
@@ -426,10 +450,11 @@ class RedisRateLimits:
         elif need_global:
             self._global_blocked_until = now + wait_us / _MICROS
         lapse = asked + self.pair_hold
+        granted_tat = int(reply[2]) + self._pair_emission  # what the script set a granted key to
         for recipient, pair_wait in zip(recipients, reply[5:], strict=False):
             pair_wait = int(pair_wait)
             if pair_wait == 0:
-                self._permits[recipient] = lapse
+                self._permits[recipient] = (lapse, granted_tat)
             else:
                 self._held[recipient] = now + pair_wait / _MICROS
         if self._wanted or self._penalized or self._throttled:
@@ -437,10 +462,18 @@ class RedisRateLimits:
             self._kick()
 
     async def call(
-        self, *, want: int, recipients: list[str], penalized: int = 0, throttle: bool = False, now: float | None = None
+        self,
+        *,
+        want: int,
+        recipients: list[str],
+        penalized: int = 0,
+        throttle: bool = False,
+        unspent: Mapping[str, int] | None = None,
+        now: float | None = None,
     ) -> list[Any]:
         """One run of the script: ``want`` global tokens and a pair token for each of ``recipients``
-        (the last ``penalized`` of them are pushed a window on instead). ``now`` (seconds) replaces
+        (the last ``penalized`` of them are pushed a window on instead; ``unspent`` hands back, per
+        recipient, a pair token never spent, by the value its grant set the key to). ``now`` (seconds) replaces
         Redis's clock, for tests. Returns ``[granted, global_wait_us, now_us, first_slot_us, emission_us,
         pair_wait_us...]``, the first slot as an offset from ``now_us``."""
         keys = [f"{self._key}:hold", f"{self._key}:per-second"]
@@ -453,7 +486,9 @@ class RedisRateLimits:
         pair_ttl_ms = 1000
         throttle_us = round(self._throttle_hold * _MICROS) if throttle else 0
         args += [self._pair_emission, pair_ttl_ms, throttle_us, round(self._pair_window * _MICROS)]
-        args += ["0"] * (len(recipients) - penalized) + ["1"] * penalized
+        unspent = unspent or {}
+        asked = recipients[: len(recipients) - penalized]
+        args += [f"r{unspent[r]}" if r in unspent else "0" for r in asked] + ["1"] * penalized
         self.round_trips += 1
         reply: list[Any] = await self._script(keys=keys, args=args)
         return reply
