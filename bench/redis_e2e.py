@@ -146,14 +146,18 @@ class _Node:
         return self.log.read_text(errors="replace")[-2000:]
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 async def _partitions_shared(redis_url: str, namespace: str, nodes: int) -> bool:
     """Whether every partition's lease is held and ``nodes`` nodes hold them (the broker's lease keys)."""
     client = redis.asyncio.Redis.from_url(redis_url)
     try:
-        leases: list[bytes | None] = await client.mget([f"{namespace}:lease:{p}" for p in range(DEFAULT_PARTITIONS)])
+        leases = await client.mget([f"{namespace}:lease:{p}" for p in range(DEFAULT_PARTITIONS)])
     finally:
         await client.aclose()
-    holders = {lease.decode().rpartition(":")[0] for lease in leases if lease is not None}
+    holders = {_text(lease).rpartition(":")[0] for lease in leases if lease is not None}
     return None not in leases and len(holders) == nodes
 
 
