@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 from sluiceway.testing.redis_server import RedisServer
 from sluiceway.testing.whatsapp_emulator import WhatsAppEmulator
+from sluiceway.whatsapp.redis_limits import DEFAULT_HOLD
 
 NODE = Path(__file__).with_name("shared_sender_node.py")
 CAP = 200
@@ -51,9 +53,10 @@ def test_three_senders_use_the_cap_and_never_get_a_rate_limit_answer(shared_redi
     api, counters, start_at, stop_at = asyncio.run(scenario())
     assert api.answers[130429] == 0 and api.answers[131056] == 0
     sent = sorted(a.at for a in api.accepted)
-    # Never more than the cap in any one second of arrival time.
+    # Slots keep under the cap per second of Redis's clock and each send leaves within `hold` of its
+    # slot, so a second of arrivals holds at most cap * (1 + hold) (the documented bound).
     busiest = max(sum(1 for t in sent[i:] if t < start + 1.0) for i, start in enumerate(sent))
-    assert busiest <= CAP
+    assert busiest <= math.floor(CAP * (1 + DEFAULT_HOLD)), f"busiest second {busiest}"
     # The cap is used: from half a second in (every node sending) to the stop.
     measured = [t for t in sent if start_at + 0.5 <= t < stop_at]
     used = len(measured) / ((stop_at - start_at - 0.5) * CAP)
