@@ -12,9 +12,9 @@ a synchronous google-api-python-client Sheets read, then an awaited send):
   reply latency of the messages it accepted while tenants offer 1, 2 and 4 × that capacity with
   the default ``shed_after``; goodput is compared with the peak, the most replies/s the node
   reached in the search or in any of these runs. Load shedding answers the excess 503 (the tenants here do not
-  re-post, as Meta would later). Targets (issue 14, which sets them at about twice the capacity):
-  at 2 ×, goodput ≥ 0.8 × the peak and p99 ≤ 2 s; 4 × is reported against the same figures
-  without a target; the share of 503s, how fast they come and the replies sent twice are figures.
+  re-post, as Meta would later). Targets (issue 14 sets them at about twice the capacity; 4 × is
+  held to the same): goodput ≥ 0.8 × the peak and p99 ≤ 2 s; the share of 503s, how fast they
+  come and the replies sent twice are figures.
 
 ``python -m bench e2e --only overload`` (or ``--only tiers``) runs one part; its rows replace
 theirs in ``e2e.json`` and the other rows are kept.
@@ -531,7 +531,7 @@ async def _overload(report: Report) -> None:
                 statistics.median(goodput),
                 peak,
                 "replies/s",
-                target=TARGET_GOODPUT if load == 2 else None,
+                target=TARGET_GOODPUT if load > 1 else None,
                 samples_ours=goodput,
             )
         )
@@ -543,7 +543,7 @@ async def _overload(report: Report) -> None:
                 TARGET_OVERLOAD_P99 * 1000,
                 "ms",
                 higher_is_better=False,
-                target=1.0 if load == 2 else None,
+                target=1.0 if load > 1 else None,
                 samples_ours=p99,
             )
         )
