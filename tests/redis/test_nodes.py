@@ -159,6 +159,21 @@ async def _all_replied(api: WhatsAppEmulator, answered: list[str]) -> bool:
     return set(answered) <= set(_replies(api))
 
 
+async def start_and_deliver(
+    nodes: list[Node], session: aiohttp.ClientSession, tenants: list[str], per_tenant: int
+) -> list[str]:
+    """Start ``nodes``, wait until they share the partitions, then deliver ``per_tenant`` messages of
+    each tenant spread over them (see ``_deliver``); return the wamids answered 200."""
+    await asyncio.gather(*(node.start(session) for node in nodes))
+    await wait_for(lambda: _nodes_share_partitions(nodes, session), "every node to hold partitions")
+    answered: list[str] = []
+    turn = itertools.count()
+    await asyncio.wait_for(
+        asyncio.gather(*(_deliver(nodes, turn, session, t, per_tenant, answered) for t in tenants)), WAIT
+    )
+    return answered
+
+
 async def _nodes_share_partitions(nodes: list[Node], session: aiohttp.ClientSession) -> bool:
     statuses = [await node.status(session) for node in nodes if node.alive]
     if not all(statuses):
@@ -182,14 +197,8 @@ def test_nodes_answer_every_message_exactly_once_in_each_senders_order(
             nodes = [Node(api, redis_server.url, tmp_path / f"node{i}") for i in range(node_count)]
             api.webhook_url = nodes[0].webhook
             try:
-                await asyncio.gather(*(node.start(session) for node in nodes))
-                await wait_for(lambda: _nodes_share_partitions(nodes, session), "every node to hold partitions")
-                answered: list[str] = []
-                turn = itertools.count()
                 names = [f"1555100{i:04d}" for i in range(tenants)]
-                await asyncio.wait_for(
-                    asyncio.gather(*(_deliver(nodes, turn, session, t, per_tenant, answered) for t in names)), WAIT
-                )
+                answered = await start_and_deliver(nodes, session, names, per_tenant)
                 await wait_for(lambda: _all_replied(api, answered), "a reply to every answered message")
                 statuses = [await node.status(session) for node in nodes]
             finally:

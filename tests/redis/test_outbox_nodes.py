@@ -41,6 +41,7 @@ from test_nodes import (
     _first_reply_order,
     _nodes_share_partitions,
     _replies,
+    start_and_deliver,
     wait_for,
 )
 
@@ -87,14 +88,8 @@ def test_a_dead_nodes_unsent_replies_are_sent_by_the_others_in_each_tenants_orde
             victim.env["SLUICEWAY_REDIS_NODE"] = "node-a"
             api.webhook_url = survivor.webhook
             try:
-                await asyncio.gather(*(node.start(session) for node in nodes))
-                await wait_for(lambda: _nodes_share_partitions(nodes, session), "every node to hold partitions")
-                answered: list[str] = []
-                turn = itertools.count()
                 names = [f"1555400{i:04d}" for i in range(tenants)]
-                await asyncio.wait_for(
-                    asyncio.gather(*(_deliver(nodes, turn, session, t, before, answered) for t in names)), WAIT
-                )
+                answered = await start_and_deliver(nodes, session, names, before)
                 await wait_for(lambda: _probe(lambda: _all_acked(client)), "every message acked")
                 held = _unsent(client, "node-a")
                 assert held, "the victim holds no unsent reply: nothing to adopt (the sender's pacing should hold some)"
@@ -162,14 +157,8 @@ def test_a_node_restarted_under_its_name_sends_its_own_unsent_replies_once(
             victim.env["SLUICEWAY_REDIS_NODE"] = "node-a"
             api.webhook_url = other.webhook
             try:
-                await asyncio.gather(*(node.start(session) for node in nodes))
-                await wait_for(lambda: _nodes_share_partitions(nodes, session), "every node to hold partitions")
-                answered: list[str] = []
-                turn = itertools.count()
                 names = [f"1555500{i:04d}" for i in range(tenants)]
-                await asyncio.wait_for(
-                    asyncio.gather(*(_deliver(nodes, turn, session, t, per_tenant, answered) for t in names)), WAIT
-                )
+                answered = await start_and_deliver(nodes, session, names, per_tenant)
                 await wait_for(lambda: _probe(lambda: _all_acked(client)), "every message acked")
                 assert _unsent(client, "node-a"), "the victim holds no unsent reply (the sender's pacing should)"
                 await victim.kill()
