@@ -103,10 +103,17 @@ class Node:
         await self.process.wait()
 
     async def stop(self) -> None:
+        """SIGTERM, as a deploy stops a node; one that has not exited within ``WAIT`` s fails the test
+        and is killed (its process group with it), so no failed run leaves a node behind."""
         if self.alive:
             assert self.process is not None
             os.killpg(self.process.pid, signal.SIGTERM)
-            await asyncio.wait_for(self.process.wait(), WAIT)
+            try:
+                await asyncio.wait_for(self.process.wait(), WAIT)
+            except TimeoutError:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                await self.process.wait()
+                raise AssertionError(f"the node on port {self.port} did not stop within {WAIT} s of SIGTERM") from None
 
 
 async def wait_for(probe: Any, what: str, still_possible: Any = lambda: True) -> Any:

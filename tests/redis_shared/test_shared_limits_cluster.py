@@ -1,4 +1,4 @@
-"""Three sender processes share one number's cap through Redis, against the WhatsApp emulator's own limits."""
+"""Sender processes share one number's cap through Redis, against the WhatsApp emulator's own limits."""
 
 from __future__ import annotations
 
@@ -9,19 +9,24 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from sluiceway.testing.redis_server import RedisServer
 from sluiceway.testing.whatsapp_emulator import WhatsAppEmulator
 from sluiceway.whatsapp.redis_limits import DEFAULT_HOLD
 
 NODE = Path(__file__).with_name("shared_sender_node.py")
-CAP = 200
-NODES = 3
 RUN = 3.0
 
 
-def test_three_senders_use_the_cap_and_never_get_a_rate_limit_answer(shared_redis: RedisServer) -> None:
+# Three senders share a cap; one sender alone must reach a 1,000 mps cap (its reservations once
+# held it to 790/s).
+@pytest.mark.parametrize(("senders", "cap"), [(3, 200), (1, 1000)])
+def test_senders_use_the_cap_and_never_get_a_rate_limit_answer(
+    shared_redis: RedisServer, senders: int, cap: int
+) -> None:
     async def scenario() -> tuple[WhatsAppEmulator, list[dict[str, int]], float, float]:
-        async with WhatsAppEmulator(throughput=CAP, pair_limit=1, pair_window=6.0) as api:
+        async with WhatsAppEmulator(throughput=cap, pair_limit=1, pair_window=6.0) as api:
             start_at = time.monotonic() + 3.0  # every node has started and connected by then
             stop_at = start_at + RUN
             nodes = [
@@ -32,19 +37,19 @@ def test_three_senders_use_the_cap_and_never_get_a_rate_limit_answer(shared_redi
                         {
                             "redis_url": shared_redis.url,
                             "key": "cluster-test:limits",
-                            "cap": CAP,
+                            "cap": cap,
                             "base_url": api.base_url,
                             "phone_number_id": api.phone_number_id,
                             "token": api.access_token,
                             "start_at": start_at,
                             "stop_at": stop_at,
-                            "messages": CAP * 4,
+                            "messages": cap * 4,
                             "prefix": f"1555{n}",
                         }
                     ),
                     stdout=asyncio.subprocess.PIPE,
                 )
-                for n in range(NODES)
+                for n in range(senders)
             ]
             outputs = [await node.communicate() for node in nodes]
             assert all(node.returncode == 0 for node in nodes)
@@ -56,10 +61,10 @@ def test_three_senders_use_the_cap_and_never_get_a_rate_limit_answer(shared_redi
     # Slots keep under the cap per second of Redis's clock and each send leaves within `hold` of its
     # slot, so a second of arrivals holds at most cap * (1 + hold) (the documented bound).
     busiest = max(sum(1 for t in sent[i:] if t < start + 1.0) for i, start in enumerate(sent))
-    assert busiest <= math.floor(CAP * (1 + DEFAULT_HOLD)), f"busiest second {busiest}"
+    assert busiest <= math.floor(cap * (1 + DEFAULT_HOLD)), f"busiest second {busiest}"
     # The cap is used: from half a second in (every node sending) to the stop.
     measured = [t for t in sent if start_at + 0.5 <= t < stop_at]
-    used = len(measured) / ((stop_at - start_at - 0.5) * CAP)
+    used = len(measured) / ((stop_at - start_at - 0.5) * cap)
     assert used >= 0.95, f"used {used:.1%} of the cap; counters {counters}"
     granted = sum(c["granted"] for c in counters)
     assert sum(c["round_trips"] for c in counters) * 2 <= granted  # a round trip serves several sends

@@ -55,10 +55,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sluiceway.whatsapp")
 
-#: A reservation covers about this many seconds of the rate: one round of the cloud_api preset.
-BATCH_SECONDS = 0.02
-#: Never more than this many global tokens in one reservation.
-MAX_BATCH = 16
+#: A reservation covers about this many seconds of the rate: two rounds of the cloud_api preset. A
+#: round spends at most what one reservation brought, so one round's worth capped a lone node below
+#: the rate (with 0.02 s and at most 16 tokens: 790 of 1,000 mps).
+BATCH_SECONDS = 0.04
+#: Never more than this many global tokens in one reservation (a node's share of the horizon).
+MAX_BATCH = 64
 #: Slots are handed out at most this many batches ahead of Redis's clock: room for several nodes to
 #: each get a whole batch per call (a send may wait up to that long for its slot at full load).
 HORIZON_BATCHES = 6
