@@ -16,11 +16,13 @@ replies a node holds at its kill are all in Redis, under its name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -77,51 +79,63 @@ def test_a_dead_nodes_unsent_replies_are_sent_by_the_others_in_each_tenants_orde
 ) -> None:
     tenants, before, after = 12, 3, 1
     client = redis.Redis.from_url(redis_server.url)
+    names = [f"1555400{i:04d}" for i in range(tenants)]
 
     async def scenario() -> None:
-        async with (
-            WhatsAppEmulator(throughput=1000.0, pair_limit=1000, pair_window=1.0, app_secret=SECRET) as api,
-            aiohttp.ClientSession() as session,
-        ):
-            nodes = [Node(api, redis_server.url, tmp_path / f"node{i}", CLAIM_TIMEOUT) for i in range(2)]
-            victim, survivor = nodes
-            victim.env["SLUICEWAY_REDIS_NODE"] = "node-a"
-            api.webhook_url = survivor.webhook
-            try:
-                names = [f"1555400{i:04d}" for i in range(tenants)]
-                answered = await start_and_deliver(nodes, session, names, before)
-                await wait_for(lambda: _probe(lambda: _all_acked(client)), "every message acked")
-                held = _unsent(client, "node-a")
-                assert held, "the victim holds no unsent reply: nothing to adopt (the sender's pacing should hold some)"
-                await victim.kill()
-                killed_at = asyncio.get_running_loop().time()
-                # The tenants' next messages, answered by the survivor while the victim's replies wait for it.
-                later = [f"wamid.{t}.{n}" for t in names for n in range(before, before + after)]
-                for tenant in names:
-                    for n in range(before, before + after):
-                        await _post(survivor, session, tenant, n, answered)
+        hold = _victim_holding_replies(client, redis_server.url, tmp_path, CLAIM_TIMEOUT, names, before)
+        async with hold as (api, session, victim, survivor, answered):
+            held = _unsent(client, "node-a")
+            await victim.kill()
+            killed_at = asyncio.get_running_loop().time()
+            # The tenants' next messages, answered by the survivor while the victim's replies wait for it.
+            later = [f"wamid.{t}.{n}" for t in names for n in range(before, before + after)]
+            for tenant in names:
+                for n in range(before, before + after):
+                    await _post(survivor, session, tenant, n, answered)
 
-                async def adopted() -> Any:
-                    status = await survivor.status(session)
-                    return status if status is not None and status["adopted_replies"] else None
-
-                await wait_for(adopted, "the survivor to adopt the dead node's replies")
-                adopted_after = asyncio.get_running_loop().time() - killed_at
-                await wait_for(lambda: _probe(lambda: set(answered) <= set(_replies(api))), "every reply")
+            async def adopted() -> Any:
                 status = await survivor.status(session)
-                assert status is not None
-            finally:
-                await asyncio.gather(*(node.stop() for node in nodes))
-            assert set(later) <= set(answered)
-            _check_replies(api, answered, names, before + after, status["uncertain_resends"])
-            assert status["adopted_replies"] <= held
-            assert _unsent(client, "node-a") == 0 and not client.hexists("sluiceway:outbox:nodes", "node-a")
-            # Lease expiry, then one lease round of the survivor (a quarter of claim_timeout, at most 1 s).
-            assert adopted_after < CLAIM_TIMEOUT + 3.0, f"adopted after {adopted_after:.1f} s"
-            print(f"{status['adopted_replies']} of {held} replies adopted {adopted_after:.2f} s after the kill")
+                return status if status is not None and status["adopted_replies"] else None
+
+            await wait_for(adopted, "the survivor to adopt the dead node's replies")
+            adopted_after = asyncio.get_running_loop().time() - killed_at
+            await wait_for(lambda: _probe(lambda: set(answered) <= set(_replies(api))), "every reply")
+            status = await survivor.status(session)
+            assert status is not None
+        assert set(later) <= set(answered)
+        _check_replies(api, answered, names, before + after, status["uncertain_resends"])
+        assert status["adopted_replies"] <= held
+        assert _unsent(client, "node-a") == 0 and not client.hexists("sluiceway:outbox:nodes", "node-a")
+        # Lease expiry, then one lease round of the survivor (a quarter of claim_timeout, at most 1 s).
+        assert adopted_after < CLAIM_TIMEOUT + 3.0, f"adopted after {adopted_after:.1f} s"
+        print(f"{status['adopted_replies']} of {held} replies adopted {adopted_after:.2f} s after the kill")
 
     asyncio.run(scenario())
     client.close()
+
+
+@contextlib.asynccontextmanager
+async def _victim_holding_replies(
+    client: redis.Redis, redis_url: str, tmp_path: Path, claim_timeout: float, tenants: list[str], per_tenant: int
+) -> AsyncIterator[tuple[WhatsAppEmulator, aiohttp.ClientSession, Node, Node, list[str]]]:
+    """Two nodes, the first named ``node-a`` (the victim; status webhooks go to the other), once every
+    tenant's first ``per_tenant`` messages are answered and acked and the victim holds unsent replies.
+    Yields (api, session, victim, other, the wamids answered 200); both nodes are stopped at the end."""
+    async with (
+        WhatsAppEmulator(throughput=1000.0, pair_limit=1000, pair_window=1.0, app_secret=SECRET) as api,
+        aiohttp.ClientSession() as session,
+    ):
+        nodes = [Node(api, redis_url, tmp_path / f"node{i}", claim_timeout) for i in range(2)]
+        victim, other = nodes
+        victim.env["SLUICEWAY_REDIS_NODE"] = "node-a"
+        api.webhook_url = other.webhook
+        try:
+            answered = await start_and_deliver(nodes, session, tenants, per_tenant)
+            await wait_for(lambda: _probe(lambda: _all_acked(client)), "every message acked")
+            assert _unsent(client, "node-a"), "the victim holds no unsent reply (the sender's pacing should)"
+            yield api, session, victim, other, answered
+        finally:
+            await asyncio.gather(*(node.stop() for node in nodes))
 
 
 async def _post(node: Node, session: aiohttp.ClientSession, tenant: str, n: int, answered: list[str]) -> None:
@@ -146,33 +160,19 @@ def test_a_node_restarted_under_its_name_sends_its_own_unsent_replies_once(
     # Long: the restart must come back before the other node could adopt anything.
     claim_timeout = 30.0
     client = redis.Redis.from_url(redis_server.url)
+    names = [f"1555500{i:04d}" for i in range(tenants)]
 
     async def scenario() -> None:
-        async with (
-            WhatsAppEmulator(throughput=1000.0, pair_limit=1000, pair_window=1.0, app_secret=SECRET) as api,
-            aiohttp.ClientSession() as session,
-        ):
-            nodes = [Node(api, redis_server.url, tmp_path / f"node{i}", claim_timeout) for i in range(2)]
-            victim, other = nodes
-            victim.env["SLUICEWAY_REDIS_NODE"] = "node-a"
-            api.webhook_url = other.webhook
-            try:
-                names = [f"1555500{i:04d}" for i in range(tenants)]
-                answered = await start_and_deliver(nodes, session, names, per_tenant)
-                await wait_for(lambda: _probe(lambda: _all_acked(client)), "every message acked")
-                assert _unsent(client, "node-a"), "the victim holds no unsent reply (the sender's pacing should)"
-                await victim.kill()
-                await victim.start(session)
-                await wait_for(lambda: _probe(lambda: set(answered) <= set(_replies(api))), "every reply")
-                restarted, survivor = await victim.status(session), await other.status(session)
-                assert restarted is not None and survivor is not None
-            finally:
-                await asyncio.gather(*(node.stop() for node in nodes))
-            _check_replies(
-                api, answered, names, per_tenant, restarted["uncertain_resends"] + survivor["uncertain_resends"]
-            )
-            assert restarted["resent_replies"] >= 1 and survivor["adopted_replies"] == 0
-            assert _unsent(client, "node-a") == 0
+        hold = _victim_holding_replies(client, redis_server.url, tmp_path, claim_timeout, names, per_tenant)
+        async with hold as (api, session, victim, other, answered):
+            await victim.kill()
+            await victim.start(session)
+            await wait_for(lambda: _probe(lambda: set(answered) <= set(_replies(api))), "every reply")
+            restarted, survivor = await victim.status(session), await other.status(session)
+            assert restarted is not None and survivor is not None
+        _check_replies(api, answered, names, per_tenant, restarted["uncertain_resends"] + survivor["uncertain_resends"])
+        assert restarted["resent_replies"] >= 1 and survivor["adopted_replies"] == 0
+        assert _unsent(client, "node-a") == 0
 
     asyncio.run(scenario())
     client.close()
